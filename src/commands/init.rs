@@ -1,0 +1,113 @@
+//! `b2m init`: b2m.toml, the db folder, db.toml, changeset/ and .gitignore lines. Safe to rerun:
+//! what exists is kept.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::manifest::Manifest;
+use crate::output::Output;
+use crate::settings::{PROJECT_FILE, STATE_DIR};
+
+/// The folder name of the embedded default bucket.
+pub const DEFAULT_BUCKET_DIR: &str = ".b2m-bucket";
+
+/// What init set up.
+#[derive(Debug, Serialize)]
+pub struct Initialized {
+    /// The project root.
+    pub root: String,
+    /// The bucket.
+    pub remote: String,
+    /// Files and folders created (existing ones were kept).
+    pub created: Vec<String>,
+}
+
+fn project_file(remote: &str, endpoint: Option<&str>, region: Option<&str>) -> String {
+    let quote = |s: &str| toml_edit::Value::from(s).to_string().trim().to_string();
+    let endpoint = endpoint.map_or_else(|| "# endpoint = \"https://s3.us-west-004.backblazeb2.com\"".to_string(), |e| format!("endpoint = {}", quote(e)));
+    let region = region.map_or_else(|| "# region = \"us-west-004\"".to_string(), |r| format!("region = {}", quote(r)));
+    format!(
+        "# b2m: which bucket holds this project's databases, and where they live here.\n\
+         # Credentials come from B2M_ACCESS_KEY_ID / B2M_SECRET_ACCESS_KEY (or the AWS chain), never from this file.\n\
+         [remote]\n\
+         url = {}\n\
+         {endpoint}\n\
+         {region}\n\
+         locking = \"auto\"                  # auto | conditional | lease\n\
+         \n\
+         [paths]\n\
+         db_dir = \"db/all_dbs\"\n\
+         manifest = \"db/all_dbs/db.toml\"\n\
+         changesets = \"changeset\"\n",
+        quote(remote)
+    )
+}
+
+/// Sets up a project in `root`.
+pub fn init(root: &Path, remote: Option<String>, endpoint: Option<String>, region: Option<String>) -> Result<Initialized> {
+    let remote = remote.unwrap_or_else(|| format!("file://{}", root.join(DEFAULT_BUCKET_DIR).display()));
+    if !(remote.starts_with("s3://") || remote.starts_with("file:///")) {
+        return Err(Error::config_hint(format!("remote `{remote}` is neither `s3://bucket/prefix` nor `file:///path`"), "pass `--remote s3://bucket/prefix`"));
+    }
+    let mut created = Vec::new();
+    let make_dir = |path: PathBuf, created: &mut Vec<String>| -> Result<()> {
+        if !path.exists() {
+            std::fs::create_dir_all(&path).map_err(|e| Error::io("cannot create", &path, e))?;
+            created.push(path.display().to_string());
+        }
+        Ok(())
+    };
+    let config = root.join(PROJECT_FILE);
+    if !config.exists() {
+        fsutil::write_atomic(&config, project_file(&remote, endpoint.as_deref(), region.as_deref()).as_bytes())?;
+        created.push(config.display().to_string());
+    }
+    let db_dir = root.join("db/all_dbs");
+    make_dir(db_dir.clone(), &mut created)?;
+    let manifest = db_dir.join("db.toml");
+    if !manifest.exists() {
+        let text = format!("# The databases this server reads; b2m keeps the versions current.\n{}", Manifest::new_empty(Some(&format!("{}/", db_dir.display()))).render());
+        fsutil::write_atomic(&manifest, text.as_bytes())?;
+        created.push(manifest.display().to_string());
+    }
+    for sub in ["scripts", "dbs", "logs"] {
+        make_dir(root.join("changeset").join(sub), &mut created)?;
+    }
+    make_dir(root.join(STATE_DIR), &mut created)?;
+    if let Some(folder) = remote.strip_prefix("file://") {
+        make_dir(PathBuf::from(folder), &mut created)?;
+    }
+    let gitignore = root.join(".gitignore");
+    let existing = std::fs::read_to_string(&gitignore).unwrap_or_default();
+    let wanted = [".b2m/", ".b2m-bucket/", "changeset/dbs/", "db/all_dbs/*.db", "db/all_dbs/*.db-wal", "db/all_dbs/*.db-shm"];
+    let missing: Vec<&str> = wanted.iter().copied().filter(|line| !existing.lines().any(|l| l.trim() == *line)).collect();
+    if !missing.is_empty() {
+        let mut text = existing.clone();
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str("# b2m\n");
+        for line in missing {
+            text.push_str(line);
+            text.push('\n');
+        }
+        fsutil::write_atomic(&gitignore, text.as_bytes())?;
+    }
+    Ok(Initialized { root: root.display().to_string(), remote, created })
+}
+
+/// `b2m init`.
+pub fn run(root: &Path, remote: Option<String>, endpoint: Option<String>, region: Option<String>, out: &Output) -> Result<u8> {
+    let done = init(root, remote, endpoint, region)?;
+    out.result(&done, || {
+        let mut text = format!("b2m is set up in `{}` with the bucket `{}`\n", done.root, done.remote);
+        for path in &done.created {
+            text.push_str(&format!("  created {path}\n"));
+        }
+        text
+    });
+    Ok(0)
+}

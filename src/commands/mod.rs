@@ -1,0 +1,35 @@
+//! One file per command, thin: resolve settings, call the engine, hand the result to output.
+
+mod demo;
+mod init;
+mod status;
+mod transfer;
+
+use std::path::PathBuf;
+
+use crate::cli::{Cli, Command};
+use crate::engine::Context;
+use crate::error::{Error, Result};
+use crate::output::Output;
+use crate::settings::Settings;
+
+pub use demo::demo;
+pub use init::init;
+
+/// Runs a parsed command line; returns the exit code.
+pub fn run(cli: Cli) -> Result<u8> {
+    let out = Output::new(cli.global.json, cli.global.quiet, cli.global.verbose);
+    let start = match cli.global.directory {
+        Some(dir) => std::fs::canonicalize(&dir).map_err(|e| Error::config(format!("cannot use `-C {}`: {e}", dir.display())))?,
+        None => std::env::current_dir().map_err(|e| Error::io("cannot read", PathBuf::from("."), e))?,
+    };
+    let open = || Context::open(Settings::load(&start)?, out.clone());
+    match cli.command {
+        Command::Init { remote, endpoint, region } => init::run(&start, remote, endpoint, region, &out),
+        Command::Demo { dir } => demo::run(dir, &out),
+        Command::Status { dbs, exit_code } => status::run(&open()?, &dbs, exit_code),
+        Command::Upload { db } => transfer::upload(&open()?, &db),
+        Command::Download { db, force } => transfer::download(&open()?, &db, force),
+        Command::FetchDbToml => transfer::fetch_db_toml(&open()?),
+    }
+}

@@ -1,0 +1,171 @@
+//! Fetching a version: streamed into a temp file beside the database, verified against the
+//! recorded sha256 and `PRAGMA quick_check`, fsynced and renamed into place. The old file is
+//! removed only after db.toml names the new one; a failed download leaves it untouched.
+
+use std::io::BufWriter;
+
+use serde::Serialize;
+
+use super::Context;
+use super::remote;
+use super::status::{self, Status};
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::sqlite::db;
+use crate::sqlite::hash::HashingWriter;
+use crate::sqlite::state::Base;
+
+/// What a download did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fetched {
+    /// The stem.
+    pub name: String,
+    /// The version now local.
+    pub version: u64,
+    /// The local file.
+    pub file: String,
+    /// Bytes downloaded (0 when it was already up to date).
+    pub bytes: u64,
+    /// Where the replaced local changes were kept, with `--force`.
+    pub backup: Option<String>,
+}
+
+/// `b2m download DB [--force]`.
+pub fn download(ctx: &Context, arg: &str, force: bool) -> Result<Fetched> {
+    let local_manifest = ctx.local_manifest()?;
+    let remote = remote::read_manifest(ctx.store.as_ref())?;
+    let remote_entries = remote.as_ref().map(|m| m.manifest.entries()).unwrap_or_default();
+    let stem = super::resolve_db(arg, &local_manifest.entries(), &remote_entries)?;
+    let Some(r) = remote_entries.iter().find(|e| e.stem == stem).cloned() else {
+        return Err(Error::refused(
+            format!("`{stem}` is not in the bucket's db.toml (`{}`)", ctx.store.location()),
+            "run `b2m upload` to publish it first",
+        ));
+    };
+    let local = local_manifest.entry_for_stem(&stem);
+    let row = status::assess(ctx, &stem, local.as_ref(), Some(&r))?;
+    let mut backup = None;
+    match row.status {
+        Status::UpToDate => {
+            ctx.out.info(&format!("`{stem}` v{} is up to date", r.version));
+            return Ok(Fetched { name: stem, version: r.version, file: r.file, bytes: 0, backup: None });
+        }
+        Status::MissingLocal => {}
+        Status::OutdatedDb if !row.local_changes => {}
+        _ if !force => {
+            let why = match row.status {
+                Status::ReadyToUpload => format!("`{stem}` has local changes that are not in the bucket"),
+                Status::OutdatedDb => format!("`{stem}` has local changes and the bucket has v{}", r.version),
+                _ => format!("conflict: {}", row.detail.clone().unwrap_or_else(|| format!("`{stem}` differs from the bucket"))),
+            };
+            return Err(Error::refused(
+                format!("{why}; downloading would drop them, so nothing was changed"),
+                match row.status {
+                    Status::ReadyToUpload => "run `b2m upload` to publish them, or `b2m download --force` to drop them (a backup is kept)",
+                    _ => "run `b2m merge` to keep them, or `b2m download --force` to drop them (a backup is kept)",
+                },
+            ));
+        }
+        _ => {
+            if let Some(l) = &local {
+                let path = ctx.db_path(&l.file);
+                if path.is_file() {
+                    backup = Some(keep_backup(ctx, &path)?);
+                }
+            }
+        }
+    }
+    let meta = match row.remote_meta.clone() {
+        Some(meta) => Some(meta),
+        None => remote::read_meta(ctx.store.as_ref(), &r.file)?,
+    };
+    let meta = meta.ok_or_else(|| {
+        Error::refused(format!("the bucket has no metadata `{}`", remote::meta_key(&r.file)), "run `b2m check`; the version may be damaged")
+    })?;
+
+    // Stream into a temp file beside the database, hashing as the bytes arrive.
+    let target = ctx.db_path(&r.file);
+    std::fs::create_dir_all(&ctx.settings.db_dir).map_err(|e| Error::io("cannot create", &ctx.settings.db_dir, e))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".b2m-download-")
+        .permissions(fsutil::new_file_permissions())
+        .tempfile_in(&ctx.settings.db_dir)
+        .map_err(|e| Error::io("cannot create a temp file in", &ctx.settings.db_dir, e))?;
+    let object_key = remote::object_key(&r.file);
+    let bar = ctx.out.bytes_bar(meta.size, "download");
+    let mut sink = HashingWriter::new(BufWriter::with_capacity(fsutil::BUF_SIZE, tmp.as_file()));
+    let bytes = ctx.store.download(&object_key, &mut sink, &bar)?;
+    let (writer, sha256) = sink.finish();
+    let file = writer.into_inner().map_err(|e| Error::io("cannot write", tmp.path(), e.into_error()))?;
+    bar.finish_and_clear();
+    if sha256 != meta.sha256 || bytes != meta.size {
+        ctx.state.mark_bad_object(&object_key, &meta.sha256, &sha256)?;
+        return Err(Error::refused(
+            format!(
+                "conflict: the bucket's `{object_key}` does not match its recorded sha256 ({bytes} bytes, sha256 {}…, expected {} bytes, {}…); it was not installed",
+                &sha256[..12],
+                meta.size,
+                &meta.sha256[..meta.sha256.len().min(12)]
+            ),
+            "the object is damaged: restore it from a backup or publish a new version; local files were left as they were",
+        ));
+    }
+    file.sync_all().map_err(|e| Error::io("cannot sync", tmp.path(), e))?;
+    db::verify(tmp.path(), true)?;
+
+    // Install: no stale WAL may be applied to the new file, so its sidecars go first.
+    for sidecar in fsutil::sidecars(&target) {
+        fsutil::remove_if_exists(&sidecar)?;
+    }
+    tmp.persist(&target).map_err(|e| Error::io("cannot rename into", &target, e.error))?;
+    fsutil::sync_dir(&ctx.settings.db_dir).map_err(|e| Error::io("cannot sync", &ctx.settings.db_dir, e))?;
+    ctx.state.remember_written(&target, &sha256)?;
+    ctx.state.clear_bad_object(&object_key)?;
+    let mut manifest = ctx.local_manifest()?;
+    if manifest.entry_for_stem(&stem).map(|e| e.file) != Some(r.file.clone()) || !ctx.settings.manifest.exists() {
+        manifest.set_file(&r.key, &r.file);
+        ctx.write_local_manifest(&manifest)?;
+    }
+    ctx.state.set_base(&stem, &Base { version: r.version, sha256: sha256.clone(), local_sha256: sha256 })?;
+    // Only now that db.toml names the new file does the old one go.
+    if let Some(old) = local.filter(|l| l.file != r.file) {
+        let old_path = ctx.db_path(&old.file);
+        fsutil::remove_if_exists(&old_path)?;
+        for sidecar in fsutil::sidecars(&old_path) {
+            fsutil::remove_if_exists(&sidecar)?;
+        }
+    }
+    ctx.out.info(&format!("downloaded `{stem}` v{} → `{}`", r.version, target.display()));
+    Ok(Fetched { name: stem, version: r.version, file: r.file, bytes, backup: backup.map(|p| p.display().to_string()) })
+}
+
+/// Keeps a consistent copy of a local database before it is replaced; returns where.
+fn keep_backup(ctx: &Context, path: &std::path::Path) -> Result<std::path::PathBuf> {
+    let dir = ctx.settings.state_dir.join("backups");
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dest = dir.join(format!("{}.{}.db", name.trim_end_matches(".db"), chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")));
+    let bar = ctx.out.pages_bar("backup");
+    db::snapshot(path, &dest, &bar)?;
+    bar.finish_and_clear();
+    ctx.out.info(&format!("kept the local changes of `{name}` in `{}`", dest.display()));
+    Ok(dest)
+}
+
+/// `b2m fetch-db-toml`: the bucket's db.toml becomes the local one; the local `path` value, which
+/// belongs to this machine, is kept.
+pub fn fetch_manifest(ctx: &Context) -> Result<std::path::PathBuf> {
+    let Some(remote) = remote::read_manifest(ctx.store.as_ref())? else {
+        return Err(Error::refused(format!("the bucket `{}` has no db.toml yet", ctx.store.location()), "run `b2m upload DB` to publish a first database"));
+    };
+    let mut manifest = remote.manifest;
+    if let Some(path) = ctx.local_manifest()?.path_value() {
+        manifest.set_path_value(&path);
+    }
+    if let Some(parent) = ctx.settings.manifest.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io("cannot create", parent, e))?;
+    }
+    ctx.write_local_manifest(&manifest)?;
+    ctx.out.info(&format!("wrote the bucket's db.toml to `{}`", ctx.settings.manifest.display()));
+    Ok(ctx.settings.manifest.clone())
+}

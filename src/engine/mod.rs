@@ -1,0 +1,172 @@
+//! The rules: three-way status, the publish protocol, fetching versions, recovery after a crash.
+
+pub mod fetch;
+pub mod publish;
+pub mod remote;
+pub mod status;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use fs2::FileExt;
+
+use crate::error::{Error, Result};
+use crate::manifest::{Entry, Manifest};
+use crate::names::{DbFileName, check_db_argument};
+use crate::output::Output;
+use crate::settings::{Locking, Settings};
+use crate::sqlite::state::State;
+use crate::store::Store;
+
+/// What every engine operation works with: the project, its bucket, its local state.
+pub struct Context {
+    /// The project.
+    pub settings: Settings,
+    /// The bucket.
+    pub store: Box<dyn Store>,
+    /// `.b2m/state.db`.
+    pub state: State,
+    /// Messages and progress bars.
+    pub out: Output,
+}
+
+/// The exclusive lock on `.b2m/lock`, held while a command changes state.
+pub struct LocalLock {
+    _file: File,
+}
+
+impl Context {
+    /// Opens the project's store and state.
+    pub fn open(settings: Settings, out: Output) -> Result<Self> {
+        let store = crate::store::open(&settings.remote)?;
+        let state = State::open(&settings.state_dir)?;
+        Ok(Context { settings, store, state, out })
+    }
+
+    /// Takes the local lock, waiting (and saying so) while another b2m holds it; then clears
+    /// what an interrupted run left behind and finishes its committed publishes.
+    pub fn lock(&self) -> Result<LocalLock> {
+        let file = self.lock_file()?;
+        if file.try_lock_exclusive().is_err() {
+            let holder = std::fs::read_to_string(self.settings.state_dir.join("lock.owner")).unwrap_or_default();
+            self.out.info(&format!("waiting for another b2m in this project to finish ({})", holder.trim()));
+            file.lock_exclusive().map_err(|e| Error::io("cannot lock", self.settings.state_dir.join("lock"), e))?;
+        }
+        self.locked(file)
+    }
+
+    /// Takes the local lock if no other b2m holds it (for read-only commands, which never wait).
+    pub fn try_lock(&self) -> Result<Option<LocalLock>> {
+        let file = self.lock_file()?;
+        if file.try_lock_exclusive().is_err() {
+            return Ok(None);
+        }
+        self.locked(file).map(Some)
+    }
+
+    fn lock_file(&self) -> Result<File> {
+        let dir = &self.settings.state_dir;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
+        let path = dir.join("lock");
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io("cannot open", &path, e))
+    }
+
+    fn locked(&self, file: File) -> Result<LocalLock> {
+        let owner = format!("pid {} on {}", std::process::id(), crate::host_name());
+        let _ = std::fs::write(self.settings.state_dir.join("lock.owner"), owner);
+        let lock = LocalLock { _file: file };
+        self.remove_stale_temps()?;
+        publish::finish_pending(self)?;
+        Ok(lock)
+    }
+
+    /// Temp files of a killed download or snapshot: no b2m runs while we hold the lock, so any
+    /// left is stale. They never carry a database's name, so nothing else is touched.
+    fn remove_stale_temps(&self) -> Result<()> {
+        for dir in [self.settings.db_dir.clone(), self.tmp_dir()] {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with(".b2m-") {
+                    tracing::debug!(file = %entry.path().display(), "removing a stale temp file");
+                    crate::fsutil::remove_if_exists(&entry.path())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether writes may carry conditions (`If-None-Match`, `If-Match`) that the store checks
+    /// atomically: forced by `remote.locking = "conditional"`, or known of the store.
+    pub fn conditional_writes(&self) -> bool {
+        match self.settings.remote.locking {
+            Locking::Conditional => true,
+            Locking::Lease => false,
+            Locking::Auto => self.store.atomic_conditional_writes(),
+        }
+    }
+
+    /// `.b2m/tmp`, for snapshots.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.settings.state_dir.join("tmp")
+    }
+
+    /// The local db.toml (an empty one when the file does not exist yet).
+    pub fn local_manifest(&self) -> Result<Manifest> {
+        let path = &self.settings.manifest;
+        match std::fs::read_to_string(path) {
+            Ok(text) => Manifest::parse(&text, &path.display().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(Manifest::new_empty(Some(&format!("{}/", self.settings.db_dir.display()))))
+            }
+            Err(e) => Err(Error::io("cannot read", path, e)),
+        }
+    }
+
+    /// Writes the local db.toml atomically.
+    pub fn write_local_manifest(&self, manifest: &Manifest) -> Result<()> {
+        crate::fsutil::write_atomic(&self.settings.manifest, manifest.render().as_bytes())
+    }
+
+    /// The path of a database file in the db folder.
+    pub fn db_path(&self, file: &str) -> PathBuf {
+        self.settings.db_dir.join(file)
+    }
+}
+
+/// Resolves a database argument (stem, db.toml key or file name) against the databases the
+/// local and bucket manifests name; returns the stem.
+pub fn resolve_db(arg: &str, local: &[Entry], remote: &[Entry]) -> Result<String> {
+    check_db_argument(arg)?;
+    let all = || local.iter().chain(remote.iter());
+    if let Some(e) = all().find(|e| e.stem == arg || e.key == arg || e.file == arg) {
+        return Ok(e.stem.clone());
+    }
+    if let Some(name) = DbFileName::parse(arg) {
+        if all().any(|e| e.stem == name.stem) {
+            return Ok(name.stem);
+        }
+    }
+    let mut known: Vec<&str> = all().map(|e| e.stem.as_str()).collect();
+    known.sort_unstable();
+    known.dedup();
+    Err(Error::config_hint(
+        format!("unknown database `{arg}`"),
+        if known.is_empty() {
+            "no database is named in db.toml or in the bucket yet".to_string()
+        } else {
+            format!("known databases: {}", known.join(", "))
+        },
+    ))
+}
+
+/// Whether a path exists as a file.
+pub fn file_exists(path: &Path) -> bool {
+    path.is_file()
+}

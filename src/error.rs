@@ -1,0 +1,111 @@
+//! Error types and the exit codes they map to (DESIGN.md: 0 ok, 1 refused or failed, 2 usage or
+//! configuration).
+
+use std::path::PathBuf;
+
+use crate::store::StoreError;
+
+/// Everything that can stop a b2m command.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad command-line usage or configuration (exit 2).
+    #[error("{message}")]
+    Config {
+        /// What is wrong, naming the thing.
+        message: String,
+        /// What to do about it.
+        hint: Option<String>,
+    },
+    /// The operation was refused: outdated, conflict, local changes, lease held (exit 1).
+    #[error("{message}")]
+    Refused {
+        /// Why it was refused.
+        message: String,
+        /// What to do about it.
+        hint: Option<String>,
+    },
+    /// A database file is not SQLite, or fails its integrity check (exit 1).
+    #[error("`{}` is not a usable SQLite database: {reason}", path.display())]
+    BadDatabase {
+        /// The file.
+        path: PathBuf,
+        /// What SQLite said.
+        reason: String,
+    },
+    /// The bucket could not be used (exit 1, or 2 for a missing bucket / bad credentials).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A local file operation failed (exit 1).
+    #[error("{action} `{}`: {source}", path.display())]
+    Io {
+        /// What we were doing ("cannot write").
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// SQLite failed on a file (exit 1).
+    #[error("SQLite failed on `{}`: {source}", path.display())]
+    Sqlite {
+        /// The file.
+        path: PathBuf,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+    /// The user pressed Ctrl-C (exit 130).
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// Result with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A configuration or usage error (exit 2).
+    pub fn config(message: impl Into<String>) -> Self {
+        Error::Config { message: message.into(), hint: None }
+    }
+
+    /// A configuration error with a hint of what to do.
+    pub fn config_hint(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Error::Config { message: message.into(), hint: Some(hint.into()) }
+    }
+
+    /// A refusal (exit 1).
+    pub fn refused(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Error::Refused { message: message.into(), hint: Some(hint.into()) }
+    }
+
+    /// An I/O error on a path.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { action, path: path.into(), source }
+    }
+
+    /// An SQLite error on a path.
+    pub fn sqlite(path: impl Into<PathBuf>, source: rusqlite::Error) -> Self {
+        Error::Sqlite { path: path.into(), source }
+    }
+
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config { .. } => 2,
+            Error::Store(e) if e.is_configuration() => 2,
+            Error::Interrupted => 130,
+            _ => 1,
+        }
+    }
+
+    /// What the user can do about it, if we know.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Config { hint, .. } | Error::Refused { hint, .. } => hint.clone(),
+            Error::Store(e) => e.hint(),
+            Error::Io { source, .. } if source.raw_os_error() == Some(28) => {
+                Some("free some disk space and run the command again; nothing was changed".into())
+            }
+            _ => None,
+        }
+    }
+}

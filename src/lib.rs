@@ -1,0 +1,102 @@
+//! b2m keeps a team's SQLite databases in a Backblaze B2 (or any S3-compatible) bucket as the
+//! single source of truth, and makes every server start safe. See `docs/` and DESIGN.md.
+//!
+//! The flow: parse ([`cli`]), resolve ([`settings`]), act ([`commands`] over the [`engine`]).
+
+pub mod cli;
+pub mod commands;
+pub mod engine;
+pub mod error;
+pub mod fsutil;
+pub mod manifest;
+pub mod names;
+pub mod output;
+pub mod settings;
+pub mod sqlite;
+pub mod store;
+mod telemetry;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::Cli;
+use crate::error::Error;
+
+/// Subcommand names, to tell where the global flags end.
+const SUBCOMMANDS: &[&str] = &["init", "status", "upload", "download", "fetch-db-toml", "demo", "help"];
+
+/// The seed's flag spellings, kept for old scripts: `--status DB` is `status DB`.
+const LEGACY_FLAGS: &[(&str, &str)] = &[
+    ("--status", "status"),
+    ("--upload", "upload"),
+    ("--download", "download"),
+    ("--fetch-db-toml", "fetch-db-toml"),
+];
+
+/// Rewrites the seed's flag spellings into subcommands, when no subcommand was given.
+pub fn rewrite_legacy(args: Vec<OsString>) -> Vec<OsString> {
+    let mut out = args.clone();
+    let mut i = 1;
+    while i < args.len() {
+        let arg = args[i].to_string_lossy();
+        if SUBCOMMANDS.contains(&arg.as_ref()) {
+            return args;
+        }
+        if let Some((_, sub)) = LEGACY_FLAGS.iter().find(|(flag, _)| *flag == arg) {
+            out[i] = OsString::from(sub);
+            return out;
+        }
+        if arg == "-C" {
+            i += 1;
+        }
+        i += 1;
+    }
+    args
+}
+
+/// The one entry point: parse, run, print an error once, return the exit code.
+pub fn main() -> ExitCode {
+    let args = rewrite_legacy(std::env::args_os().collect());
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    telemetry::init(cli.global.verbose);
+    match commands::run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let hint = e.hint().map(|h| format!("; {h}")).unwrap_or_default();
+            let message = format!("{e}{hint}").replace('\n', " ");
+            eprintln!("error: {}", telemetry::redact(&message));
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Now, as RFC 3339 UTC.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// This machine's host name.
+pub fn host_name() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+/// `user@host`, for metadata and leases.
+pub fn user_at_host() -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    format!("{user}@{}", host_name())
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::io("I/O error on", ".", e)
+    }
+}

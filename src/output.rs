@@ -1,0 +1,101 @@
+//! What people and machines see: results on stdout (a table, or JSON with `--json`); messages,
+//! progress bars and errors on stderr.
+
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+/// How to talk to the user.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// `--json`: the result alone on stdout, as JSON.
+    pub json: bool,
+    /// `-q`: no messages.
+    pub quiet: bool,
+    /// `-v` count.
+    pub verbose: u8,
+    progress: bool,
+}
+
+impl Output {
+    /// Output for the given flags; progress bars only on a terminal, never with `--json`, `-q`, `-v`.
+    pub fn new(json: bool, quiet: bool, verbose: u8) -> Self {
+        let progress = !json && !quiet && verbose == 0 && std::io::stderr().is_terminal();
+        Output { json, quiet, verbose, progress }
+    }
+
+    /// A message for the user, on stderr.
+    pub fn info(&self, message: &str) {
+        if !self.quiet {
+            eprintln!("{message}");
+        }
+    }
+
+    /// A byte-counting progress bar (hidden when progress is off).
+    pub fn bytes_bar(&self, len: u64, message: &str) -> ProgressBar {
+        self.bar(len, message, "{msg:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}")
+    }
+
+    /// A page-counting progress bar for snapshots.
+    pub fn pages_bar(&self, message: &str) -> ProgressBar {
+        self.bar(0, message, "{msg:>12} [{bar:30}] {pos}/{len} pages")
+    }
+
+    fn bar(&self, len: u64, message: &str, template: &str) -> ProgressBar {
+        if !self.progress {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template(template) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(message.to_string());
+        bar
+    }
+
+    /// Prints a command's result: JSON with `--json`, else the human text (if any).
+    pub fn result<T: Serialize>(&self, value: &T, human: impl FnOnce() -> String) {
+        if self.json {
+            match serde_json::to_string_pretty(value) {
+                Ok(text) => println!("{text}"),
+                Err(e) => eprintln!("error: cannot render the result as JSON: {e}"),
+            }
+        } else {
+            let text = human();
+            if !text.is_empty() {
+                println!("{}", text.trim_end());
+            }
+        }
+    }
+}
+
+/// Lays rows out in aligned columns under a header.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut s = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            }
+        }
+        s.trim_end().to_string()
+    };
+    let mut out = line(header.iter().map(|h| h.to_string()).collect());
+    out.push('\n');
+    for row in rows {
+        out.push_str(&line(row.clone()));
+        out.push('\n');
+    }
+    out
+}

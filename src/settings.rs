@@ -1,0 +1,175 @@
+//! Settings: `b2m.toml` (found by walking up from the working directory, like git), the
+//! environment and the command-line flags, resolved into plain values.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use toml_edit::{DocumentMut, Item};
+
+use crate::error::{Error, Result};
+use crate::manifest::parse_toml;
+
+/// The name of the project file.
+pub const PROJECT_FILE: &str = "b2m.toml";
+/// The folder of local state, git-ignored.
+pub const STATE_DIR: &str = ".b2m";
+
+/// A secret that never prints.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: String) -> Self {
+        Secret(s)
+    }
+    /// The secret itself, for the one place that signs requests.
+    pub fn expose(&self) -> String {
+        self.0.clone()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Credentials from `B2M_ACCESS_KEY_ID` / `B2M_SECRET_ACCESS_KEY`.
+#[derive(Debug, Clone)]
+pub struct StaticCredentials {
+    /// The key id.
+    pub access_key_id: String,
+    /// The secret key.
+    pub secret_access_key: Secret,
+}
+
+/// How the bucket protocol guards concurrent machines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locking {
+    /// Use what `b2m doctor` found safe.
+    Auto,
+    /// Atomic conditional writes.
+    Conditional,
+    /// Plain PUT/GET/LIST/DELETE leases.
+    Lease,
+}
+
+/// Where the bucket is.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    /// `s3://bucket/prefix` or `file:///path`.
+    pub url: String,
+    /// S3 endpoint URL.
+    pub endpoint: Option<String>,
+    /// S3 region.
+    pub region: Option<String>,
+    /// Locking mode.
+    pub locking: Locking,
+    /// Static credentials, when given in the environment.
+    pub credentials: Option<StaticCredentials>,
+}
+
+/// Everything a command needs to know about the project.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The folder holding `b2m.toml`.
+    pub root: PathBuf,
+    /// The bucket.
+    pub remote: Remote,
+    /// The databases' folder.
+    pub db_dir: PathBuf,
+    /// The local db.toml.
+    pub manifest: PathBuf,
+    /// The changeset folder.
+    pub changesets: PathBuf,
+    /// `.b2m/`.
+    pub state_dir: PathBuf,
+}
+
+/// Finds `b2m.toml` in `start` or a parent.
+pub fn find_root(start: &Path) -> Result<PathBuf> {
+    let mut dir = Some(start);
+    while let Some(d) = dir {
+        if d.join(PROJECT_FILE).is_file() {
+            return Ok(d.to_path_buf());
+        }
+        dir = d.parent();
+    }
+    Err(Error::config_hint(
+        format!("no `{PROJECT_FILE}` found in `{}` or any parent folder", start.display()),
+        "run `b2m init` in the project root, or pass `-C DIR`",
+    ))
+}
+
+/// Reads the credentials from the environment, if set.
+pub fn env_credentials() -> Option<StaticCredentials> {
+    let id = std::env::var("B2M_ACCESS_KEY_ID").ok().filter(|s| !s.is_empty())?;
+    let secret = std::env::var("B2M_SECRET_ACCESS_KEY").ok().filter(|s| !s.is_empty())?;
+    Some(StaticCredentials { access_key_id: id, secret_access_key: Secret::new(secret) })
+}
+
+fn get_str(doc: &DocumentMut, table: &str, key: &str, origin: &str) -> Result<Option<String>> {
+    let Some(item) = doc.get(table).and_then(|t| t.as_table_like()).and_then(|t| t.get(key)) else {
+        return Ok(None);
+    };
+    match item.as_str() {
+        Some(s) => Ok(Some(s.to_string())),
+        None => Err(Error::config_hint(
+            format!("`{origin}`: `{table}.{key}` must be a string"),
+            format!("fix `{origin}` and run the command again"),
+        )),
+    }
+}
+
+impl Settings {
+    /// Loads the project around `start` (the working directory or `-C DIR`).
+    pub fn load(start: &Path) -> Result<Self> {
+        let root = find_root(start)?;
+        let path = root.join(PROJECT_FILE);
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io("cannot read", &path, e))?;
+        let doc = parse_toml(&text, &origin)?;
+        for table in ["remote", "paths", "server", "merge", "notify"] {
+            if let Some(item) = doc.get(table) {
+                if !matches!(item, Item::Table(_)) {
+                    return Err(Error::config_hint(format!("`{origin}`: `{table}` must be a table"), format!("fix `{origin}`")));
+                }
+            }
+        }
+        let url = match std::env::var("B2M_REMOTE").ok().filter(|s| !s.is_empty()) {
+            Some(url) => url,
+            None => get_str(&doc, "remote", "url", &origin)?.ok_or_else(|| {
+                Error::config_hint(format!("`{origin}` has no `remote.url`"), "add `[remote]` with `url = \"s3://bucket/prefix\"`, or set `B2M_REMOTE`")
+            })?,
+        };
+        let locking = match get_str(&doc, "remote", "locking", &origin)?.as_deref() {
+            None | Some("auto") => Locking::Auto,
+            Some("conditional") => Locking::Conditional,
+            Some("lease") => Locking::Lease,
+            Some(other) => {
+                return Err(Error::config_hint(
+                    format!("`{origin}`: `remote.locking = \"{other}\"` is not a locking mode"),
+                    "use `auto`, `conditional` or `lease`",
+                ));
+            }
+        };
+        let remote = Remote {
+            url,
+            endpoint: get_str(&doc, "remote", "endpoint", &origin)?.filter(|s| !s.is_empty()),
+            region: get_str(&doc, "remote", "region", &origin)?.filter(|s| !s.is_empty()),
+            locking,
+            credentials: env_credentials(),
+        };
+        let rel = |key: &str, default: &str| -> Result<PathBuf> {
+            let value = get_str(&doc, "paths", key, &origin)?.unwrap_or_else(|| default.to_string());
+            Ok(root.join(value))
+        };
+        let db_dir = rel("db_dir", "db/all_dbs")?;
+        let manifest = match get_str(&doc, "paths", "manifest", &origin)? {
+            Some(m) => root.join(m),
+            None => db_dir.join("db.toml"),
+        };
+        Ok(Settings { changesets: rel("changesets", "changeset")?, state_dir: root.join(STATE_DIR), root, remote, db_dir, manifest })
+    }
+}

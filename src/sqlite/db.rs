@@ -1,0 +1,127 @@
+//! Database files: recognising SQLite, checkpointing the WAL, consistent snapshots through the
+//! online backup API, and integrity checks.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+use indicatif::ProgressBar;
+use rusqlite::backup::StepResult;
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::{Error, Result};
+use crate::fsutil;
+
+const HEADER: &[u8; 16] = b"SQLite format 3\0";
+/// Pages copied per backup step: large steps are fast, and the source is re-read if it changes.
+const BACKUP_STEP_PAGES: i32 = 4096;
+
+fn bad(path: &Path, reason: impl Into<String>) -> Error {
+    Error::BadDatabase { path: path.to_path_buf(), reason: reason.into() }
+}
+
+/// Refuses a file that does not start with the SQLite header or is cut short.
+pub fn check_header(path: &Path) -> Result<()> {
+    let mut file = File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
+    let mut header = [0u8; 100];
+    let mut read = 0;
+    while read < header.len() {
+        match file.read(&mut header[read..]) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(e) => return Err(Error::io("cannot read", path, e)),
+        }
+    }
+    if read < 100 || &header[..16] != HEADER {
+        return Err(bad(path, "no SQLite header (not a database, or an empty or cut-short file)"));
+    }
+    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65536,
+        n => u64::from(n),
+    };
+    let pages = u64::from(u32::from_be_bytes([header[28], header[29], header[30], header[31]]));
+    let len = file.metadata().map_err(|e| Error::io("cannot read", path, e))?.len();
+    // The in-header page count is only valid when the change counters agree (SQLite ≥ 3.7.0).
+    let counters_agree = header[24..28] == header[92..96];
+    if counters_agree && pages > 0 && len < pages * page_size && !has_wal_frames(path) {
+        return Err(bad(path, format!("file is {len} bytes but its header says {pages} pages of {page_size} (truncated)")));
+    }
+    Ok(())
+}
+
+fn has_wal_frames(path: &Path) -> bool {
+    let [wal, _] = fsutil::sidecars(path);
+    std::fs::metadata(wal).is_ok_and(|m| m.len() > 0)
+}
+
+fn open(path: &Path, flags: OpenFlags) -> Result<Connection> {
+    let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(|e| Error::sqlite(path, e))?;
+    conn.busy_timeout(Duration::from_secs(30)).map_err(|e| Error::sqlite(path, e))?;
+    Ok(conn)
+}
+
+/// Moves committed WAL frames into the database file and empties the WAL, so the file's bytes are
+/// its logical content. A no-op for a database not in WAL mode. Returns false when readers kept
+/// the checkpoint from finishing.
+pub fn checkpoint(path: &Path) -> Result<bool> {
+    if !has_wal_frames(path) {
+        return Ok(true);
+    }
+    check_header(path)?;
+    let conn = open(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    let busy: i64 = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
+        .map_err(|e| Error::sqlite(path, e))?;
+    Ok(busy == 0)
+}
+
+/// Runs `PRAGMA integrity_check` (or `quick_check`) and refuses a database that fails it.
+pub fn verify(path: &Path, quick: bool) -> Result<()> {
+    check_header(path)?;
+    let conn = open(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let pragma = if quick { "PRAGMA quick_check(1)" } else { "PRAGMA integrity_check(1)" };
+    let result: String = conn.query_row(pragma, [], |row| row.get(0)).map_err(|e| match e {
+        rusqlite::Error::SqliteFailure(f, msg) => bad(path, msg.unwrap_or_else(|| f.to_string())),
+        other => Error::sqlite(path, other),
+    })?;
+    if result != "ok" {
+        return Err(bad(path, format!("integrity check failed: {result}")));
+    }
+    Ok(())
+}
+
+/// Copies a consistent snapshot of `src` (including committed frames still in its WAL) into a new
+/// file `dest` through SQLite's online backup API. `dest` is in rollback-journal mode.
+pub fn snapshot(src: &Path, dest: &Path, progress: &ProgressBar) -> Result<()> {
+    check_header(src)?;
+    let source = open(src, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let mut target = open(dest, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
+    {
+        let backup = rusqlite::backup::Backup::new(&source, &mut target).map_err(|e| Error::sqlite(dest, e))?;
+        let failed = |e: rusqlite::Error| match e {
+            rusqlite::Error::SqliteFailure(f, msg) => bad(src, msg.unwrap_or_else(|| f.to_string())),
+            other => Error::sqlite(src, other),
+        };
+        loop {
+            let step = backup.step(BACKUP_STEP_PAGES).map_err(failed)?;
+            let p = backup.progress();
+            let total = u64::try_from(p.pagecount).unwrap_or(0);
+            progress.set_length(total);
+            progress.set_position(total.saturating_sub(u64::try_from(p.remaining).unwrap_or(0)));
+            match step {
+                StepResult::Done => break,
+                StepResult::More => {}
+                // A writer holds the source: wait a moment and go on (the backup restarts itself
+                // if the source changed, so the copy stays consistent).
+                StepResult::Busy | StepResult::Locked => std::thread::sleep(Duration::from_millis(20)),
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+    target.pragma_update(None, "journal_mode", "DELETE").map_err(|e| Error::sqlite(dest, e))?;
+    target.close().map_err(|(_, e)| Error::sqlite(dest, e))?;
+    let file = File::open(dest).map_err(|e| Error::io("cannot open", dest, e))?;
+    file.sync_all().map_err(|e| Error::io("cannot sync", dest, e))?;
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! SQLite and file content: streaming hashes with a cache, consistent snapshots and integrity
+//! checks, and the local state in `.b2m/`.
+
+pub mod db;
+pub mod hash;
+pub mod state;

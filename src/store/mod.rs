@@ -1,0 +1,190 @@
+//! The bucket: one trait, two stores (a local folder, the embedded default; and S3-compatible
+//! services such as Backblaze B2). Keys are relative to the remote's prefix.
+
+mod local;
+mod s3;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use indicatif::ProgressBar;
+
+pub use local::LocalStore;
+pub use s3::S3Store;
+
+use crate::error::{Error, Result};
+use crate::settings::Remote;
+
+/// What a listing or a HEAD tells about an object.
+#[derive(Debug, Clone)]
+pub struct ObjectInfo {
+    /// Key relative to the prefix.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// The store's ETag, when it gives one.
+    pub etag: Option<String>,
+    /// When it was last written.
+    pub last_modified: Option<SystemTime>,
+}
+
+/// A small object read whole (db.toml, metadata, leases).
+#[derive(Debug, Clone)]
+pub struct Object {
+    /// Its bytes.
+    pub body: Vec<u8>,
+    /// Its ETag, for a later compare-and-swap.
+    pub etag: Option<String>,
+}
+
+/// A precondition on a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// Write unconditionally.
+    None,
+    /// Write only if no object has this key (`If-None-Match: *`).
+    IfAbsent,
+    /// Write only if the object still has this ETag (`If-Match`).
+    IfMatch(String),
+}
+
+/// The outcome of a conditional write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// The object was written.
+    Written,
+    /// The precondition did not hold; nothing was written.
+    ConditionFailed,
+}
+
+/// Errors of the stores, each naming what failed and where.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The bucket does not exist.
+    #[error("bucket `{bucket}` does not exist at `{endpoint}`")]
+    NoSuchBucket {
+        /// Bucket name.
+        bucket: String,
+        /// Endpoint.
+        endpoint: String,
+    },
+    /// The credentials were refused.
+    #[error("access to `{location}` was denied ({code})")]
+    AccessDenied {
+        /// `s3://bucket/prefix`.
+        location: String,
+        /// The service's error code.
+        code: String,
+    },
+    /// The endpoint could not be reached.
+    #[error("cannot reach `{endpoint}`: {detail}")]
+    Unreachable {
+        /// Endpoint.
+        endpoint: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The local-folder bucket does not exist.
+    #[error("bucket folder `{}` does not exist", path.display())]
+    MissingFolder {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// The store refuses conditional writes (Backblaze B2 answers 501).
+    #[error("`{location}` does not support conditional writes")]
+    ConditionalUnsupported {
+        /// `s3://bucket/prefix`.
+        location: String,
+    },
+    /// Any other failure of an operation on a key.
+    #[error("{operation} `{key}` at `{location}` failed: {detail}")]
+    Failed {
+        /// `GET`, `PUT`…
+        operation: &'static str,
+        /// The key.
+        key: String,
+        /// `s3://bucket/prefix` or `file:///…`.
+        location: String,
+        /// What the store said.
+        detail: String,
+    },
+}
+
+impl StoreError {
+    /// Errors a person fixes in the configuration (exit 2).
+    pub fn is_configuration(&self) -> bool {
+        matches!(self, StoreError::NoSuchBucket { .. } | StoreError::AccessDenied { .. } | StoreError::MissingFolder { .. })
+    }
+
+    /// What to do about it.
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            StoreError::NoSuchBucket { .. } => "create the bucket, or fix `remote.url` in `b2m.toml` (or `B2M_REMOTE`)".into(),
+            StoreError::AccessDenied { .. } => {
+                "check `B2M_ACCESS_KEY_ID` / `B2M_SECRET_ACCESS_KEY`: the key must be valid and allowed on this bucket".into()
+            }
+            StoreError::Unreachable { .. } => "check `remote.endpoint` in `b2m.toml` and the network, then run the command again".into(),
+            StoreError::MissingFolder { .. } => "create the folder, or fix `remote.url` in `b2m.toml` (or `B2M_REMOTE`)".into(),
+            StoreError::ConditionalUnsupported { .. } => "set `remote.locking = \"lease\"` in `b2m.toml`".into(),
+            StoreError::Failed { .. } => return None,
+        })
+    }
+}
+
+/// The bucket, whichever service holds it. Every method is blocking.
+pub trait Store: Send + Sync {
+    /// `s3://bucket/prefix` or `file:///srv/bucket`, for messages.
+    fn location(&self) -> &str;
+
+    /// Reads a small object whole; `None` when absent.
+    fn get(&self, key: &str) -> Result<Option<Object>, StoreError>;
+
+    /// Size and ETag of an object; `None` when absent.
+    fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError>;
+
+    /// Writes a small object, under a condition.
+    fn put(&self, key: &str, body: &[u8], condition: Condition) -> Result<PutOutcome, StoreError>;
+
+    /// Uploads a file, streamed in constant memory; `sha256` goes into the object's metadata.
+    fn upload_file(&self, key: &str, path: &Path, sha256: &str, progress: &ProgressBar) -> Result<(), StoreError>;
+
+    /// Streams an object into `sink`; returns the bytes written.
+    fn download(&self, key: &str, sink: &mut dyn Write, progress: &ProgressBar) -> Result<u64, StoreError>;
+
+    /// Every object whose key starts with `prefix`, in key order.
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError>;
+
+    /// Removes an object (absent is fine).
+    fn delete(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Whether this store is known to check write conditions atomically without a probe.
+    fn atomic_conditional_writes(&self) -> bool {
+        false
+    }
+}
+
+/// Opens the store a remote names.
+pub fn open(remote: &Remote) -> Result<Box<dyn Store>> {
+    if let Some(rest) = remote.url.strip_prefix("file://") {
+        let path = PathBuf::from(rest);
+        if !path.is_absolute() {
+            return Err(Error::config_hint(
+                format!("remote `{}` must name an absolute folder", remote.url),
+                "write it as `file:///absolute/path`",
+            ));
+        }
+        return Ok(Box::new(LocalStore::open(&path)?));
+    }
+    if let Some(rest) = remote.url.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(Error::config_hint(format!("remote `{}` names no bucket", remote.url), "write it as `s3://bucket/prefix`"));
+        }
+        return Ok(Box::new(S3Store::open(remote, bucket, prefix.trim_matches('/'))?));
+    }
+    Err(Error::config_hint(
+        format!("remote `{}` is neither `s3://…` nor `file:///…`", remote.url),
+        "fix `remote.url` in `b2m.toml` (or `B2M_REMOTE`)",
+    ))
+}

@@ -1,0 +1,79 @@
+//! Diagnostics through `tracing` (`-v`, `RUST_LOG`), written to stderr with every credential
+//! replaced by `***`, whatever library logged it and at whatever level.
+
+use std::io::{self, Write};
+use std::sync::OnceLock;
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+static SECRETS: OnceLock<Vec<String>> = OnceLock::new();
+
+fn secrets() -> &'static [String] {
+    SECRETS.get_or_init(|| {
+        ["B2M_SECRET_ACCESS_KEY", "B2M_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN"]
+            .iter()
+            .filter_map(|name| std::env::var(name).ok())
+            .filter(|value| value.len() >= 4)
+            .collect()
+    })
+}
+
+/// `text` with every known credential replaced by `***`.
+pub fn redact(text: &str) -> String {
+    let mut out = text.to_string();
+    for secret in secrets() {
+        out = out.replace(secret.as_str(), "***");
+    }
+    out
+}
+
+/// Sets up the subscriber: `RUST_LOG` when set, else by `-v` count.
+pub fn init(verbose: u8) {
+    let filter = std::env::var("RUST_LOG").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| {
+        match verbose {
+            0 => "b2m=warn",
+            1 => "b2m=info",
+            2 => "b2m=debug",
+            _ => "b2m=trace,aws_config=debug,aws_sdk_s3=debug,aws_smithy_runtime=debug",
+        }
+        .to_string()
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new(filter))
+        .with_writer(RedactingStderr)
+        .with_target(verbose >= 2)
+        .try_init();
+}
+
+/// Hands out one buffering writer per event.
+struct RedactingStderr;
+
+impl<'a> MakeWriter<'a> for RedactingStderr {
+    type Writer = EventWriter;
+    fn make_writer(&'a self) -> Self::Writer {
+        EventWriter { buf: Vec::new() }
+    }
+}
+
+/// Buffers one event and writes it, redacted, when dropped.
+struct EventWriter {
+    buf: Vec<u8>,
+}
+
+impl Write for EventWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for EventWriter {
+    fn drop(&mut self) {
+        let text = redact(&String::from_utf8_lossy(&self.buf));
+        let _ = io::stderr().write_all(text.as_bytes());
+    }
+}
