@@ -1,0 +1,318 @@
+//! The test harness: a project in a temp folder, the real `b2m` binary, and a real S3 server
+//! (s3s-fs, in-process, over HTTP on 127.0.0.1) or a local-folder bucket.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use rusqlite::Connection;
+
+pub const ACCESS_KEY: &str = "b2mtestkeyid0001";
+pub const SECRET_KEY: &str = "b2m-secret-ZZtopSECRETvalue42";
+pub const BUCKET: &str = "b2m-test-bucket";
+pub const PREFIX: &str = "team/prod";
+
+/// A real S3 server: s3s-fs serving a folder over HTTP on 127.0.0.1, with signature checks.
+pub struct S3Server {
+    pub endpoint: String,
+    pub root: PathBuf,
+    _runtime: Arc<tokio::runtime::Runtime>,
+    _dir: tempfile::TempDir,
+}
+
+impl S3Server {
+    pub fn start() -> Self {
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        use hyper_util::server::conn::auto::Builder as ConnBuilder;
+
+        let dir = tempfile::tempdir().expect("temp dir for the S3 server");
+        let root = dir.path().to_path_buf();
+        std::fs::create_dir_all(root.join(BUCKET)).expect("bucket folder");
+        let runtime = Arc::new(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime"));
+        let fs = s3s_fs::FileSystem::new(&root).expect("s3s-fs");
+        let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+        builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+        let service = builder.build();
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind 127.0.0.1");
+        let addr = listener.local_addr().expect("address");
+        runtime.spawn(async move {
+            let http = ConnBuilder::new(TokioExecutor::new());
+            loop {
+                let Ok((socket, _)) = listener.accept().await else { continue };
+                let conn = http.serve_connection(TokioIo::new(socket), service.clone()).into_owned();
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+        });
+        S3Server { endpoint: format!("http://{addr}"), root, _runtime: runtime, _dir: dir }
+    }
+
+    /// The file behind an object key (under the prefix).
+    pub fn object_path(&self, key: &str) -> PathBuf {
+        self.root.join(BUCKET).join(PREFIX).join(key)
+    }
+}
+
+/// Which bucket a test uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Local,
+    S3,
+}
+
+/// A bucket shared by several project folders.
+pub struct Bucket {
+    pub backend: Backend,
+    pub server: Option<S3Server>,
+    pub folder: Option<tempfile::TempDir>,
+}
+
+impl Bucket {
+    pub fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Local => Bucket { backend, server: None, folder: Some(tempfile::tempdir().expect("bucket folder")) },
+            Backend::S3 => Bucket { backend, server: Some(S3Server::start()), folder: None },
+        }
+    }
+
+    pub fn url(&self) -> String {
+        match (&self.server, &self.folder) {
+            (Some(_), _) => format!("s3://{BUCKET}/{PREFIX}"),
+            (None, Some(f)) => format!("file://{}", f.path().display()),
+            _ => unreachable!(),
+        }
+    }
+
+    /// The file holding an object, to inspect or damage it.
+    pub fn object_path(&self, key: &str) -> PathBuf {
+        match (&self.server, &self.folder) {
+            (Some(s), _) => s.object_path(key),
+            (None, Some(f)) => f.path().join(key),
+            _ => unreachable!(),
+        }
+    }
+
+    pub fn read(&self, key: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.object_path(key)).ok()
+    }
+
+    /// The keys in the bucket (s3s-fs sidecar files and temp folders left out).
+    pub fn keys(&self) -> Vec<String> {
+        let root = match (&self.server, &self.folder) {
+            (Some(s), _) => s.root.join(BUCKET).join(PREFIX),
+            (None, Some(f)) => f.path().to_path_buf(),
+            _ => unreachable!(),
+        };
+        let mut out = Vec::new();
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for e in entries.flatten() {
+                let p = e.path();
+                let rel = p.strip_prefix(&root).expect("under root").to_string_lossy().into_owned();
+                if rel.starts_with(".b2m-tmp") || rel.contains(".s3s") || rel.ends_with(".json.s3s") {
+                    continue;
+                }
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.push(rel);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    pub fn endpoint(&self) -> Option<String> {
+        self.server.as_ref().map(|s| s.endpoint.clone())
+    }
+}
+
+/// A project folder (a developer's checkout or a server) using a bucket.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    pub endpoint: Option<String>,
+}
+
+impl Project {
+    pub fn new(bucket: &Bucket) -> Self {
+        Self::with_remote(&bucket.url(), bucket.endpoint())
+    }
+
+    pub fn with_remote(url: &str, endpoint: Option<String>) -> Self {
+        let dir = tempfile::Builder::new().prefix("b2m-test-").tempdir().expect("project folder");
+        let p = Project { dir, url: url.to_string(), endpoint };
+        p.write_config("");
+        std::fs::create_dir_all(p.db_dir()).expect("db dir");
+        let manifest = "# the server reads this\n[db]\npath = \"/frontend/db/all_dbs/\" # where they live\n";
+        std::fs::write(p.manifest(), manifest).expect("db.toml");
+        p
+    }
+
+    /// Writes b2m.toml with extra `[remote]` lines.
+    pub fn write_config(&self, extra_remote: &str) {
+        let endpoint = self.endpoint.as_ref().map(|e| format!("endpoint = \"{e}\"\nregion = \"us-west-004\"\n")).unwrap_or_default();
+        let text = format!("[remote]\nurl = \"{}\"\n{endpoint}{extra_remote}\n[paths]\ndb_dir = \"db/all_dbs\"\n", self.url);
+        std::fs::write(self.path().join("b2m.toml"), text).expect("b2m.toml");
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn db_dir(&self) -> PathBuf {
+        self.path().join("db/all_dbs")
+    }
+
+    pub fn manifest(&self) -> PathBuf {
+        self.db_dir().join("db.toml")
+    }
+
+    pub fn manifest_text(&self) -> String {
+        std::fs::read_to_string(self.manifest()).expect("db.toml")
+    }
+
+    pub fn db(&self, file: &str) -> PathBuf {
+        self.db_dir().join(file)
+    }
+
+    /// Adds `key = "file"` under `[db]` by plain text, as a person would.
+    pub fn add_entry(&self, key: &str, file: &str) {
+        let text = self.manifest_text().replacen("[db]\n", &format!("[db]\n{key} = \"{file}\"\n"), 1);
+        std::fs::write(self.manifest(), text).expect("db.toml");
+    }
+
+    /// Creates a database with a table `t(id, v)` and `rows` rows, and names it in db.toml.
+    pub fn create_db(&self, key: &str, file: &str, rows: i64) {
+        let conn = Connection::open(self.db(file)).expect("create db");
+        conn.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);").expect("schema");
+        for i in 0..rows {
+            conn.execute("INSERT INTO t(v) VALUES (?1)", [format!("row {i}")]).expect("insert");
+        }
+        self.add_entry(key, file);
+    }
+
+    pub fn insert(&self, file: &str, value: &str) {
+        let conn = Connection::open(self.db(file)).expect("open db");
+        conn.execute("INSERT INTO t(v) VALUES (?1)", [value]).expect("insert");
+    }
+
+    pub fn rows(&self, file: &str) -> Vec<String> {
+        rows_of(&self.db(file))
+    }
+
+    /// Runs b2m here.
+    pub fn b2m(&self, args: &[&str]) -> Run {
+        self.b2m_env(args, &[])
+    }
+
+    pub fn b2m_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = b2m_command(self.path());
+        cmd.args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Run::from(cmd.output().expect("run b2m"))
+    }
+
+    /// `b2m status --json` parsed: name → (status, local_version, remote_version, local_changes).
+    pub fn status(&self) -> serde_json::Value {
+        let run = self.b2m(&["status", "--json"]);
+        assert_eq!(run.code, 0, "status failed: {}", run.stderr);
+        serde_json::from_str(&run.stdout).expect("status JSON")
+    }
+
+    pub fn status_of(&self, name: &str) -> String {
+        let s = self.status();
+        s["dbs"].as_array().expect("dbs").iter().find(|d| d["name"] == name).map(|d| d["status"].as_str().unwrap_or("").to_string()).unwrap_or_default()
+    }
+
+    pub fn status_row(&self, name: &str) -> serde_json::Value {
+        let s = self.status();
+        s["dbs"].as_array().expect("dbs").iter().find(|d| d["name"] == name).cloned().unwrap_or_default()
+    }
+
+    /// Files in the db folder.
+    pub fn files(&self) -> Vec<String> {
+        let mut out: Vec<String> = std::fs::read_dir(self.db_dir()).expect("db dir").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        out.sort();
+        out
+    }
+}
+
+pub fn rows_of(path: &Path) -> Vec<String> {
+    let conn = Connection::open(path).expect("open db");
+    let mut stmt = conn.prepare("SELECT v FROM t ORDER BY id").expect("select");
+    stmt.query_map([], |r| r.get(0)).expect("rows").map(|r| r.expect("row")).collect()
+}
+
+/// A `b2m` command with a clean environment: our test credentials, no AWS config from the host.
+pub fn b2m_command(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_b2m"));
+    cmd.current_dir(dir)
+        .env_remove("B2M_REMOTE")
+        .env_remove("RUST_LOG")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("B2M_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("B2M_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_CONFIG_FILE", "/nonexistent/b2m-test-aws-config")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/b2m-test-aws-credentials")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    cmd
+}
+
+/// What a run printed and returned.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run { code: o.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&o.stdout).into_owned(), stderr: String::from_utf8_lossy(&o.stderr).into_owned() }
+    }
+}
+
+impl Run {
+    #[track_caller]
+    pub fn ok(&self) -> &Self {
+        assert_eq!(self.code, 0, "expected success\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self
+    }
+
+    #[track_caller]
+    pub fn fails(&self, code: i32, needle: &str) -> &Self {
+        assert_eq!(self.code, code, "expected exit {code}\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert!(self.stderr.contains(needle), "stderr lacks {needle:?}: {}", self.stderr);
+        let errors: Vec<&str> = self.stderr.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errors.len(), 1, "expected one error line: {}", self.stderr);
+        self
+    }
+}
+
+/// Runs a test body once per backend.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[test]
+            fn local_folder() {
+                ($body)(Backend::Local);
+            }
+            #[test]
+            fn s3() {
+                ($body)(Backend::S3);
+            }
+        }
+    };
+}

@@ -1,0 +1,222 @@
+//! The sync engine end to end: status, upload, download, on the local-folder store and on a real
+//! S3 server.
+
+mod common;
+
+use common::*;
+
+both_backends!(whole_flow_from_new_local_to_second_version, |backend| {
+    let bucket = Bucket::new(backend);
+    let dev = Project::new(&bucket);
+    dev.create_db("ipmdb", "ipm-db-v1.db", 3);
+    assert_eq!(dev.status_of("ipm-db"), "new_local");
+
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    assert_eq!(dev.status_of("ipm-db"), "up_to_date");
+    assert_eq!(bucket.keys(), vec!["db.toml", "dbs/ipm-db-v1.db", "dbs/ipm-db-v1.db.json"]);
+    let meta: serde_json::Value = serde_json::from_slice(&bucket.read("dbs/ipm-db-v1.db.json").expect("meta")).expect("json");
+    assert_eq!(meta["version"], 1);
+    assert_eq!(meta["parent"], serde_json::Value::Null);
+    assert_eq!(meta["size"].as_u64(), Some(bucket.read("dbs/ipm-db-v1.db").expect("object").len() as u64));
+    assert_eq!(meta["sha256"].as_str().map(str::len), Some(64));
+    assert!(meta["created_by"].as_str().is_some_and(|s| s.contains('@')));
+
+    // Another folder fetches.
+    let server = Project::new(&bucket);
+    server.b2m(&["fetch-db-toml"]).ok();
+    assert!(server.manifest_text().contains("ipmdb = \"ipm-db-v1.db\""));
+    assert_eq!(server.status_of("ipm-db"), "missing_local");
+    server.b2m(&["download", "ipm-db"]).ok();
+    assert_eq!(server.status_of("ipm-db"), "up_to_date");
+    assert_eq!(server.rows("ipm-db-v1.db"), vec!["row 0", "row 1", "row 2"]);
+
+    // New data on the developer's side.
+    dev.insert("ipm-db-v1.db", "new row");
+    assert_eq!(dev.status_of("ipm-db"), "ready_to_upload");
+    dev.b2m(&["upload", "ipmdb"]).ok();
+    assert_eq!(dev.files(), vec!["db.toml", "ipm-db-v2.db"], "the file takes the new version's name");
+    let text = dev.manifest_text();
+    assert!(text.contains("ipmdb = \"ipm-db-v2.db\""), "{text}");
+    assert!(text.starts_with("# the server reads this\n"), "comments kept: {text}");
+    assert!(text.contains("path = \"/frontend/db/all_dbs/\" # where they live"), "{text}");
+    assert_eq!(dev.status_of("ipm-db"), "up_to_date");
+    let bucket_manifest = String::from_utf8(bucket.read("db.toml").expect("db.toml")).expect("utf8");
+    assert!(bucket_manifest.contains("ipmdb = \"ipm-db-v2.db\""), "{bucket_manifest}");
+    let meta: serde_json::Value = serde_json::from_slice(&bucket.read("dbs/ipm-db-v2.db.json").expect("meta")).expect("json");
+    assert_eq!((meta["version"].as_u64(), meta["parent"].as_u64()), (Some(2), Some(1)));
+
+    // The server is behind, with no local changes; download brings it level.
+    let row = server.status_row("ipm-db");
+    assert_eq!(row["status"], "outdated_db");
+    assert_eq!(row["local_changes"], false);
+    assert_eq!((row["local_version"].as_u64(), row["remote_version"].as_u64()), (Some(1), Some(2)));
+    server.b2m(&["download", "ipm-db-v1.db"]).ok();
+    assert_eq!(server.files(), vec!["db.toml", "ipm-db-v2.db"], "old file removed after db.toml moved on");
+    assert!(server.manifest_text().contains("ipmdb = \"ipm-db-v2.db\""));
+    assert_eq!(server.rows("ipm-db-v2.db").last().map(String::as_str), Some("new row"));
+    assert_eq!(server.status_of("ipm-db"), "up_to_date");
+});
+
+both_backends!(local_changes_block_a_download, |backend| {
+    let bucket = Bucket::new(backend);
+    let dev = Project::new(&bucket);
+    dev.create_db("ipmdb", "ipm-db-v1.db", 1);
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    let server = Project::new(&bucket);
+    server.b2m(&["fetch-db-toml"]).ok();
+    server.b2m(&["download", "ipm-db"]).ok();
+    dev.insert("ipm-db-v1.db", "dev row");
+    dev.b2m(&["upload", "ipm-db"]).ok();
+
+    server.insert("ipm-db-v1.db", "server row");
+    let row = server.status_row("ipm-db");
+    assert_eq!((row["status"].as_str(), row["local_changes"].as_bool()), (Some("outdated_db"), Some(true)));
+    let before = server.manifest_text();
+    server.b2m(&["download", "ipm-db"]).fails(1, "local changes");
+    assert_eq!(server.manifest_text(), before);
+    assert_eq!(server.files(), vec!["db.toml", "ipm-db-v1.db"]);
+    assert_eq!(server.rows("ipm-db-v1.db"), vec!["row 0", "server row"]);
+
+    // --force keeps a backup first and says where.
+    let run = server.b2m(&["download", "ipm-db", "--force"]);
+    run.ok();
+    assert!(run.stderr.contains(".b2m/backups/"), "{}", run.stderr);
+    let backups: Vec<_> = std::fs::read_dir(server.path().join(".b2m/backups")).expect("backups").flatten().collect();
+    assert_eq!(backups.len(), 1);
+    assert_eq!(rows_of(&backups[0].path()), vec!["row 0", "server row"]);
+    assert_eq!(server.rows("ipm-db-v2.db"), vec!["row 0", "dev row"]);
+});
+
+both_backends!(an_upload_from_a_stale_base_is_refused_and_changes_nothing, |backend| {
+    let bucket = Bucket::new(backend);
+    let a = Project::new(&bucket);
+    a.create_db("ipmdb", "ipm-db-v1.db", 1);
+    a.b2m(&["upload", "ipm-db"]).ok();
+    let b = Project::new(&bucket);
+    b.b2m(&["fetch-db-toml"]).ok();
+    b.b2m(&["download", "ipm-db"]).ok();
+    a.insert("ipm-db-v1.db", "a");
+    a.b2m(&["upload", "ipm-db"]).ok();
+
+    b.insert("ipm-db-v1.db", "b");
+    let keys = bucket.keys();
+    let manifest = bucket.read("db.toml");
+    b.b2m(&["upload", "ipm-db"]).fails(1, "outdated_db");
+    assert_eq!(bucket.keys(), keys);
+    assert_eq!(bucket.read("db.toml"), manifest);
+    assert_eq!(b.files(), vec!["db.toml", "ipm-db-v1.db"]);
+    assert_eq!(b.status_of("ipm-db"), "outdated_db");
+});
+
+both_backends!(a_corrupted_bucket_object_fails_the_download_and_leaves_no_file, |backend| {
+    let bucket = Bucket::new(backend);
+    let dev = Project::new(&bucket);
+    dev.create_db("ipmdb", "ipm-db-v1.db", 50);
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    let object = bucket.object_path("dbs/ipm-db-v1.db");
+    let mut bytes = std::fs::read(&object).expect("object");
+    let at = bytes.len() - 100;
+    bytes[at] ^= 0xff;
+    std::fs::write(&object, bytes).expect("damage");
+
+    let server = Project::new(&bucket);
+    server.b2m(&["fetch-db-toml"]).ok();
+    let before = server.manifest_text();
+    server.b2m(&["download", "ipm-db"]).fails(1, "does not match its recorded sha256");
+    assert_eq!(server.files(), vec!["db.toml"], "no partial or temp file left");
+    assert_eq!(server.manifest_text(), before);
+    let row = server.status_row("ipm-db");
+    assert_eq!(row["status"], "missing_local");
+});
+
+both_backends!(rows_still_in_the_wal_are_in_the_published_object, |backend| {
+    let bucket = Bucket::new(backend);
+    let dev = Project::new(&bucket);
+    dev.add_entry("ipmdb", "ipm-db-v1.db");
+    let conn = rusqlite::Connection::open(dev.db("ipm-db-v1.db")).expect("db");
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t(v) VALUES ('in the wal');")
+        .expect("wal rows");
+    // This connection stays open, so the rows stay in -wal until someone checkpoints.
+    assert!(std::fs::metadata(dev.db("ipm-db-v1.db-wal")).expect("wal").len() > 0);
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    let published = tempfile::tempdir().expect("dir");
+    std::fs::write(published.path().join("x.db"), bucket.read("dbs/ipm-db-v1.db").expect("object")).expect("copy");
+    assert_eq!(rows_of(&published.path().join("x.db")), vec!["in the wal"]);
+
+    // More rows in the WAL while the same connection is open: status sees them.
+    conn.execute("INSERT INTO t(v) VALUES ('more')", []).expect("insert");
+    assert_eq!(dev.status_of("ipm-db"), "ready_to_upload");
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    assert_eq!(dev.status_of("ipm-db"), "up_to_date");
+    drop(conn);
+    assert_eq!(dev.status_of("ipm-db"), "up_to_date", "a checkpoint by another process changes nothing logical");
+});
+
+both_backends!(a_fresh_copy_equal_to_the_bucket_is_adopted_without_state, |backend| {
+    let bucket = Bucket::new(backend);
+    let dev = Project::new(&bucket);
+    dev.create_db("ipmdb", "ipm-db-v1.db", 2);
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    // A server that got the file by hand (or lost .b2m/ in a crash).
+    let server = Project::new(&bucket);
+    server.b2m(&["fetch-db-toml"]).ok();
+    std::fs::write(server.db("ipm-db-v1.db"), bucket.read("dbs/ipm-db-v1.db").expect("object")).expect("copy");
+    assert_eq!(server.status_of("ipm-db"), "up_to_date");
+    // A file that differs with no known base is a conflict.
+    std::fs::remove_dir_all(dev.path().join(".b2m")).expect("drop state");
+    dev.insert("ipm-db-v1.db", "x");
+    assert_eq!(dev.status_of("ipm-db"), "conflict");
+    dev.b2m(&["upload", "ipm-db"]).fails(1, "conflict");
+});
+
+#[test]
+fn status_json_has_the_documented_shape() {
+    let bucket = Bucket::new(Backend::Local);
+    let dev = Project::new(&bucket);
+    dev.create_db("ipmdb", "ipm-db-v1.db", 1);
+    let s = dev.status();
+    let row = &s["dbs"][0];
+    for key in ["name", "key", "status", "local_version", "remote_version", "local_changes", "locked_by"] {
+        assert!(row.get(key).is_some(), "missing {key}: {row}");
+    }
+    assert_eq!(row["name"], "ipm-db");
+    assert_eq!(row["key"], "ipmdb");
+    assert_eq!(row["local_version"], 1);
+    assert_eq!(row["remote_version"], serde_json::Value::Null);
+    let run = dev.b2m(&["status", "--exit-code"]);
+    assert_eq!(run.code, 1, "not up to date");
+    assert!(run.stdout.contains("new_local"));
+    dev.b2m(&["upload", "ipm-db", "-q"]).ok();
+    dev.b2m(&["status", "--exit-code"]).ok();
+}
+
+#[test]
+fn the_seed_flag_spellings_still_work() {
+    let bucket = Bucket::new(Backend::Local);
+    let dev = Project::new(&bucket);
+    dev.create_db("ipmdb", "ipm-db-v1.db", 1);
+    dev.b2m(&["--upload", "ipm-db"]).ok();
+    let run = dev.b2m(&["--json", "--status", "ipm-db"]);
+    run.ok();
+    assert!(run.stdout.contains("\"up_to_date\""));
+    let server = Project::new(&bucket);
+    server.b2m(&["--fetch-db-toml"]).ok();
+    server.b2m(&["--download", "ipm-db"]).ok();
+    assert_eq!(server.rows("ipm-db-v1.db"), vec!["row 0"]);
+}
+
+#[test]
+fn a_first_upload_of_a_second_db_keeps_the_first_in_the_bucket_manifest() {
+    let bucket = Bucket::new(Backend::Local);
+    let dev = Project::new(&bucket);
+    dev.create_db("ipmdb", "ipm-db-v1.db", 1);
+    dev.create_db("emojidb", "emoji-db-v3.db", 1);
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    let text = String::from_utf8(bucket.read("db.toml").expect("db.toml")).expect("utf8");
+    assert!(text.contains("ipmdb") && !text.contains("emojidb"), "only published dbs are named: {text}");
+    assert_eq!(dev.status_of("emoji-db"), "new_local");
+    dev.b2m(&["upload", "emoji-db"]).ok();
+    let text = String::from_utf8(bucket.read("db.toml").expect("db.toml")).expect("utf8");
+    assert!(text.contains("ipmdb = \"ipm-db-v1.db\"") && text.contains("emojidb = \"emoji-db-v3.db\""), "{text}");
+    assert!(bucket.keys().contains(&"dbs/emoji-db-v3.db".to_string()), "a first upload keeps its version");
+}
