@@ -126,7 +126,8 @@ both_backends!(a_corrupted_bucket_object_fails_the_download_and_leaves_no_file, 
     assert_eq!(server.files(), vec!["db.toml"], "no partial or temp file left");
     assert_eq!(server.manifest_text(), before);
     let row = server.status_row("ipm-db");
-    assert_eq!(row["status"], "missing_local");
+    assert_eq!(row["status"], "conflict", "{row}");
+    assert!(row["detail"].as_str().is_some_and(|d| d.contains("dbs/ipm-db-v1.db")), "{row}");
 });
 
 both_backends!(rows_still_in_the_wal_are_in_the_published_object, |backend| {

@@ -50,7 +50,8 @@ pub fn download(ctx: &Context, arg: &str, force: bool) -> Result<Fetched> {
             ctx.out.info(&format!("`{stem}` v{} is up to date", r.version));
             return Ok(Fetched { name: stem, version: r.version, file: r.file, bytes: 0, backup: None });
         }
-        Status::MissingLocal => {}
+        // No local file: nothing to lose, and the download verifies the object again.
+        _ if local.as_ref().is_none_or(|l| !ctx.db_path(&l.file).is_file()) => {}
         Status::OutdatedDb if !row.local_changes => {}
         _ if !force => {
             let why = match row.status {

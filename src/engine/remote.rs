@@ -53,7 +53,11 @@ pub struct RemoteManifest {
 
 /// Reads the bucket's db.toml; `None` when the bucket has none yet.
 pub fn read_manifest(store: &dyn Store) -> Result<Option<RemoteManifest>> {
-    let Some(object) = store.get(MANIFEST_KEY)? else { return Ok(None) };
+    let Some(object) = store.get(MANIFEST_KEY)? else {
+        // Some servers answer NoSuchKey for a missing bucket: make sure there is one.
+        store.check_bucket()?;
+        return Ok(None);
+    };
     let text = String::from_utf8(object.body).map_err(|_| {
         Error::refused(format!("the bucket's `{MANIFEST_KEY}` at `{}` is not UTF-8 text", store.location()), "restore it, or ask whoever wrote it")
     })?;

@@ -120,7 +120,15 @@ pub fn assess(ctx: &Context, stem: &str, local: Option<&Entry>, remote: Option<&
     let local_file = local.map(|e| ctx.db_path(&e.file)).filter(|p| p.is_file());
     let (Some(l), Some(path)) = (local, local_file) else {
         match (local, remote) {
-            (_, Some(_)) => row.status = Status::MissingLocal,
+            (_, Some(r)) => {
+                row.status = Status::MissingLocal;
+                // A download that found the object damaged leaves a mark: that is a conflict.
+                let key = remote::object_key(&r.file);
+                if ctx.state.has_bad_object(&key)? {
+                    row.status = Status::Conflict;
+                    row.detail = Some(format!("the bucket's `{key}` does not match its recorded sha256"));
+                }
+            }
             (Some(l), None) => row.detail = Some(format!("db.toml names `{}`, which is neither here nor in the bucket", l.file)),
             (None, None) => {}
         }

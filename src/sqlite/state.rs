@@ -217,6 +217,13 @@ impl State {
         Ok(found.is_some())
     }
 
+    /// Whether any bad-object mark stands for a key.
+    pub fn has_bad_object(&self, key: &str) -> Result<bool> {
+        let found: Option<i64> =
+            self.conn.query_row("SELECT 1 FROM bad_objects WHERE key = ?1", [key], |row| row.get(0)).optional().map_err(self.err())?;
+        Ok(found.is_some())
+    }
+
     /// Forgets a bad-object mark once the object verified.
     pub fn clear_bad_object(&self, key: &str) -> Result<()> {
         self.conn.execute("DELETE FROM bad_objects WHERE key = ?1", [key]).map_err(self.err())?;

@@ -77,6 +77,12 @@ pub enum StoreError {
         /// The service's error code.
         code: String,
     },
+    /// No credentials were found.
+    #[error("no credentials for `{location}`")]
+    NoCredentials {
+        /// `s3://bucket/prefix`.
+        location: String,
+    },
     /// The endpoint could not be reached.
     #[error("cannot reach `{endpoint}`: {detail}")]
     Unreachable {
@@ -114,7 +120,7 @@ pub enum StoreError {
 impl StoreError {
     /// Errors a person fixes in the configuration (exit 2).
     pub fn is_configuration(&self) -> bool {
-        matches!(self, StoreError::NoSuchBucket { .. } | StoreError::AccessDenied { .. } | StoreError::MissingFolder { .. })
+        matches!(self, StoreError::NoSuchBucket { .. } | StoreError::AccessDenied { .. } | StoreError::NoCredentials { .. } | StoreError::MissingFolder { .. })
     }
 
     /// What to do about it.
@@ -124,6 +130,7 @@ impl StoreError {
             StoreError::AccessDenied { .. } => {
                 "check `B2M_ACCESS_KEY_ID` / `B2M_SECRET_ACCESS_KEY`: the key must be valid and allowed on this bucket".into()
             }
+            StoreError::NoCredentials { .. } => "set `B2M_ACCESS_KEY_ID` and `B2M_SECRET_ACCESS_KEY` (a B2 application key), or configure the AWS credential chain".into(),
             StoreError::Unreachable { .. } => "check `remote.endpoint` in `b2m.toml` and the network, then run the command again".into(),
             StoreError::MissingFolder { .. } => "create the folder, or fix `remote.url` in `b2m.toml` (or `B2M_REMOTE`)".into(),
             StoreError::ConditionalUnsupported { .. } => "set `remote.locking = \"lease\"` in `b2m.toml`".into(),
@@ -157,6 +164,11 @@ pub trait Store: Send + Sync {
 
     /// Removes an object (absent is fine).
     fn delete(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Confirms the bucket exists and can be read (for telling an empty bucket from none).
+    fn check_bucket(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// Whether this store is known to check write conditions atomically without a probe.
     fn atomic_conditional_writes(&self) -> bool {

@@ -72,13 +72,20 @@ impl S3Store {
                 loader = loader.credentials_provider(credentials);
             }
             let shared = loader.load().await;
+            if let Some(provider) = shared.credentials_provider() {
+                use aws_credential_types::provider::ProvideCredentials;
+                if let Err(e) = provider.provide_credentials().await {
+                    tracing::debug!("no credentials from the AWS chain: {e}");
+                    return Err(StoreError::NoCredentials { location: location.clone() });
+                }
+            }
             let config = aws_sdk_s3::config::Builder::from(&shared)
                 .force_path_style(true)
                 .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
                 .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
                 .build();
-            Client::from_conf(config)
-        });
+            Ok(Client::from_conf(config))
+        })?;
         Ok(S3Store { client, runtime, bucket: bucket.to_string(), prefix: prefix.to_string(), endpoint, location })
     }
 
@@ -346,6 +353,16 @@ impl Store for S3Store {
             }
             out.sort_by(|a, b| a.key.cmp(&b.key));
             Ok(out)
+        })
+    }
+
+    fn check_bucket(&self) -> Result<(), StoreError> {
+        self.runtime.block_on(async {
+            match self.client.head_bucket().bucket(&self.bucket).send().await {
+                Ok(_) => Ok(()),
+                Err(e) if Self::status_of(&e) == Some(404) => Err(StoreError::NoSuchBucket { bucket: self.bucket.clone(), endpoint: self.endpoint.clone() }),
+                Err(e) => Err(self.error("HEAD BUCKET", "", e)),
+            }
         })
     }
 
