@@ -71,6 +71,28 @@ pub enum Command {
     },
     /// Write the bucket's db.toml to the local manifest path.
     FetchDbToml,
+    /// Take a database's lease and keep it (others wait) until `b2m unlock`.
+    Lock {
+        /// The database (stem, db.toml key or file name).
+        db: String,
+    },
+    /// Release a database's lease (your own; `--force` for anyone's, saying whose).
+    Unlock {
+        /// The database (stem, db.toml key or file name).
+        db: String,
+        /// Remove the lease whoever holds it.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check credentials, bucket, prefix and clock, and probe conditional writes for `locking = "auto"`.
+    Doctor,
+    /// List (with `--dry-run`) or remove what no published db.toml references: orphans of
+    /// interrupted uploads and stale leases.
+    Gc {
+        /// Only list; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// The main job end to end on a local-folder bucket, no credentials needed.
     Demo {
         /// Where to build the demo (default: a new temp folder, kept).

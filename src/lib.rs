@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod coord;
 pub mod engine;
 pub mod error;
 pub mod fsutil;
@@ -25,15 +26,11 @@ use crate::cli::Cli;
 use crate::error::Error;
 
 /// Subcommand names, to tell where the global flags end.
-const SUBCOMMANDS: &[&str] = &["init", "status", "upload", "download", "fetch-db-toml", "demo", "help"];
+const SUBCOMMANDS: &[&str] = &["init", "status", "upload", "download", "fetch-db-toml", "lock", "unlock", "doctor", "gc", "demo", "help"];
 
 /// The seed's flag spellings, kept for old scripts: `--status DB` is `status DB`.
-const LEGACY_FLAGS: &[(&str, &str)] = &[
-    ("--status", "status"),
-    ("--upload", "upload"),
-    ("--download", "download"),
-    ("--fetch-db-toml", "fetch-db-toml"),
-];
+const LEGACY_FLAGS: &[(&str, &str)] =
+    &[("--status", "status"), ("--upload", "upload"), ("--download", "download"), ("--fetch-db-toml", "fetch-db-toml")];
 
 /// Rewrites the seed's flag spellings into subcommands, when no subcommand was given.
 pub fn rewrite_legacy(args: Vec<OsString>) -> Vec<OsString> {

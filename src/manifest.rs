@@ -28,10 +28,7 @@ pub struct Manifest {
 /// Parses TOML text, turning an error into one line that names the file, line and column.
 pub fn parse_toml(text: &str, origin: &str) -> Result<DocumentMut> {
     text.parse::<DocumentMut>().map_err(|e| {
-        let (line, col) = e
-            .span()
-            .map(|span| line_col(text, span.start))
-            .unwrap_or((1, 1));
+        let (line, col) = e.span().map(|span| line_col(text, span.start)).unwrap_or((1, 1));
         let message = e.message().lines().next().unwrap_or("invalid TOML").trim().to_string();
         Error::config_hint(
             format!("`{origin}` is not valid TOML at line {line}, column {col}: {message}"),

@@ -140,7 +140,10 @@ impl Settings {
         let url = match std::env::var("B2M_REMOTE").ok().filter(|s| !s.is_empty()) {
             Some(url) => url,
             None => get_str(&doc, "remote", "url", &origin)?.ok_or_else(|| {
-                Error::config_hint(format!("`{origin}` has no `remote.url`"), "add `[remote]` with `url = \"s3://bucket/prefix\"`, or set `B2M_REMOTE`")
+                Error::config_hint(
+                    format!("`{origin}` has no `remote.url`"),
+                    "add `[remote]` with `url = \"s3://bucket/prefix\"`, or set `B2M_REMOTE`",
+                )
             })?,
         };
         let locking = match get_str(&doc, "remote", "locking", &origin)?.as_deref() {

@@ -63,7 +63,8 @@ fn no_b2m_toml_found_says_how_to_start() {
 fn a_non_sqlite_or_truncated_file_is_refused_before_anything_is_sent() {
     let bucket = Bucket::new(Backend::Local);
     let dev = Project::new(&bucket);
-    std::fs::write(dev.db("notes-db-v1.db"), "just some text, not a database at all, long enough to have a header of sorts".repeat(3)).expect("write");
+    std::fs::write(dev.db("notes-db-v1.db"), "just some text, not a database at all, long enough to have a header of sorts".repeat(3))
+        .expect("write");
     dev.add_entry("notesdb", "notes-db-v1.db");
     dev.b2m(&["upload", "notes-db"]).fails(1, "is not a usable SQLite database");
     assert!(bucket.keys().is_empty(), "nothing sent: {:?}", bucket.keys());
@@ -128,7 +129,8 @@ fn global_flags_work_before_and_after_the_command() {
     after.ok();
     assert_eq!(after.stdout, before.stdout);
     let elsewhere = tempfile::tempdir().expect("dir");
-    let run = Run::from(b2m_command(elsewhere.path()).args(["-C", &dev.path().display().to_string(), "status", "--json"]).output().expect("run"));
+    let run =
+        Run::from(b2m_command(elsewhere.path()).args(["-C", &dev.path().display().to_string(), "status", "--json"]).output().expect("run"));
     run.ok();
     assert_eq!(run.stdout, after.stdout);
     let usage = dev.b2m(&["upload"]);

@@ -70,7 +70,10 @@ fn count(path: &Path, table: &str) -> Result<i64> {
 pub fn demo(dir: &Path, out: &Output) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
     if std::fs::read_dir(dir).map_err(|e| Error::io("cannot read", dir, e))?.next().is_some() {
-        return Err(Error::config_hint(format!("demo folder `{}` is not empty", dir.display()), "pass a new folder, or none for a fresh temp folder"));
+        return Err(Error::config_hint(
+            format!("demo folder `{}` is not empty", dir.display()),
+            "pass a new folder, or none for a fresh temp folder",
+        ));
     }
     let bucket = dir.join("bucket");
     let (dev, server) = (dir.join("dev"), dir.join("server"));
@@ -84,8 +87,14 @@ pub fn demo(dir: &Path, out: &Output) -> Result<()> {
     }
 
     let dbs = dev.join("db/all_dbs");
-    sql(&dbs.join("ipm-db-v1.db"), "PRAGMA journal_mode=WAL; CREATE TABLE packages(name TEXT PRIMARY KEY, version TEXT); INSERT INTO packages VALUES ('left-pad','1.3.0'),('lodash','4.17.21');")?;
-    sql(&dbs.join("emoji-db-v1.db"), "CREATE TABLE emoji(code TEXT PRIMARY KEY, name TEXT); INSERT INTO emoji VALUES ('1F600','grinning face'),('1F680','rocket');")?;
+    sql(
+        &dbs.join("ipm-db-v1.db"),
+        "PRAGMA journal_mode=WAL; CREATE TABLE packages(name TEXT PRIMARY KEY, version TEXT); INSERT INTO packages VALUES ('left-pad','1.3.0'),('lodash','4.17.21');",
+    )?;
+    sql(
+        &dbs.join("emoji-db-v1.db"),
+        "CREATE TABLE emoji(code TEXT PRIMARY KEY, name TEXT); INSERT INTO emoji VALUES ('1F600','grinning face'),('1F680','rocket');",
+    )?;
     let manifest = dbs.join("db.toml");
     let text = format!(
         "# The databases this server reads; b2m keeps the versions current.\n[db]\nipmdb = \"ipm-db-v1.db\"    # packages\nemojidb = \"emoji-db-v1.db\"\npath = \"{}/\"\n",
@@ -139,11 +148,9 @@ pub fn demo(dir: &Path, out: &Output) -> Result<()> {
 pub fn run(dir: Option<PathBuf>, out: &Output) -> Result<u8> {
     let dir = match dir {
         Some(d) => d,
-        None => tempfile::Builder::new()
-            .prefix("b2m-demo-")
-            .tempdir()
-            .map_err(|e| Error::io("cannot create", std::env::temp_dir(), e))?
-            .keep(),
+        None => {
+            tempfile::Builder::new().prefix("b2m-demo-").tempdir().map_err(|e| Error::io("cannot create", std::env::temp_dir(), e))?.keep()
+        }
     };
     let dir = std::path::absolute(&dir).map_err(|e| Error::io("cannot use", &dir, e))?;
     demo(&dir, out)?;

@@ -7,7 +7,6 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::manifest::Manifest;
 use crate::output::Output;
 use crate::settings::{PROJECT_FILE, STATE_DIR};
 
@@ -25,32 +24,28 @@ pub struct Initialized {
     pub created: Vec<String>,
 }
 
+fn quote(s: &str) -> String {
+    toml_edit::Value::from(s).to_string().trim().to_string()
+}
+
 fn project_file(remote: &str, endpoint: Option<&str>, region: Option<&str>) -> String {
-    let quote = |s: &str| toml_edit::Value::from(s).to_string().trim().to_string();
-    let endpoint = endpoint.map_or_else(|| "# endpoint = \"https://s3.us-west-004.backblazeb2.com\"".to_string(), |e| format!("endpoint = {}", quote(e)));
+    let endpoint = endpoint
+        .map_or_else(|| "# endpoint = \"https://s3.us-west-004.backblazeb2.com\"".to_string(), |e| format!("endpoint = {}", quote(e)));
     let region = region.map_or_else(|| "# region = \"us-west-004\"".to_string(), |r| format!("region = {}", quote(r)));
-    format!(
-        "# b2m: which bucket holds this project's databases, and where they live here.\n\
-         # Credentials come from B2M_ACCESS_KEY_ID / B2M_SECRET_ACCESS_KEY (or the AWS chain), never from this file.\n\
-         [remote]\n\
-         url = {}\n\
-         {endpoint}\n\
-         {region}\n\
-         locking = \"auto\"                  # auto | conditional | lease\n\
-         \n\
-         [paths]\n\
-         db_dir = \"db/all_dbs\"\n\
-         manifest = \"db/all_dbs/db.toml\"\n\
-         changesets = \"changeset\"\n",
-        quote(remote)
-    )
+    include_str!("../../templates/b2m.toml")
+        .replace("{{url}}", &quote(remote))
+        .replace("{{endpoint}}", &endpoint)
+        .replace("{{region}}", &region)
 }
 
 /// Sets up a project in `root`.
 pub fn init(root: &Path, remote: Option<String>, endpoint: Option<String>, region: Option<String>) -> Result<Initialized> {
     let remote = remote.unwrap_or_else(|| format!("file://{}", root.join(DEFAULT_BUCKET_DIR).display()));
     if !(remote.starts_with("s3://") || remote.starts_with("file:///")) {
-        return Err(Error::config_hint(format!("remote `{remote}` is neither `s3://bucket/prefix` nor `file:///path`"), "pass `--remote s3://bucket/prefix`"));
+        return Err(Error::config_hint(
+            format!("remote `{remote}` is neither `s3://bucket/prefix` nor `file:///path`"),
+            "pass `--remote s3://bucket/prefix`",
+        ));
     }
     let mut created = Vec::new();
     let make_dir = |path: PathBuf, created: &mut Vec<String>| -> Result<()> {
@@ -69,7 +64,7 @@ pub fn init(root: &Path, remote: Option<String>, endpoint: Option<String>, regio
     make_dir(db_dir.clone(), &mut created)?;
     let manifest = db_dir.join("db.toml");
     if !manifest.exists() {
-        let text = format!("# The databases this server reads; b2m keeps the versions current.\n{}", Manifest::new_empty(Some(&format!("{}/", db_dir.display()))).render());
+        let text = include_str!("../../templates/db.toml").replace("{{path}}", &quote(&format!("{}/", db_dir.display())));
         fsutil::write_atomic(&manifest, text.as_bytes())?;
         created.push(manifest.display().to_string());
     }

@@ -1,5 +1,6 @@
 //! One file per command, thin: resolve settings, call the engine, hand the result to output.
 
+mod coord;
 mod demo;
 mod init;
 mod status;
@@ -31,5 +32,9 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Upload { db } => transfer::upload(&open()?, &db),
         Command::Download { db, force } => transfer::download(&open()?, &db, force),
         Command::FetchDbToml => transfer::fetch_db_toml(&open()?),
+        Command::Lock { db } => coord::lock(&open()?, &db),
+        Command::Unlock { db, force } => coord::unlock(&open()?, &db, force),
+        Command::Doctor => coord::doctor(&open()?),
+        Command::Gc { dry_run } => coord::gc(&open()?, dry_run),
     }
 }

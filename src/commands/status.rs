@@ -41,7 +41,14 @@ pub fn render(rows: &[DbStatus]) -> String {
             if let Some(by) = &r.locked_by {
                 note.push(format!("locked by {by}"));
             }
-            vec![r.name.clone(), r.key.clone(), r.status.as_str().to_string(), version(r.local_version), version(r.remote_version), note.join("; ")]
+            vec![
+                r.name.clone(),
+                r.key.clone(),
+                r.status.as_str().to_string(),
+                version(r.local_version),
+                version(r.remote_version),
+                note.join("; "),
+            ]
         })
         .collect();
     table(&["DB", "KEY", "STATUS", "LOCAL", "BUCKET", "NOTE"], &body)

@@ -157,7 +157,10 @@ fn keep_backup(ctx: &Context, path: &std::path::Path) -> Result<std::path::PathB
 /// belongs to this machine, is kept.
 pub fn fetch_manifest(ctx: &Context) -> Result<std::path::PathBuf> {
     let Some(remote) = remote::read_manifest(ctx.store.as_ref())? else {
-        return Err(Error::refused(format!("the bucket `{}` has no db.toml yet", ctx.store.location()), "run `b2m upload DB` to publish a first database"));
+        return Err(Error::refused(
+            format!("the bucket `{}` has no db.toml yet", ctx.store.location()),
+            "run `b2m upload DB` to publish a first database",
+        ));
     };
     let mut manifest = remote.manifest;
     if let Some(path) = ctx.local_manifest()?.path_value() {

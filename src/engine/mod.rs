@@ -1,6 +1,7 @@
 //! The rules: three-way status, the publish protocol, fetching versions, recovery after a crash.
 
 pub mod fetch;
+pub mod gc;
 pub mod publish;
 pub mod remote;
 pub mod status;
@@ -8,7 +9,11 @@ pub mod status;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use fs2::FileExt;
+
+use crate::coord::{Leases, Protocol};
 
 use crate::error::{Error, Result};
 use crate::manifest::{Entry, Manifest};
@@ -23,7 +28,7 @@ pub struct Context {
     /// The project.
     pub settings: Settings,
     /// The bucket.
-    pub store: Box<dyn Store>,
+    pub store: Arc<dyn Store>,
     /// `.b2m/state.db`.
     pub state: State,
     /// Messages and progress bars.
@@ -38,7 +43,7 @@ pub struct LocalLock {
 impl Context {
     /// Opens the project's store and state.
     pub fn open(settings: Settings, out: Output) -> Result<Self> {
-        let store = crate::store::open(&settings.remote)?;
+        let store: Arc<dyn Store> = Arc::from(crate::store::open(&settings.remote)?);
         let state = State::open(&settings.state_dir)?;
         Ok(Context { settings, store, state, out })
     }
@@ -102,14 +107,24 @@ impl Context {
         Ok(())
     }
 
-    /// Whether writes may carry conditions (`If-None-Match`, `If-Match`) that the store checks
-    /// atomically: forced by `remote.locking = "conditional"`, or known of the store.
-    pub fn conditional_writes(&self) -> bool {
-        match self.settings.remote.locking {
-            Locking::Conditional => true,
-            Locking::Lease => false,
-            Locking::Auto => self.store.atomic_conditional_writes(),
-        }
+    /// The protocol guarding concurrent machines: forced by `remote.locking`, or in `auto` the
+    /// conditional one only where it is known to be atomic (the local-folder store by
+    /// construction; an S3 bucket where `b2m doctor` saw it so), else the plain lease protocol.
+    pub fn protocol(&self) -> Result<Protocol> {
+        Ok(match self.settings.remote.locking {
+            Locking::Conditional => Protocol::Conditional,
+            Locking::Lease => Protocol::Lease,
+            Locking::Auto if self.store.atomic_conditional_writes() => Protocol::Conditional,
+            Locking::Auto => match self.state.doctor_finding(&self.settings.remote.url)?.as_deref() {
+                Some("atomic") => Protocol::Conditional,
+                _ => Protocol::Lease,
+            },
+        })
+    }
+
+    /// Leases on this project's bucket.
+    pub fn leases(&self) -> Result<Leases> {
+        Ok(Leases::new(self.store.clone(), self.protocol()?, self.out.clone()))
     }
 
     /// `.b2m/tmp`, for snapshots.

@@ -10,6 +10,8 @@ use serde::Serialize;
 use super::Context;
 use super::remote::{self, VersionMeta};
 use super::status::{self, Status};
+use crate::coord::lease::MANIFEST_LEASE;
+use crate::coord::{HeldLease, Leases, Protocol};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::manifest::Manifest;
@@ -17,7 +19,10 @@ use crate::names::DbFileName;
 use crate::sqlite::db;
 use crate::sqlite::hash::hash_file;
 use crate::sqlite::state::{Base, Pending};
-use crate::store::Condition;
+use crate::store::{Condition, PutOutcome};
+
+/// Compare-and-swap attempts on the bucket's db.toml before giving up.
+const COMMIT_TRIES: usize = 20;
 
 /// What an upload did.
 #[derive(Debug, Clone, Serialize)]
@@ -41,12 +46,15 @@ pub struct Published {
 /// `b2m upload DB`.
 pub fn upload(ctx: &Context, arg: &str) -> Result<Published> {
     let local_manifest = ctx.local_manifest()?;
-    let remote = remote::read_manifest(ctx.store.as_ref())?;
-    let remote_entries = remote.as_ref().map(|m| m.manifest.entries()).unwrap_or_default();
-    let stem = super::resolve_db(arg, &local_manifest.entries(), &remote_entries)?;
+    let stem = super::resolve_db(arg, &local_manifest.entries(), &[])?;
     let Some(local) = local_manifest.entry_for_stem(&stem).filter(|e| ctx.db_path(&e.file).is_file()) else {
         return Err(Error::refused(format!("there is no local file for `{stem}` to upload"), "run `b2m download` to fetch it"));
     };
+    // The db's lease first: everything read from the bucket after it is what we publish over.
+    let leases = ctx.leases()?;
+    let db_lease = leases.acquire(&stem, "upload")?;
+    let remote = remote::read_manifest(ctx.store.as_ref())?;
+    let remote_entries = remote.as_ref().map(|m| m.manifest.entries()).unwrap_or_default();
     let remote_entry = remote_entries.iter().find(|e| e.stem == stem).cloned();
     let row = status::assess(ctx, &stem, Some(&local), remote_entry.as_ref())?;
     let (version, parent) = match (row.status, &remote_entry) {
@@ -67,8 +75,15 @@ pub fn upload(ctx: &Context, arg: &str) -> Result<Published> {
         (Status::ReadyToUpload, Some(r)) => (r.version + 1, Some(r.version)),
         (Status::OutdatedDb, Some(r)) => {
             return Err(Error::refused(
-                format!("outdated_db: the bucket has `{stem}` v{}, this copy is based on v{}; nothing was uploaded", r.version, local.version),
-                if row.local_changes { "run `b2m merge` to carry the local changes onto the new version" } else { "run `b2m download` first" },
+                format!(
+                    "outdated_db: the bucket has `{stem}` v{}, this copy is based on v{}; nothing was uploaded",
+                    r.version, local.version
+                ),
+                if row.local_changes {
+                    "run `b2m merge` to carry the local changes onto the new version"
+                } else {
+                    "run `b2m download` first"
+                },
             ));
         }
         _ => {
@@ -125,36 +140,67 @@ pub fn upload(ctx: &Context, arg: &str) -> Result<Published> {
     let meta_body = serde_json::to_vec_pretty(&meta).map_err(|e| Error::config(format!("cannot encode metadata: {e}")))?;
     ctx.store.put(&remote::meta_key(&new_file), &meta_body, Condition::None)?;
 
-    // Commit: the bucket's db.toml names the new version, unless someone published meanwhile.
-    let current = remote::read_manifest(ctx.store.as_ref())?;
-    let current_version = current.as_ref().and_then(|m| m.manifest.entry_for_stem(&stem)).map(|e| e.version);
-    if current_version != parent {
-        return Err(Error::refused(
-            format!(
-                "outdated_db: `{stem}` moved to v{} in the bucket while this upload ran; nothing was published",
-                current_version.map_or_else(|| "?".into(), |v| v.to_string())
-            ),
-            "run `b2m status`, then `b2m download` or `b2m merge`",
-        ));
-    }
-    let (mut manifest, condition) = match current {
-        Some(m) => (m.manifest, m.etag.map_or(Condition::None, Condition::IfMatch)),
-        None => (first_manifest(&local_manifest, &local.key), Condition::IfAbsent),
+    let pending = Pending {
+        stem: stem.clone(),
+        key: local.key.clone(),
+        version,
+        sha256: sha256.clone(),
+        local_sha256: local_sha,
+        from_file: local.file.clone(),
     };
-    manifest.set_file(&local.key, &new_file);
-    let pending = Pending { stem: stem.clone(), key: local.key.clone(), version, sha256: sha256.clone(), local_sha256: local_sha, from_file: local.file.clone() };
-    ctx.state.set_pending(&pending)?;
-    let condition = if ctx.conditional_writes() { condition } else { Condition::None };
-    if ctx.store.put(remote::MANIFEST_KEY, manifest.render().as_bytes(), condition)? == crate::store::PutOutcome::ConditionFailed {
-        ctx.state.clear_pending(&stem)?;
-        return Err(Error::refused(
-            format!("outdated_db: the bucket's db.toml changed while `{stem}` was uploading; nothing was published"),
-            "run `b2m status`, then `b2m download` or `b2m merge`",
-        ));
-    }
+    db_lease.check()?;
+    commit(ctx, &leases, &db_lease, &local_manifest, &pending, parent)?;
     finish_local(ctx, &pending)?;
     ctx.out.info(&format!("published `{stem}` v{version} ({}), {}", human_bytes(size), ctx.store.location()));
     Ok(Published { name: stem, version, parent, file: new_file, sha256, size, uploaded: true })
+}
+
+/// Step 5, the commit: the bucket's db.toml names the new version, unless the db moved meanwhile.
+/// Other databases' publishes may change db.toml too: a failed compare-and-swap re-reads and
+/// tries again; in lease mode the manifest lease makes the read-modify-write exclusive.
+fn commit(
+    ctx: &Context,
+    leases: &Leases,
+    db_lease: &HeldLease,
+    local_manifest: &Manifest,
+    pending: &Pending,
+    parent: Option<u64>,
+) -> Result<()> {
+    let conditional = leases.protocol() == Protocol::Conditional;
+    let _manifest_lease = if conditional { None } else { Some(leases.acquire(MANIFEST_LEASE, "commit")?) };
+    let new_file = DbFileName::file_name(&pending.stem, pending.version);
+    for _ in 0..COMMIT_TRIES {
+        let current = remote::read_manifest(ctx.store.as_ref())?;
+        let current_version = current.as_ref().and_then(|m| m.manifest.entry_for_stem(&pending.stem)).map(|e| e.version);
+        if current_version != parent {
+            return Err(Error::refused(
+                format!(
+                    "outdated_db: `{}` moved to v{} in the bucket while this upload ran; nothing was published",
+                    pending.stem,
+                    current_version.map_or_else(|| "?".into(), |v| v.to_string())
+                ),
+                "run `b2m status`, then `b2m download` or `b2m merge`",
+            ));
+        }
+        let (mut manifest, condition) = match current {
+            Some(m) => (m.manifest, m.etag.filter(|_| conditional).map_or(Condition::None, Condition::IfMatch)),
+            None => (first_manifest(local_manifest, &pending.key), if conditional { Condition::IfAbsent } else { Condition::None }),
+        };
+        manifest.set_file(&pending.key, &new_file);
+        ctx.state.set_pending(pending)?;
+        db_lease.check()?;
+        match ctx.store.put(remote::MANIFEST_KEY, manifest.render().as_bytes(), condition)? {
+            PutOutcome::Written(_) => return Ok(()),
+            PutOutcome::ConditionFailed => {
+                tracing::info!("db.toml changed under the commit; reading it again");
+                ctx.state.clear_pending(&pending.stem)?;
+            }
+        }
+    }
+    Err(Error::refused(
+        format!("the bucket's db.toml kept changing; `{}` v{} was not published", pending.stem, pending.version),
+        "run the command again",
+    ))
 }
 
 /// The bucket's first db.toml: the local one (its comments and `path` kept) naming only `key`,
@@ -247,7 +293,8 @@ fn schema_hash(path: &std::path::Path) -> Option<String> {
     let conn = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
     let mut stmt = conn.prepare("SELECT type, name, COALESCE(sql, '') FROM sqlite_master ORDER BY type, name").ok()?;
     let mut hasher = Sha256::new();
-    let rows = stmt.query_map([], |r| Ok(format!("{}\0{}\0{}\n", r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))).ok()?;
+    let rows =
+        stmt.query_map([], |r| Ok(format!("{}\0{}\0{}\n", r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))).ok()?;
     for row in rows {
         hasher.update(row.ok()?.as_bytes());
     }

@@ -59,7 +59,10 @@ pub fn read_manifest(store: &dyn Store) -> Result<Option<RemoteManifest>> {
         return Ok(None);
     };
     let text = String::from_utf8(object.body).map_err(|_| {
-        Error::refused(format!("the bucket's `{MANIFEST_KEY}` at `{}` is not UTF-8 text", store.location()), "restore it, or ask whoever wrote it")
+        Error::refused(
+            format!("the bucket's `{MANIFEST_KEY}` at `{}` is not UTF-8 text", store.location()),
+            "restore it, or ask whoever wrote it",
+        )
     })?;
     let origin = format!("{}/{MANIFEST_KEY}", store.location());
     Ok(Some(RemoteManifest { manifest: Manifest::parse(&text, &origin)?, etag: object.etag }))
@@ -69,7 +72,10 @@ pub fn read_manifest(store: &dyn Store) -> Result<Option<RemoteManifest>> {
 pub fn read_meta(store: &dyn Store, file: &str) -> Result<Option<VersionMeta>> {
     let key = meta_key(file);
     let Some(object) = store.get(&key)? else { return Ok(None) };
-    serde_json::from_slice(&object.body)
-        .map(Some)
-        .map_err(|e| Error::refused(format!("metadata `{key}` at `{}` is unreadable: {e}", store.location()), "run `b2m check` to see what else is damaged"))
+    serde_json::from_slice(&object.body).map(Some).map_err(|e| {
+        Error::refused(
+            format!("metadata `{key}` at `{}` is unreadable: {e}", store.location()),
+            "run `b2m check` to see what else is damaged",
+        )
+    })
 }

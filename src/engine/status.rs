@@ -189,12 +189,16 @@ pub fn status_all(ctx: &Context, only: &[String]) -> Result<Vec<DbStatus>> {
     let remote = remote::read_manifest(ctx.store.as_ref())?;
     let remote_entries = remote.as_ref().map(|m: &RemoteManifest| m.manifest.entries()).unwrap_or_default();
     let wanted: Vec<String> = only.iter().map(|arg| super::resolve_db(arg, &local, &remote_entries)).collect::<Result<_>>()?;
+    let now = chrono::Utc::now();
+    let leases: Vec<_> = crate::coord::lease::list_leases(ctx.store.as_ref())?.into_iter().filter(|l| !l.info.is_stale(now)).collect();
     let mut rows = Vec::new();
     for (stem, l, r) in pair_entries(&local, &remote_entries) {
         if !wanted.is_empty() && !wanted.contains(&stem) {
             continue;
         }
-        rows.push(assess(ctx, &stem, l.as_ref(), r.as_ref())?);
+        let mut row = assess(ctx, &stem, l.as_ref(), r.as_ref())?;
+        row.locked_by = leases.iter().find(|lease| lease.name == stem && lease.info.state == "held").map(|lease| lease.info.describe());
+        rows.push(row);
     }
     Ok(rows)
 }

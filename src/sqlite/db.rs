@@ -70,9 +70,7 @@ pub fn checkpoint(path: &Path) -> Result<bool> {
     }
     check_header(path)?;
     let conn = open(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-    let busy: i64 = conn
-        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
-        .map_err(|e| Error::sqlite(path, e))?;
+    let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0)).map_err(|e| Error::sqlite(path, e))?;
     Ok(busy == 0)
 }
 

@@ -80,6 +80,8 @@ impl State {
              CREATE TABLE IF NOT EXISTS pending (
                  stem TEXT PRIMARY KEY, key TEXT NOT NULL, version INTEGER NOT NULL,
                  sha256 TEXT NOT NULL, local_sha256 TEXT NOT NULL, from_file TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS doctor (
+                 remote TEXT PRIMARY KEY, conditional TEXT NOT NULL, checked_at TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS bad_objects (
                  key TEXT PRIMARY KEY, expected TEXT NOT NULL, actual TEXT NOT NULL, seen_at TEXT NOT NULL);",
         )
@@ -193,6 +195,22 @@ impl State {
     /// Forgets a pending publish.
     pub fn clear_pending(&self, stem: &str) -> Result<()> {
         self.conn.execute("DELETE FROM pending WHERE stem = ?1", [stem]).map_err(self.err())?;
+        Ok(())
+    }
+
+    /// What `b2m doctor` found about a remote's conditional writes.
+    pub fn doctor_finding(&self, remote: &str) -> Result<Option<String>> {
+        self.conn.query_row("SELECT conditional FROM doctor WHERE remote = ?1", [remote], |row| row.get(0)).optional().map_err(self.err())
+    }
+
+    /// Records what `b2m doctor` found.
+    pub fn set_doctor_finding(&self, remote: &str, conditional: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO doctor (remote, conditional, checked_at) VALUES (?1, ?2, ?3)",
+                params![remote, conditional, crate::now_rfc3339()],
+            )
+            .map_err(self.err())?;
         Ok(())
     }
 

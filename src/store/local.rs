@@ -72,10 +72,19 @@ impl LocalStore {
     }
 
     fn info(&self, key: &str, path: &Path, meta: &fs::Metadata) -> io::Result<ObjectInfo> {
-        Ok(ObjectInfo { key: key.to_string(), size: meta.len(), etag: Some(Self::etag_of(path, meta)?), last_modified: meta.modified().ok() })
+        Ok(ObjectInfo {
+            key: key.to_string(),
+            size: meta.len(),
+            etag: Some(Self::etag_of(path, meta)?),
+            last_modified: meta.modified().ok(),
+        })
     }
 
     fn place(&self, key: &str, tmp: tempfile::TempPath, dest: &Path, condition: Condition) -> Result<PutOutcome, StoreError> {
+        let etag = {
+            let meta = fs::metadata(&tmp).map_err(self.io("PUT", key))?;
+            Self::etag_of(&tmp, &meta).map_err(self.io("PUT", key))?
+        };
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent).map_err(self.io("PUT", key))?;
         }
@@ -110,7 +119,7 @@ impl LocalStore {
         if let Some(parent) = dest.parent() {
             fsutil::sync_dir(parent).map_err(self.io("PUT", key))?;
         }
-        Ok(PutOutcome::Written)
+        Ok(PutOutcome::Written(Some(etag)))
     }
 }
 

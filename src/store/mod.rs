@@ -52,8 +52,8 @@ pub enum Condition {
 /// The outcome of a conditional write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PutOutcome {
-    /// The object was written.
-    Written,
+    /// The object was written; its new ETag, when the store gives one.
+    Written(Option<String>),
     /// The precondition did not hold; nothing was written.
     ConditionFailed,
 }
@@ -120,7 +120,13 @@ pub enum StoreError {
 impl StoreError {
     /// Errors a person fixes in the configuration (exit 2).
     pub fn is_configuration(&self) -> bool {
-        matches!(self, StoreError::NoSuchBucket { .. } | StoreError::AccessDenied { .. } | StoreError::NoCredentials { .. } | StoreError::MissingFolder { .. })
+        matches!(
+            self,
+            StoreError::NoSuchBucket { .. }
+                | StoreError::AccessDenied { .. }
+                | StoreError::NoCredentials { .. }
+                | StoreError::MissingFolder { .. }
+        )
     }
 
     /// What to do about it.
@@ -130,7 +136,9 @@ impl StoreError {
             StoreError::AccessDenied { .. } => {
                 "check `B2M_ACCESS_KEY_ID` / `B2M_SECRET_ACCESS_KEY`: the key must be valid and allowed on this bucket".into()
             }
-            StoreError::NoCredentials { .. } => "set `B2M_ACCESS_KEY_ID` and `B2M_SECRET_ACCESS_KEY` (a B2 application key), or configure the AWS credential chain".into(),
+            StoreError::NoCredentials { .. } => {
+                "set `B2M_ACCESS_KEY_ID` and `B2M_SECRET_ACCESS_KEY` (a B2 application key), or configure the AWS credential chain".into()
+            }
             StoreError::Unreachable { .. } => "check `remote.endpoint` in `b2m.toml` and the network, then run the command again".into(),
             StoreError::MissingFolder { .. } => "create the folder, or fix `remote.url` in `b2m.toml` (or `B2M_REMOTE`)".into(),
             StoreError::ConditionalUnsupported { .. } => "set `remote.locking = \"lease\"` in `b2m.toml`".into(),

@@ -46,20 +46,15 @@ impl S3Store {
     pub fn open(remote: &Remote, bucket: &str, prefix: &str) -> Result<Self, StoreError> {
         let location = if prefix.is_empty() { format!("s3://{bucket}") } else { format!("s3://{bucket}/{prefix}") };
         let endpoint = remote.endpoint.clone().unwrap_or_else(|| "https://s3.amazonaws.com".into());
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| StoreError::Failed { operation: "START", key: String::new(), location: location.clone(), detail: e.to_string() })?;
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| {
+            StoreError::Failed { operation: "START", key: String::new(), location: location.clone(), detail: e.to_string() }
+        })?;
         let region = remote.region.clone().unwrap_or_else(|| "us-east-1".into());
         let credentials = remote
             .credentials
             .as_ref()
             .map(|c| Credentials::new(c.access_key_id.clone(), c.secret_access_key.expose(), None, None, "b2m-environment"));
-        let timeouts = TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(120))
-            .build();
+        let timeouts = TimeoutConfig::builder().connect_timeout(Duration::from_secs(10)).read_timeout(Duration::from_secs(120)).build();
         let client = runtime.block_on(async {
             let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
                 .region(Region::new(region))
@@ -118,9 +113,11 @@ impl S3Store {
                 let code = service.err().code().unwrap_or("").to_string();
                 match (status, code.as_str()) {
                     (_, "NoSuchBucket") => StoreError::NoSuchBucket { bucket: self.bucket.clone(), endpoint: self.endpoint.clone() },
-                    (_, "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "InvalidToken" | "ExpiredToken") | (401 | 403, _) => {
-                        StoreError::AccessDenied { location: self.location.clone(), code: if code.is_empty() { status.to_string() } else { code } }
-                    }
+                    (_, "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "InvalidToken" | "ExpiredToken")
+                    | (401 | 403, _) => StoreError::AccessDenied {
+                        location: self.location.clone(),
+                        code: if code.is_empty() { status.to_string() } else { code },
+                    },
                     (501, _) | (_, "NotImplemented") => StoreError::ConditionalUnsupported { location: self.location.clone() },
                     _ => {
                         let message = service.err().message().unwrap_or("");
@@ -159,13 +156,15 @@ impl S3Store {
                 let length = part_size.min(size - offset);
                 let (full, upload_id) = (&full, &upload_id);
                 async move {
-                    let body = ByteStream::read_from()
-                        .path(path)
-                        .offset(offset)
-                        .length(Length::Exact(length))
-                        .build()
-                        .await
-                        .map_err(|e| StoreError::Failed { operation: "READ", key: key.to_string(), location: path.display().to_string(), detail: e.to_string() })?;
+                    let body =
+                        ByteStream::read_from().path(path).offset(offset).length(Length::Exact(length)).build().await.map_err(|e| {
+                            StoreError::Failed {
+                                operation: "READ",
+                                key: key.to_string(),
+                                location: path.display().to_string(),
+                                detail: e.to_string(),
+                            }
+                        })?;
                     let number = i32::try_from(i + 1).unwrap_or(i32::MAX);
                     let done = self
                         .client
@@ -183,7 +182,8 @@ impl S3Store {
                     Ok::<_, StoreError>(CompletedPart::builder().part_number(number).set_e_tag(done.e_tag().map(str::to_string)).build())
                 }
             });
-            let result: Result<Vec<CompletedPart>, StoreError> = futures::stream::iter(parts).buffer_unordered(PART_CONCURRENCY).try_collect().await;
+            let result: Result<Vec<CompletedPart>, StoreError> =
+                futures::stream::iter(parts).buffer_unordered(PART_CONCURRENCY).try_collect().await;
             let mut completed = match result {
                 Ok(parts) => parts,
                 Err(e) => {
@@ -263,7 +263,7 @@ impl Store for S3Store {
                 Condition::IfMatch(etag) => request.if_match(etag),
             };
             match request.send().await {
-                Ok(_) => Ok(PutOutcome::Written),
+                Ok(out) => Ok(PutOutcome::Written(out.e_tag().map(str::to_string))),
                 Err(e) if matches!(Self::status_of(&e), Some(412 | 409)) => Ok(PutOutcome::ConditionFailed),
                 Err(e) => Err(self.error("PUT", key, e)),
             }
@@ -298,7 +298,12 @@ impl Store for S3Store {
     }
 
     fn download(&self, key: &str, sink: &mut dyn Write, progress: &ProgressBar) -> Result<u64, StoreError> {
-        let write_failed = |e: std::io::Error| StoreError::Failed { operation: "WRITE", key: key.to_string(), location: "local file".into(), detail: e.to_string() };
+        let write_failed = |e: std::io::Error| StoreError::Failed {
+            operation: "WRITE",
+            key: key.to_string(),
+            location: "local file".into(),
+            detail: e.to_string(),
+        };
         self.runtime.block_on(async {
             let mut written = 0u64;
             let mut tries = 0;
@@ -328,7 +333,12 @@ impl Store for S3Store {
                         tokio::time::sleep(Duration::from_millis(200 * u64::from(tries))).await;
                     }
                     Some(e) => {
-                        return Err(StoreError::Failed { operation: "GET", key: key.to_string(), location: self.location.clone(), detail: root_cause(&e) });
+                        return Err(StoreError::Failed {
+                            operation: "GET",
+                            key: key.to_string(),
+                            location: self.location.clone(),
+                            detail: root_cause(&e),
+                        });
                     }
                 }
             }
@@ -360,7 +370,9 @@ impl Store for S3Store {
         self.runtime.block_on(async {
             match self.client.head_bucket().bucket(&self.bucket).send().await {
                 Ok(_) => Ok(()),
-                Err(e) if Self::status_of(&e) == Some(404) => Err(StoreError::NoSuchBucket { bucket: self.bucket.clone(), endpoint: self.endpoint.clone() }),
+                Err(e) if Self::status_of(&e) == Some(404) => {
+                    Err(StoreError::NoSuchBucket { bucket: self.bucket.clone(), endpoint: self.endpoint.clone() })
+                }
                 Err(e) => Err(self.error("HEAD BUCKET", "", e)),
             }
         })

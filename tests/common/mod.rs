@@ -229,7 +229,13 @@ impl Project {
 
     pub fn status_of(&self, name: &str) -> String {
         let s = self.status();
-        s["dbs"].as_array().expect("dbs").iter().find(|d| d["name"] == name).map(|d| d["status"].as_str().unwrap_or("").to_string()).unwrap_or_default()
+        s["dbs"]
+            .as_array()
+            .expect("dbs")
+            .iter()
+            .find(|d| d["name"] == name)
+            .map(|d| d["status"].as_str().unwrap_or("").to_string())
+            .unwrap_or_default()
     }
 
     pub fn status_row(&self, name: &str) -> serde_json::Value {
@@ -239,7 +245,8 @@ impl Project {
 
     /// Files in the db folder.
     pub fn files(&self) -> Vec<String> {
-        let mut out: Vec<String> = std::fs::read_dir(self.db_dir()).expect("db dir").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        let mut out: Vec<String> =
+            std::fs::read_dir(self.db_dir()).expect("db dir").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
         out.sort();
         out
     }
@@ -278,7 +285,11 @@ pub struct Run {
 
 impl From<Output> for Run {
     fn from(o: Output) -> Self {
-        Run { code: o.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&o.stdout).into_owned(), stderr: String::from_utf8_lossy(&o.stderr).into_owned() }
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
     }
 }
 

@@ -1,0 +1,53 @@
+//! `b2m init` and `b2m demo`: the first commands a person runs.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn init_sets_up_a_project_that_works_and_can_rerun() {
+    let dir = tempfile::tempdir().expect("dir");
+    let run = Run::from(b2m_command(dir.path()).arg("init").output().expect("run"));
+    run.ok();
+    for path in ["b2m.toml", "db/all_dbs/db.toml", "changeset/scripts", "changeset/dbs", "changeset/logs", ".b2m-bucket", ".gitignore"] {
+        assert!(dir.path().join(path).exists(), "{path} missing");
+    }
+    let gitignore = std::fs::read_to_string(dir.path().join(".gitignore")).expect("gitignore");
+    assert!(gitignore.contains(".b2m/"));
+    // The new project is usable straight away.
+    let conn = rusqlite::Connection::open(dir.path().join("db/all_dbs/ipm-db-v1.db")).expect("db");
+    conn.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t(v) VALUES ('x');").expect("rows");
+    let manifest = dir.path().join("db/all_dbs/db.toml");
+    let text = std::fs::read_to_string(&manifest).expect("db.toml").replace("[db]\n", "[db]\nipmdb = \"ipm-db-v1.db\"\n");
+    std::fs::write(&manifest, text).expect("write");
+    Run::from(b2m_command(dir.path()).args(["upload", "ipm-db"]).output().expect("run")).ok();
+    assert!(dir.path().join(".b2m-bucket/dbs/ipm-db-v1.db").is_file());
+    // A rerun keeps what exists and adds no duplicate .gitignore lines.
+    let config = std::fs::read_to_string(dir.path().join("b2m.toml")).expect("b2m.toml");
+    Run::from(b2m_command(dir.path()).arg("init").output().expect("run")).ok();
+    assert_eq!(std::fs::read_to_string(dir.path().join("b2m.toml")).expect("b2m.toml"), config);
+    assert_eq!(std::fs::read_to_string(dir.path().join(".gitignore")).expect("gitignore"), gitignore);
+    Run::from(b2m_command(dir.path()).args(["init", "--remote", "ftp://x"]).output().expect("run")).fails(2, "ftp://x");
+}
+
+#[test]
+fn the_demo_runs_the_main_job_end_to_end() {
+    let dir = tempfile::tempdir().expect("dir");
+    let demo = dir.path().join("demo");
+    let run = Run::from(b2m_command(dir.path()).args(["demo", &demo.display().to_string()]).output().expect("run"));
+    run.ok();
+    for step in ["new_local", "missing_local", "outdated_db", "ready_to_upload", "up_to_date"] {
+        assert!(run.stdout.contains(step), "demo never showed {step}:\n{}", run.stdout);
+    }
+    let manifest = std::fs::read_to_string(demo.join("server/db/all_dbs/db.toml")).expect("db.toml");
+    assert!(manifest.contains("ipmdb = \"ipm-db-v2.db\""), "{manifest}");
+    assert!(demo.join("bucket/dbs/ipm-db-v2.db").is_file());
+    // It refuses a folder that is not empty, rather than mixing into it.
+    Run::from(b2m_command(dir.path()).args(["demo", &demo.display().to_string()]).output().expect("run")).fails(2, "is not empty");
+    // With --json the result alone is on stdout.
+    let run =
+        Run::from(b2m_command(dir.path()).args(["demo", &dir.path().join("d2").display().to_string(), "--json"]).output().expect("run"));
+    run.ok();
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("demo JSON");
+    assert!(report["steps"].as_array().is_some_and(|s| s.len() >= 6));
+}
