@@ -48,13 +48,13 @@ impl Manifest {
     /// Parses db.toml text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
         let doc = parse_toml(text, origin)?;
-        if let Some(item) = doc.get("db") {
-            if !item.is_table_like() {
-                return Err(Error::config_hint(
-                    format!("`{origin}`: `db` must be a table (`[db]`)"),
-                    format!("fix `{origin}` and run the command again"),
-                ));
-            }
+        if let Some(item) = doc.get("db")
+            && !item.is_table_like()
+        {
+            return Err(Error::config_hint(
+                format!("`{origin}`: `db` must be a table (`[db]`)"),
+                format!("fix `{origin}` and run the command again"),
+            ));
         }
         Ok(Manifest { doc })
     }

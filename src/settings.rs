@@ -131,10 +131,10 @@ impl Settings {
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io("cannot read", &path, e))?;
         let doc = parse_toml(&text, &origin)?;
         for table in ["remote", "paths", "server", "merge", "notify"] {
-            if let Some(item) = doc.get(table) {
-                if !matches!(item, Item::Table(_)) {
-                    return Err(Error::config_hint(format!("`{origin}`: `{table}` must be a table"), format!("fix `{origin}`")));
-                }
+            if let Some(item) = doc.get(table)
+                && !matches!(item, Item::Table(_))
+            {
+                return Err(Error::config_hint(format!("`{origin}`: `{table}` must be a table"), format!("fix `{origin}`")));
             }
         }
         let url = match std::env::var("B2M_REMOTE").ok().filter(|s| !s.is_empty()) {

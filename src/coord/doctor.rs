@@ -132,7 +132,7 @@ fn race(store: &Arc<dyn Store>, key: &str, condition: impl Fn(usize) -> Conditio
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Ok(PutOutcome::ConditionFailed))).collect()
+        handles.into_iter().map(|h| h.join().unwrap_or(Ok(PutOutcome::ConditionFailed))).collect()
     });
     let mut winners = 0;
     for result in results {

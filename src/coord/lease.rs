@@ -396,12 +396,12 @@ impl HeldInner {
             if *stopped {
                 return;
             }
-            if timeout.timed_out() {
-                if let Err(e) = self.renew() {
-                    tracing::warn!(lease = self.key, "could not renew the lease: {e}");
-                    self.lost.store(true, Ordering::SeqCst);
-                    return;
-                }
+            if timeout.timed_out()
+                && let Err(e) = self.renew()
+            {
+                tracing::warn!(lease = self.key, "could not renew the lease: {e}");
+                self.lost.store(true, Ordering::SeqCst);
+                return;
             }
         }
     }
@@ -443,10 +443,8 @@ impl HeldInner {
                 .and_then(|o| serde_json::from_slice::<LeaseInfo>(&o.body).ok())
                 .is_some_and(|i| i.id == id),
         };
-        if ours {
-            if let Err(e) = self.store.delete(&self.key) {
-                tracing::warn!(lease = self.key, "could not release the lease (it will expire): {e}");
-            }
+        if ours && let Err(e) = self.store.delete(&self.key) {
+            tracing::warn!(lease = self.key, "could not release the lease (it will expire): {e}");
         }
     }
 }

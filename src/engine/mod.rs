@@ -163,10 +163,10 @@ pub fn resolve_db(arg: &str, local: &[Entry], remote: &[Entry]) -> Result<String
     if let Some(e) = all().find(|e| e.stem == arg || e.key == arg || e.file == arg) {
         return Ok(e.stem.clone());
     }
-    if let Some(name) = DbFileName::parse(arg) {
-        if all().any(|e| e.stem == name.stem) {
-            return Ok(name.stem);
-        }
+    if let Some(name) = DbFileName::parse(arg)
+        && all().any(|e| e.stem == name.stem)
+    {
+        return Ok(name.stem);
     }
     let mut known: Vec<&str> = all().map(|e| e.stem.as_str()).collect();
     known.sort_unstable();
