@@ -44,14 +44,14 @@ PY
 SIZE=$(stat -c %s "$DB")
 
 t() { # t LABEL CMD…   → seconds and max RSS
-  local start end rss
+  local label=$1 start end rss
+  shift
   start=$(date +%s.%N)
   /usr/bin/time -f '%M' -o "$WORK/rss" "$@" >/dev/null 2>"$WORK/err" || { cat "$WORK/err"; exit 1; }
   end=$(date +%s.%N)
   rss=$(tail -1 "$WORK/rss")
-  printf '  %-44s %7.2f s  %7.0f MiB/s  max RSS %5d MiB\n' "$1" "$(echo "$end - $start" | bc)" "$(echo "$SIZE / 1048576 / ($end - $start)" | bc -l)" $((rss / 1024))
+  printf '  %-44s %7.2f s  %7.0f MiB/s  max RSS %5d MiB\n' "$label" "$(echo "$end - $start" | bc)" "$(echo "$SIZE / 1048576 / ($end - $start)" | bc -l)" $((rss / 1024))
 }
-shift_t() { local label=$1; shift; t "$label" "$@"; }
 
 echo "database: $(echo "$SIZE / 1048576" | bc) MiB"
 echo
@@ -59,22 +59,22 @@ echo "hashing"
 project "$WORK/local" "file://$WORK/bucket"; mkdir -p "$WORK/bucket"
 cp "$DB" "$WORK/local/db/all_dbs/"
 touch -d '-1 minute' "$WORK/local/db/all_dbs/big-db-v1.db"
-shift_t "sha256sum" sha256sum "$DB"
-shift_t "b2m status (cold: hash)" "$B2M" -C "$WORK/local" status
-shift_t "b2m status (cached)" "$B2M" -C "$WORK/local" status
+t "sha256sum" sha256sum "$DB"
+t "b2m status (cold: hash)" "$B2M" -C "$WORK/local" status
+t "b2m status (cached)" "$B2M" -C "$WORK/local" status
 
 echo
 echo "snapshot + integrity check + hash + store (local folder bucket)"
-shift_t "sqlite3 .backup then cp" bash -c "sqlite3 '$DB' '.backup $WORK/out/backup.db' && cp '$WORK/out/backup.db' '$WORK/out/copy.db'"
-shift_t "b2m upload (file://)" "$B2M" -C "$WORK/local" upload big-db
+t "sqlite3 .backup then cp" bash -c "sqlite3 '$DB' '.backup $WORK/out/backup.db' && cp '$WORK/out/backup.db' '$WORK/out/copy.db'"
+t "b2m upload (file://)" "$B2M" -C "$WORK/local" upload big-db
 
 echo
 echo "S3 (s3s-fs on 127.0.0.1)"
 project "$WORK/s3dev" "s3://bench/p"
 cp "$DB" "$WORK/s3dev/db/all_dbs/"
-shift_t "aws s3 cp (upload)" aws --endpoint-url "$ENDPOINT" s3 cp --quiet "$DB" s3://bench/awscli/big.db
-shift_t "b2m upload (snapshot, check, hash, send)" "$B2M" -C "$WORK/s3dev" upload big-db
+t "aws s3 cp (upload)" aws --endpoint-url "$ENDPOINT" s3 cp --quiet "$DB" s3://bench/awscli/big.db
+t "b2m upload (snapshot, check, hash, send)" "$B2M" -C "$WORK/s3dev" upload big-db
 project "$WORK/s3srv" "s3://bench/p"; rm "$WORK/s3srv/db/all_dbs/db.toml"
 "$B2M" -C "$WORK/s3srv" -q fetch-db-toml
-shift_t "aws s3 cp (download)" aws --endpoint-url "$ENDPOINT" s3 cp --quiet s3://bench/awscli/big.db "$WORK/out/big.db"
-shift_t "b2m download (verify sha256 + quick_check)" "$B2M" -C "$WORK/s3srv" download big-db
+t "aws s3 cp (download)" aws --endpoint-url "$ENDPOINT" s3 cp --quiet s3://bench/awscli/big.db "$WORK/out/big.db"
+t "b2m download (verify sha256 + quick_check)" "$B2M" -C "$WORK/s3srv" download big-db

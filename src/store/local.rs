@@ -206,13 +206,22 @@ impl Store for LocalStore {
                     continue;
                 }
                 let key = format!("{rel}{name}");
-                let meta = entry.metadata().map_err(self.io("LIST", prefix))?;
+                // An object deleted between readdir and stat was simply not there.
+                let meta = match entry.metadata() {
+                    Ok(meta) => meta,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(self.failed("LIST", prefix, e.to_string())),
+                };
                 if meta.is_dir() {
                     if prefix.starts_with(&key) || key.starts_with(prefix) {
                         stack.push((entry.path(), format!("{key}/")));
                     }
                 } else if key.starts_with(prefix) {
-                    out.push(self.info(&key, &entry.path(), &meta).map_err(self.io("LIST", prefix))?);
+                    match self.info(&key, &entry.path(), &meta) {
+                        Ok(info) => out.push(info),
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(self.failed("LIST", prefix, e.to_string())),
+                    }
                 }
             }
         }

@@ -327,3 +327,64 @@ macro_rules! both_backends {
         }
     };
 }
+
+/// moto's S3 server (from PyPI), whose `If-None-Match` creates are atomic. Installed on first
+/// use into `target/test-tools/moto` (needs python3 with venv and pip, and PyPI).
+pub struct MotoServer {
+    pub endpoint: String,
+    child: std::process::Child,
+}
+
+/// The moto version the tests pin.
+const MOTO: &str = "moto[server]==5.2.5";
+
+fn moto_venv() -> PathBuf {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-tools/moto");
+    let ready = venv.join(".installed");
+    if ready.exists() {
+        return venv;
+    }
+    std::fs::create_dir_all(venv.parent().expect("parent")).expect("test-tools dir");
+    // One installer at a time, across test threads and test binaries.
+    let lock = std::fs::File::create(venv.with_extension("lock")).expect("lock file");
+    fs2::FileExt::lock_exclusive(&lock).expect("lock");
+    if !ready.exists() {
+        let ok = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().is_ok_and(|s| s.success())
+            && Command::new(venv.join("bin/pip")).args(["install", "--quiet", MOTO]).status().is_ok_and(|s| s.success());
+        assert!(ok, "these tests need moto's S3 server: `python3 -m venv` and `pip install '{MOTO}'` from PyPI failed");
+        std::fs::write(&ready, MOTO).expect("marker");
+    }
+    venv
+}
+
+impl MotoServer {
+    pub fn start() -> Self {
+        let venv = moto_venv();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let child = Command::new(venv.join("bin/moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed().as_secs() < 60, "moto_server did not start on port {port}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let create = format!(
+            "import boto3; boto3.client('s3', endpoint_url='{endpoint}', region_name='us-east-1', aws_access_key_id='x', aws_secret_access_key='y').create_bucket(Bucket='{BUCKET}')"
+        );
+        let ok = Command::new(venv.join("bin/python")).args(["-c", &create]).status().is_ok_and(|s| s.success());
+        assert!(ok, "could not create the bucket on moto");
+        MotoServer { endpoint, child }
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

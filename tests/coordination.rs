@@ -1,0 +1,263 @@
+//! Many machines, one bucket: races of real processes on every kind of store, leases, doctor.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const RACERS: usize = 6;
+const ROUNDS: usize = 3;
+
+/// `RACERS` project folders on one bucket, with `extra` in each b2m.toml's `[remote]`.
+fn fleet(url: &str, endpoint: Option<String>, extra: &str) -> Vec<Project> {
+    (0..RACERS)
+        .map(|_| {
+            let p = Project::with_remote(url, endpoint.clone());
+            p.write_config(extra);
+            p
+        })
+        .collect()
+}
+
+fn current_file(p: &Project) -> String {
+    let text = p.manifest_text();
+    let start = text.find("ipm-db-v").expect("ipm-db in db.toml");
+    text[start..].split('"').next().expect("file").to_string()
+}
+
+/// Publishes v1 from the first project; the others fetch it.
+fn seed(projects: &[Project]) {
+    let first = &projects[0];
+    first.create_db("ipmdb", "ipm-db-v1.db", 2);
+    first.b2m(&["upload", "ipm-db"]).ok();
+    for p in &projects[1..] {
+        p.b2m(&["fetch-db-toml"]).ok();
+        p.b2m(&["download", "ipm-db"]).ok();
+    }
+}
+
+/// One round: everyone at the current version adds rows and uploads at the same instant.
+/// Exactly one publishes the next version, with only its rows; the others are refused.
+fn race_round(projects: &[Project], bucket_file: impl Fn(&str) -> Option<Vec<u8>>, round: usize) {
+    for p in projects {
+        p.b2m(&["download", "ipm-db", "--force"]).ok();
+        assert_eq!(p.status_of("ipm-db"), "up_to_date");
+    }
+    let file = current_file(&projects[0]);
+    let version: u64 = file.trim_start_matches("ipm-db-v").trim_end_matches(".db").parse().expect("version");
+    let base_rows = projects[0].rows(&file);
+    for (i, p) in projects.iter().enumerate() {
+        assert_eq!(current_file(p), file);
+        p.insert(&file, &format!("round {round} racer {i}"));
+    }
+    let children: Vec<_> = projects
+        .iter()
+        .map(|p| {
+            b2m_command(p.path())
+                .args(["upload", "ipm-db"])
+                .env("B2M_LEASE_WAIT_SECS", "90")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    let runs: Vec<Run> = children.into_iter().map(|c| Run::from(c.wait_with_output().expect("wait"))).collect();
+    let winners: Vec<usize> = runs.iter().enumerate().filter(|(_, r)| r.code == 0).map(|(i, _)| i).collect();
+    assert_eq!(winners.len(), 1, "round {round}: exactly one winner expected: {runs:#?}");
+    let winner = winners[0];
+    for (i, run) in runs.iter().enumerate().filter(|(i, _)| *i != winner) {
+        assert_eq!(run.code, 1, "racer {i}: {run:?}");
+        assert!(run.stderr.contains("outdated_db"), "racer {i} should be refused as outdated_db: {}", run.stderr);
+        assert_eq!(projects[i].status_of("ipm-db"), "outdated_db", "racer {i}");
+    }
+    let next = format!("ipm-db-v{}.db", version + 1);
+    assert!(bucket_file(&format!("dbs/ipm-db-v{}.db", version + 2)).is_none(), "no version beyond {next}");
+    let published = bucket_file(&format!("dbs/{next}")).expect("the next version");
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("x.db"), published).expect("write");
+    let mut expected = base_rows;
+    expected.push(format!("round {round} racer {winner}"));
+    assert_eq!(rows_of(&dir.path().join("x.db")), expected, "round {round}: v{} holds only the winner's rows", version + 1);
+    let manifest = String::from_utf8(bucket_file("db.toml").expect("db.toml")).expect("utf8");
+    assert!(manifest.contains(&format!("ipmdb = \"{next}\"")), "{manifest}");
+}
+
+fn race(projects: &[Project], bucket_file: impl Fn(&str) -> Option<Vec<u8>>) {
+    seed(projects);
+    for round in 0..ROUNDS {
+        race_round(projects, &bucket_file, round);
+    }
+}
+
+#[test]
+fn racing_uploads_on_the_local_folder_store_publish_exactly_once() {
+    let bucket = Bucket::new(Backend::Local);
+    race(&fleet(&bucket.url(), None, ""), |k| bucket.read(k));
+}
+
+#[test]
+fn racing_uploads_in_lease_mode_on_the_local_folder_store_publish_exactly_once() {
+    let bucket = Bucket::new(Backend::Local);
+    race(&fleet(&bucket.url(), None, "locking = \"lease\"\n"), |k| bucket.read(k));
+}
+
+#[test]
+fn racing_uploads_in_lease_mode_on_s3_publish_exactly_once() {
+    let bucket = Bucket::new(Backend::S3);
+    race(&fleet(&bucket.url(), bucket.endpoint(), "locking = \"lease\"\n"), |k| bucket.read(k));
+}
+
+#[test]
+fn doctor_finds_s3s_fs_conditions_unsafe_and_auto_mode_races_safely_with_leases() {
+    let bucket = Bucket::new(Backend::S3);
+    let projects = fleet(&bucket.url(), bucket.endpoint(), "locking = \"auto\"\n");
+    for p in &projects {
+        let run = p.b2m(&["doctor", "--json"]);
+        run.ok();
+        let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("doctor JSON");
+        assert_ne!(report["conditional"], "atomic", "s3s-fs checks conditions non-atomically: {report}");
+        assert_eq!(report["auto_uses"], "lease", "{report}");
+    }
+    race(&projects, |k| bucket.read(k));
+}
+
+#[test]
+fn racing_uploads_in_conditional_mode_on_moto_publish_exactly_once() {
+    let moto = MotoServer::start();
+    let projects = fleet(&format!("s3://{BUCKET}/{PREFIX}"), Some(moto.endpoint.clone()), "locking = \"conditional\"\n");
+    let reader = &projects[0];
+    race(&projects, |key| fetch_object(reader, &moto.endpoint, key));
+}
+
+#[test]
+fn racing_uploads_in_lease_mode_on_moto_publish_exactly_once() {
+    let moto = MotoServer::start();
+    let projects = fleet(&format!("s3://{BUCKET}/{PREFIX}"), Some(moto.endpoint.clone()), "locking = \"lease\"\n");
+    let reader = &projects[0];
+    race(&projects, |key| fetch_object(reader, &moto.endpoint, key));
+}
+
+/// Reads an object from moto through boto3 (moto keeps objects in memory, not in files).
+fn fetch_object(_p: &Project, endpoint: &str, key: &str) -> Option<Vec<u8>> {
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-tools/moto");
+    let script = format!(
+        "import boto3,sys\nc=boto3.client('s3',endpoint_url='{endpoint}',region_name='us-east-1',aws_access_key_id='x',aws_secret_access_key='y')\ntry:\n sys.stdout.buffer.write(c.get_object(Bucket='{BUCKET}',Key='{PREFIX}/{key}')['Body'].read())\nexcept c.exceptions.NoSuchKey:\n sys.exit(3)\n"
+    );
+    let out = std::process::Command::new(venv.join("bin/python")).args(["-c", &script]).output().expect("python");
+    match out.status.code() {
+        Some(0) => Some(out.stdout),
+        Some(3) => None,
+        _ => panic!("reading {key} from moto failed: {}", String::from_utf8_lossy(&out.stderr)),
+    }
+}
+
+#[test]
+fn a_held_lease_shows_in_status_blocks_others_and_unlock_force_says_whose() {
+    let bucket = Bucket::new(Backend::S3);
+    let a = Project::new(&bucket);
+    a.write_config("locking = \"lease\"\n");
+    a.create_db("ipmdb", "ipm-db-v1.db", 1);
+    a.b2m(&["upload", "ipm-db"]).ok();
+    let b = Project::new(&bucket);
+    b.write_config("locking = \"lease\"\n");
+    b.b2m(&["fetch-db-toml"]).ok();
+    b.b2m(&["download", "ipm-db"]).ok();
+
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    a.b2m_env(&["lock", "ipm-db"], &[("USER", "alice")]).ok();
+    let row = b.status_row("ipm-db");
+    assert!(row["locked_by"].as_str().is_some_and(|s| s.starts_with("alice@") && s.contains("lock")), "{row}");
+
+    // Someone else must wait, and gives up after the bound with a clear message.
+    b.insert("ipm-db-v1.db", "b");
+    let started = Instant::now();
+    let run = b.b2m_env(&["upload", "ipm-db"], &[("B2M_LEASE_WAIT_SECS", "2"), ("USER", &user)]);
+    run.fails(1, "held by alice@");
+    assert!(run.stderr.contains("unlock ipm-db --force"), "{}", run.stderr);
+    assert!(started.elapsed() < Duration::from_secs(20));
+
+    // Unlocking someone else's lease needs --force, and says whose it was.
+    b.b2m(&["unlock", "ipm-db"]).fails(1, "not by you");
+    let run = b.b2m(&["unlock", "ipm-db", "--force"]);
+    run.ok();
+    assert!(run.stderr.contains("held by alice@"), "{}", run.stderr);
+    assert_eq!(b.status_row("ipm-db")["locked_by"], serde_json::Value::Null);
+    b.b2m(&["upload", "ipm-db"]).ok();
+}
+
+#[test]
+fn the_lock_owner_can_still_publish_and_unlock() {
+    let bucket = Bucket::new(Backend::Local);
+    let a = Project::new(&bucket);
+    a.create_db("ipmdb", "ipm-db-v1.db", 1);
+    a.b2m(&["upload", "ipm-db"]).ok();
+    a.b2m(&["lock", "ipm-db"]).ok();
+    a.insert("ipm-db-v1.db", "mine");
+    a.b2m_env(&["upload", "ipm-db"], &[("B2M_LEASE_WAIT_SECS", "5")]).ok();
+    a.b2m(&["unlock", "ipm-db"]).ok();
+    assert!(bucket.keys().iter().all(|k| !k.starts_with("locks/")), "{:?}", bucket.keys());
+}
+
+#[test]
+fn orphans_are_listed_read_only_and_never_referenced() {
+    for backend in [Backend::Local, Backend::S3] {
+        let bucket = Bucket::new(backend);
+        let dev = Project::new(&bucket);
+        dev.create_db("ipmdb", "ipm-db-v1.db", 1);
+        dev.b2m(&["upload", "ipm-db"]).ok();
+        // An upload that died before its commit left v2 and its metadata behind.
+        std::fs::write(bucket.object_path("dbs/ipm-db-v2.db"), b"half an upload").expect("orphan");
+        std::fs::write(bucket.object_path("dbs/ipm-db-v2.db.json"), b"{}").expect("orphan meta");
+        let keys = bucket.keys();
+        let run = dev.b2m(&["gc", "--dry-run", "--json"]);
+        run.ok();
+        let found: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+        let listed: Vec<&str> = found.as_array().expect("list").iter().filter_map(|g| g["key"].as_str()).collect();
+        assert_eq!(listed, vec!["dbs/ipm-db-v2.db", "dbs/ipm-db-v2.db.json"]);
+        assert_eq!(bucket.keys(), keys, "--dry-run changes nothing");
+        let manifest = String::from_utf8(bucket.read("db.toml").expect("db.toml")).expect("utf8");
+        assert!(!manifest.contains("v2"), "{manifest}");
+        assert_eq!(dev.status_of("ipm-db"), "up_to_date");
+        // The next publish of v2 replaces the orphan; gc then finds nothing.
+        dev.insert("ipm-db-v1.db", "x");
+        dev.b2m(&["upload", "ipm-db"]).ok();
+        let run = dev.b2m(&["gc", "--json"]);
+        run.ok();
+        assert_eq!(run.stdout.trim(), "[]");
+    }
+}
+
+#[test]
+fn claim_once_has_exactly_one_winner_in_both_protocols() {
+    use b2m::coord::{Claim, Leases, Protocol, claim_once};
+    use b2m::store::{LocalStore, Store};
+    use std::sync::Arc;
+    for protocol in [Protocol::Conditional, Protocol::Lease] {
+        let dir = tempfile::tempdir().expect("dir");
+        let store: Arc<dyn Store> = Arc::new(LocalStore::open(dir.path()).expect("store"));
+        let out = b2m::output::Output::new(false, true, 0);
+        let claims: Vec<Claim> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let leases = Leases::new(store.clone(), protocol, out.clone());
+                    let store = store.clone();
+                    s.spawn(move || {
+                        claim_once(store.as_ref(), &leases, "changesets/x.json", format!("claimer {i}").as_bytes()).expect("claim")
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("join")).collect()
+        });
+        let won: Vec<_> = claims.iter().filter(|c| **c == Claim::Claimed).collect();
+        assert_eq!(won.len(), 1, "{protocol:?}: {claims:?}");
+        let body = store.get("changesets/x.json").expect("get").expect("claimed").body;
+        for c in &claims {
+            if let Claim::Taken(b) = c {
+                assert_eq!(b, &body);
+            }
+        }
+    }
+}
