@@ -1,0 +1,152 @@
+//! kill -9 at random points of uploads and downloads: the local db.toml always names an intact
+//! file, the bucket's db.toml always names an object that matches its metadata, no partial file
+//! sits under a database's name, and a rerun finishes without a person (no TTL to wait out).
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+use sha2::{Digest, Sha256};
+
+const KILLS: usize = 12;
+
+/// A database big enough that a kill lands mid-transfer (~32 MiB).
+fn big_db(p: &Project) {
+    let path = p.db("ipm-db-v1.db");
+    let conn = rusqlite::Connection::open(&path).expect("db");
+    conn.execute_batch(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
+         WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 8000)
+         INSERT INTO t(v) SELECT hex(randomblob(2000)) FROM c;",
+    )
+    .expect("fill");
+    p.add_entry("ipmdb", "ipm-db-v1.db");
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn intact(path: &std::path::Path) -> bool {
+    let Ok(conn) = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else { return false };
+    conn.query_row("PRAGMA quick_check", [], |r| r.get::<_, String>(0)).is_ok_and(|s| s == "ok")
+}
+
+/// The version file the project's db.toml names.
+fn named_file(p: &Project) -> String {
+    let text = p.manifest_text();
+    let start = text.find("ipm-db-v").expect("named");
+    text[start..].split('"').next().expect("file").to_string()
+}
+
+/// The invariants that must hold whenever a b2m process dies.
+fn check_invariants(bucket: &Bucket, p: &Project, published_only: bool) {
+    // The bucket's db.toml names an object that matches its metadata.
+    if let Some(manifest) = bucket.read("db.toml") {
+        let manifest = String::from_utf8(manifest).expect("utf8");
+        let start = manifest.find("ipm-db-v").expect("named");
+        let file = manifest[start..].split('"').next().expect("file");
+        let meta: serde_json::Value = serde_json::from_slice(&bucket.read(&format!("dbs/{file}.json")).expect("metadata")).expect("json");
+        let object = bucket.read(&format!("dbs/{file}")).expect("object");
+        assert_eq!(meta["sha256"].as_str(), Some(sha256(&object).as_str()), "bucket object {file} matches its metadata");
+    }
+    // The local db.toml names a file that exists and is intact (and, on a server, is published).
+    let file = named_file(p);
+    let path = p.db(&file);
+    assert!(intact(&path), "db.toml names `{file}`, which must exist and be intact");
+    if published_only {
+        let sha = sha256(&std::fs::read(&path).expect("read"));
+        let published: Vec<String> = bucket
+            .keys()
+            .iter()
+            .filter(|k| k.ends_with(".db.json"))
+            .filter_map(|k| serde_json::from_slice::<serde_json::Value>(&bucket.read(k)?).ok()?["sha256"].as_str().map(str::to_string))
+            .collect();
+        assert!(published.contains(&sha), "`{file}` matches a published sha256");
+    }
+    // No partial file under a database's name.
+    for name in p.files() {
+        if name.starts_with("ipm-db-v") && name.ends_with(".db") {
+            assert!(intact(&p.db(&name)), "`{name}` is a database name, so it must be intact");
+        }
+    }
+}
+
+/// Pseudo-random kill delays spread over `span` (seeded from the clock, printed to reproduce).
+fn delays(span: Duration) -> Vec<Duration> {
+    let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(7, |d| d.as_nanos() as u64);
+    eprintln!("kill-point seed {seed}");
+    (0..KILLS)
+        .map(|i| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            // Spread evenly with jitter, so early, middle and late points are all hit.
+            let slot = span.as_micros() as u64 / KILLS as u64;
+            Duration::from_micros(slot * i as u64 + (seed >> 33) % slot.max(1))
+        })
+        .collect()
+}
+
+/// Runs b2m and SIGKILLs it after `after`; returns whether it was still running then.
+fn run_killed(p: &Project, args: &[&str], after: Duration) -> bool {
+    let mut child = b2m_command(p.path()).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+    std::thread::sleep(after);
+    let running = child.try_wait().expect("try_wait").is_none();
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+    running
+}
+
+fn rerun_finishes(p: &Project, args: &[&str]) {
+    let started = Instant::now();
+    p.b2m_env(args, &[("B2M_LEASE_WAIT_SECS", "30")]).ok();
+    assert!(started.elapsed() < Duration::from_secs(20), "the rerun waited {:?}: a dead holder's lease must be taken over at once", started.elapsed());
+}
+
+fn timed(p: &Project, args: &[&str]) -> Duration {
+    let started = Instant::now();
+    p.b2m(args).ok();
+    started.elapsed()
+}
+
+both_backends!(kill_9_during_upload_never_leaves_a_broken_state, |backend| {
+    let bucket = Bucket::new(backend);
+    let dev = Project::new(&bucket);
+    big_db(&dev);
+    let span = timed(&dev, &["upload", "ipm-db"]).mul_f32(1.3);
+    let mut landed = 0;
+    for (i, delay) in delays(span).into_iter().enumerate() {
+        dev.insert(&named_file(&dev), &format!("kill {i}"));
+        landed += usize::from(run_killed(&dev, &["upload", "ipm-db"], delay));
+        check_invariants(&bucket, &dev, false);
+        rerun_finishes(&dev, &["upload", "ipm-db"]);
+        // (The published object is a snapshot of the file, not its bytes, so no sha check here.)
+        check_invariants(&bucket, &dev, false);
+        assert_eq!(dev.status_of("ipm-db"), "up_to_date", "after kill {i} at {delay:?}");
+    }
+    assert!(landed >= KILLS / 2, "only {landed} of {KILLS} kills landed while the upload ran");
+});
+
+both_backends!(kill_9_during_download_never_leaves_a_broken_state, |backend| {
+    let bucket = Bucket::new(backend);
+    let dev = Project::new(&bucket);
+    big_db(&dev);
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    let server = Project::new(&bucket);
+    server.b2m(&["fetch-db-toml"]).ok();
+    let span = timed(&server, &["download", "ipm-db"]).mul_f32(1.3);
+    let mut landed = 0;
+    for (i, delay) in delays(span).into_iter().enumerate() {
+        dev.insert(&named_file(&dev), &format!("kill {i}"));
+        dev.b2m(&["upload", "ipm-db"]).ok();
+        landed += usize::from(run_killed(&server, &["download", "ipm-db"], delay));
+        check_invariants(&bucket, &server, true);
+        rerun_finishes(&server, &["download", "ipm-db"]);
+        check_invariants(&bucket, &server, true);
+        assert_eq!(server.status_of("ipm-db"), "up_to_date", "after kill {i} at {delay:?}");
+        assert_eq!(named_file(&server), named_file(&dev));
+        assert!(server.files().iter().all(|f| !f.starts_with(".b2m-")), "temp files cleared: {:?}", server.files());
+    }
+    assert!(landed >= KILLS / 2, "only {landed} of {KILLS} kills landed while the download ran");
+});
