@@ -78,3 +78,17 @@ project "$WORK/s3srv" "s3://bench/p"; rm "$WORK/s3srv/db/all_dbs/db.toml"
 "$B2M" -C "$WORK/s3srv" -q fetch-db-toml
 t "aws s3 cp (download)" aws --endpoint-url "$ENDPOINT" s3 cp --quiet s3://bench/awscli/big.db "$WORK/out/big.db"
 t "b2m download (verify sha256 + quick_check)" "$B2M" -C "$WORK/s3srv" download big-db
+
+echo
+echo "lease acquisition (uncontended; median of 15, from b2m -v)"
+lease_ms() { # lease_ms PROJECT  → median ms of the db lease
+  for _ in $(seq 15); do "$B2M" -C "$1" -v upload big-db 2>&1 | grep -o 'lease="big-db".*ms=[0-9.]*' | grep -o 'ms=[0-9.]*' | cut -d= -f2; done | sort -n | sed -n 8p
+}
+for mode in conditional lease; do
+  sed -i "/^locking/d" "$WORK/local/b2m.toml"; sed -i "s|^\[remote\]|[remote]\nlocking = \"$mode\"|" "$WORK/local/b2m.toml"
+  printf '  %-44s %7.2f ms\n' "local folder, $mode" "$(lease_ms "$WORK/local")"
+done
+for mode in conditional lease; do
+  sed -i "/^locking/d" "$WORK/s3dev/b2m.toml"; sed -i "s|^\[remote\]|[remote]\nlocking = \"$mode\"|" "$WORK/s3dev/b2m.toml"
+  printf '  %-44s %7.2f ms\n' "s3s-fs on 127.0.0.1, $mode" "$(lease_ms "$WORK/s3dev")"
+done

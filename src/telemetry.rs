@@ -39,8 +39,12 @@ pub fn init(verbose: u8) {
         }
         .to_string()
     });
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(EnvFilter::new(filter)).with_writer(RedactingStderr).with_target(verbose >= 2).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new(filter))
+        .with_writer(RedactingStderr)
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+        .with_target(verbose >= 2)
+        .try_init();
 }
 
 /// Hands out one buffering writer per event.

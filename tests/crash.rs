@@ -101,7 +101,11 @@ fn run_killed(p: &Project, args: &[&str], after: Duration) -> bool {
 fn rerun_finishes(p: &Project, args: &[&str]) {
     let started = Instant::now();
     p.b2m_env(args, &[("B2M_LEASE_WAIT_SECS", "30")]).ok();
-    assert!(started.elapsed() < Duration::from_secs(20), "the rerun waited {:?}: a dead holder's lease must be taken over at once", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the rerun waited {:?}: a dead holder's lease must be taken over at once",
+        started.elapsed()
+    );
 }
 
 fn timed(p: &Project, args: &[&str]) -> Duration {

@@ -234,7 +234,10 @@ impl Leases {
                 Protocol::Lease => self.try_listing(name, operation, manual)?,
             };
             let holder = match outcome {
-                Attempt::Won(held) => return Ok(held),
+                Attempt::Won(held) => {
+                    tracing::info!(lease = name, protocol = ?self.protocol, attempts = attempt, ms = started.elapsed().as_secs_f64() * 1e3, "lease acquired");
+                    return Ok(held);
+                }
                 Attempt::Busy(holder) => holder,
             };
             if started.elapsed() > self.wait {
