@@ -88,19 +88,6 @@ impl Manifest {
             .collect()
     }
 
-    /// Keys ending in `db` whose value is not a valid database file name (reported by `check`).
-    pub fn invalid_entries(&self) -> Vec<(String, String)> {
-        let Some(table) = self.table() else { return Vec::new() };
-        table
-            .iter()
-            .filter(|(key, _)| key.ends_with("db"))
-            .filter_map(|(key, item)| match item.as_str() {
-                Some(file) if DbFileName::parse(file).is_some() => None,
-                other => Some((key.to_string(), other.map_or_else(|| item.to_string(), str::to_string))),
-            })
-            .collect()
-    }
-
     /// The entry for a stem.
     pub fn entry_for_stem(&self, stem: &str) -> Option<Entry> {
         self.entries().into_iter().find(|e| e.stem == stem)

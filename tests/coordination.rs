@@ -124,24 +124,24 @@ fn doctor_finds_s3s_fs_conditions_unsafe_and_auto_mode_races_safely_with_leases(
     race(&projects, |k| bucket.read(k));
 }
 
+fn race_on_moto(locking: &str) {
+    let moto = MotoServer::start();
+    let projects = fleet(&format!("s3://{BUCKET}/{PREFIX}"), Some(moto.endpoint.clone()), &format!("locking = \"{locking}\"\n"));
+    race(&projects, |key| fetch_object(&moto.endpoint, key));
+}
+
 #[test]
 fn racing_uploads_in_conditional_mode_on_moto_publish_exactly_once() {
-    let moto = MotoServer::start();
-    let projects = fleet(&format!("s3://{BUCKET}/{PREFIX}"), Some(moto.endpoint.clone()), "locking = \"conditional\"\n");
-    let reader = &projects[0];
-    race(&projects, |key| fetch_object(reader, &moto.endpoint, key));
+    race_on_moto("conditional");
 }
 
 #[test]
 fn racing_uploads_in_lease_mode_on_moto_publish_exactly_once() {
-    let moto = MotoServer::start();
-    let projects = fleet(&format!("s3://{BUCKET}/{PREFIX}"), Some(moto.endpoint.clone()), "locking = \"lease\"\n");
-    let reader = &projects[0];
-    race(&projects, |key| fetch_object(reader, &moto.endpoint, key));
+    race_on_moto("lease");
 }
 
 /// Reads an object from moto through boto3 (moto keeps objects in memory, not in files).
-fn fetch_object(_p: &Project, endpoint: &str, key: &str) -> Option<Vec<u8>> {
+fn fetch_object(endpoint: &str, key: &str) -> Option<Vec<u8>> {
     let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-tools/moto");
     let script = format!(
         "import boto3,sys\nc=boto3.client('s3',endpoint_url='{endpoint}',region_name='us-east-1',aws_access_key_id='x',aws_secret_access_key='y')\ntry:\n sys.stdout.buffer.write(c.get_object(Bucket='{BUCKET}',Key='{PREFIX}/{key}')['Body'].read())\nexcept c.exceptions.NoSuchKey:\n sys.exit(3)\n"

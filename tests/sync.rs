@@ -59,12 +59,7 @@ both_backends!(whole_flow_from_new_local_to_second_version, |backend| {
 
 both_backends!(local_changes_block_a_download, |backend| {
     let bucket = Bucket::new(backend);
-    let dev = Project::new(&bucket);
-    dev.create_db("ipmdb", "ipm-db-v1.db", 1);
-    dev.b2m(&["upload", "ipm-db"]).ok();
-    let server = Project::new(&bucket);
-    server.b2m(&["fetch-db-toml"]).ok();
-    server.b2m(&["download", "ipm-db"]).ok();
+    let (dev, server) = published_pair(&bucket, 1);
     dev.insert("ipm-db-v1.db", "dev row");
     dev.b2m(&["upload", "ipm-db"]).ok();
 
@@ -89,12 +84,7 @@ both_backends!(local_changes_block_a_download, |backend| {
 
 both_backends!(an_upload_from_a_stale_base_is_refused_and_changes_nothing, |backend| {
     let bucket = Bucket::new(backend);
-    let a = Project::new(&bucket);
-    a.create_db("ipmdb", "ipm-db-v1.db", 1);
-    a.b2m(&["upload", "ipm-db"]).ok();
-    let b = Project::new(&bucket);
-    b.b2m(&["fetch-db-toml"]).ok();
-    b.b2m(&["download", "ipm-db"]).ok();
+    let (a, b) = published_pair(&bucket, 1);
     a.insert("ipm-db-v1.db", "a");
     a.b2m(&["upload", "ipm-db"]).ok();
 
@@ -220,4 +210,24 @@ fn a_first_upload_of_a_second_db_keeps_the_first_in_the_bucket_manifest() {
     let text = String::from_utf8(bucket.read("db.toml").expect("db.toml")).expect("utf8");
     assert!(text.contains("ipmdb = \"ipm-db-v1.db\"") && text.contains("emojidb = \"emoji-db-v3.db\""), "{text}");
     assert!(bucket.keys().contains(&"dbs/emoji-db-v3.db".to_string()), "a first upload keeps its version");
+}
+
+#[test]
+fn fetch_db_toml_never_points_an_existing_db_at_a_file_that_is_not_here() {
+    let bucket = Bucket::new(Backend::Local);
+    let (dev, server) = published_pair(&bucket, 1);
+    dev.insert("ipm-db-v1.db", "x");
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    dev.create_db("emojidb", "emoji-db-v1.db", 1);
+    dev.b2m(&["upload", "emoji-db"]).ok();
+
+    let run = server.b2m(&["fetch-db-toml"]);
+    run.ok();
+    assert!(run.stderr.contains("run `b2m download ipm-db`"), "{}", run.stderr);
+    let text = server.manifest_text();
+    assert!(text.contains("ipmdb = \"ipm-db-v1.db\""), "the file it has: {text}");
+    assert!(text.contains("emojidb = \"emoji-db-v1.db\""), "a db new to this server is added: {text}");
+    assert!(text.contains("path = \"/frontend/db/all_dbs/\""), "the local path is kept: {text}");
+    assert_eq!(server.status_of("ipm-db"), "outdated_db");
+    assert_eq!(server.status_of("emoji-db"), "missing_local");
 }

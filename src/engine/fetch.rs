@@ -153,8 +153,10 @@ fn keep_backup(ctx: &Context, path: &std::path::Path) -> Result<std::path::PathB
     Ok(dest)
 }
 
-/// `b2m fetch-db-toml`: the bucket's db.toml becomes the local one; the local `path` value, which
-/// belongs to this machine, is kept.
+/// `b2m fetch-db-toml`: the bucket's db.toml becomes the local one, with two exceptions that keep
+/// the local db.toml naming files that exist: the local `path` value (it belongs to this machine)
+/// is kept, and a database whose bucket version is not here yet keeps naming the local file it has
+/// (status then says `outdated_db`, and `b2m download` moves it on).
 pub fn fetch_manifest(ctx: &Context) -> Result<std::path::PathBuf> {
     let Some(remote) = remote::read_manifest(ctx.store.as_ref())? else {
         return Err(Error::refused(
@@ -162,9 +164,20 @@ pub fn fetch_manifest(ctx: &Context) -> Result<std::path::PathBuf> {
             "run `b2m upload DB` to publish a first database",
         ));
     };
+    let local = ctx.local_manifest()?;
     let mut manifest = remote.manifest;
-    if let Some(path) = ctx.local_manifest()?.path_value() {
+    if let Some(path) = local.path_value() {
         manifest.set_path_value(&path);
+    }
+    for entry in manifest.entries() {
+        let kept = local.entry_for_stem(&entry.stem).filter(|l| l.file != entry.file && ctx.db_path(&l.file).is_file());
+        if let Some(l) = kept.filter(|_| !ctx.db_path(&entry.file).is_file()) {
+            manifest.set_file(&entry.key, &l.file);
+            ctx.out.info(&format!(
+                "kept `{} = \"{}\"`: `{}` is not here yet; run `b2m download {}`",
+                entry.key, l.file, entry.file, entry.stem
+            ));
+        }
     }
     if let Some(parent) = ctx.settings.manifest.parent() {
         std::fs::create_dir_all(parent).map_err(|e| Error::io("cannot create", parent, e))?;

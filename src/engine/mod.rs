@@ -7,7 +7,7 @@ pub mod remote;
 pub mod status;
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use std::sync::Arc;
 
@@ -179,9 +179,4 @@ pub fn resolve_db(arg: &str, local: &[Entry], remote: &[Entry]) -> Result<String
             format!("known databases: {}", known.join(", "))
         },
     ))
-}
-
-/// Whether a path exists as a file.
-pub fn file_exists(path: &Path) -> bool {
-    path.is_file()
 }

@@ -151,7 +151,7 @@ pub fn upload(ctx: &Context, arg: &str) -> Result<Published> {
     db_lease.check()?;
     commit(ctx, &leases, &db_lease, &local_manifest, &pending, parent)?;
     finish_local(ctx, &pending)?;
-    ctx.out.info(&format!("published `{stem}` v{version} ({}), {}", human_bytes(size), ctx.store.location()));
+    ctx.out.info(&format!("published `{stem}` v{version} ({}), {}", crate::output::human_bytes(size), ctx.store.location()));
     Ok(Published { name: stem, version, parent, file: new_file, sha256, size, uploaded: true })
 }
 
@@ -299,16 +299,4 @@ fn schema_hash(path: &std::path::Path) -> Option<String> {
         hasher.update(row.ok()?.as_bytes());
     }
     Some(hex::encode(hasher.finalize()))
-}
-
-/// `1.5 MiB`.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }

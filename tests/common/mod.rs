@@ -388,3 +388,14 @@ impl Drop for MotoServer {
         let _ = self.child.wait();
     }
 }
+
+/// A developer who published `ipm-db` v1 (`rows` rows), and a server that fetched it.
+pub fn published_pair(bucket: &Bucket, rows: i64) -> (Project, Project) {
+    let dev = Project::new(bucket);
+    dev.create_db("ipmdb", "ipm-db-v1.db", rows);
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    let server = Project::new(bucket);
+    server.b2m(&["fetch-db-toml"]).ok();
+    server.b2m(&["download", "ipm-db"]).ok();
+    (dev, server)
+}
