@@ -23,7 +23,6 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::Cli;
-use crate::error::Error;
 
 /// Subcommand names, to tell where the global flags end.
 const SUBCOMMANDS: &[&str] = &["init", "status", "upload", "download", "fetch-db-toml", "lock", "unlock", "doctor", "gc", "demo", "help"];
@@ -90,10 +89,4 @@ pub fn host_name() -> String {
 pub fn user_at_host() -> String {
     let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
     format!("{user}@{}", host_name())
-}
-
-impl From<std::io::Error> for Error {
-    fn from(e: std::io::Error) -> Self {
-        Error::io("I/O error on", ".", e)
-    }
 }

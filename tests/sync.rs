@@ -231,3 +231,29 @@ fn fetch_db_toml_never_points_an_existing_db_at_a_file_that_is_not_here() {
     assert_eq!(server.status_of("ipm-db"), "outdated_db");
     assert_eq!(server.status_of("emoji-db"), "missing_local");
 }
+
+both_backends!(a_large_db_goes_up_in_parts_and_comes_back_identical, |backend| {
+    let bucket = Bucket::new(backend);
+    let dev = Project::new(&bucket);
+    // ~48 MiB: above the 32 MiB multipart threshold, so three 16 MiB parts go up concurrently.
+    let conn = rusqlite::Connection::open(dev.db("big-db-v1.db")).expect("db");
+    conn.execute_batch(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
+         WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 12000)
+         INSERT INTO t(v) SELECT hex(randomblob(2000)) FROM c;",
+    )
+    .expect("fill");
+    drop(conn);
+    dev.add_entry("bigdb", "big-db-v1.db");
+    dev.b2m(&["upload", "big-db"]).ok();
+    let object = bucket.read("dbs/big-db-v1.db").expect("object");
+    assert!(object.len() > 40 << 20, "{} bytes", object.len());
+    let meta: serde_json::Value = serde_json::from_slice(&bucket.read("dbs/big-db-v1.db.json").expect("meta")).expect("json");
+    use sha2::Digest;
+    assert_eq!(meta["sha256"].as_str(), Some(hex::encode(sha2::Sha256::digest(&object)).as_str()));
+    let server = Project::new(&bucket);
+    server.b2m(&["fetch-db-toml"]).ok();
+    server.b2m(&["download", "big-db"]).ok();
+    assert_eq!(std::fs::read(server.db("big-db-v1.db")).expect("downloaded"), object);
+    assert_eq!(server.status_of("big-db"), "up_to_date");
+});

@@ -118,7 +118,6 @@ impl S3Store {
                         location: self.location.clone(),
                         code: if code.is_empty() { status.to_string() } else { code },
                     },
-                    (501, _) | (_, "NotImplemented") => StoreError::ConditionalUnsupported { location: self.location.clone() },
                     _ => {
                         let message = service.err().message().unwrap_or("");
                         failed(format!("HTTP {status} {code} {message}").trim().to_string())
@@ -256,6 +255,7 @@ impl Store for S3Store {
 
     fn put(&self, key: &str, body: &[u8], condition: Condition) -> Result<PutOutcome, StoreError> {
         self.runtime.block_on(async {
+            let conditional = condition != Condition::None;
             let mut request = self.client.put_object().bucket(&self.bucket).key(self.full_key(key)).body(ByteStream::from(body.to_vec()));
             request = match condition {
                 Condition::None => request,
@@ -264,7 +264,11 @@ impl Store for S3Store {
             };
             match request.send().await {
                 Ok(out) => Ok(PutOutcome::Written(out.e_tag().map(str::to_string))),
-                Err(e) if matches!(Self::status_of(&e), Some(412 | 409)) => Ok(PutOutcome::ConditionFailed),
+                Err(e) if conditional && matches!(Self::status_of(&e), Some(412 | 409)) => Ok(PutOutcome::ConditionFailed),
+                // Backblaze B2 answers 501 NotImplemented to conditional headers.
+                Err(e) if conditional && (Self::status_of(&e) == Some(501) || e.code() == Some("NotImplemented")) => {
+                    Err(StoreError::ConditionalUnsupported { location: self.location.clone() })
+                }
                 Err(e) => Err(self.error("PUT", key, e)),
             }
         })
