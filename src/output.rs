@@ -42,6 +42,20 @@ impl Output {
         self.bar(0, message, "{msg:>12} [{bar:30}] {pos}/{len} pages")
     }
 
+    /// A spinner for work of unknown length (integrity checks).
+    pub fn spinner(&self, message: &str) -> ProgressBar {
+        if !self.progress {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::new_spinner();
+        if let Ok(style) = ProgressStyle::with_template("{msg:>12} {spinner} {elapsed}") {
+            bar.set_style(style);
+        }
+        bar.set_message(message.to_string());
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        bar
+    }
+
     fn bar(&self, len: u64, message: &str, template: &str) -> ProgressBar {
         if !self.progress {
             return ProgressBar::hidden();

@@ -74,6 +74,15 @@ fn a_non_sqlite_or_truncated_file_is_refused_before_anything_is_sent() {
     std::fs::write(dev.db("ipm-db-v1.db"), &bytes[..bytes.len() / 2]).expect("truncate");
     dev.b2m(&["upload", "ipm-db"]).fails(1, "truncated");
     assert!(bucket.keys().is_empty(), "nothing sent: {:?}", bucket.keys());
+
+    // Whole length, valid header, damaged b-tree pages: the integrity check refuses it.
+    let mut damaged = bytes.clone();
+    for b in &mut damaged[4096 * 2..4096 * 2 + 600] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(dev.db("ipm-db-v1.db"), &damaged).expect("damage");
+    dev.b2m(&["upload", "ipm-db"]).fails(1, "is not a usable SQLite database");
+    assert!(bucket.keys().is_empty(), "nothing sent: {:?}", bucket.keys());
 }
 
 #[test]

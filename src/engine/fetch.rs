@@ -112,7 +112,10 @@ pub fn download(ctx: &Context, arg: &str, force: bool) -> Result<Fetched> {
         ));
     }
     file.sync_all().map_err(|e| Error::io("cannot sync", tmp.path(), e))?;
-    db::verify(tmp.path(), true)?;
+    let spinner = ctx.out.spinner("check");
+    let checked = db::verify(tmp.path(), true);
+    spinner.finish_and_clear();
+    checked?;
 
     // Install: no stale WAL may be applied to the new file, so its sidecars go first.
     for sidecar in fsutil::sidecars(&target) {

@@ -108,7 +108,10 @@ pub fn upload(ctx: &Context, arg: &str) -> Result<Published> {
     let bar = ctx.out.pages_bar("snapshot");
     db::snapshot(&local_path, &snapshot, &bar)?;
     bar.finish_and_clear();
-    db::verify(&snapshot, false).map_err(|e| match e {
+    let spinner = ctx.out.spinner("check");
+    let checked = db::verify(&snapshot, false);
+    spinner.finish_and_clear();
+    checked.map_err(|e| match e {
         Error::BadDatabase { reason, .. } => Error::BadDatabase { path: local_path.clone(), reason },
         other => other,
     })?;
