@@ -53,8 +53,12 @@ pub struct LeaseInfo {
     pub id: String,
     /// `user@host`.
     pub owner: String,
-    /// The host, to recognise a dead holder on this machine.
+    /// The host name, for people.
     pub host: String,
+    /// This boot of this kernel and the pid namespace, to tell whether `pid` can be looked up
+    /// here: host names repeat across containers and machines, these do not.
+    #[serde(default)]
+    pub machine: String,
     /// The holder's process id (`None` for a manual `b2m lock`, which outlives its process).
     pub pid: Option<u32>,
     /// The holder's process start time (clock ticks since boot), against pid reuse.
@@ -80,7 +84,7 @@ impl LeaseInfo {
     /// Whether the holder is a process on this host that no longer runs.
     pub fn holder_is_dead_here(&self) -> bool {
         let Some(pid) = self.pid else { return false };
-        if self.host != crate::host_name() {
+        if self.machine.is_empty() || self.machine != machine_identity() {
             return false;
         }
         match process_start(pid) {
@@ -101,6 +105,13 @@ impl LeaseInfo {
     }
 }
 
+/// `<boot id>/<pid namespace>`: where a pid means the same process as here.
+fn machine_identity() -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let ns = std::fs::read_link("/proc/self/ns/pid").map(|p| p.display().to_string()).unwrap_or_default();
+    if boot.trim().is_empty() || ns.is_empty() { String::new() } else { format!("{}/{ns}", boot.trim()) }
+}
+
 /// Start time of a process in clock ticks since boot, from `/proc`; `None` if it does not run.
 fn process_start(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -117,6 +128,7 @@ fn new_info(operation: &str, manual: bool) -> LeaseInfo {
         id: format!("{}-{}", now.format("%Y%m%dT%H%M%S%.6fZ"), uuid::Uuid::new_v4().simple()),
         owner: crate::user_at_host(),
         host: crate::host_name(),
+        machine: machine_identity(),
         pid: (!manual).then_some(pid),
         pid_start: if manual { None } else { process_start(pid) },
         operation: operation.to_string(),
