@@ -257,3 +257,24 @@ both_backends!(a_large_db_goes_up_in_parts_and_comes_back_identical, |backend| {
     assert_eq!(std::fs::read(server.db("big-db-v1.db")).expect("downloaded"), object);
     assert_eq!(server.status_of("big-db"), "up_to_date");
 });
+
+#[test]
+fn b2m_remote_overrides_the_configured_bucket_and_json_results_stand_alone() {
+    let configured = Bucket::new(Backend::Local);
+    let other = Bucket::new(Backend::Local);
+    let dev = Project::new(&configured);
+    dev.create_db("ipmdb", "ipm-db-v1.db", 1);
+    let run = dev.b2m_env(&["upload", "ipm-db", "--json"], &[("B2M_REMOTE", &other.url())]);
+    run.ok();
+    let published: serde_json::Value = serde_json::from_str(&run.stdout).expect("the result alone on stdout");
+    assert_eq!(
+        (published["name"].as_str(), published["version"].as_u64(), published["uploaded"].as_bool()),
+        (Some("ipm-db"), Some(1), Some(true))
+    );
+    assert!(configured.keys().is_empty(), "{:?}", configured.keys());
+    assert!(other.keys().contains(&"dbs/ipm-db-v1.db".to_string()));
+    let run = dev.b2m_env(&["download", "ipm-db", "--json"], &[("B2M_REMOTE", &other.url())]);
+    run.ok();
+    let fetched: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    assert_eq!(fetched["bytes"], 0, "already up to date: {fetched}");
+}
