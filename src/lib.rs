@@ -75,6 +75,15 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// A crash point for tests: when `B2M_FAILPOINT` names this point, the process dies here at once,
+/// as a `kill -9` would, so tests can prove that every step is recoverable.
+pub fn failpoint(name: &str) {
+    if std::env::var("B2M_FAILPOINT").is_ok_and(|point| point == name) {
+        eprintln!("b2m: failpoint `{name}`");
+        std::process::abort();
+    }
+}
+
 /// Now, as RFC 3339 UTC.
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)

@@ -159,3 +159,38 @@ both_backends!(kill_9_during_download_never_leaves_a_broken_state, |backend| {
     eprintln!("{landed} of {KILLS} kills landed while the download ran");
     assert!(landed >= KILLS / 2, "only {landed} of {KILLS} kills landed while the download ran");
 });
+
+/// Every step of a publish and of a download, crashed on purpose: the next command reconciles.
+#[test]
+fn a_crash_at_each_step_is_reconciled_by_the_next_command() {
+    for point in ["before-commit", "after-commit", "after-link", "after-local-manifest"] {
+        let bucket = Bucket::new(Backend::Local);
+        let dev = Project::new(&bucket);
+        dev.create_db("ipmdb", "ipm-db-v1.db", 2);
+        dev.b2m(&["upload", "ipm-db"]).ok();
+        dev.insert("ipm-db-v1.db", point);
+        let run = dev.b2m_env(&["upload", "ipm-db"], &[("B2M_FAILPOINT", point)]);
+        assert_ne!(run.code, 0, "{point}: the failpoint must kill the upload");
+        check_invariants(&bucket, &dev, false);
+        // Status (which never waits for the lock) finishes or forgets the interrupted publish.
+        let expected = if point == "before-commit" { "ready_to_upload" } else { "up_to_date" };
+        assert_eq!(dev.status_of("ipm-db"), expected, "after a crash at {point}");
+        rerun_finishes(&dev, &["upload", "ipm-db"]);
+        assert_eq!(dev.files(), vec!["db.toml", "ipm-db-v2.db"], "{point}");
+        assert_eq!(dev.rows("ipm-db-v2.db").last().map(String::as_str), Some(point));
+        assert_eq!(dev.status_of("ipm-db"), "up_to_date", "{point}");
+    }
+    for point in ["before-install", "after-install"] {
+        let bucket = Bucket::new(Backend::Local);
+        let (dev, server) = published_pair(&bucket, 1);
+        dev.insert("ipm-db-v1.db", point);
+        dev.b2m(&["upload", "ipm-db"]).ok();
+        let run = server.b2m_env(&["download", "ipm-db"], &[("B2M_FAILPOINT", point)]);
+        assert_ne!(run.code, 0, "{point}: the failpoint must kill the download");
+        check_invariants(&bucket, &server, true);
+        assert_eq!(named_file(&server), "ipm-db-v1.db", "{point}: db.toml moves only after the file is in place");
+        rerun_finishes(&server, &["download", "ipm-db"]);
+        assert_eq!(server.files(), vec!["db.toml", "ipm-db-v2.db"], "{point}");
+        assert_eq!(server.status_of("ipm-db"), "up_to_date", "{point}");
+    }
+}

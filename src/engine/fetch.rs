@@ -121,7 +121,9 @@ pub fn download(ctx: &Context, arg: &str, force: bool) -> Result<Fetched> {
     for sidecar in fsutil::sidecars(&target) {
         fsutil::remove_if_exists(&sidecar)?;
     }
+    crate::failpoint("before-install");
     tmp.persist(&target).map_err(|e| Error::io("cannot rename into", &target, e.error))?;
+    crate::failpoint("after-install");
     fsutil::sync_dir(&ctx.settings.db_dir).map_err(|e| Error::io("cannot sync", &ctx.settings.db_dir, e))?;
     ctx.state.remember_written(&target, &sha256)?;
     ctx.state.clear_bad_object(&object_key)?;

@@ -120,13 +120,10 @@ pub fn upload(ctx: &Context, arg: &str) -> Result<Published> {
     let (sha256, _) = hash_file(&snapshot, &bar)?;
     bar.finish_and_clear();
 
-    // The immutable object and its metadata. An object already under this version's name is an
-    // orphan of an upload that never committed (db.toml names an older version), so replacing it
-    // publishes nothing that anyone reads.
+    // The immutable object and its metadata. An object already under this version's name can only
+    // be an orphan of an upload that never committed (db.toml names an older version, and we hold
+    // the db's lease), so replacing it publishes nothing that anyone reads.
     let object_key = remote::object_key(&new_file);
-    if ctx.store.head(&object_key)?.is_some() {
-        tracing::info!(key = object_key, "replacing an orphan left by an interrupted upload");
-    }
     let bar = ctx.out.bytes_bar(size, "upload");
     ctx.store.upload_file(&object_key, &snapshot, &sha256, &bar)?;
     bar.finish_and_clear();
@@ -152,7 +149,9 @@ pub fn upload(ctx: &Context, arg: &str) -> Result<Published> {
         from_file: local.file.clone(),
     };
     db_lease.check()?;
+    crate::failpoint("before-commit");
     commit(ctx, &leases, &db_lease, &local_manifest, &pending, parent)?;
+    crate::failpoint("after-commit");
     finish_local(ctx, &pending)?;
     ctx.out.info(&format!("published `{stem}` v{version} ({}), {}", crate::output::human_bytes(size), ctx.store.location()));
     Ok(Published { name: stem, version, parent, file: new_file, sha256, size, uploaded: true })
@@ -228,13 +227,16 @@ pub fn finish_local(ctx: &Context, p: &Pending) -> Result<()> {
         // Nothing in the WAL may be lost: checkpoint, and carry a WAL that still has frames.
         db::checkpoint(&from)?;
         let before = std::fs::metadata(&from).map_err(|e| Error::io("cannot read", &from, e))?;
-        if to.exists() {
+        // After a crash mid-way, `to` may already be our link (and db.toml may name it): keep it.
+        let linked = std::fs::metadata(&to).is_ok_and(|m| m.dev() == before.dev() && m.ino() == before.ino());
+        if !linked {
             fsutil::remove_if_exists(&to)?;
+            for sidecar in fsutil::sidecars(&to) {
+                fsutil::remove_if_exists(&sidecar)?;
+            }
+            std::fs::hard_link(&from, &to).map_err(|e| Error::io("cannot link", &to, e))?;
         }
-        for sidecar in fsutil::sidecars(&to) {
-            fsutil::remove_if_exists(&sidecar)?;
-        }
-        std::fs::hard_link(&from, &to).map_err(|e| Error::io("cannot link", &to, e))?;
+        crate::failpoint("after-link");
         let [from_wal, from_shm] = fsutil::sidecars(&from);
         let [to_wal, _] = fsutil::sidecars(&to);
         if std::fs::metadata(&from_wal).is_ok_and(|m| m.len() > 0) {
@@ -243,6 +245,7 @@ pub fn finish_local(ctx: &Context, p: &Pending) -> Result<()> {
         let mut manifest = ctx.local_manifest()?;
         manifest.set_file(&p.key, &new_file);
         ctx.write_local_manifest(&manifest)?;
+        crate::failpoint("after-local-manifest");
         fsutil::remove_if_exists(&from)?;
         fsutil::remove_if_exists(&from_wal)?;
         fsutil::remove_if_exists(&from_shm)?;
