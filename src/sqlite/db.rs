@@ -98,6 +98,10 @@ pub fn snapshot(src: &Path, dest: &Path, progress: &ProgressBar) -> Result<()> {
     {
         let backup = rusqlite::backup::Backup::new(&source, &mut target).map_err(|e| Error::sqlite(dest, e))?;
         let failed = |e: rusqlite::Error| match e {
+            // The copy's disk is full: not the source's fault.
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull => {
+                Error::io("cannot write", dest, std::io::Error::from_raw_os_error(28))
+            }
             rusqlite::Error::SqliteFailure(f, msg) => bad(src, msg.unwrap_or_else(|| f.to_string())),
             other => Error::sqlite(src, other),
         };

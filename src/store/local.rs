@@ -185,7 +185,7 @@ impl Store for LocalStore {
             if n == 0 {
                 return Ok(total);
             }
-            sink.write_all(&buf[..n]).map_err(self.io("GET", key))?;
+            sink.write_all(&buf[..n]).map_err(|source| StoreError::LocalWrite { key: key.to_string(), source })?;
             total += n as u64;
         }
     }

@@ -103,6 +103,14 @@ pub enum StoreError {
         /// `s3://bucket/prefix`.
         location: String,
     },
+    /// Writing a downloaded object locally failed (a full disk, say).
+    #[error("cannot write `{key}` to the local disk: {source}")]
+    LocalWrite {
+        /// The key being downloaded.
+        key: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// Any other failure of an operation on a key.
     #[error("{operation} `{key}` at `{location}` failed: {detail}")]
     Failed {
@@ -142,7 +150,10 @@ impl StoreError {
             StoreError::Unreachable { .. } => "check `remote.endpoint` in `b2m.toml` and the network, then run the command again".into(),
             StoreError::MissingFolder { .. } => "create the folder, or fix `remote.url` in `b2m.toml` (or `B2M_REMOTE`)".into(),
             StoreError::ConditionalUnsupported { .. } => "set `remote.locking = \"lease\"` in `b2m.toml`".into(),
-            StoreError::Failed { .. } => return None,
+            StoreError::LocalWrite { source, .. } if source.raw_os_error() == Some(28) => {
+                "free some disk space and run the command again; the local files were left as they were".into()
+            }
+            StoreError::LocalWrite { .. } | StoreError::Failed { .. } => return None,
         })
     }
 }

@@ -302,12 +302,7 @@ impl Store for S3Store {
     }
 
     fn download(&self, key: &str, sink: &mut dyn Write, progress: &ProgressBar) -> Result<u64, StoreError> {
-        let write_failed = |e: std::io::Error| StoreError::Failed {
-            operation: "WRITE",
-            key: key.to_string(),
-            location: "local file".into(),
-            detail: e.to_string(),
-        };
+        let write_failed = |source| StoreError::LocalWrite { key: key.to_string(), source };
         self.runtime.block_on(async {
             let mut written = 0u64;
             let mut tries = 0;

@@ -145,7 +145,12 @@ impl Project {
     }
 
     pub fn with_remote(url: &str, endpoint: Option<String>) -> Self {
-        let dir = tempfile::Builder::new().prefix("b2m-test-").tempdir().expect("project folder");
+        Self::in_folder(&std::env::temp_dir(), url, endpoint)
+    }
+
+    /// A project in a new folder under `parent`.
+    pub fn in_folder(parent: &Path, url: &str, endpoint: Option<String>) -> Self {
+        let dir = tempfile::Builder::new().prefix("b2m-test-").tempdir_in(parent).expect("project folder");
         let p = Project { dir, url: url.to_string(), endpoint };
         p.write_config("");
         std::fs::create_dir_all(p.db_dir()).expect("db dir");
