@@ -108,17 +108,21 @@ pub fn upload(ctx: &Context, arg: &str) -> Result<Published> {
     let bar = ctx.out.pages_bar("snapshot");
     db::snapshot(&local_path, &snapshot, &bar)?;
     bar.finish_and_clear();
-    let spinner = ctx.out.spinner("check");
-    let checked = db::verify(&snapshot, false);
-    spinner.finish_and_clear();
+    // The integrity check and the hash both read the snapshot: run them side by side.
+    let size = std::fs::metadata(&snapshot).map_err(|e| Error::io("cannot read", &snapshot, e))?.len();
+    let bar = ctx.out.bytes_bar(size, "check+hash");
+    let (checked, hashed) = std::thread::scope(|scope| {
+        let check = scope.spawn(|| db::verify(&snapshot, false));
+        let hashed = hash_file(&snapshot, &bar);
+        let checked = check.join().unwrap_or_else(|_| Err(Error::refused("the integrity check crashed", "run the command again")));
+        (checked, hashed)
+    });
+    bar.finish_and_clear();
     checked.map_err(|e| match e {
         Error::BadDatabase { reason, .. } => Error::BadDatabase { path: local_path.clone(), reason },
         other => other,
     })?;
-    let size = std::fs::metadata(&snapshot).map_err(|e| Error::io("cannot read", &snapshot, e))?.len();
-    let bar = ctx.out.bytes_bar(size, "hash");
-    let (sha256, _) = hash_file(&snapshot, &bar)?;
-    bar.finish_and_clear();
+    let (sha256, _) = hashed?;
 
     // The immutable object and its metadata. An object already under this version's name can only
     // be an orphan of an upload that never committed (db.toml names an older version, and we hold
