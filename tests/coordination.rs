@@ -189,16 +189,20 @@ fn a_held_lease_shows_in_status_blocks_others_and_unlock_force_says_whose() {
 }
 
 #[test]
-fn the_lock_owner_can_still_publish_and_unlock() {
-    let bucket = Bucket::new(Backend::Local);
-    let a = Project::new(&bucket);
-    a.create_db("ipmdb", "ipm-db-v1.db", 1);
-    a.b2m(&["upload", "ipm-db"]).ok();
-    a.b2m(&["lock", "ipm-db"]).ok();
-    a.insert("ipm-db-v1.db", "mine");
-    a.b2m_env(&["upload", "ipm-db"], &[("B2M_LEASE_WAIT_SECS", "5")]).ok();
-    a.b2m(&["unlock", "ipm-db"]).ok();
-    assert!(bucket.keys().iter().all(|k| !k.starts_with("locks/")), "{:?}", bucket.keys());
+fn the_lock_owner_can_lock_again_still_publish_and_unlock() {
+    for locking in ["conditional", "lease"] {
+        let bucket = Bucket::new(Backend::Local);
+        let a = Project::new(&bucket);
+        a.write_config(&format!("locking = \"{locking}\"\n"));
+        a.create_db("ipmdb", "ipm-db-v1.db", 1);
+        a.b2m(&["upload", "ipm-db"]).ok();
+        a.b2m(&["lock", "ipm-db"]).ok();
+        a.b2m_env(&["lock", "ipm-db"], &[("B2M_LEASE_WAIT_SECS", "5")]).ok();
+        a.insert("ipm-db-v1.db", "mine");
+        a.b2m_env(&["upload", "ipm-db"], &[("B2M_LEASE_WAIT_SECS", "5")]).ok();
+        a.b2m(&["unlock", "ipm-db"]).ok();
+        assert!(bucket.keys().iter().all(|k| !k.starts_with("locks/")), "{locking}: {:?}", bucket.keys());
+    }
 }
 
 #[test]

@@ -285,7 +285,7 @@ impl Leases {
             // Unreadable: treat as stale and take it over by compare-and-swap.
             return self.take_over(key, info, existing.etag);
         };
-        if current.pid.is_none() && current.owner == crate::user_at_host() && !manual {
+        if current.pid.is_none() && current.owner == crate::user_at_host() {
             return Ok(Attempt::Won(self.held(key, current, existing.etag, true)));
         }
         if current.is_stale(Utc::now()) {
@@ -324,7 +324,7 @@ impl Leases {
                 self.store.delete(&object.key)?;
                 continue;
             }
-            if other.pid.is_none() && other.owner == crate::user_at_host() && !manual {
+            if other.pid.is_none() && other.owner == crate::user_at_host() {
                 borrowed = Some((object.key.clone(), other));
                 continue;
             }
