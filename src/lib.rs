@@ -76,11 +76,20 @@ pub fn main() -> ExitCode {
 }
 
 /// A crash point for tests: when `B2M_FAILPOINT` names this point, the process dies here at once,
-/// as a `kill -9` would, so tests can prove that every step is recoverable.
+/// as a `kill -9` would, so tests can prove that every step is recoverable. `<point>:pause=<ms>`
+/// pauses there instead (to hold a lease across a long step).
 pub fn failpoint(name: &str) {
-    if std::env::var("B2M_FAILPOINT").is_ok_and(|point| point == name) {
-        eprintln!("b2m: failpoint `{name}`");
-        std::process::abort();
+    let Ok(spec) = std::env::var("B2M_FAILPOINT") else { return };
+    let (point, pause) = spec.split_once(":pause=").map_or((spec.as_str(), None), |(p, ms)| (p, ms.parse::<u64>().ok()));
+    if point != name {
+        return;
+    }
+    match pause {
+        Some(ms) => std::thread::sleep(std::time::Duration::from_millis(ms)),
+        None => {
+            eprintln!("b2m: failpoint `{name}`");
+            std::process::abort();
+        }
     }
 }
 

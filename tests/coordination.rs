@@ -265,3 +265,82 @@ fn claim_once_has_exactly_one_winner_in_both_protocols() {
         }
     }
 }
+
+#[test]
+fn a_lease_is_renewed_while_its_holder_works_past_the_ttl() {
+    let bucket = Bucket::new(Backend::S3);
+    let (a, b) = published_pair(&bucket, 1);
+    for p in [&a, &b] {
+        p.write_config("locking = \"lease\"\n");
+    }
+    a.insert("ipm-db-v1.db", "slow");
+    // A holds the lease with a 1 s TTL and pauses 13 s before its commit: past the TTL and the
+    // 10 s clock allowance, so only renewals keep the lease alive.
+    let slow = b2m_command(a.path())
+        .args(["upload", "ipm-db"])
+        .env("B2M_LEASE_TTL_SECS", "1")
+        .env("B2M_FAILPOINT", "before-commit:pause=13000")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(12_500));
+    b.insert("ipm-db-v1.db", "impatient");
+    let run = b.b2m_env(&["upload", "ipm-db"], &[("B2M_LEASE_WAIT_SECS", "0")]);
+    run.fails(1, "is held by");
+    Run::from(slow.wait_with_output().expect("wait")).ok();
+    assert_eq!(b.status_of("ipm-db"), "outdated_db");
+}
+
+#[test]
+fn an_expired_lease_of_another_machine_is_taken_over() {
+    for locking in ["conditional", "lease"] {
+        let bucket = Bucket::new(Backend::Local);
+        let a = Project::new(&bucket);
+        a.write_config(&format!("locking = \"{locking}\"\n"));
+        a.create_db("ipmdb", "ipm-db-v1.db", 1);
+        a.b2m(&["upload", "ipm-db"]).ok();
+        let lease = serde_json::json!({
+            "id": "20200101T000000.000000Z-gone", "owner": "bob@elsewhere", "host": "elsewhere", "machine": "other-boot/pid:[1]",
+            "pid": 4242, "pid_start": 1, "operation": "upload", "state": "held",
+            "acquired_at": "2020-01-01T00:00:00.000Z", "expires_at": "2020-01-01T00:01:00.000Z"
+        });
+        let key = if locking == "lease" { "locks/ipm-db/20200101T000000.000000Z-gone.json" } else { "locks/ipm-db.json" };
+        std::fs::create_dir_all(bucket.object_path(key).parent().expect("parent")).expect("locks dir");
+        std::fs::write(bucket.object_path(key), serde_json::to_vec(&lease).expect("json")).expect("stale lease");
+        assert_eq!(a.status_row("ipm-db")["locked_by"], serde_json::Value::Null, "an expired lease holds nothing");
+        a.insert("ipm-db-v1.db", "x");
+        let started = Instant::now();
+        a.b2m_env(&["upload", "ipm-db"], &[("B2M_LEASE_WAIT_SECS", "5")]).ok();
+        assert!(started.elapsed() < Duration::from_secs(5), "{locking}: taken over at once");
+        assert!(bucket.keys().iter().all(|k| !k.starts_with("locks/")), "{locking}: {:?}", bucket.keys());
+    }
+}
+
+#[test]
+fn a_holder_whose_lease_was_removed_does_not_commit() {
+    for locking in ["conditional", "lease"] {
+        let bucket = Bucket::new(Backend::Local);
+        let (a, b) = published_pair(&bucket, 1);
+        for p in [&a, &b] {
+            p.write_config(&format!("locking = \"{locking}\"\n"));
+        }
+        a.insert("ipm-db-v1.db", "a");
+        let slow = b2m_command(a.path())
+            .args(["upload", "ipm-db"])
+            .env("B2M_LEASE_TTL_SECS", "2")
+            .env("B2M_FAILPOINT", "before-commit:pause=3000")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(Duration::from_millis(1500));
+        let run = b.b2m(&["unlock", "ipm-db", "--force"]);
+        run.ok();
+        assert!(run.stderr.contains("removed the lease"), "{locking}: {}", run.stderr);
+        Run::from(slow.wait_with_output().expect("wait")).fails(1, "was lost");
+        let manifest = String::from_utf8(bucket.read("db.toml").expect("db.toml")).expect("utf8");
+        assert!(manifest.contains("ipm-db-v1.db"), "{locking}: nothing published: {manifest}");
+        assert_eq!(a.status_of("ipm-db"), "ready_to_upload", "{locking}");
+    }
+}

@@ -27,10 +27,19 @@ pub const LOCKS_PREFIX: &str = "locks/";
 /// The lease name that guards the bucket's db.toml.
 pub const MANIFEST_LEASE: &str = "_manifest";
 
-/// How long a lease lives without renewal.
-const TTL: Duration = Duration::from_secs(60);
-/// How often the holder renews.
-const RENEW_EVERY: Duration = Duration::from_secs(15);
+/// How long a lease lives without renewal (`B2M_LEASE_TTL_SECS` overrides, for tests).
+fn ttl() -> Duration {
+    std::env::var("B2M_LEASE_TTL_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&s| s > 0)
+        .map_or(Duration::from_secs(60), Duration::from_secs)
+}
+
+/// The holder renews four times per TTL, so one or two failed renewals do not lose the lease.
+fn renew_every() -> Duration {
+    ttl() / 4
+}
 /// Clocks of two machines may disagree by this much before a lease counts as expired.
 const CLOCK_ALLOWANCE: Duration = Duration::from_secs(10);
 /// A manual `b2m lock` lasts this long unless released.
@@ -122,7 +131,7 @@ fn process_start(pid: u32) -> Option<u64> {
 
 fn new_info(operation: &str, manual: bool) -> LeaseInfo {
     let now = Utc::now();
-    let ttl = if manual { MANUAL_TTL } else { TTL };
+    let ttl = if manual { MANUAL_TTL } else { ttl() };
     let pid = std::process::id();
     LeaseInfo {
         id: format!("{}-{}", now.format("%Y%m%dT%H%M%S%.6fZ"), uuid::Uuid::new_v4().simple()),
@@ -406,7 +415,7 @@ impl HeldInner {
             if *stopped {
                 return;
             }
-            let (guard, timeout) = cvar.wait_timeout(stopped, RENEW_EVERY).unwrap_or_else(|e| e.into_inner());
+            let (guard, timeout) = cvar.wait_timeout(stopped, renew_every()).unwrap_or_else(|e| e.into_inner());
             stopped = guard;
             if *stopped {
                 return;
@@ -421,10 +430,25 @@ impl HeldInner {
         }
     }
 
+    /// Whether the bucket still holds our lease object, unexpired. A holder paused past its TTL
+    /// may have been taken over; it must find out rather than write its lease back.
+    fn still_ours(&self) -> Result<bool> {
+        let info = self.info.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let expired = DateTime::parse_from_rfc3339(&info.expires_at).map_or(true, |t| t.with_timezone(&Utc) < Utc::now());
+        if expired {
+            return Ok(false);
+        }
+        let Some(object) = self.store.get(&self.key)? else { return Ok(false) };
+        Ok(serde_json::from_slice::<LeaseInfo>(&object.body).is_ok_and(|current| current.id == info.id))
+    }
+
     fn renew(&self) -> Result<()> {
+        if !self.still_ours()? {
+            return Err(Error::refused(format!("the lease `{}` expired or was taken over", self.key), "run the command again"));
+        }
         let mut info = self.info.lock().unwrap_or_else(|e| e.into_inner()).clone();
         info.expires_at =
-            (Utc::now() + chrono::Duration::from_std(TTL).unwrap_or_default()).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            (Utc::now() + chrono::Duration::from_std(ttl()).unwrap_or_default()).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let condition = match (self.protocol, self.etag.lock().unwrap_or_else(|e| e.into_inner()).clone()) {
             (Protocol::Conditional, Some(etag)) => Condition::IfMatch(etag),
             _ => Condition::None,
@@ -468,7 +492,8 @@ impl HeldLease {
     /// Fails if the lease was lost (a renewal failed or someone took it over): the caller must not
     /// commit.
     pub fn check(&self) -> Result<()> {
-        if self.inner.lost.load(Ordering::SeqCst) {
+        let ours = self.inner.borrowed || self.inner.still_ours()?;
+        if self.inner.lost.load(Ordering::SeqCst) || !ours {
             return Err(Error::refused(
                 format!("the lease `{}` was lost while working; nothing was published", self.inner.key),
                 "run the command again",
