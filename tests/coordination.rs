@@ -188,14 +188,20 @@ fn a_held_lease_shows_in_status_blocks_others_and_unlock_force_says_whose() {
     b.b2m(&["upload", "ipm-db"]).ok();
 }
 
+/// A project using `locking`, which published `ipm-db` v1.
+fn published_with_locking(bucket: &Bucket, locking: &str) -> Project {
+    let p = Project::new(bucket);
+    p.write_config(&format!("locking = \"{locking}\"\n"));
+    p.create_db("ipmdb", "ipm-db-v1.db", 1);
+    p.b2m(&["upload", "ipm-db"]).ok();
+    p
+}
+
 #[test]
 fn the_lock_owner_can_lock_again_still_publish_and_unlock() {
     for locking in ["conditional", "lease"] {
         let bucket = Bucket::new(Backend::Local);
-        let a = Project::new(&bucket);
-        a.write_config(&format!("locking = \"{locking}\"\n"));
-        a.create_db("ipmdb", "ipm-db-v1.db", 1);
-        a.b2m(&["upload", "ipm-db"]).ok();
+        let a = published_with_locking(&bucket, locking);
         a.b2m(&["lock", "ipm-db"]).ok();
         a.b2m_env(&["lock", "ipm-db"], &[("B2M_LEASE_WAIT_SECS", "5")]).ok();
         a.insert("ipm-db-v1.db", "mine");
@@ -266,6 +272,19 @@ fn claim_once_has_exactly_one_winner_in_both_protocols() {
     }
 }
 
+/// Starts `b2m upload ipm-db` holding its lease with a TTL of `ttl_secs`, pausing `pause_ms`
+/// just before the commit.
+fn slow_upload(p: &Project, ttl_secs: u32, pause_ms: u32) -> std::process::Child {
+    b2m_command(p.path())
+        .args(["upload", "ipm-db"])
+        .env("B2M_LEASE_TTL_SECS", ttl_secs.to_string())
+        .env("B2M_FAILPOINT", format!("before-commit:pause={pause_ms}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn")
+}
+
 #[test]
 fn a_lease_is_renewed_while_its_holder_works_past_the_ttl() {
     let bucket = Bucket::new(Backend::S3);
@@ -276,14 +295,7 @@ fn a_lease_is_renewed_while_its_holder_works_past_the_ttl() {
     a.insert("ipm-db-v1.db", "slow");
     // A holds the lease with a 1 s TTL and pauses 13 s before its commit: past the TTL and the
     // 10 s clock allowance, so only renewals keep the lease alive.
-    let slow = b2m_command(a.path())
-        .args(["upload", "ipm-db"])
-        .env("B2M_LEASE_TTL_SECS", "1")
-        .env("B2M_FAILPOINT", "before-commit:pause=13000")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let slow = slow_upload(&a, 1, 13_000);
     std::thread::sleep(Duration::from_millis(12_500));
     b.insert("ipm-db-v1.db", "impatient");
     let run = b.b2m_env(&["upload", "ipm-db"], &[("B2M_LEASE_WAIT_SECS", "0")]);
@@ -296,10 +308,7 @@ fn a_lease_is_renewed_while_its_holder_works_past_the_ttl() {
 fn an_expired_lease_of_another_machine_is_taken_over() {
     for locking in ["conditional", "lease"] {
         let bucket = Bucket::new(Backend::Local);
-        let a = Project::new(&bucket);
-        a.write_config(&format!("locking = \"{locking}\"\n"));
-        a.create_db("ipmdb", "ipm-db-v1.db", 1);
-        a.b2m(&["upload", "ipm-db"]).ok();
+        let a = published_with_locking(&bucket, locking);
         let lease = serde_json::json!({
             "id": "20200101T000000.000000Z-gone", "owner": "bob@elsewhere", "host": "elsewhere", "machine": "other-boot/pid:[1]",
             "pid": 4242, "pid_start": 1, "operation": "upload", "state": "held",
@@ -326,14 +335,7 @@ fn a_holder_whose_lease_was_removed_does_not_commit() {
             p.write_config(&format!("locking = \"{locking}\"\n"));
         }
         a.insert("ipm-db-v1.db", "a");
-        let slow = b2m_command(a.path())
-            .args(["upload", "ipm-db"])
-            .env("B2M_LEASE_TTL_SECS", "2")
-            .env("B2M_FAILPOINT", "before-commit:pause=3000")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
+        let slow = slow_upload(&a, 2, 3_000);
         std::thread::sleep(Duration::from_millis(1500));
         let run = b.b2m(&["unlock", "ipm-db", "--force"]);
         run.ok();
