@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use crate::coord::Protocol;
 use crate::coord::doctor::{self, Conditional};
 use crate::coord::lease::LeaseInfo;
 use crate::engine::{Context, gc, resolve_db};
@@ -54,7 +55,10 @@ struct DoctorReport {
 pub fn doctor(ctx: &Context) -> Result<u8> {
     let probe = doctor::probe(&ctx.store)?;
     ctx.state.set_doctor_finding(&ctx.settings.remote.url, probe.conditional.as_str())?;
-    let auto_uses = if ctx.store.atomic_conditional_writes() || probe.conditional == Conditional::Atomic { "conditional" } else { "lease" };
+    let auto_uses = match ctx.auto_protocol()? {
+        Protocol::Conditional => "conditional",
+        Protocol::Lease => "lease",
+    };
     let locking = format!("{:?}", ctx.settings.remote.locking).to_lowercase();
     let report = DoctorReport { probe, locking, auto_uses: auto_uses.into() };
     ctx.out.result(&report, || {

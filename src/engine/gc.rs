@@ -22,8 +22,9 @@ pub struct Garbage {
 pub fn find_garbage(ctx: &Context) -> Result<Vec<Garbage>> {
     let manifest = remote::read_manifest(ctx.store.as_ref())?;
     let entries = manifest.map(|m| m.manifest.entries()).unwrap_or_default();
-    let held: Vec<String> =
-        lease::list_leases(ctx.store.as_ref())?.into_iter().filter(|l| !l.info.is_stale(chrono::Utc::now())).map(|l| l.name).collect();
+    let now = chrono::Utc::now();
+    let (stale, live): (Vec<_>, Vec<_>) = lease::list_leases(ctx.store.as_ref())?.into_iter().partition(|l| l.info.is_stale(now));
+    let held: Vec<String> = live.into_iter().map(|l| l.name).collect();
     let mut out = Vec::new();
     for object in ctx.store.list("dbs/")? {
         let file = object.key.trim_start_matches("dbs/").trim_end_matches(".json");
@@ -40,7 +41,7 @@ pub fn find_garbage(ctx: &Context) -> Result<Vec<Garbage>> {
             out.push(Garbage { key: object.key, reason });
         }
     }
-    for stale in lease::list_leases(ctx.store.as_ref())?.into_iter().filter(|l| l.info.is_stale(chrono::Utc::now())) {
+    for stale in stale {
         out.push(Garbage { key: stale.key, reason: format!("stale lease of {}", stale.info.describe()) });
     }
     Ok(out)

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use fs2::FileExt;
 
+use crate::coord::doctor::Conditional;
 use crate::coord::{Leases, Protocol};
 
 use crate::error::{Error, Result};
@@ -114,12 +115,15 @@ impl Context {
         Ok(match self.settings.remote.locking {
             Locking::Conditional => Protocol::Conditional,
             Locking::Lease => Protocol::Lease,
-            Locking::Auto if self.store.atomic_conditional_writes() => Protocol::Conditional,
-            Locking::Auto => match self.state.doctor_finding(&self.settings.remote.url)?.as_deref() {
-                Some("atomic") => Protocol::Conditional,
-                _ => Protocol::Lease,
-            },
+            Locking::Auto => self.auto_protocol()?,
         })
+    }
+
+    /// What `locking = "auto"` picks: conditional writes only where they are known to be atomic.
+    pub fn auto_protocol(&self) -> Result<Protocol> {
+        let atomic = self.store.atomic_conditional_writes()
+            || self.state.doctor_finding(&self.settings.remote.url)?.as_deref() == Some(Conditional::Atomic.as_str());
+        Ok(if atomic { Protocol::Conditional } else { Protocol::Lease })
     }
 
     /// Leases on this project's bucket.

@@ -152,7 +152,6 @@ pub fn upload(ctx: &Context, arg: &str) -> Result<Published> {
         local_sha256: local_sha,
         from_file: local.file.clone(),
     };
-    db_lease.check()?;
     crate::failpoint("before-commit");
     commit(ctx, &leases, &db_lease, &local_manifest, &pending, parent)?;
     crate::failpoint("after-commit");

@@ -124,7 +124,7 @@ pub fn assess(ctx: &Context, stem: &str, local: Option<&Entry>, remote: Option<&
                 row.status = Status::MissingLocal;
                 // A download that found the object damaged leaves a mark: that is a conflict.
                 let key = remote::object_key(&r.file);
-                if ctx.state.has_bad_object(&key)? {
+                if ctx.state.is_bad_object(&key)? {
                     row.status = Status::Conflict;
                     row.detail = Some(format!("the bucket's `{key}` does not match its recorded sha256"));
                 }
@@ -145,7 +145,7 @@ pub fn assess(ctx: &Context, stem: &str, local: Option<&Entry>, remote: Option<&
         row.detail = Some(format!("the bucket names `{}` but has no metadata `{}`", r.file, remote::meta_key(&r.file)));
         return Ok(row);
     };
-    let current_bad = ctx.state.is_bad_object(&remote::object_key(&r.file), &meta.sha256)?;
+    let current_bad = ctx.state.is_bad_object(&remote::object_key(&r.file))?;
     row.remote_meta = Some(meta.clone());
     let base = ctx.state.base(stem)?.filter(|b| b.version == l.version);
     let unchanged = match base {

@@ -225,18 +225,9 @@ impl State {
         Ok(())
     }
 
-    /// Whether a bucket object was seen not to match its recorded sha256.
-    pub fn is_bad_object(&self, key: &str, expected: &str) -> Result<bool> {
-        let found: Option<i64> = self
-            .conn
-            .query_row("SELECT 1 FROM bad_objects WHERE key = ?1 AND expected = ?2", [key, expected], |row| row.get(0))
-            .optional()
-            .map_err(self.err())?;
-        Ok(found.is_some())
-    }
-
-    /// Whether any bad-object mark stands for a key.
-    pub fn has_bad_object(&self, key: &str) -> Result<bool> {
+    /// Whether a bucket object was seen not to match its recorded sha256 (versions are
+    /// immutable, so the mark stands until a download of it verifies).
+    pub fn is_bad_object(&self, key: &str) -> Result<bool> {
         let found: Option<i64> =
             self.conn.query_row("SELECT 1 FROM bad_objects WHERE key = ?1", [key], |row| row.get(0)).optional().map_err(self.err())?;
         Ok(found.is_some())
