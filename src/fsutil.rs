@@ -40,17 +40,71 @@ pub fn remove_if_exists(path: &Path) -> Result<()> {
     }
 }
 
-/// The `-wal` and `-shm` files beside a database.
-pub fn sidecars(db: &Path) -> [std::path::PathBuf; 2] {
-    let mut wal = db.as_os_str().to_owned();
-    wal.push("-wal");
-    let mut shm = db.as_os_str().to_owned();
-    shm.push("-shm");
-    [wal.into(), shm.into()]
+/// The `-wal`, `-shm` and `-journal` files beside a database, in that order. None may be left
+/// beside a new file: a stale WAL would be applied to it, a hot journal rolled back into it.
+pub fn sidecars(db: &Path) -> [std::path::PathBuf; 3] {
+    ["-wal", "-shm", "-journal"].map(|suffix| {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        name.into()
+    })
 }
 
 /// Permissions for a new file that others (the server's user) must be able to read: 0644.
 pub fn new_file_permissions() -> fs::Permissions {
     use std::os::unix::fs::PermissionsExt;
     fs::Permissions::from_mode(0o644)
+}
+
+/// A process other than this one that has `db` (or its `-wal`/`-shm`) open, as `pid N (`cmd`)`:
+/// found by its open files in `/proc/*/fd`, or, for processes whose files we may not read (another
+/// user's), by a POSIX lock on the file in `/proc/locks` (every SQLite connection in WAL mode
+/// holds one while open). `None` when no such process is seen.
+pub fn open_by_others(db: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let me = std::process::id();
+    let [wal, shm, _] = sidecars(db);
+    let targets: Vec<std::path::PathBuf> = [db.to_path_buf(), wal, shm].into_iter().filter_map(|p| fs::canonicalize(p).ok()).collect();
+    if targets.is_empty() {
+        return None;
+    }
+    let describe = |pid: u32| {
+        let cmd = fs::read(format!("/proc/{pid}/cmdline")).map(|b| {
+            b.split(|&c| c == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect::<Vec<_>>().join(" ")
+        });
+        format!("pid {pid} (`{}`)", cmd.unwrap_or_default().chars().take(80).collect::<String>())
+    };
+    let procs = fs::read_dir("/proc").ok()?;
+    for entry in procs.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        if pid == me {
+            continue;
+        }
+        let Ok(fds) = fs::read_dir(entry.path().join("fd")) else { continue };
+        for fd in fds.flatten() {
+            if fs::read_link(fd.path()).is_ok_and(|target| targets.contains(&target)) {
+                return Some(describe(pid));
+            }
+        }
+    }
+    // `maj:min:inode` of each file, as /proc/locks writes them.
+    let ids: Vec<String> = targets
+        .iter()
+        .filter_map(|p| fs::metadata(p).ok())
+        .map(|m| {
+            let dev = m.dev();
+            let (major, minor) = (((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0xfff), ((dev >> 12) & 0xffff_ff00) | (dev & 0xff));
+            format!("{major:02x}:{minor:02x}:{}", m.ino())
+        })
+        .collect();
+    let locks = fs::read_to_string("/proc/locks").unwrap_or_default();
+    for line in locks.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(pid), Some(id)) = (fields.get(4), fields.get(5)) else { continue };
+        let Ok(pid) = pid.parse::<u32>() else { continue };
+        if pid != me && ids.iter().any(|want| want == id) {
+            return Some(describe(pid));
+        }
+    }
+    None
 }

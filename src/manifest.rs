@@ -1,5 +1,6 @@
-//! `db.toml`: which file holds each database. Read and edited with toml_edit so the user's
-//! comments, order and formatting survive every edit.
+//! `db.toml`: which file holds each database, and (in `[b2m.sha256]`) the exact published object
+//! each name stands for. Read and edited with toml_edit so the user's comments, order and
+//! formatting survive every edit.
 
 use toml_edit::{DocumentMut, Item, Table, Value};
 
@@ -17,12 +18,24 @@ pub struct Entry {
     pub stem: String,
     /// The version (`2`).
     pub version: u64,
+    /// The sha256 of the published object this name stands for, from `[b2m.sha256]`.
+    pub sha256: Option<String>,
 }
 
 /// A parsed db.toml that remembers its formatting.
 #[derive(Debug, Clone)]
 pub struct Manifest {
     doc: DocumentMut,
+}
+
+/// The table b2m writes: `[b2m.sha256]`, db.toml key → sha256 of the published object.
+const PIN_TABLE: &str = "sha256";
+/// The comment above a new `[b2m.sha256]` table.
+const PIN_COMMENT: &str = "\n# written by b2m: the exact published content each name stands for (apps ignore it)\n";
+
+/// Whether `s` is a lowercase hex sha256.
+pub fn is_sha256(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Parses TOML text, turning an error into one line that names the file, line and column.
@@ -56,7 +69,27 @@ impl Manifest {
                 format!("fix `{origin}` and run the command again"),
             ));
         }
-        Ok(Manifest { doc })
+        let manifest = Manifest { doc };
+        if let Some(b2m) = manifest.doc.get("b2m") {
+            let pins = b2m.as_table_like().map(|t| t.get(PIN_TABLE));
+            let Some(pins) = pins else {
+                return Err(Error::config_hint(format!("`{origin}`: `b2m` must be a table"), format!("fix `{origin}`")));
+            };
+            if let Some(pins) = pins {
+                let Some(table) = pins.as_table_like() else {
+                    return Err(Error::config_hint(format!("`{origin}`: `b2m.sha256` must be a table"), format!("fix `{origin}`")));
+                };
+                for (key, value) in table.iter() {
+                    if !value.as_str().is_some_and(is_sha256) {
+                        return Err(Error::config_hint(
+                            format!("`{origin}`: `b2m.sha256.{key}` is not a sha256 (64 lowercase hex digits)"),
+                            format!("restore it from git or from the bucket (`b2m fetch-db-toml`); b2m writes this table itself"),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(manifest)
     }
 
     /// A new manifest with an empty `[db]` table and the given `path`.
@@ -83,7 +116,8 @@ impl Manifest {
             .filter_map(|(key, item)| {
                 let file = item.as_str()?;
                 let name = DbFileName::parse(file)?;
-                Some(Entry { key: key.to_string(), file: file.to_string(), stem: name.stem, version: name.version })
+                let sha256 = self.pin(key);
+                Some(Entry { key: key.to_string(), file: file.to_string(), stem: name.stem, version: name.version, sha256 })
             })
             .collect()
     }
@@ -91,6 +125,57 @@ impl Manifest {
     /// The entry for a stem.
     pub fn entry_for_stem(&self, stem: &str) -> Option<Entry> {
         self.entries().into_iter().find(|e| e.stem == stem)
+    }
+
+    fn pins(&self) -> Option<&dyn toml_edit::TableLike> {
+        self.doc.get("b2m")?.as_table_like()?.get(PIN_TABLE)?.as_table_like()
+    }
+
+    /// The sha256 `[b2m.sha256]` pins for a db.toml key.
+    pub fn pin(&self, key: &str) -> Option<String> {
+        self.pins()?.get(key)?.as_str().filter(|s| is_sha256(s)).map(str::to_string)
+    }
+
+    /// Pins `key` to a published object's sha256 in `[b2m.sha256]` (created at the end, with a
+    /// comment, the first time); other entries and their formatting are kept.
+    pub fn set_pin(&mut self, key: &str, sha256: &str) {
+        let b2m = self.doc.entry("b2m").or_insert_with(|| {
+            let mut table = Table::new();
+            table.set_implicit(true);
+            Item::Table(table)
+        });
+        let Some(b2m) = b2m.as_table_like_mut() else { return };
+        let pins = b2m.entry(PIN_TABLE).or_insert_with(|| {
+            let mut table = Table::new();
+            table.decor_mut().set_prefix(PIN_COMMENT);
+            Item::Table(table)
+        });
+        let Some(pins) = pins.as_table_like_mut() else { return };
+        match pins.get_mut(key).and_then(Item::as_value_mut) {
+            Some(existing) => {
+                let decor = existing.decor().clone();
+                *existing = Value::from(sha256);
+                *existing.decor_mut() = decor;
+            }
+            None => {
+                pins.insert(key, toml_edit::value(sha256));
+            }
+        }
+    }
+
+    /// Removes the pin of `key`, keeping its `[db]` entry.
+    pub fn remove_pin(&mut self, key: &str) {
+        if let Some(pins) = self.doc.get_mut("b2m").and_then(Item::as_table_like_mut).and_then(|b| b.get_mut(PIN_TABLE)) {
+            if let Some(pins) = pins.as_table_like_mut() {
+                pins.remove(key);
+            }
+        }
+    }
+
+    /// Names `file` for `key` and pins it to `sha256`: the two edits a publish or download makes.
+    pub fn set_version(&mut self, key: &str, file: &str, sha256: &str) {
+        self.set_file(key, file);
+        self.set_pin(key, sha256);
     }
 
     /// The `path` value, if any.
@@ -115,11 +200,12 @@ impl Manifest {
         }
     }
 
-    /// Removes a key from `[db]`.
+    /// Removes a key from `[db]`, and its pin.
     pub fn remove(&mut self, key: &str) {
         if let Some(table) = self.doc.get_mut("db").and_then(Item::as_table_like_mut) {
             table.remove(key);
         }
+        self.remove_pin(key);
     }
 
     /// Sets `path`, keeping its decoration.
@@ -150,6 +236,21 @@ mod tests {
         assert!(text.contains("other = 3"));
         m.set_file("newdb", "new-db-v1.db");
         assert_eq!(m.entry_for_stem("new-db").map(|e| e.version), Some(1));
+    }
+
+    #[test]
+    fn pins_are_kept_in_their_own_table_with_formatting() {
+        let sha = "ab".repeat(32);
+        let mut m = Manifest::parse(SAMPLE, "db.toml").expect("parses");
+        m.set_version("ipmdb", "ipm-db-v3.db", &sha);
+        let text = m.render();
+        assert!(text.starts_with("# servers read this\n[db]\nipmdb = \"ipm-db-v3.db\" # the main one\n"), "{text}");
+        assert!(text.contains(&format!("[b2m.sha256]\nipmdb = \"{sha}\"\n")), "{text}");
+        let again = Manifest::parse(&text, "db.toml").expect("parses");
+        assert_eq!(again.entry_for_stem("ipm-db").and_then(|e| e.sha256), Some(sha.clone()));
+        assert_eq!(again.entry_for_stem("emoji-db").and_then(|e| e.sha256), None);
+        let bad = text.replace(&sha, "not-a-sha");
+        assert!(Manifest::parse(&bad, "db.toml").is_err());
     }
 
     #[test]

@@ -3,9 +3,11 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use toml_edit::{DocumentMut, Item};
 
+use crate::coord::LeaseConfig;
 use crate::error::{Error, Result};
 use crate::manifest::parse_toml;
 
@@ -85,6 +87,26 @@ pub struct Settings {
     pub changesets: PathBuf,
     /// `.b2m/`.
     pub state_dir: PathBuf,
+    /// Lease TTL, wait and token (`B2M_LEASE_TTL_SECS`, `B2M_LEASE_WAIT_SECS`, `B2M_LEASE_TOKEN`).
+    pub leases: LeaseConfig,
+    /// How old an object no commit pins must be before `b2m gc` removes it: longer than any
+    /// publish can take between its upload and its commit (`B2M_ORPHAN_AGE_SECS`, default 24 h).
+    pub orphan_age: Duration,
+}
+
+/// A number of seconds from the environment, if set and valid.
+fn env_secs(name: &str) -> Option<Duration> {
+    std::env::var(name).ok().and_then(|s| s.trim().parse().ok()).map(Duration::from_secs)
+}
+
+/// The lease settings from the environment, over the defaults.
+pub fn env_leases() -> LeaseConfig {
+    let default = LeaseConfig::default();
+    LeaseConfig {
+        ttl: env_secs("B2M_LEASE_TTL_SECS").filter(|d| !d.is_zero()).unwrap_or(default.ttl),
+        wait: env_secs("B2M_LEASE_WAIT_SECS").unwrap_or(default.wait),
+        token: std::env::var("B2M_LEASE_TOKEN").ok().filter(|s| !s.is_empty()),
+    }
 }
 
 /// Finds `b2m.toml` in `start` or a parent.
@@ -173,6 +195,15 @@ impl Settings {
             Some(m) => root.join(m),
             None => db_dir.join("db.toml"),
         };
-        Ok(Settings { changesets: rel("changesets", "changeset")?, state_dir: root.join(STATE_DIR), root, remote, db_dir, manifest })
+        Ok(Settings {
+            changesets: rel("changesets", "changeset")?,
+            state_dir: root.join(STATE_DIR),
+            root,
+            remote,
+            db_dir,
+            manifest,
+            leases: env_leases(),
+            orphan_age: env_secs("B2M_ORPHAN_AGE_SECS").unwrap_or(Duration::from_secs(24 * 3600)),
+        })
     }
 }

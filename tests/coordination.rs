@@ -74,14 +74,15 @@ fn race_round(projects: &[Project], bucket_file: impl Fn(&str) -> Option<Vec<u8>
         assert_eq!(projects[i].status_of("ipm-db"), "outdated_db", "racer {i}");
     }
     let next = format!("ipm-db-v{}.db", version + 1);
-    assert!(bucket_file(&format!("dbs/ipm-db-v{}.db", version + 2)).is_none(), "no version beyond {next}");
-    let published = bucket_file(&format!("dbs/{next}")).expect("the next version");
+    let manifest = String::from_utf8(bucket_file("db.toml").expect("db.toml")).expect("utf8");
+    let key = pinned_object(&manifest, "ipm-db").expect("db.toml pins ipm-db");
+    assert!(key.starts_with(&format!("dbs/ipm-db/ipm-db-v{}.", version + 1)), "db.toml pins {next}, no version beyond: {key}");
+    let published = bucket_file(&key).expect("the next version");
     let dir = tempfile::tempdir().expect("dir");
     std::fs::write(dir.path().join("x.db"), published).expect("write");
     let mut expected = base_rows;
     expected.push(format!("round {round} racer {winner}"));
     assert_eq!(rows_of(&dir.path().join("x.db")), expected, "round {round}: v{} holds only the winner's rows", version + 1);
-    let manifest = String::from_utf8(bucket_file("db.toml").expect("db.toml")).expect("utf8");
     assert!(manifest.contains(&format!("ipmdb = \"{next}\"")), "{manifest}");
 }
 
@@ -110,34 +111,67 @@ fn racing_uploads_in_lease_mode_on_s3_publish_exactly_once() {
     race(&fleet(&bucket.url(), bucket.endpoint(), "locking = \"lease\"\n"), |k| bucket.read(k));
 }
 
-#[test]
-fn doctor_finds_s3s_fs_conditions_unsafe_and_auto_mode_races_safely_with_leases() {
-    let bucket = Bucket::new(Backend::S3);
-    let projects = fleet(&bucket.url(), bucket.endpoint(), "locking = \"auto\"\n");
-    for p in &projects {
+/// Half the fleet ran `b2m doctor` (which records the bucket's protocol in `bucket.json`), half
+/// did not: every machine still follows one protocol, so each round has exactly one winner.
+/// `expected` is the protocol the probe must find, when the server's behaviour is certain.
+fn race_mixed(projects: &[Project], expected: Option<&str>, bucket_file: impl Fn(&str) -> Option<Vec<u8>>) {
+    let mut last = serde_json::Value::Null;
+    for p in projects.iter().step_by(2) {
         let run = p.b2m(&["doctor", "--json"]);
         run.ok();
         let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("doctor JSON");
-        assert_ne!(report["conditional"], "atomic", "s3s-fs checks conditions non-atomically: {report}");
-        assert_eq!(report["auto_uses"], "lease", "{report}");
+        if let Some(expected) = expected {
+            assert_eq!(report["protocol"], expected, "{report}");
+        }
+        last = report["protocol"].clone();
     }
-    race(&projects, |k| bucket.read(k));
-}
-
-fn race_on_moto(locking: &str) {
-    let moto = MotoServer::start();
-    let projects = fleet(&format!("s3://{BUCKET}/{PREFIX}"), Some(moto.endpoint.clone()), &format!("locking = \"{locking}\"\n"));
-    race(&projects, |key| fetch_object(&moto.endpoint, key));
+    let record: serde_json::Value = serde_json::from_slice(&bucket_file("bucket.json").expect("bucket.json")).expect("json");
+    assert_eq!(record["protocol"], last, "the bucket records the last probe: {record}");
+    race(projects, bucket_file);
 }
 
 #[test]
-fn racing_uploads_in_conditional_mode_on_moto_publish_exactly_once() {
-    race_on_moto("conditional");
+fn machines_that_ran_doctor_and_machines_that_did_not_race_safely_on_an_atomic_store() {
+    let bucket = Bucket::new(Backend::Local);
+    race_mixed(&fleet(&bucket.url(), None, "locking = \"auto\"\n"), Some("conditional"), |k| bucket.read(k));
+}
+
+#[test]
+fn machines_that_ran_doctor_and_machines_that_did_not_race_safely_on_s3s_fs() {
+    let bucket = Bucket::new(Backend::S3);
+    race_mixed(&fleet(&bucket.url(), bucket.endpoint(), "locking = \"auto\"\n"), Some("lease"), |k| bucket.read(k));
+}
+
+#[test]
+fn machines_that_ran_doctor_and_machines_that_did_not_race_safely_on_moto() {
+    let moto = MotoServer::start();
+    let projects = fleet(&format!("s3://{BUCKET}/{PREFIX}"), Some(moto.endpoint.clone()), "locking = \"auto\"\n");
+    // moto's `If-Match` is atomic in some probes and not in others: whatever the bucket records,
+    // every machine follows it, and the leases hold either way.
+    race_mixed(&projects, None, |key| fetch_object(&moto.endpoint, key));
 }
 
 #[test]
 fn racing_uploads_in_lease_mode_on_moto_publish_exactly_once() {
-    race_on_moto("lease");
+    let moto = MotoServer::start();
+    let projects = fleet(&format!("s3://{BUCKET}/{PREFIX}"), Some(moto.endpoint.clone()), "locking = \"lease\"\n");
+    race(&projects, |key| fetch_object(&moto.endpoint, key));
+}
+
+#[test]
+fn a_local_locking_mode_that_contradicts_the_bucket_is_a_configuration_error() {
+    let bucket = Bucket::new(Backend::Local);
+    let p = Project::new(&bucket);
+    p.create_db("ipmdb", "ipm-db-v1.db", 1);
+    p.write_config("locking = \"conditional\"\n");
+    p.b2m(&["upload", "ipm-db"]).fails(2, "contradicts the bucket");
+    assert!(bucket.keys().is_empty(), "nothing sent: {:?}", bucket.keys());
+    // doctor probes the folder store (atomic) and records it; now the setting agrees.
+    p.b2m(&["doctor"]).ok();
+    p.b2m(&["upload", "ipm-db"]).ok();
+    p.write_config("locking = \"lease\"\n");
+    p.insert("ipm-db-v1.db", "x");
+    p.b2m(&["upload", "ipm-db"]).fails(2, "records `conditional`");
 }
 
 /// Reads an object from moto through boto3 (moto keeps objects in memory, not in files).
@@ -188,9 +222,13 @@ fn a_held_lease_shows_in_status_blocks_others_and_unlock_force_says_whose() {
     b.b2m(&["upload", "ipm-db"]).ok();
 }
 
-/// A project using `locking`, which published `ipm-db` v1.
+/// A project using `locking` (after `b2m doctor`, which `conditional` needs), which published
+/// `ipm-db` v1.
 fn published_with_locking(bucket: &Bucket, locking: &str) -> Project {
     let p = Project::new(bucket);
+    if locking == "conditional" {
+        p.b2m(&["doctor"]).ok();
+    }
     p.write_config(&format!("locking = \"{locking}\"\n"));
     p.create_db("ipmdb", "ipm-db-v1.db", 1);
     p.b2m(&["upload", "ipm-db"]).ok();
@@ -198,51 +236,84 @@ fn published_with_locking(bucket: &Bucket, locking: &str) -> Project {
 }
 
 #[test]
-fn the_lock_owner_can_lock_again_still_publish_and_unlock() {
-    for locking in ["conditional", "lease"] {
-        let bucket = Bucket::new(Backend::Local);
-        let a = published_with_locking(&bucket, locking);
-        a.b2m(&["lock", "ipm-db"]).ok();
-        a.b2m_env(&["lock", "ipm-db"], &[("B2M_LEASE_WAIT_SECS", "5")]).ok();
-        a.insert("ipm-db-v1.db", "mine");
-        a.b2m_env(&["upload", "ipm-db"], &[("B2M_LEASE_WAIT_SECS", "5")]).ok();
-        a.b2m(&["unlock", "ipm-db"]).ok();
-        assert!(bucket.keys().iter().all(|k| !k.starts_with("locks/")), "{locking}: {:?}", bucket.keys());
+fn a_manual_lock_is_never_borrowed_by_another_process_of_the_same_user() {
+    let bucket = Bucket::new(Backend::Local);
+    let (a, b) = published_pair(&bucket, 1);
+    // Same user, same host: two checkouts (or cron beside a person, or containers all root@same).
+    let run = a.b2m(&["lock", "ipm-db", "--json"]);
+    run.ok();
+    let token = serde_json::from_str::<serde_json::Value>(&run.stdout).expect("lock JSON")["id"].as_str().expect("id").to_string();
+    assert!(run.stderr.contains(&format!("B2M_LEASE_TOKEN={token}")), "{}", run.stderr);
+    a.insert("ipm-db-v1.db", "a");
+    b.insert("ipm-db-v1.db", "b");
+    let racers: Vec<_> = [&a, &b]
+        .iter()
+        .map(|p| {
+            b2m_command(p.path())
+                .args(["upload", "ipm-db"])
+                .env("B2M_LEASE_WAIT_SECS", "2")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    for racer in racers {
+        Run::from(racer.wait_with_output().expect("wait")).fails(1, "is held by");
     }
+    assert!(bucket.manifest().contains("ipmdb = \"ipm-db-v1.db\""), "nothing published under someone else's lock");
+    // The lock's holder publishes under it with its token; locking again with it is a no-op.
+    a.b2m_env(&["lock", "ipm-db"], &[("B2M_LEASE_TOKEN", &token), ("B2M_LEASE_WAIT_SECS", "2")]).ok();
+    a.b2m_env(&["upload", "ipm-db"], &[("B2M_LEASE_TOKEN", &token), ("B2M_LEASE_WAIT_SECS", "2")]).ok();
+    assert!(bucket.manifest().contains("ipmdb = \"ipm-db-v2.db\""));
+    a.b2m(&["unlock", "ipm-db"]).ok();
+    assert!(bucket.keys().iter().all(|k| !k.starts_with("locks/")), "{:?}", bucket.keys());
+    b.b2m(&["upload", "ipm-db"]).fails(1, "outdated_db");
 }
 
 #[test]
-fn orphans_are_listed_read_only_and_never_referenced() {
+fn orphans_are_listed_read_only_and_removed_only_when_old_enough() {
     for backend in [Backend::Local, Backend::S3] {
         let bucket = Bucket::new(backend);
         let dev = Project::new(&bucket);
         dev.create_db("ipmdb", "ipm-db-v1.db", 1);
         dev.b2m(&["upload", "ipm-db"]).ok();
-        // An upload that died before its commit left v2 and its metadata behind.
-        std::fs::write(bucket.object_path("dbs/ipm-db-v2.db"), b"half an upload").expect("orphan");
-        std::fs::write(bucket.object_path("dbs/ipm-db-v2.db.json"), b"{}").expect("orphan meta");
+        let v1 = bucket.current_object("ipm-db");
+        // An upload that died before its commit left a v2 and its metadata behind.
+        let orphan = format!("dbs/ipm-db/ipm-db-v2.{}.db", "ab".repeat(32));
+        std::fs::write(bucket.object_path(&orphan), b"half an upload").expect("orphan");
+        std::fs::write(bucket.object_path(&meta_key_of(&orphan)), b"{}").expect("orphan meta");
         let keys = bucket.keys();
-        let run = dev.b2m(&["gc", "--dry-run", "--json"]);
-        run.ok();
-        let found: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
-        let listed: Vec<&str> = found.as_array().expect("list").iter().filter_map(|g| g["key"].as_str()).collect();
-        assert_eq!(listed, vec!["dbs/ipm-db-v2.db", "dbs/ipm-db-v2.db.json"]);
-        assert_eq!(bucket.keys(), keys, "--dry-run changes nothing");
-        let manifest = String::from_utf8(bucket.read("db.toml").expect("db.toml")).expect("utf8");
-        assert!(!manifest.contains("v2"), "{manifest}");
-        assert_eq!(dev.status_of("ipm-db"), "up_to_date");
-        // The next publish of v2 replaces the orphan; gc then finds nothing.
-        dev.insert("ipm-db-v1.db", "x");
-        dev.b2m(&["upload", "ipm-db"]).ok();
+        // Young orphans are left alone: they may be a publish about to commit.
         let run = dev.b2m(&["gc", "--json"]);
         run.ok();
-        assert_eq!(run.stdout.trim(), "[]");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&run.stdout).expect("json")["removed"], serde_json::json!([]));
+        assert_eq!(bucket.keys(), keys);
+        let old = [("B2M_ORPHAN_AGE_SECS", "0")];
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let run = dev.b2m_env(&["gc", "--dry-run", "--json"], &old);
+        run.ok();
+        let found: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+        let listed: Vec<&str> = found["removed"].as_array().expect("list").iter().filter_map(|g| g["key"].as_str()).collect();
+        assert_eq!(listed, vec![orphan.clone(), meta_key_of(&orphan)]);
+        assert_eq!(bucket.keys(), keys, "--dry-run changes nothing");
+        assert_eq!(dev.status_of("ipm-db"), "up_to_date");
+        // A published history is never garbage: v1 stays reachable from v2 through its parent.
+        dev.insert("ipm-db-v1.db", "x");
+        dev.b2m(&["upload", "ipm-db"]).ok();
+        let run = dev.b2m_env(&["gc", "--json"], &old);
+        run.ok();
+        let found: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+        assert_eq!(found["removed"].as_array().map(Vec::len), Some(2), "{found}");
+        assert!(!bucket.keys().contains(&orphan));
+        assert!(bucket.keys().contains(&v1), "the parent of the pinned version is history, not garbage");
+        assert!(bucket.keys().contains(&bucket.current_object("ipm-db")));
     }
 }
 
 #[test]
 fn claim_once_has_exactly_one_winner_in_both_protocols() {
-    use b2m::coord::{Claim, Leases, Protocol, claim_once};
+    use b2m::coord::{Claim, LeaseConfig, Leases, Protocol, claim_once};
     use b2m::store::{LocalStore, Store};
     use std::sync::Arc;
     for protocol in [Protocol::Conditional, Protocol::Lease] {
@@ -252,10 +323,11 @@ fn claim_once_has_exactly_one_winner_in_both_protocols() {
         let claims: Vec<Claim> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..8)
                 .map(|i| {
-                    let leases = Leases::new(store.clone(), protocol, out.clone());
+                    let leases = Leases::new(store.clone(), out.clone(), LeaseConfig::default());
                     let store = store.clone();
                     s.spawn(move || {
-                        claim_once(store.as_ref(), &leases, "changesets/x.json", format!("claimer {i}").as_bytes()).expect("claim")
+                        claim_once(store.as_ref(), &leases, protocol, "changesets/x.json", format!("claimer {i}").as_bytes())
+                            .expect("claim")
                     })
                 })
                 .collect();
@@ -314,7 +386,7 @@ fn an_expired_lease_of_another_machine_is_taken_over() {
             "pid": 4242, "pid_start": 1, "operation": "upload", "state": "held",
             "acquired_at": "2020-01-01T00:00:00.000Z", "expires_at": "2020-01-01T00:01:00.000Z"
         });
-        let key = if locking == "lease" { "locks/ipm-db/20200101T000000.000000Z-gone.json" } else { "locks/ipm-db.json" };
+        let key = "locks/ipm-db/20200101T000000.000000Z-gone.json";
         std::fs::create_dir_all(bucket.object_path(key).parent().expect("parent")).expect("locks dir");
         std::fs::write(bucket.object_path(key), serde_json::to_vec(&lease).expect("json")).expect("stale lease");
         assert_eq!(a.status_row("ipm-db")["locked_by"], serde_json::Value::Null, "an expired lease holds nothing");
@@ -331,6 +403,9 @@ fn a_holder_whose_lease_was_removed_does_not_commit() {
     for locking in ["conditional", "lease"] {
         let bucket = Bucket::new(Backend::Local);
         let (a, b) = published_pair(&bucket, 1);
+        if locking == "conditional" {
+            a.b2m(&["doctor"]).ok();
+        }
         for p in [&a, &b] {
             p.write_config(&format!("locking = \"{locking}\"\n"));
         }

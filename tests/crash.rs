@@ -43,14 +43,13 @@ fn named_file(p: &Project) -> String {
 
 /// The invariants that must hold whenever a b2m process dies.
 fn check_invariants(bucket: &Bucket, p: &Project, published_only: bool) {
-    // The bucket's db.toml names an object that matches its metadata.
-    if let Some(manifest) = bucket.read("db.toml") {
-        let manifest = String::from_utf8(manifest).expect("utf8");
-        let start = manifest.find("ipm-db-v").expect("named");
-        let file = manifest[start..].split('"').next().expect("file");
-        let meta: serde_json::Value = serde_json::from_slice(&bucket.read(&format!("dbs/{file}.json")).expect("metadata")).expect("json");
-        let object = bucket.read(&format!("dbs/{file}")).expect("object");
-        assert_eq!(meta["sha256"].as_str(), Some(sha256(&object).as_str()), "bucket object {file} matches its metadata");
+    // The bucket's db.toml pins an object whose bytes are its sha256, with metadata saying so.
+    if bucket.read("db.toml").is_some() {
+        let key = bucket.current_object("ipm-db");
+        let meta = bucket.current_meta("ipm-db");
+        let object = bucket.read(&key).expect("object");
+        assert_eq!(meta["sha256"].as_str(), Some(sha256(&object).as_str()), "bucket object {key} matches its metadata");
+        assert!(key.contains(&sha256(&object)), "{key} is named by its bytes");
     }
     // The local db.toml names a file that exists and is intact (and, on a server, is published).
     let file = named_file(p);
@@ -61,7 +60,7 @@ fn check_invariants(bucket: &Bucket, p: &Project, published_only: bool) {
         let published: Vec<String> = bucket
             .keys()
             .iter()
-            .filter(|k| k.ends_with(".db.json"))
+            .filter(|k| k.starts_with("dbs/") && k.ends_with(".json"))
             .filter_map(|k| serde_json::from_slice::<serde_json::Value>(&bucket.read(k)?).ok()?["sha256"].as_str().map(str::to_string))
             .collect();
         assert!(published.contains(&sha), "`{file}` matches a published sha256");

@@ -13,13 +13,23 @@ both_backends!(whole_flow_from_new_local_to_second_version, |backend| {
 
     dev.b2m(&["upload", "ipm-db"]).ok();
     assert_eq!(dev.status_of("ipm-db"), "up_to_date");
-    assert_eq!(bucket.keys(), vec!["db.toml", "dbs/ipm-db-v1.db", "dbs/ipm-db-v1.db.json"]);
-    let meta: serde_json::Value = serde_json::from_slice(&bucket.read("dbs/ipm-db-v1.db.json").expect("meta")).expect("json");
+    let v1 = bucket.current_object("ipm-db");
+    assert!(v1.starts_with("dbs/ipm-db/ipm-db-v1.") && v1.ends_with(".db"), "{v1}");
+    assert_eq!(bucket.keys(), vec!["db.toml".to_string(), v1.clone(), meta_key_of(&v1)]);
+    let meta = bucket.current_meta("ipm-db");
     assert_eq!(meta["version"], 1);
     assert_eq!(meta["parent"], serde_json::Value::Null);
-    assert_eq!(meta["size"].as_u64(), Some(bucket.read("dbs/ipm-db-v1.db").expect("object").len() as u64));
-    assert_eq!(meta["sha256"].as_str().map(str::len), Some(64));
+    assert_eq!(meta["made_by"], "upload");
+    let object = bucket.read(&v1).expect("object");
+    assert_eq!(meta["size"].as_u64(), Some(object.len() as u64));
+    use sha2::Digest;
+    let sha = hex::encode(sha2::Sha256::digest(&object));
+    assert_eq!(meta["sha256"].as_str(), Some(sha.as_str()));
+    assert!(v1.contains(&sha), "the key names the bytes: {v1}");
+    assert_eq!(meta["content_sha256"].as_str().map(str::len), Some(64));
     assert!(meta["created_by"].as_str().is_some_and(|s| s.contains('@')));
+    assert!(bucket.manifest().contains(&format!("[b2m.sha256]\nipmdb = \"{sha}\"")), "{}", bucket.manifest());
+    assert!(dev.manifest_text().contains(&format!("ipmdb = \"{sha}\"")), "the local db.toml pins it too: {}", dev.manifest_text());
 
     // Another folder fetches.
     let server = Project::new(&bucket);
@@ -40,10 +50,11 @@ both_backends!(whole_flow_from_new_local_to_second_version, |backend| {
     assert!(text.starts_with("# the server reads this\n"), "comments kept: {text}");
     assert!(text.contains("path = \"/frontend/db/all_dbs/\" # where they live"), "{text}");
     assert_eq!(dev.status_of("ipm-db"), "up_to_date");
-    let bucket_manifest = String::from_utf8(bucket.read("db.toml").expect("db.toml")).expect("utf8");
+    let bucket_manifest = bucket.manifest();
     assert!(bucket_manifest.contains("ipmdb = \"ipm-db-v2.db\""), "{bucket_manifest}");
-    let meta: serde_json::Value = serde_json::from_slice(&bucket.read("dbs/ipm-db-v2.db.json").expect("meta")).expect("json");
-    assert_eq!((meta["version"].as_u64(), meta["parent"].as_u64()), (Some(2), Some(1)));
+    let meta = bucket.current_meta("ipm-db");
+    assert_eq!((meta["version"].as_u64(), meta["parent"]["version"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(meta["parent"]["sha256"].as_str(), Some(sha.as_str()));
 
     // The server is behind, with no local changes; download brings it level.
     let row = server.status_row("ipm-db");
@@ -103,7 +114,8 @@ both_backends!(a_corrupted_bucket_object_fails_the_download_and_leaves_no_file, 
     let dev = Project::new(&bucket);
     dev.create_db("ipmdb", "ipm-db-v1.db", 50);
     dev.b2m(&["upload", "ipm-db"]).ok();
-    let object = bucket.object_path("dbs/ipm-db-v1.db");
+    let key = bucket.current_object("ipm-db");
+    let object = bucket.object_path(&key);
     let mut bytes = std::fs::read(&object).expect("object");
     let at = bytes.len() - 100;
     bytes[at] ^= 0xff;
@@ -112,12 +124,12 @@ both_backends!(a_corrupted_bucket_object_fails_the_download_and_leaves_no_file, 
     let server = Project::new(&bucket);
     server.b2m(&["fetch-db-toml"]).ok();
     let before = server.manifest_text();
-    server.b2m(&["download", "ipm-db"]).fails(1, "does not match its recorded sha256");
+    server.b2m(&["download", "ipm-db"]).fails(1, "does not match its sha256");
     assert_eq!(server.files(), vec!["db.toml"], "no partial or temp file left");
     assert_eq!(server.manifest_text(), before);
     let row = server.status_row("ipm-db");
     assert_eq!(row["status"], "conflict", "{row}");
-    assert!(row["detail"].as_str().is_some_and(|d| d.contains("dbs/ipm-db-v1.db")), "{row}");
+    assert!(row["detail"].as_str().is_some_and(|d| d.contains(&key)), "{row}");
 });
 
 both_backends!(rows_still_in_the_wal_are_in_the_published_object, |backend| {
@@ -131,7 +143,7 @@ both_backends!(rows_still_in_the_wal_are_in_the_published_object, |backend| {
     assert!(std::fs::metadata(dev.db("ipm-db-v1.db-wal")).expect("wal").len() > 0);
     dev.b2m(&["upload", "ipm-db"]).ok();
     let published = tempfile::tempdir().expect("dir");
-    std::fs::write(published.path().join("x.db"), bucket.read("dbs/ipm-db-v1.db").expect("object")).expect("copy");
+    std::fs::write(published.path().join("x.db"), bucket.read(&bucket.current_object("ipm-db")).expect("object")).expect("copy");
     assert_eq!(rows_of(&published.path().join("x.db")), vec!["in the wal"]);
 
     // More rows in the WAL while the same connection is open: status sees them.
@@ -151,7 +163,7 @@ both_backends!(a_fresh_copy_equal_to_the_bucket_is_adopted_without_state, |backe
     // A server that got the file by hand (or lost .b2m/ in a crash).
     let server = Project::new(&bucket);
     server.b2m(&["fetch-db-toml"]).ok();
-    std::fs::write(server.db("ipm-db-v1.db"), bucket.read("dbs/ipm-db-v1.db").expect("object")).expect("copy");
+    std::fs::write(server.db("ipm-db-v1.db"), bucket.read(&bucket.current_object("ipm-db")).expect("object")).expect("copy");
     assert_eq!(server.status_of("ipm-db"), "up_to_date");
     // A file that differs with no known base is a conflict.
     std::fs::remove_dir_all(dev.path().join(".b2m")).expect("drop state");
@@ -203,13 +215,13 @@ fn a_first_upload_of_a_second_db_keeps_the_first_in_the_bucket_manifest() {
     dev.create_db("ipmdb", "ipm-db-v1.db", 1);
     dev.create_db("emojidb", "emoji-db-v3.db", 1);
     dev.b2m(&["upload", "ipm-db"]).ok();
-    let text = String::from_utf8(bucket.read("db.toml").expect("db.toml")).expect("utf8");
+    let text = bucket.manifest();
     assert!(text.contains("ipmdb") && !text.contains("emojidb"), "only published dbs are named: {text}");
     assert_eq!(dev.status_of("emoji-db"), "new_local");
     dev.b2m(&["upload", "emoji-db"]).ok();
-    let text = String::from_utf8(bucket.read("db.toml").expect("db.toml")).expect("utf8");
+    let text = bucket.manifest();
     assert!(text.contains("ipmdb = \"ipm-db-v1.db\"") && text.contains("emojidb = \"emoji-db-v3.db\""), "{text}");
-    assert!(bucket.keys().contains(&"dbs/emoji-db-v3.db".to_string()), "a first upload keeps its version");
+    assert!(bucket.current_object("emoji-db").starts_with("dbs/emoji-db/emoji-db-v3."), "a first upload keeps its version");
 }
 
 #[test]
@@ -246,9 +258,9 @@ both_backends!(a_large_db_goes_up_in_parts_and_comes_back_identical, |backend| {
     drop(conn);
     dev.add_entry("bigdb", "big-db-v1.db");
     dev.b2m(&["upload", "big-db"]).ok();
-    let object = bucket.read("dbs/big-db-v1.db").expect("object");
+    let object = bucket.read(&bucket.current_object("big-db")).expect("object");
     assert!(object.len() > 40 << 20, "{} bytes", object.len());
-    let meta: serde_json::Value = serde_json::from_slice(&bucket.read("dbs/big-db-v1.db.json").expect("meta")).expect("json");
+    let meta = bucket.current_meta("big-db");
     use sha2::Digest;
     assert_eq!(meta["sha256"].as_str(), Some(hex::encode(sha2::Sha256::digest(&object)).as_str()));
     let server = Project::new(&bucket);
@@ -272,7 +284,7 @@ fn b2m_remote_overrides_the_configured_bucket_and_json_results_stand_alone() {
         (Some("ipm-db"), Some(1), Some(true))
     );
     assert!(configured.keys().is_empty(), "{:?}", configured.keys());
-    assert!(other.keys().contains(&"dbs/ipm-db-v1.db".to_string()));
+    assert_eq!(other.version_objects("ipm-db").len(), 1);
     let run = dev.b2m_env(&["download", "ipm-db", "--json"], &[("B2M_REMOTE", &other.url())]);
     run.ok();
     let fetched: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");

@@ -2,9 +2,9 @@
 
 use serde::Serialize;
 
-use crate::coord::Protocol;
 use crate::coord::doctor::{self, Conditional};
-use crate::coord::lease::LeaseInfo;
+use crate::coord::lease::{CLOCK_ALLOWANCE, LeaseInfo};
+use crate::coord::protocol::{self, BucketRecord, Protocol};
 use crate::engine::{Context, gc, resolve_db};
 use crate::error::Result;
 
@@ -17,8 +17,12 @@ fn stem_of(ctx: &Context, db: &str) -> Result<String> {
 /// `b2m lock DB`.
 pub fn lock(ctx: &Context, db: &str) -> Result<u8> {
     let stem = stem_of(ctx, db)?;
-    let info = ctx.leases()?.acquire_manual(&stem)?;
+    let info = ctx.leases().acquire_manual(&stem)?;
     ctx.out.info(&format!("locked `{stem}` until `b2m unlock {stem}` (expires {})", info.expires_at));
+    ctx.out.info(&format!(
+        "everyone waits for it, you too; to publish under this lock, run b2m with `B2M_LEASE_TOKEN={}` in its environment",
+        info.id
+    ));
     ctx.out.result(&info, String::new);
     Ok(0)
 }
@@ -32,7 +36,7 @@ struct Unlocked {
 /// `b2m unlock DB [--force]`.
 pub fn unlock(ctx: &Context, db: &str, force: bool) -> Result<u8> {
     let stem = stem_of(ctx, db)?;
-    let removed = ctx.leases()?.unlock(&stem, force)?;
+    let removed = ctx.leases().unlock(&stem, force)?;
     for lease in &removed {
         ctx.out.info(&format!("removed the lease on `{stem}` held by {}", lease.describe()));
     }
@@ -47,20 +51,32 @@ pub fn unlock(ctx: &Context, db: &str, force: bool) -> Result<u8> {
 struct DoctorReport {
     #[serde(flatten)]
     probe: doctor::Probe,
+    /// The protocol now recorded in the bucket's `bucket.json`.
+    protocol: Protocol,
+    /// What `remote.locking` says here.
     locking: String,
-    auto_uses: String,
+    /// Whether `remote.locking` agrees with the bucket (`auto` always does).
+    locking_agrees: bool,
 }
 
-/// `b2m doctor`.
+/// `b2m doctor`: probes the bucket and records in its `bucket.json` the protocol every machine
+/// follows (conditional only where every race had exactly one winner).
 pub fn doctor(ctx: &Context) -> Result<u8> {
     let probe = doctor::probe(&ctx.store)?;
-    ctx.state.set_doctor_finding(&ctx.settings.remote.url, probe.conditional.as_str())?;
-    let auto_uses = match ctx.auto_protocol()? {
-        Protocol::Conditional => "conditional",
-        Protocol::Lease => "lease",
+    let protocol = if probe.conditional == Conditional::Atomic { Protocol::Conditional } else { Protocol::Lease };
+    let record = BucketRecord {
+        protocol,
+        conditional_writes: probe.conditional,
+        race_winners: probe.race_winners.clone(),
+        versioning: probe.retention.versioning.clone(),
+        recorded_at: crate::now_rfc3339(),
+        recorded_by: crate::user_at_host(),
+        b2m_version: env!("CARGO_PKG_VERSION").to_string(),
     };
+    protocol::write(ctx.store.as_ref(), &record)?;
+    let locking_agrees = protocol::resolve(ctx.settings.remote.locking, Some(&record), ctx.store.location()).is_ok();
     let locking = format!("{:?}", ctx.settings.remote.locking).to_lowercase();
-    let report = DoctorReport { probe, locking, auto_uses: auto_uses.into() };
+    let report = DoctorReport { probe, protocol, locking, locking_agrees };
     ctx.out.result(&report, || {
         let p = &report.probe;
         let skew = p.clock_skew_secs.map_or_else(|| "unknown".to_string(), |s| format!("{s:+.1} s"));
@@ -70,28 +86,46 @@ pub fn doctor(ctx: &Context) -> Result<u8> {
             Conditional::NonAtomic => format!("checked but not atomic (winners per race: {:?})", p.race_winners),
             Conditional::Atomic => format!("atomic (one winner in each of {} races)", p.race_winners.len()),
         };
-        let warn = if p.clock_skew_secs.is_some_and(|s| s.abs() > 30.0) { "  ← fix this machine's clock (NTP): leases compare times" } else { "" };
+        // Leases tolerate CLOCK_ALLOWANCE between any two machines: each may be off by half.
+        let limit = CLOCK_ALLOWANCE.as_secs_f64() / 2.0;
+        let warn = if p.clock_skew_secs.is_some_and(|s| s.abs() > limit) {
+            format!("  ← fix this machine's clock (NTP): leases allow {limit:.0} s each way")
+        } else {
+            String::new()
+        };
+        let versioning = match p.retention.versioning.as_deref() {
+            Some("Enabled") => "enabled: deleted and overwritten objects are kept as hidden versions; b2m deletes its own leases and orphans by version id",
+            Some("Suspended") => "suspended: versions made before suspension are kept",
+            _ => "off (or not reported)",
+        };
+        let lifecycle = if p.retention.lifecycle.is_empty() { "no rules".to_string() } else { p.retention.lifecycle.join("; ") };
+        let agrees = if report.locking_agrees {
+            String::new()
+        } else {
+            format!("  ← contradicts the bucket: set `remote.locking = \"auto\"` in b2m.toml")
+        };
         format!(
-            "bucket       {} (reachable, credentials accepted, {} objects under the prefix)\nclock skew   {skew}{warn}\nconditional  {conditional}\nlocking      {} → {} (recorded in .b2m/)\nprobe took   {} ms",
-            p.location, p.objects, report.locking, if report.locking == "auto" { report.auto_uses.as_str() } else { report.locking.as_str() }, p.millis
+            "bucket       {} (reachable, credentials accepted, {} objects under the prefix)\nclock skew   {skew}{warn}\nconditional  {conditional}\nprotocol     {} (recorded in the bucket's bucket.json; every machine follows it)\nlocking      {}{agrees}\nversioning   {versioning}\nlifecycle    {lifecycle}\nprobe took   {} ms",
+            p.location, p.objects, report.protocol.as_str(), report.locking, p.millis
         )
     });
-    Ok(0)
+    Ok(if report.locking_agrees { 0 } else { 2 })
 }
 
 /// `b2m gc [--dry-run]`.
 pub fn gc(ctx: &Context, dry_run: bool) -> Result<u8> {
     let _lock = if dry_run { None } else { Some(ctx.lock()?) };
-    let found = gc::find_garbage(ctx)?;
-    if !dry_run {
-        gc::remove(ctx, &found)?;
-    }
-    ctx.out.result(&found, || {
-        if found.is_empty() {
-            return "nothing to collect".into();
-        }
+    let collected = gc::collect(ctx, dry_run)?;
+    ctx.out.result(&collected, || {
         let verb = if dry_run { "would remove" } else { "removed" };
-        found.iter().map(|g| format!("{verb} {}  ({})", g.key, g.reason)).collect::<Vec<_>>().join("\n")
+        let mut lines: Vec<String> = collected.removed.iter().map(|g| format!("{verb} {}  ({})", g.key, g.reason)).collect();
+        lines.extend(collected.notes.iter().map(|n| format!("note: {n}")));
+        if collected.removed.is_empty() {
+            lines.push("nothing to collect".into());
+        } else {
+            lines.push(format!("{} {} object(s), {}", verb, collected.removed.len(), crate::output::human_bytes(collected.bytes)));
+        }
+        lines.join("\n")
     });
     Ok(0)
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::lease::LOCKS_PREFIX;
 use crate::error::Result;
-use crate::store::{Condition, PutOutcome, Store, StoreError};
+use crate::store::{Condition, PutOutcome, Retention, Store, StoreError};
 
 /// Contenders in each racing round.
 const RACERS: usize = 12;
@@ -17,7 +17,7 @@ const RACERS: usize = 12;
 const ROUNDS: usize = 6;
 
 /// What the probe found about conditional writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Conditional {
     /// Refused (B2 answers 501 NotImplemented).
@@ -55,6 +55,8 @@ pub struct Probe {
     pub conditional: Conditional,
     /// Winners seen per racing round (creates, then swaps).
     pub race_winners: Vec<usize>,
+    /// What the bucket keeps of old versions.
+    pub retention: Retention,
     /// Milliseconds the probe took.
     pub millis: u128,
 }
@@ -83,7 +85,7 @@ pub fn probe(store: &Arc<dyn Store>) -> Result<Probe> {
         Ok(_) => match store.put(&key, b"probe again", Condition::IfAbsent) {
             Err(StoreError::ConditionalUnsupported { .. }) => Conditional::Unsupported,
             Err(e) => return Err(e.into()),
-            Ok(PutOutcome::Written(_)) => Conditional::Ignored,
+            Ok(PutOutcome::Written { .. }) => Conditional::Ignored,
             Ok(PutOutcome::ConditionFailed) => Conditional::Atomic,
         },
     };
@@ -106,14 +108,16 @@ pub fn probe(store: &Arc<dyn Store>) -> Result<Probe> {
         }
     }
     for object in store.list(&format!("{base}/"))? {
-        store.delete(&object.key)?;
+        store.purge(&object.key)?;
     }
+    let retention = store.retention()?;
     Ok(Probe {
         location: store.location().to_string(),
         objects,
         clock_skew_secs,
         conditional,
         race_winners,
+        retention,
         millis: started.elapsed().as_millis(),
     })
 }
@@ -126,7 +130,9 @@ fn race(store: &Arc<dyn Store>, key: &str, condition: impl Fn(usize) -> Conditio
             .map(|i| {
                 let (barrier, condition) = (&barrier, &condition);
                 scope.spawn(move || {
-                    let body = format!("racer {i}");
+                    // Every write unique: an ETag is a content hash, so a racer rewriting the body
+                    // that is already there would look like no change and win a swap as well.
+                    let body = format!("racer {i} {}", uuid::Uuid::new_v4().simple());
                     barrier.wait();
                     store.put(key, body.as_bytes(), condition(i))
                 })
@@ -136,7 +142,7 @@ fn race(store: &Arc<dyn Store>, key: &str, condition: impl Fn(usize) -> Conditio
     });
     let mut winners = 0;
     for result in results {
-        if let PutOutcome::Written(_) = result? {
+        if let PutOutcome::Written { .. } = result? {
             winners += 1;
         }
     }

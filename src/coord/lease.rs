@@ -1,15 +1,14 @@
 //! Leases: one holder at a time per database (and one for the manifest), across machines.
 //!
-//! Two protocols, chosen by `remote.locking` (see `docs/coordination.md` for the argument):
-//!
-//! - **conditional**: the lease is one object `locks/<name>.json`, created with
-//!   `If-None-Match: *`, renewed and taken over with `If-Match` on its ETag. Needs a store whose
-//!   conditional writes are atomic.
-//! - **lease** (plain PUT/GET/LIST/DELETE, for Backblaze B2 and stores whose conditions are not
-//!   atomic): each contender writes its own `locks/<name>/<id>.json`, then lists `locks/<name>/`.
-//!   It holds the lease when it sees no other live lease object; otherwise it removes its own and
-//!   tries again later. Under strong read-after-write and list consistency two contenders can never
-//!   both see themselves alone: whichever listed second wrote before it listed, and so was seen.
+//! One protocol for every bucket and every machine, built on plain PUT/GET/LIST/DELETE (Backblaze
+//! B2 has no conditional writes): each contender writes its own `locks/<name>/<id>.json`, then
+//! lists `locks/<name>/`. It holds the lease when it sees no other live lease object; otherwise it
+//! removes its own and tries again later. Under strong read-after-write and list consistency two
+//! contenders can never both see themselves alone: whichever listed second wrote before it listed,
+//! and so was seen. Conditional writes, where the bucket's record says they are atomic, only add a
+//! guard on commits (see `coord::protocol`); they never replace the lease. `docs/coordination.md`
+//! has the whole argument, including why every write under a lease lands before the lease could be
+//! taken over.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,39 +25,43 @@ use crate::store::{Condition, PutOutcome, Store};
 pub const LOCKS_PREFIX: &str = "locks/";
 /// The lease name that guards the bucket's db.toml.
 pub const MANIFEST_LEASE: &str = "_manifest";
-
-/// How long a lease lives without renewal (`B2M_LEASE_TTL_SECS` overrides, for tests).
-fn ttl() -> Duration {
-    std::env::var("B2M_LEASE_TTL_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .filter(|&s| s > 0)
-        .map_or(Duration::from_secs(60), Duration::from_secs)
-}
-
-/// The holder renews four times per TTL, so one or two failed renewals do not lose the lease.
-fn renew_every() -> Duration {
-    ttl() / 4
-}
-/// Clocks of two machines may disagree by this much before a lease counts as expired.
-const CLOCK_ALLOWANCE: Duration = Duration::from_secs(10);
+/// Clocks of two machines may disagree by this much before a lease counts as expired; `b2m
+/// doctor` warns when this machine's clock is further than half of it from the bucket's.
+pub const CLOCK_ALLOWANCE: Duration = Duration::from_secs(10);
 /// A manual `b2m lock` lasts this long unless released.
 const MANUAL_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The longest a write guarded by a lease may take, retries included.
+const MAX_GUARDED_WRITE: Duration = Duration::from_secs(30);
 
-/// The protocol in use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Protocol {
-    /// Atomic conditional writes.
-    Conditional,
-    /// Plain writes and listings.
-    Lease,
+/// How leases behave on this project (from `Settings`).
+#[derive(Debug, Clone)]
+pub struct LeaseConfig {
+    /// How long a lease lives without renewal (renewed four times per TTL).
+    pub ttl: Duration,
+    /// How long to wait for a lease someone else holds.
+    pub wait: Duration,
+    /// `B2M_LEASE_TOKEN`: the id of a lease this process acts under (a manual `b2m lock`, or a
+    /// parent's lease handed to a changeset's child). Nothing else lets two processes share one.
+    pub token: Option<String>,
+}
+
+impl Default for LeaseConfig {
+    fn default() -> Self {
+        LeaseConfig { ttl: Duration::from_secs(60), wait: Duration::from_secs(600), token: None }
+    }
+}
+
+impl LeaseConfig {
+    /// Time kept back from every guarantee, for the request itself to travel and be applied.
+    fn margin(&self) -> Duration {
+        (self.ttl / 10).min(Duration::from_secs(5))
+    }
 }
 
 /// What a lease object says.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LeaseInfo {
-    /// Unique id of this lease.
+    /// Unique id of this lease (also its token).
     pub id: String,
     /// `user@host`.
     pub owner: String,
@@ -75,7 +78,7 @@ pub struct LeaseInfo {
     pub pid_start: Option<u64>,
     /// `upload`, `commit`, `lock`…
     pub operation: String,
-    /// `trying` while contending (lease protocol), `held` once won.
+    /// `trying` while contending, `held` once won.
     pub state: String,
     /// RFC 3339.
     pub acquired_at: String,
@@ -84,21 +87,28 @@ pub struct LeaseInfo {
 }
 
 impl LeaseInfo {
-    /// Whether the lease ran out (allowing for clock differences).
-    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
-        DateTime::parse_from_rfc3339(&self.expires_at)
-            .map_or(true, |t| t.with_timezone(&Utc) + chrono::Duration::from_std(CLOCK_ALLOWANCE).unwrap_or_default() < now)
+    fn expires(&self) -> Option<DateTime<Utc>> {
+        DateTime::parse_from_rfc3339(&self.expires_at).ok().map(|t| t.with_timezone(&Utc))
     }
 
-    /// Whether the holder is a process on this host that no longer runs.
+    /// Whether another machine may count the lease as run out (allowing for clock differences).
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        self.expires().is_none_or(|t| t + chrono::Duration::from_std(CLOCK_ALLOWANCE).unwrap_or_default() < now)
+    }
+
+    /// Whether the holder is a process on this host that no longer runs. A process we cannot
+    /// inspect (another user's under `hidepid`) is alive: only a certain death frees a lease early.
     pub fn holder_is_dead_here(&self) -> bool {
         let Some(pid) = self.pid else { return false };
         if self.machine.is_empty() || self.machine != machine_identity() {
             return false;
         }
-        match process_start(pid) {
-            None => true,
-            Some(start) => self.pid_start.is_some_and(|recorded| recorded != start),
+        if !process_exists(pid) {
+            return true;
+        }
+        match (process_start(pid), self.pid_start) {
+            (Some(now), Some(recorded)) => now != recorded,
+            _ => false,
         }
     }
 
@@ -121,7 +131,14 @@ fn machine_identity() -> String {
     if boot.trim().is_empty() || ns.is_empty() { String::new() } else { format!("{}/{ns}", boot.trim()) }
 }
 
-/// Start time of a process in clock ticks since boot, from `/proc`; `None` if it does not run.
+/// Whether a process with this pid exists here: `kill(pid, 0)` answers even where `/proc` hides
+/// other users' processes; only "no such process" means it is gone.
+fn process_exists(pid: u32) -> bool {
+    let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) else { return true };
+    !matches!(rustix::process::test_kill_process(pid), Err(rustix::io::Errno::SRCH))
+}
+
+/// Start time of a process in clock ticks since boot, from `/proc`; `None` if it cannot be read.
 fn process_start(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces and parentheses: fields resume after the last ')'.
@@ -129,9 +146,9 @@ fn process_start(pid: u32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-fn new_info(operation: &str, manual: bool) -> LeaseInfo {
+fn new_info(operation: &str, ttl: Duration) -> LeaseInfo {
     let now = Utc::now();
-    let ttl = if manual { MANUAL_TTL } else { ttl() };
+    let manual = ttl == MANUAL_TTL;
     let pid = std::process::id();
     LeaseInfo {
         id: format!("{}-{}", now.format("%Y%m%dT%H%M%S%.6fZ"), uuid::Uuid::new_v4().simple()),
@@ -143,17 +160,16 @@ fn new_info(operation: &str, manual: bool) -> LeaseInfo {
         operation: operation.to_string(),
         state: "trying".into(),
         acquired_at: crate::now_rfc3339(),
-        expires_at: (now + chrono::Duration::from_std(ttl).unwrap_or_default()).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        expires_at: expiry(now, ttl),
     }
+}
+
+fn expiry(from: DateTime<Utc>, ttl: Duration) -> String {
+    (from + chrono::Duration::from_std(ttl).unwrap_or_default()).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 fn encode(info: &LeaseInfo) -> Vec<u8> {
     serde_json::to_vec_pretty(info).unwrap_or_default()
-}
-
-/// The key of a conditional-mode lease, or the folder of lease-mode ones.
-fn single_key(name: &str) -> String {
-    format!("{LOCKS_PREFIX}{name}.json")
 }
 
 fn folder(name: &str) -> String {
@@ -165,26 +181,26 @@ fn folder(name: &str) -> String {
 pub struct FoundLease {
     /// Its object key.
     pub key: String,
-    /// The lease name (a db stem or `_manifest`).
+    /// The lease name (a db stem, `_manifest`, `claim-…`).
     pub name: String,
     /// What it says.
     pub info: LeaseInfo,
-    /// For a conditional takeover.
-    pub etag: Option<String>,
 }
 
-/// Every lease object in the bucket (both layouts), unreadable ones skipped.
+/// Every lease object in the bucket: one LIST, and one GET per lease object listed. Unreadable
+/// objects (a probe's, a half-written one) are skipped.
 pub fn list_leases(store: &dyn Store) -> Result<Vec<FoundLease>> {
     let mut out = Vec::new();
     for object in store.list(LOCKS_PREFIX)? {
         let rest = &object.key[LOCKS_PREFIX.len()..];
-        let name = match rest.split_once('/') {
-            Some((name, _)) => name,
-            None => rest.trim_end_matches(".json"),
-        };
+        // `locks/<name>/<id>.json`; `locks/<name>.json` was the layout of older versions.
+        let name = rest.split_once('/').map_or_else(|| rest.trim_end_matches(".json"), |(name, _)| name);
+        if name == "_doctor" {
+            continue;
+        }
         let Some(found) = store.get(&object.key)? else { continue };
         let Ok(info) = serde_json::from_slice::<LeaseInfo>(&found.body) else { continue };
-        out.push(FoundLease { key: object.key.clone(), name: name.to_string(), info, etag: found.etag });
+        out.push(FoundLease { key: object.key.clone(), name: name.to_string(), info });
     }
     Ok(out)
 }
@@ -193,10 +209,8 @@ pub fn list_leases(store: &dyn Store) -> Result<Vec<FoundLease>> {
 #[derive(Clone)]
 pub struct Leases {
     store: Arc<dyn Store>,
-    protocol: Protocol,
     out: Output,
-    /// How long to wait for a lease another holder keeps.
-    pub wait: Duration,
+    config: LeaseConfig,
 }
 
 /// A lease we hold; renewed in the background, released when dropped.
@@ -207,64 +221,72 @@ pub struct HeldLease {
 
 struct HeldInner {
     store: Arc<dyn Store>,
-    protocol: Protocol,
+    config: LeaseConfig,
     key: String,
     info: Mutex<LeaseInfo>,
-    etag: Mutex<Option<String>>,
+    /// Versions of our lease object our writes made (on a store that keeps versions), oldest first.
+    versions: Mutex<Vec<String>>,
     lost: AtomicBool,
     stop: (Mutex<bool>, std::sync::Condvar),
-    /// A manual lock of ours that this operation borrows: nothing to renew or release.
+    /// A lease this process acts under by its token: someone else renews and releases it.
     borrowed: bool,
 }
 
-impl Leases {
-    /// Leases on `store` with `protocol`.
-    pub fn new(store: Arc<dyn Store>, protocol: Protocol, out: Output) -> Self {
-        let wait =
-            std::env::var("B2M_LEASE_WAIT_SECS").ok().and_then(|s| s.parse().ok()).map_or(Duration::from_secs(600), Duration::from_secs);
-        Leases { store, protocol, out, wait }
-    }
+enum Attempt {
+    Won(HeldLease),
+    Busy(Option<LeaseInfo>),
+}
 
-    /// The protocol in use.
-    pub fn protocol(&self) -> Protocol {
-        self.protocol
+fn jitter(max_ms: u64) -> u64 {
+    u64::from(uuid::Uuid::new_v4().as_u128() as u32) % max_ms.max(1)
+}
+
+fn version_of(outcome: &PutOutcome) -> Option<String> {
+    match outcome {
+        PutOutcome::Written { version_id, .. } => version_id.clone(),
+        PutOutcome::ConditionFailed => None,
+    }
+}
+
+impl Leases {
+    /// Leases on `store`.
+    pub fn new(store: Arc<dyn Store>, out: Output, config: LeaseConfig) -> Self {
+        Leases { store, out, config }
     }
 
     /// Takes the lease `name` for `operation`, waiting (and saying for whom) while someone else
     /// holds it; takes over an expired lease, or one whose holder died on this host, at once.
     pub fn acquire(&self, name: &str, operation: &str) -> Result<HeldLease> {
-        self.acquire_inner(name, operation, false)
+        self.acquire_with(name, operation, self.config.ttl)
     }
 
-    /// `b2m lock`: a lease that outlives this process until `b2m unlock`.
+    /// `b2m lock`: a lease that outlives this process until `b2m unlock`. Locking again with the
+    /// lock's token (`B2M_LEASE_TOKEN`) is a no-op that returns it.
     pub fn acquire_manual(&self, name: &str) -> Result<LeaseInfo> {
-        let held = self.acquire_inner(name, "lock", true)?;
+        let held = self.acquire_with(name, "lock", MANUAL_TTL)?;
         let info = held.info();
-        held.forget();
+        held.keep();
         Ok(info)
     }
 
-    fn acquire_inner(&self, name: &str, operation: &str, manual: bool) -> Result<HeldLease> {
+    fn acquire_with(&self, name: &str, operation: &str, ttl: Duration) -> Result<HeldLease> {
         let started = Instant::now();
         let mut attempt = 0u32;
         let mut announced: Option<String> = None;
         loop {
             attempt += 1;
-            let outcome = match self.protocol {
-                Protocol::Conditional => self.try_conditional(name, operation, manual)?,
-                Protocol::Lease => self.try_listing(name, operation, manual)?,
-            };
-            let holder = match outcome {
+            let holder = match self.try_once(name, operation, ttl)? {
                 Attempt::Won(held) => {
-                    tracing::info!(lease = name, protocol = ?self.protocol, attempts = attempt, ms = started.elapsed().as_secs_f64() * 1e3, "lease acquired");
+                    let ms = started.elapsed().as_secs_f64() * 1e3;
+                    tracing::info!(lease = name, attempts = attempt, ms, "lease acquired");
                     return Ok(held);
                 }
                 Attempt::Busy(holder) => holder,
             };
-            if started.elapsed() > self.wait {
+            if started.elapsed() > self.config.wait {
                 let who = holder.map_or_else(|| "other contenders".to_string(), |h| h.describe());
                 return Err(Error::refused(
-                    format!("the lease on `{name}` is held by {who}; gave up after {} s", self.wait.as_secs()),
+                    format!("the lease on `{name}` is held by {who}; gave up after {} s", self.config.wait.as_secs()),
                     format!("try again later, or run `b2m unlock {name} --force` if you are sure its holder is gone"),
                 ));
             }
@@ -282,43 +304,13 @@ impl Leases {
         }
     }
 
-    fn try_conditional(&self, name: &str, operation: &str, manual: bool) -> Result<Attempt> {
-        let key = single_key(name);
-        let mut info = new_info(operation, manual);
-        info.state = "held".into();
-        if let PutOutcome::Written(etag) = self.store.put(&key, &encode(&info), Condition::IfAbsent)? {
-            return Ok(Attempt::Won(self.held(key, info, etag, false)));
-        }
-        let Some(existing) = self.store.get(&key)? else { return Ok(Attempt::Busy(None)) };
-        let Ok(current) = serde_json::from_slice::<LeaseInfo>(&existing.body) else {
-            // Unreadable: treat as stale and take it over by compare-and-swap.
-            return self.take_over(key, info, existing.etag);
-        };
-        if current.pid.is_none() && current.owner == crate::user_at_host() {
-            return Ok(Attempt::Won(self.held(key, current, existing.etag, true)));
-        }
-        if current.is_stale(Utc::now()) {
-            tracing::info!(lease = key, holder = current.describe(), "taking over a stale lease");
-            return self.take_over(key, info, existing.etag);
-        }
-        Ok(Attempt::Busy(Some(current)))
-    }
-
-    fn take_over(&self, key: String, info: LeaseInfo, etag: Option<String>) -> Result<Attempt> {
-        let Some(etag) = etag else { return Ok(Attempt::Busy(None)) };
-        match self.store.put(&key, &encode(&info), Condition::IfMatch(etag))? {
-            PutOutcome::Written(etag) => Ok(Attempt::Won(self.held(key, info, etag, false))),
-            PutOutcome::ConditionFailed => Ok(Attempt::Busy(None)),
-        }
-    }
-
-    fn try_listing(&self, name: &str, operation: &str, manual: bool) -> Result<Attempt> {
-        let mut info = new_info(operation, manual);
+    fn try_once(&self, name: &str, operation: &str, ttl: Duration) -> Result<Attempt> {
+        let mut info = new_info(operation, ttl);
         let key = format!("{}{}.json", folder(name), info.id);
-        self.store.put(&key, &encode(&info), Condition::None)?;
+        let mut versions: Vec<String> = version_of(&self.store.put(&key, &encode(&info), Condition::None)?).into_iter().collect();
         let now = Utc::now();
         let mut busy: Option<Option<LeaseInfo>> = None;
-        let mut borrowed = None;
+        let mut ours_by_token = None;
         for object in self.store.list(&folder(name))? {
             if object.key == key {
                 continue;
@@ -330,39 +322,39 @@ impl Leases {
             };
             if other.is_stale(now) {
                 tracing::info!(lease = object.key, holder = other.describe(), "removing a stale lease");
-                self.store.delete(&object.key)?;
-                continue;
-            }
-            if other.pid.is_none() && other.owner == crate::user_at_host() {
-                borrowed = Some((object.key.clone(), other));
+                self.store.purge(&object.key)?;
                 continue;
             }
             let held = other.state == "held";
+            if held && self.config.token.as_deref() == Some(other.id.as_str()) {
+                ours_by_token = Some((object.key.clone(), other));
+                continue;
+            }
             if held || busy.is_none() {
                 busy = Some(held.then_some(other));
             }
         }
+        if let Some((token_key, token_info)) = ours_by_token {
+            self.store.delete_versions(&key, &versions)?;
+            return Ok(Attempt::Won(self.held(token_key, token_info, Vec::new(), true)));
+        }
         if let Some(holder) = busy {
-            self.store.delete(&key)?;
+            self.store.delete_versions(&key, &versions)?;
             return Ok(Attempt::Busy(holder));
         }
-        if let Some((manual_key, manual_info)) = borrowed {
-            self.store.delete(&key)?;
-            return Ok(Attempt::Won(self.held(manual_key, manual_info, None, true)));
-        }
         info.state = "held".into();
-        self.store.put(&key, &encode(&info), Condition::None)?;
-        Ok(Attempt::Won(self.held(key, info, None, false)))
+        versions.extend(version_of(&self.store.put(&key, &encode(&info), Condition::None)?));
+        Ok(Attempt::Won(self.held(key, info, versions, false)))
     }
 
-    fn held(&self, key: String, info: LeaseInfo, etag: Option<String>, borrowed: bool) -> HeldLease {
+    fn held(&self, key: String, info: LeaseInfo, versions: Vec<String>, borrowed: bool) -> HeldLease {
         let manual = info.pid.is_none();
         let inner = Arc::new(HeldInner {
             store: self.store.clone(),
-            protocol: self.protocol,
+            config: self.config.clone(),
             key,
             info: Mutex::new(info),
-            etag: Mutex::new(etag),
+            versions: Mutex::new(versions),
             lost: AtomicBool::new(false),
             stop: (Mutex::new(false), std::sync::Condvar::new()),
             borrowed,
@@ -374,6 +366,20 @@ impl Leases {
         HeldLease { inner, renewer }
     }
 
+    /// How long a write guarded by all of `leases` may take, retries included, so that it lands
+    /// before any of them could be taken over: reads each lease back (it must still be ours), then
+    /// takes the shortest time left, less a margin, at most 30 s. Refuses when too little is left.
+    pub fn budget(&self, leases: &[&HeldLease]) -> Result<Duration> {
+        let mut left = MAX_GUARDED_WRITE + self.config.margin();
+        for lease in leases {
+            left = left.min(lease.guaranteed()?);
+        }
+        match left.checked_sub(self.config.margin()) {
+            Some(budget) if !budget.is_zero() => Ok(budget),
+            _ => Err(Error::refused("a lease was about to expire before the write; nothing was written", "run the command again")),
+        }
+    }
+
     /// Removes the leases on `name`: only this user's own unless `force`. Returns what was removed.
     pub fn unlock(&self, name: &str, force: bool) -> Result<Vec<LeaseInfo>> {
         let me = crate::user_at_host();
@@ -381,7 +387,7 @@ impl Leases {
         let mut others = Vec::new();
         for lease in list_leases(self.store.as_ref())?.into_iter().filter(|l| l.name == name) {
             if force || lease.info.owner == me || lease.info.is_stale(Utc::now()) {
-                self.store.delete(&lease.key)?;
+                self.store.purge(&lease.key)?;
                 removed.push(lease.info);
             } else {
                 others.push(lease.info);
@@ -397,13 +403,12 @@ impl Leases {
     }
 }
 
-enum Attempt {
-    Won(HeldLease),
-    Busy(Option<LeaseInfo>),
-}
-
-fn jitter(max_ms: u64) -> u64 {
-    u64::from(uuid::Uuid::new_v4().as_u128() as u32) % max_ms.max(1)
+/// Why a renewal did not happen.
+enum NotRenewed {
+    /// The lease is gone, taken over, or expired: never write it back.
+    Lost(String),
+    /// A passing failure (the network): try again at the next tick, while time is left.
+    Transient(Error),
 }
 
 impl HeldInner {
@@ -415,91 +420,109 @@ impl HeldInner {
             if *stopped {
                 return;
             }
-            let (guard, timeout) = cvar.wait_timeout(stopped, renew_every()).unwrap_or_else(|e| e.into_inner());
+            let (guard, timeout) = cvar.wait_timeout(stopped, self.config.ttl / 4).unwrap_or_else(|e| e.into_inner());
             stopped = guard;
             if *stopped {
                 return;
             }
-            if timeout.timed_out()
-                && let Err(e) = self.renew()
-            {
-                tracing::warn!(lease = self.key, "could not renew the lease: {e}");
-                self.lost.store(true, Ordering::SeqCst);
-                return;
+            if timeout.timed_out() {
+                match self.renew() {
+                    Ok(()) => {}
+                    Err(NotRenewed::Transient(e)) => tracing::warn!(lease = self.key, "could not renew the lease, will retry: {e}"),
+                    Err(NotRenewed::Lost(why)) => {
+                        tracing::warn!(lease = self.key, "the lease was lost: {why}");
+                        self.lost.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                }
             }
         }
     }
 
-    /// Whether the bucket still holds our lease object, unexpired. A holder paused past its TTL
-    /// may have been taken over; it must find out rather than write its lease back.
-    fn still_ours(&self) -> Result<bool> {
-        let info = self.info.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let expired = DateTime::parse_from_rfc3339(&info.expires_at).map_or(true, |t| t.with_timezone(&Utc) < Utc::now());
-        if expired {
-            return Ok(false);
-        }
-        let Some(object) = self.store.get(&self.key)? else { return Ok(false) };
-        Ok(serde_json::from_slice::<LeaseInfo>(&object.body).is_ok_and(|current| current.id == info.id))
+    /// Time left before anyone could take the lease over, by our clock: others count it expired
+    /// only past `expires_at` + the clock allowance on theirs, which is at most the allowance
+    /// ahead of ours.
+    fn time_left(&self) -> Duration {
+        let info = self.info.lock().unwrap_or_else(|e| e.into_inner());
+        info.expires().and_then(|t| (t - Utc::now()).to_std().ok()).unwrap_or_default()
     }
 
-    fn renew(&self) -> Result<()> {
-        if !self.still_ours()? {
-            return Err(Error::refused(format!("the lease `{}` expired or was taken over", self.key), "run the command again"));
+    /// Whether the bucket still holds our lease object. A holder paused past its TTL may have
+    /// been taken over (or force-unlocked); it must find out rather than write its lease back.
+    fn still_ours(&self) -> Result<bool> {
+        let id = self.info.lock().unwrap_or_else(|e| e.into_inner()).id.clone();
+        let Some(object) = self.store.get(&self.key)? else { return Ok(false) };
+        let Ok(current) = serde_json::from_slice::<LeaseInfo>(&object.body) else { return Ok(false) };
+        if current.id != id || current.state != "held" {
+            return Ok(false);
         }
+        // A lease we act under by its token is renewed by its holder: take its latest expiry.
+        if self.borrowed {
+            *self.info.lock().unwrap_or_else(|e| e.into_inner()) = current;
+        }
+        Ok(true)
+    }
+
+    fn renew(&self) -> Result<(), NotRenewed> {
+        if !self.still_ours().map_err(NotRenewed::Transient)? {
+            return Err(NotRenewed::Lost("its object is gone or was replaced".into()));
+        }
+        // The renewal must land while the lease is still ours, or it could resurrect a lease
+        // that someone else has taken over meanwhile.
+        let within = self.time_left().checked_sub(self.config.margin()).filter(|d| !d.is_zero());
+        let Some(within) = within else { return Err(NotRenewed::Lost("it expired before it could be renewed".into())) };
         let mut info = self.info.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        info.expires_at =
-            (Utc::now() + chrono::Duration::from_std(ttl()).unwrap_or_default()).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let condition = match (self.protocol, self.etag.lock().unwrap_or_else(|e| e.into_inner()).clone()) {
-            (Protocol::Conditional, Some(etag)) => Condition::IfMatch(etag),
-            _ => Condition::None,
-        };
-        match self.store.put(&self.key, &encode(&info), condition)? {
-            PutOutcome::Written(etag) => {
-                *self.etag.lock().unwrap_or_else(|e| e.into_inner()) = etag;
+        info.expires_at = expiry(Utc::now(), self.config.ttl);
+        let written = self.store.put_within(&self.key, &encode(&info), Condition::None, within.min(MAX_GUARDED_WRITE));
+        match written {
+            Ok(outcome) => {
+                self.versions.lock().unwrap_or_else(|e| e.into_inner()).extend(version_of(&outcome));
                 *self.info.lock().unwrap_or_else(|e| e.into_inner()) = info;
                 Ok(())
             }
-            PutOutcome::ConditionFailed => Err(Error::refused(format!("the lease `{}` was taken over", self.key), "run the command again")),
+            Err(e) => Err(NotRenewed::Transient(e.into())),
         }
     }
 
-    fn release(&self) {
+    fn stop_renewing(&self) {
         let (lock, cvar) = &self.stop;
         *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
         cvar.notify_all();
+    }
+
+    fn release(&self) {
+        self.stop_renewing();
         if self.borrowed {
             return;
         }
-        // Remove only our own lease: in conditional mode the key is shared, so check the id.
-        let id = self.info.lock().unwrap_or_else(|e| e.into_inner()).id.clone();
-        let ours = match self.protocol {
-            Protocol::Lease => true,
-            Protocol::Conditional => self
-                .store
-                .get(&self.key)
-                .ok()
-                .flatten()
-                .and_then(|o| serde_json::from_slice::<LeaseInfo>(&o.body).ok())
-                .is_some_and(|i| i.id == id),
-        };
-        if ours && let Err(e) = self.store.delete(&self.key) {
+        let versions = self.versions.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Err(e) = self.store.delete_versions(&self.key, &versions) {
             tracing::warn!(lease = self.key, "could not release the lease (it will expire): {e}");
         }
     }
 }
 
 impl HeldLease {
-    /// Fails if the lease was lost (a renewal failed or someone took it over): the caller must not
-    /// commit.
-    pub fn check(&self) -> Result<()> {
-        let ours = self.inner.borrowed || self.inner.still_ours()?;
-        if self.inner.lost.load(Ordering::SeqCst) || !ours {
-            return Err(Error::refused(
-                format!("the lease `{}` was lost while working; nothing was published", self.inner.key),
-                "run the command again",
-            ));
+    /// How long the lease is certainly still ours: it is read back from the bucket (gone, replaced
+    /// or force-unlocked → an error), then the time to its expiry. The caller must not write under
+    /// it when this fails.
+    pub fn guaranteed(&self) -> Result<Duration> {
+        let lost = || {
+            Error::refused(format!("the lease `{}` was lost while working; nothing was published", self.inner.key), "run the command again")
+        };
+        if self.inner.lost.load(Ordering::SeqCst) || !self.inner.still_ours()? {
+            return Err(lost());
         }
-        Ok(())
+        let left = self.inner.time_left();
+        if left.is_zero() {
+            return Err(lost());
+        }
+        Ok(left)
+    }
+
+    /// Fails unless the lease is still ours (a renewal saw it lost, or it is gone from the bucket).
+    pub fn check(&self) -> Result<()> {
+        self.guaranteed().map(|_| ())
     }
 
     /// What the lease says.
@@ -508,14 +531,18 @@ impl HeldLease {
     }
 
     /// Leaves the lease in the bucket (a manual lock).
-    fn forget(mut self) {
-        let (lock, cvar) = &self.inner.stop;
-        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        cvar.notify_all();
+    fn keep(mut self) {
+        self.inner.stop_renewing();
         if let Some(handle) = self.renewer.take() {
             let _ = handle.join();
         }
         std::mem::forget(self);
+    }
+
+    /// Stops renewing and leaves the lease to expire instead of releasing it: after a write whose
+    /// outcome is unknown, nobody else may take the lease before that write's deadline has passed.
+    pub fn abandon(self) {
+        self.keep();
     }
 }
 

@@ -1,13 +1,15 @@
-//! Fetching a version: streamed into a temp file beside the database, verified against the
-//! recorded sha256 and `PRAGMA quick_check`, fsynced and renamed into place. The old file is
-//! removed only after db.toml names the new one; a failed download leaves it untouched.
+//! Fetching a version: the object db.toml pins (`dbs/<stem>/<stem>-v<N>.<sha256>.db`) is streamed
+//! into a temp file beside the database, hashed as it arrives and checked against the pin, then
+//! `PRAGMA quick_check`, fsync, rename into place. The old file is removed only after db.toml
+//! names the new one, and not while another process holds it open; a failed download leaves it
+//! untouched.
 
 use std::io::BufWriter;
 
 use serde::Serialize;
 
 use super::Context;
-use super::remote;
+use super::remote::{self, VersionId};
 use super::status::{self, Status};
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -28,6 +30,9 @@ pub struct Fetched {
     pub bytes: u64,
     /// Where the replaced local changes were kept, with `--force`.
     pub backup: Option<String>,
+    /// A replaced file left in place because a process still had it open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept_open: Option<String>,
 }
 
 /// `b2m download DB [--force]`.
@@ -48,7 +53,7 @@ pub fn download(ctx: &Context, arg: &str, force: bool) -> Result<Fetched> {
     match row.status {
         Status::UpToDate => {
             ctx.out.info(&format!("`{stem}` v{} is up to date", r.version));
-            return Ok(Fetched { name: stem, version: r.version, file: r.file, bytes: 0, backup: None });
+            return Ok(Fetched { name: stem, version: r.version, file: r.file, bytes: 0, backup: None, kept_open: None });
         }
         // No local file: nothing to lose, and the download verifies the object again.
         _ if local.as_ref().is_none_or(|l| !ctx.db_path(&l.file).is_file()) => {}
@@ -76,37 +81,79 @@ pub fn download(ctx: &Context, arg: &str, force: bool) -> Result<Fetched> {
             }
         }
     }
-    let meta = match row.remote_meta.clone() {
-        Some(meta) => Some(meta),
-        None => remote::read_meta(ctx.store.as_ref(), &r.file)?,
+    let Some(id) = row.remote_id.clone() else {
+        return Err(Error::refused(
+            format!("conflict: {}", row.detail.clone().unwrap_or_else(|| format!("the bucket's db.toml does not pin `{}`", r.key))),
+            "publish it again with this b2m, or restore the bucket's db.toml",
+        ));
     };
-    let meta = meta.ok_or_else(|| {
-        Error::refused(format!("the bucket has no metadata `{}`", remote::meta_key(&r.file)), "run `b2m check`; the version may be damaged")
-    })?;
+    // The local db.toml's own key for this database, if it has one: never add a second.
+    let key = local.as_ref().map_or(r.key.clone(), |l| l.key.clone());
+    let (bytes, content) = fetch_version(ctx, &id)?;
 
-    // Stream into a temp file beside the database, hashing as the bytes arrive.
-    let target = ctx.db_path(&r.file);
+    let target = ctx.db_path(&id.file());
+    let mut manifest = ctx.local_manifest()?;
+    let named = manifest.entry_for_stem(&stem);
+    if named.as_ref().map(|e| (e.file.as_str(), e.sha256.as_deref())) != Some((id.file().as_str(), Some(id.sha256.as_str())))
+        || !ctx.settings.manifest.exists()
+    {
+        manifest.set_version(&key, &id.file(), &id.sha256);
+        ctx.write_local_manifest(&manifest)?;
+    }
+    ctx.state.set_base(
+        &stem,
+        &Base { version: id.version, sha256: id.sha256.clone(), content_sha256: content.clone(), local_content_sha256: content },
+    )?;
+    // Only now that db.toml names the new file does the old one go, unless a process still has it
+    // open (a server would then reopen a vanished name and get an empty database).
+    let mut kept_open = None;
+    if let Some(old) = local.filter(|l| l.file != id.file()) {
+        let old_path = ctx.db_path(&old.file);
+        match fsutil::open_by_others(&old_path) {
+            Some(holder) => {
+                ctx.out.info(&format!(
+                    "kept `{}`: {holder} still has it open; restart it so it opens `{}`, then remove the old file",
+                    old.file,
+                    id.file()
+                ));
+                kept_open = Some(old.file.clone());
+            }
+            None => {
+                fsutil::remove_if_exists(&old_path)?;
+                for sidecar in fsutil::sidecars(&old_path) {
+                    fsutil::remove_if_exists(&sidecar)?;
+                }
+            }
+        }
+    }
+    ctx.out.info(&format!("downloaded `{stem}` v{} → `{}`", id.version, target.display()));
+    Ok(Fetched { name: stem, version: id.version, file: id.file(), bytes, backup: backup.map(|p| p.display().to_string()), kept_open })
+}
+
+/// Streams the object `id` names into a temp file beside the database, checks it against its
+/// sha256 (the key and the pin) and `PRAGMA quick_check`, fsyncs it and renames it into place
+/// (clearing stale sidecars first). Returns the bytes fetched and the content hash.
+pub fn fetch_version(ctx: &Context, id: &VersionId) -> Result<(u64, String)> {
+    let target = ctx.db_path(&id.file());
     std::fs::create_dir_all(&ctx.settings.db_dir).map_err(|e| Error::io("cannot create", &ctx.settings.db_dir, e))?;
     let tmp = tempfile::Builder::new()
         .prefix(".b2m-download-")
         .permissions(fsutil::new_file_permissions())
         .tempfile_in(&ctx.settings.db_dir)
         .map_err(|e| Error::io("cannot create a temp file in", &ctx.settings.db_dir, e))?;
-    let object_key = remote::object_key(&r.file);
-    let bar = ctx.out.bytes_bar(meta.size, "download");
+    let object_key = id.object_key();
+    let bar = ctx.out.bytes_bar(0, "download");
     let mut sink = HashingWriter::new(BufWriter::with_capacity(fsutil::BUF_SIZE, tmp.as_file()));
     let bytes = ctx.store.download(&object_key, &mut sink, &bar)?;
-    let (writer, sha256) = sink.finish();
+    let (writer, hashes) = sink.finish();
     let file = writer.into_inner().map_err(|e| Error::io("cannot write", tmp.path(), e.into_error()))?;
     bar.finish_and_clear();
-    if sha256 != meta.sha256 || bytes != meta.size {
-        ctx.state.mark_bad_object(&object_key, &meta.sha256, &sha256)?;
+    if hashes.sha256 != id.sha256 {
+        ctx.state.mark_bad_object(&object_key, &id.sha256, &hashes.sha256)?;
         return Err(Error::refused(
             format!(
-                "conflict: the bucket's `{object_key}` does not match its recorded sha256 ({bytes} bytes, sha256 {}…, expected {} bytes, {}…); it was not installed",
-                &sha256[..12],
-                meta.size,
-                &meta.sha256[..meta.sha256.len().min(12)]
+                "conflict: the bucket's `{object_key}` does not match its sha256 ({bytes} bytes, sha256 {}…); it was not installed",
+                &hashes.sha256[..12],
             ),
             "the object is damaged: restore it from a backup or publish a new version; local files were left as they were",
         ));
@@ -117,7 +164,7 @@ pub fn download(ctx: &Context, arg: &str, force: bool) -> Result<Fetched> {
     spinner.finish_and_clear();
     checked?;
 
-    // Install: no stale WAL may be applied to the new file, so its sidecars go first.
+    // Install: no stale WAL or hot journal may be applied to the new file, so its sidecars go first.
     for sidecar in fsutil::sidecars(&target) {
         fsutil::remove_if_exists(&sidecar)?;
     }
@@ -125,24 +172,9 @@ pub fn download(ctx: &Context, arg: &str, force: bool) -> Result<Fetched> {
     tmp.persist(&target).map_err(|e| Error::io("cannot rename into", &target, e.error))?;
     crate::failpoint("after-install");
     fsutil::sync_dir(&ctx.settings.db_dir).map_err(|e| Error::io("cannot sync", &ctx.settings.db_dir, e))?;
-    ctx.state.remember_written(&target, &sha256)?;
+    ctx.state.remember_written(&target, &hashes.content_sha256)?;
     ctx.state.clear_bad_object(&object_key)?;
-    let mut manifest = ctx.local_manifest()?;
-    if manifest.entry_for_stem(&stem).map(|e| e.file) != Some(r.file.clone()) || !ctx.settings.manifest.exists() {
-        manifest.set_file(&r.key, &r.file);
-        ctx.write_local_manifest(&manifest)?;
-    }
-    ctx.state.set_base(&stem, &Base { version: r.version, sha256: sha256.clone(), local_sha256: sha256 })?;
-    // Only now that db.toml names the new file does the old one go.
-    if let Some(old) = local.filter(|l| l.file != r.file) {
-        let old_path = ctx.db_path(&old.file);
-        fsutil::remove_if_exists(&old_path)?;
-        for sidecar in fsutil::sidecars(&old_path) {
-            fsutil::remove_if_exists(&sidecar)?;
-        }
-    }
-    ctx.out.info(&format!("downloaded `{stem}` v{} → `{}`", r.version, target.display()));
-    Ok(Fetched { name: stem, version: r.version, file: r.file, bytes, backup: backup.map(|p| p.display().to_string()) })
+    Ok((bytes, hashes.content_sha256))
 }
 
 /// Keeps a consistent copy of a local database before it is replaced; returns where.
@@ -178,6 +210,10 @@ pub fn fetch_manifest(ctx: &Context) -> Result<std::path::PathBuf> {
         let kept = local.entry_for_stem(&entry.stem).filter(|l| l.file != entry.file && ctx.db_path(&l.file).is_file());
         if let Some(l) = kept.filter(|_| !ctx.db_path(&entry.file).is_file()) {
             manifest.set_file(&entry.key, &l.file);
+            match &l.sha256 {
+                Some(pin) => manifest.set_pin(&entry.key, pin),
+                None => manifest.remove_pin(&entry.key),
+            }
             ctx.out.info(&format!(
                 "kept `{} = \"{}\"`: `{}` is not here yet; run `b2m download {}`",
                 entry.key, l.file, entry.file, entry.stem

@@ -1,13 +1,22 @@
-//! Garbage in the bucket: objects no published db.toml can reference (orphans of uploads that
-//! never committed) and leases nobody holds any more.
+//! Garbage in the bucket: version objects no commit ever pinned (orphans of uploads that never
+//! committed), unfinished multipart uploads, and leases nobody holds any more.
+//!
+//! gc never removes anything reachable from the bucket's db.toml (the pinned version and its
+//! parent chain), nor an object younger than the longest possible publish (`orphan_age`). For
+//! each database it holds that database's lease while it decides and deletes, and reads db.toml
+//! again under it, so no publish can commit between what gc reads and what it deletes. With no
+//! db.toml it removes nothing; a database dropped from db.toml keeps its versions. Deletions are
+//! for good: on Backblaze B2, every version of the key goes, oldest first.
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
 use super::Context;
-use super::remote;
+use super::remote::{self, VersionId};
 use crate::coord::lease;
 use crate::error::Result;
-use crate::names::DbFileName;
 
 /// One piece of garbage.
 #[derive(Debug, Clone, Serialize)]
@@ -16,41 +25,86 @@ pub struct Garbage {
     pub key: String,
     /// Why it is garbage.
     pub reason: String,
+    /// Its size in bytes, when known.
+    pub bytes: u64,
+    /// For an unfinished multipart upload, its id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload_id: Option<String>,
 }
 
-/// Lists the garbage; changes nothing.
-pub fn find_garbage(ctx: &Context) -> Result<Vec<Garbage>> {
-    let manifest = remote::read_manifest(ctx.store.as_ref())?;
-    let entries = manifest.map(|m| m.manifest.entries()).unwrap_or_default();
-    let now = chrono::Utc::now();
-    let (stale, live): (Vec<_>, Vec<_>) = lease::list_leases(ctx.store.as_ref())?.into_iter().partition(|l| l.info.is_stale(now));
-    let held: Vec<String> = live.into_iter().map(|l| l.name).collect();
-    let mut out = Vec::new();
-    for object in ctx.store.list("dbs/")? {
-        let file = object.key.trim_start_matches("dbs/").trim_end_matches(".json");
-        let Some(name) = DbFileName::parse(file) else { continue };
-        // A version above the published one was never committed; while the db's lease is held,
-        // it may be an upload under way, so it is left alone.
-        let current = entries.iter().find(|e| e.stem == name.stem).map(|e| e.version);
-        let orphan = current.is_none_or(|v| name.version > v) && !held.contains(&name.stem);
-        if orphan {
-            let reason = match current {
-                Some(v) => format!("v{} was never published (db.toml names v{v})", name.version),
-                None => format!("`{}` is not in the bucket's db.toml", name.stem),
-            };
-            out.push(Garbage { key: object.key, reason });
+/// What gc found (and, unless a dry run, removed).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Collected {
+    /// The garbage.
+    pub removed: Vec<Garbage>,
+    /// Bytes freed (or, on a dry run, that would be).
+    pub bytes: u64,
+    /// What gc left alone and why (no db.toml, an incomplete history).
+    pub notes: Vec<String>,
+}
+
+/// Whether an object is older than `min_age` by our clock (a day by default, which dwarfs any
+/// clock skew between us and the bucket).
+fn old_enough(modified: Option<SystemTime>, min_age: Duration) -> bool {
+    modified.and_then(|t| SystemTime::now().duration_since(t).ok()).is_some_and(|age| age > min_age)
+}
+
+/// Finds the garbage and, unless `dry_run`, removes it. A dry run takes no lease and changes
+/// nothing.
+pub fn collect(ctx: &Context, dry_run: bool) -> Result<Collected> {
+    let mut out = Collected::default();
+    let store = ctx.store.as_ref();
+    let min_age = ctx.settings.orphan_age;
+    let Some(manifest) = remote::read_manifest(store)? else {
+        out.notes.push("the bucket has no db.toml: nothing is removed".into());
+        return Ok(out);
+    };
+    crate::failpoint("gc-after-read");
+    let leases = ctx.leases();
+    let take = |out: &mut Collected, g: Garbage| -> Result<()> {
+        if !dry_run {
+            match &g.upload_id {
+                Some(id) => store.abort_upload(&crate::store::Unfinished { key: g.key.clone(), upload_id: id.clone(), initiated: None })?,
+                None => store.purge(&g.key)?,
+            }
+        }
+        out.bytes += g.bytes;
+        out.removed.push(g);
+        Ok(())
+    };
+    for entry in manifest.manifest.entries() {
+        let _lease = if dry_run { None } else { Some(leases.acquire(&entry.stem, "gc")?) };
+        // Read again under the lease: a publish may have committed since.
+        let fresh = if dry_run { None } else { remote::read_manifest(store)? };
+        let Some(head) = fresh.as_ref().unwrap_or(&manifest).current(&entry.stem) else {
+            out.notes.push(format!("`{}` is not pinned in db.toml: its versions are kept", entry.stem));
+            continue;
+        };
+        let chain = remote::chain(store, &head)?;
+        if !chain.complete {
+            out.notes.push(format!("`{}`: its history could not be read whole, so none of its objects are removed", entry.stem));
+            continue;
+        }
+        let reachable: HashSet<VersionId> = chain.versions.iter().map(|m| m.id(&entry.stem)).chain([head]).collect();
+        for object in store.list(&format!("{}{}/", remote::VERSIONS_PREFIX, entry.stem))? {
+            let Some(id) = VersionId::from_key(&object.key) else { continue };
+            if reachable.contains(&id) || !old_enough(object.last_modified, min_age) {
+                continue;
+            }
+            let reason = format!("v{} {}… was never published", id.version, id.short());
+            take(&mut out, Garbage { key: object.key, reason, bytes: object.size, upload_id: None })?;
+        }
+        for upload in store.unfinished_uploads(&format!("{}{}/", remote::VERSIONS_PREFIX, entry.stem))? {
+            if old_enough(upload.initiated, min_age) {
+                let reason = "an unfinished multipart upload".to_string();
+                take(&mut out, Garbage { key: upload.key, reason, bytes: 0, upload_id: Some(upload.upload_id) })?;
+            }
         }
     }
-    for stale in stale {
-        out.push(Garbage { key: stale.key, reason: format!("stale lease of {}", stale.info.describe()) });
+    let now = chrono::Utc::now();
+    for stale in lease::list_leases(store)?.into_iter().filter(|l| l.info.is_stale(now)) {
+        let reason = format!("stale lease of {}", stale.info.describe());
+        take(&mut out, Garbage { key: stale.key, reason, bytes: 0, upload_id: None })?;
     }
     Ok(out)
-}
-
-/// Removes what [`find_garbage`] found.
-pub fn remove(ctx: &Context, garbage: &[Garbage]) -> Result<()> {
-    for g in garbage {
-        ctx.store.delete(&g.key)?;
-    }
-    Ok(())
 }

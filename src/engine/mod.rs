@@ -13,14 +13,13 @@ use std::sync::Arc;
 
 use fs2::FileExt;
 
-use crate::coord::doctor::Conditional;
-use crate::coord::{Leases, Protocol};
+use crate::coord::{Leases, Protocol, protocol};
 
 use crate::error::{Error, Result};
 use crate::manifest::{Entry, Manifest};
 use crate::names::{DbFileName, check_db_argument};
 use crate::output::Output;
-use crate::settings::{Locking, Settings};
+use crate::settings::Settings;
 use crate::sqlite::state::State;
 use crate::store::Store;
 
@@ -108,27 +107,16 @@ impl Context {
         Ok(())
     }
 
-    /// The protocol guarding concurrent machines: forced by `remote.locking`, or in `auto` the
-    /// conditional one only where it is known to be atomic (the local-folder store by
-    /// construction; an S3 bucket where `b2m doctor` saw it so), else the plain lease protocol.
+    /// The protocol this bucket follows (its `bucket.json`; one GET), checked against
+    /// `remote.locking`.
     pub fn protocol(&self) -> Result<Protocol> {
-        Ok(match self.settings.remote.locking {
-            Locking::Conditional => Protocol::Conditional,
-            Locking::Lease => Protocol::Lease,
-            Locking::Auto => self.auto_protocol()?,
-        })
-    }
-
-    /// What `locking = "auto"` picks: conditional writes only where they are known to be atomic.
-    pub fn auto_protocol(&self) -> Result<Protocol> {
-        let atomic = self.store.atomic_conditional_writes()
-            || self.state.doctor_finding(&self.settings.remote.url)?.as_deref() == Some(Conditional::Atomic.as_str());
-        Ok(if atomic { Protocol::Conditional } else { Protocol::Lease })
+        let record = protocol::read(self.store.as_ref())?;
+        protocol::resolve(self.settings.remote.locking, record.as_ref(), self.store.location())
     }
 
     /// Leases on this project's bucket.
-    pub fn leases(&self) -> Result<Leases> {
-        Ok(Leases::new(self.store.clone(), self.protocol()?, self.out.clone()))
+    pub fn leases(&self) -> Leases {
+        Leases::new(self.store.clone(), self.out.clone(), self.settings.leases.clone())
     }
 
     /// `.b2m/tmp`, for snapshots.

@@ -1,25 +1,31 @@
-//! Publishing a version (DESIGN.md "Publishing a version"): snapshot, check, upload the immutable
-//! object and its metadata, then write the bucket's db.toml, the one commit point; then the local
-//! half (rename, local db.toml, base), journaled so a crash after the commit is finished by the
-//! next command.
+//! Publishing a version (DESIGN.md "Publishing a version"), in phases that merge, changesets and
+//! rollback reuse: plan (lease, read db.toml, judge) → snapshot and check → put the
+//! content-addressed object and its metadata → commit (the bucket's db.toml names and pins the new
+//! version: the one commit point) → the local half (rename, local db.toml, base), journaled so a
+//! crash after the commit is finished by the next command.
+//!
+//! A publisher that lost its lease without knowing can do no harm: its object's key is fixed by
+//! its bytes, so it never replaces a version anyone committed, and its commit is refused (its
+//! leases are read back just before) or lands only within the time the leases were still its own.
 
 use std::os::unix::fs::MetadataExt;
+use std::time::Instant;
 
 use serde::Serialize;
+use tempfile::TempPath;
 
 use super::Context;
-use super::remote::{self, VersionMeta};
+use super::remote::{self, ParentRef, RemoteManifest, VersionId, VersionMeta};
 use super::status::{self, Status};
 use crate::coord::lease::MANIFEST_LEASE;
 use crate::coord::{HeldLease, Leases, Protocol};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::manifest::Manifest;
-use crate::names::DbFileName;
 use crate::sqlite::db;
-use crate::sqlite::hash::hash_file;
+use crate::sqlite::hash::{Hashes, hash_file};
 use crate::sqlite::state::{Base, Pending};
-use crate::store::{Condition, PutOutcome};
+use crate::store::PutOutcome;
 
 /// Compare-and-swap attempts on the bucket's db.toml before giving up.
 const COMMIT_TRIES: usize = 20;
@@ -50,34 +56,35 @@ pub fn upload(ctx: &Context, arg: &str) -> Result<Published> {
     let Some(local) = local_manifest.entry_for_stem(&stem).filter(|e| ctx.db_path(&e.file).is_file()) else {
         return Err(Error::refused(format!("there is no local file for `{stem}` to upload"), "run `b2m download` to fetch it"));
     };
+    let protocol = ctx.protocol()?;
     // The db's lease first: everything read from the bucket after it is what we publish over.
-    let leases = ctx.leases()?;
+    let leases = ctx.leases();
     let db_lease = leases.acquire(&stem, "upload")?;
     let remote = remote::read_manifest(ctx.store.as_ref())?;
-    let remote_entries = remote.as_ref().map(|m| m.manifest.entries()).unwrap_or_default();
-    let remote_entry = remote_entries.iter().find(|e| e.stem == stem).cloned();
+    let remote_entry = remote.as_ref().and_then(|m| m.manifest.entry_for_stem(&stem));
     let row = status::assess(ctx, &stem, Some(&local), remote_entry.as_ref())?;
-    let (version, parent) = match (row.status, &remote_entry) {
-        (Status::UpToDate, Some(r)) => {
-            ctx.out.info(&format!("`{stem}` v{} is up to date; nothing to upload", r.version));
-            let meta = row.remote_meta.clone();
+    let (version, parent) = match (row.status, &row.remote_id) {
+        (Status::UpToDate, Some(current)) => {
+            ctx.out.info(&format!("`{stem}` v{} is up to date; nothing to upload", current.version));
             return Ok(Published {
                 name: stem,
-                version: r.version,
-                parent: meta.as_ref().and_then(|m| m.parent),
+                version: current.version,
+                parent: None,
                 file: local.file,
-                sha256: meta.as_ref().map(|m| m.sha256.clone()).unwrap_or_default(),
-                size: meta.map_or(0, |m| m.size),
+                sha256: current.sha256.clone(),
+                size: 0,
                 uploaded: false,
             });
         }
         (Status::NewLocal, None) => (local.version, None),
-        (Status::ReadyToUpload, Some(r)) => (r.version + 1, Some(r.version)),
-        (Status::OutdatedDb, Some(r)) => {
+        (Status::ReadyToUpload, Some(current)) => {
+            (current.version + 1, Some(ParentRef { version: current.version, sha256: current.sha256.clone() }))
+        }
+        (Status::OutdatedDb, Some(current)) => {
             return Err(Error::refused(
                 format!(
                     "outdated_db: the bucket has `{stem}` v{}, this copy is based on v{}; nothing was uploaded",
-                    r.version, local.version
+                    current.version, local.version
                 ),
                 if row.local_changes {
                     "run `b2m merge` to carry the local changes onto the new version"
@@ -94,10 +101,63 @@ pub fn upload(ctx: &Context, arg: &str) -> Result<Published> {
         }
     };
     let local_path = ctx.db_path(&local.file);
-    let local_sha = row.local_sha256.clone().unwrap_or_default();
-    let new_file = DbFileName::file_name(&stem, version);
+    let snapshot = snapshot_checked(ctx, &local_path)?;
+    let id = VersionId { stem: stem.clone(), version, sha256: snapshot.hashes.sha256.clone() };
+    let meta = put_version(ctx, &id, &snapshot, parent.clone(), "upload", None)?;
+    let uploaded_at = Instant::now();
+    // The local file's content when the snapshot was taken: what the new base stands for here.
+    let local_content = match row.local_content {
+        Some(content) => content,
+        None => snapshot.hashes.content_sha256.clone(),
+    };
+    let pending = Pending {
+        stem: stem.clone(),
+        key: local.key.clone(),
+        version,
+        sha256: meta.sha256.clone(),
+        content_sha256: meta.content_sha256.clone(),
+        local_content_sha256: local_content,
+        from_file: local.file.clone(),
+    };
+    crate::failpoint("before-commit");
+    if uploaded_at.elapsed() > ctx.settings.orphan_age / 2 {
+        // `b2m gc` may count an object this old as an orphan: never pin one.
+        return Err(Error::refused(
+            format!("the upload of `{stem}` took too long to commit; nothing was published"),
+            "run the command again",
+        ));
+    }
+    let guarded = Guarded { leases: &leases, db_lease, protocol };
+    commit(ctx, guarded, &local_manifest, &pending, parent.as_ref())?;
+    crate::failpoint("after-commit");
+    finish_local(ctx, &pending)?;
+    ctx.out.info(&format!("published `{stem}` v{version} ({}), {}", crate::output::human_bytes(meta.size), ctx.store.location()));
+    Ok(Published {
+        name: stem,
+        version,
+        parent: parent.map(|p| p.version),
+        file: id.file(),
+        sha256: meta.sha256,
+        size: meta.size,
+        uploaded: true,
+    })
+}
 
-    // Snapshot and check it before anything is sent.
+/// A consistent snapshot of a local database that passed `PRAGMA integrity_check`, hashed.
+pub struct Snapshot {
+    /// The snapshot file (removed when dropped).
+    pub path: TempPath,
+    /// Its size.
+    pub size: u64,
+    /// Its byte and content hashes.
+    pub hashes: Hashes,
+    /// sha256 of its schema.
+    pub schema_hash: Option<String>,
+}
+
+/// Snapshots `path` through the online backup API (committed WAL frames included), then runs the
+/// integrity check and the hash side by side. Nothing is sent before the check passes.
+pub fn snapshot_checked(ctx: &Context, path: &std::path::Path) -> Result<Snapshot> {
     std::fs::create_dir_all(ctx.tmp_dir()).map_err(|e| Error::io("cannot create", ctx.tmp_dir(), e))?;
     let snapshot = tempfile::Builder::new()
         .prefix(".b2m-snapshot-")
@@ -106,9 +166,8 @@ pub fn upload(ctx: &Context, arg: &str) -> Result<Published> {
         .map_err(|e| Error::io("cannot create a snapshot in", ctx.tmp_dir(), e))?
         .into_temp_path();
     let bar = ctx.out.pages_bar("snapshot");
-    db::snapshot(&local_path, &snapshot, &bar)?;
+    db::snapshot(path, &snapshot, &bar)?;
     bar.finish_and_clear();
-    // The integrity check and the hash both read the snapshot: run them side by side.
     let size = std::fs::metadata(&snapshot).map_err(|e| Error::io("cannot read", &snapshot, e))?.len();
     let bar = ctx.out.bytes_bar(size, "check+hash");
     let (checked, hashed) = std::thread::scope(|scope| {
@@ -119,93 +178,150 @@ pub fn upload(ctx: &Context, arg: &str) -> Result<Published> {
     });
     bar.finish_and_clear();
     checked.map_err(|e| match e {
-        Error::BadDatabase { reason, .. } => Error::BadDatabase { path: local_path.clone(), reason },
+        Error::BadDatabase { reason, .. } => Error::BadDatabase { path: path.to_path_buf(), reason },
         other => other,
     })?;
-    let (sha256, _) = hashed?;
+    let (hashes, _) = hashed?;
+    let schema_hash = schema_hash(&snapshot);
+    Ok(Snapshot { path: snapshot, size, hashes, schema_hash })
+}
 
-    // The immutable object and its metadata. An object already under this version's name can only
-    // be an orphan of an upload that never committed (db.toml names an older version, and we hold
-    // the db's lease), so replacing it publishes nothing that anyone reads.
-    let object_key = remote::object_key(&new_file);
-    let bar = ctx.out.bytes_bar(size, "upload");
-    ctx.store.upload_file(&object_key, &snapshot, &sha256, &bar)?;
+/// Uploads the content-addressed object and, unless that version's metadata already exists (an
+/// earlier attempt with identical bytes: the same version), its metadata. Publishes nothing.
+pub fn put_version(
+    ctx: &Context,
+    id: &VersionId,
+    snapshot: &Snapshot,
+    parent: Option<ParentRef>,
+    made_by: &str,
+    changeset: Option<String>,
+) -> Result<VersionMeta> {
+    crate::failpoint("before-object-upload");
+    let bar = ctx.out.bytes_bar(snapshot.size, "upload");
+    ctx.store.upload_file(&id.object_key(), &snapshot.path, &id.sha256, &bar)?;
     bar.finish_and_clear();
+    if let Some(existing) = remote::read_meta(ctx.store.as_ref(), id)? {
+        return Ok(existing);
+    }
     let meta = VersionMeta {
-        sha256: sha256.clone(),
-        size,
-        version,
+        sha256: id.sha256.clone(),
+        content_sha256: snapshot.hashes.content_sha256.clone(),
+        size: snapshot.size,
+        version: id.version,
         parent,
         created_at: crate::now_rfc3339(),
         created_by: crate::user_at_host(),
-        changeset: None,
-        schema_hash: schema_hash(&snapshot),
+        made_by: made_by.to_string(),
+        changeset,
+        schema_hash: snapshot.schema_hash.clone(),
     };
-    let meta_body = serde_json::to_vec_pretty(&meta).map_err(|e| Error::config(format!("cannot encode metadata: {e}")))?;
-    ctx.store.put(&remote::meta_key(&new_file), &meta_body, Condition::None)?;
-
-    let pending = Pending {
-        stem: stem.clone(),
-        key: local.key.clone(),
-        version,
-        sha256: sha256.clone(),
-        local_sha256: local_sha,
-        from_file: local.file.clone(),
-    };
-    crate::failpoint("before-commit");
-    commit(ctx, &leases, &db_lease, &local_manifest, &pending, parent)?;
-    crate::failpoint("after-commit");
-    finish_local(ctx, &pending)?;
-    ctx.out.info(&format!("published `{stem}` v{version} ({}), {}", crate::output::human_bytes(size), ctx.store.location()));
-    Ok(Published { name: stem, version, parent, file: new_file, sha256, size, uploaded: true })
+    let body = serde_json::to_vec_pretty(&meta).map_err(|e| Error::config(format!("cannot encode metadata: {e}")))?;
+    ctx.store.put(&id.meta_key(), &body, crate::store::Condition::None)?;
+    Ok(meta)
 }
 
-/// Step 5, the commit: the bucket's db.toml names the new version, unless the db moved meanwhile.
-/// Other databases' publishes may change db.toml too: a failed compare-and-swap re-reads and
-/// tries again; in lease mode the manifest lease makes the read-modify-write exclusive.
-fn commit(
-    ctx: &Context,
-    leases: &Leases,
-    db_lease: &HeldLease,
-    local_manifest: &Manifest,
-    pending: &Pending,
-    parent: Option<u64>,
-) -> Result<()> {
-    let conditional = leases.protocol() == Protocol::Conditional;
-    let _manifest_lease = if conditional { None } else { Some(leases.acquire(MANIFEST_LEASE, "commit")?) };
-    let new_file = DbFileName::file_name(&pending.stem, pending.version);
+/// The leases a commit is made under, and the bucket's protocol.
+pub struct Guarded<'a> {
+    /// The bucket's leases.
+    pub leases: &'a Leases,
+    /// The database's lease, held since before the bucket's db.toml was read.
+    pub db_lease: HeldLease,
+    /// `conditional` adds a compare-and-swap to the commit.
+    pub protocol: Protocol,
+}
+
+/// Step 5, the commit: the bucket's db.toml names and pins the new version, unless the db moved
+/// meanwhile. Other databases' publishes rewrite db.toml too, so the read-modify-write runs under
+/// the short manifest lease (and, in `conditional` mode, as a compare-and-swap). Both leases are
+/// read back just before the write, whose time, retries included, is bounded by what is left of
+/// them. A commit whose answer was lost is recognised on re-read (db.toml pins our sha256); one
+/// whose outcome stays unknown leaves its leases to expire and its journal for the next command.
+fn commit(ctx: &Context, guarded: Guarded<'_>, local_manifest: &Manifest, pending: &Pending, parent: Option<&ParentRef>) -> Result<()> {
+    let Guarded { leases, db_lease, protocol } = guarded;
+    let manifest_lease = leases.acquire(MANIFEST_LEASE, "commit")?;
+    let ours = VersionId { stem: pending.stem.clone(), version: pending.version, sha256: pending.sha256.clone() };
+    let expected = parent.map(|p| (p.version, p.sha256.clone()));
     for _ in 0..COMMIT_TRIES {
         let current = remote::read_manifest(ctx.store.as_ref())?;
-        let current_version = current.as_ref().and_then(|m| m.manifest.entry_for_stem(&pending.stem)).map(|e| e.version);
-        if current_version != parent {
+        let now = current.as_ref().and_then(|m| m.current(&pending.stem));
+        if now.as_ref() == Some(&ours) {
+            return Ok(());
+        }
+        if now.as_ref().map(|n| (n.version, n.sha256.clone())) != expected {
             return Err(Error::refused(
                 format!(
                     "outdated_db: `{}` moved to v{} in the bucket while this upload ran; nothing was published",
                     pending.stem,
-                    current_version.map_or_else(|| "?".into(), |v| v.to_string())
+                    now.map_or_else(|| "?".into(), |v| v.version.to_string())
                 ),
                 "run `b2m status`, then `b2m download` or `b2m merge`",
             ));
         }
         let (mut manifest, condition) = match current {
-            Some(m) => (m.manifest, m.etag.filter(|_| conditional).map_or(Condition::None, Condition::IfMatch)),
-            None => (first_manifest(local_manifest, &pending.key), if conditional { Condition::IfAbsent } else { Condition::None }),
+            Some(RemoteManifest { manifest, etag }) => (manifest, protocol.if_match(etag)),
+            None => (first_manifest(local_manifest, &pending.key), protocol.if_absent()),
         };
-        manifest.set_file(&pending.key, &new_file);
+        manifest.set_version(&pending.key, &ours.file(), &pending.sha256);
         ctx.state.set_pending(pending)?;
-        db_lease.check()?;
-        match ctx.store.put(remote::MANIFEST_KEY, manifest.render().as_bytes(), condition)? {
-            PutOutcome::Written(_) => return Ok(()),
-            PutOutcome::ConditionFailed => {
-                tracing::info!("db.toml changed under the commit; reading it again");
-                ctx.state.clear_pending(&pending.stem)?;
+        let within = leases.budget(&[&db_lease, &manifest_lease])?;
+        crate::failpoint("commit-put");
+        match ctx.store.put_within(remote::MANIFEST_KEY, manifest.render().as_bytes(), condition, within) {
+            Ok(PutOutcome::Written { .. }) => return Ok(()),
+            Ok(PutOutcome::ConditionFailed) => {
+                tracing::info!("db.toml changed under the commit (or our answer was lost); reading it again")
+            }
+            Err(e) => {
+                // The write gave up by its deadline, but its answer may have been lost on the
+                // way back: what db.toml pins now tells.
+                match reread_pin(ctx, &pending.stem) {
+                    Some(now) if now.as_ref() == Some(&ours) => {
+                        tracing::info!("the commit's answer was lost, but db.toml pins our version");
+                        return Ok(());
+                    }
+                    Some(_) => {
+                        ctx.state.clear_pending(&pending.stem)?;
+                        return Err(Error::refused(
+                            format!("the commit of `{}` v{} failed ({e}); nothing was published", pending.stem, pending.version),
+                            "run the command again",
+                        ));
+                    }
+                    None => {
+                        // Unknown: leave the leases to expire (after the write's deadline) rather
+                        // than free them, and the journal for the next command to settle.
+                        manifest_lease.abandon();
+                        db_lease.abandon();
+                        return Err(Error::refused(
+                            format!(
+                                "the commit of `{}` v{} did not finish ({e}) and the bucket cannot be read to tell",
+                                pending.stem, pending.version
+                            ),
+                            "run `b2m status` once the bucket is reachable: it finishes the publish if it landed",
+                        ));
+                    }
+                }
             }
         }
     }
+    ctx.state.clear_pending(&pending.stem)?;
     Err(Error::refused(
         format!("the bucket's db.toml kept changing; `{}` v{} was not published", pending.stem, pending.version),
         "run the command again",
     ))
+}
+
+/// What the bucket's db.toml pins for a stem now, read up to three times; `None` when it cannot be
+/// read.
+fn reread_pin(ctx: &Context, stem: &str) -> Option<Option<VersionId>> {
+    for attempt in 0..3u32 {
+        match remote::read_manifest(ctx.store.as_ref()) {
+            Ok(manifest) => return Some(manifest.and_then(|m| m.current(stem))),
+            Err(e) => {
+                tracing::warn!("cannot read db.toml back after the commit: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(500 << attempt));
+            }
+        }
+    }
+    None
 }
 
 /// The bucket's first db.toml: the local one (its comments and `path` kept) naming only `key`,
@@ -223,13 +339,15 @@ fn first_manifest(local: &Manifest, key: &str) -> Manifest {
 /// The local half of a committed publish: the file takes the new name (hard link, then the local
 /// db.toml, then unlink, so db.toml always names a file that exists), and the base is recorded.
 pub fn finish_local(ctx: &Context, p: &Pending) -> Result<()> {
-    let new_file = DbFileName::file_name(&p.stem, p.version);
+    let new_file = crate::names::DbFileName::file_name(&p.stem, p.version);
     let from = ctx.db_path(&p.from_file);
     let to = ctx.db_path(&new_file);
     if from != to && from.is_file() {
         // Nothing in the WAL may be lost: checkpoint, and carry a WAL that still has frames.
         db::checkpoint(&from)?;
         let before = std::fs::metadata(&from).map_err(|e| Error::io("cannot read", &from, e))?;
+        // Whether the file is still exactly the content the snapshot was taken of.
+        let before_cached = ctx.state.cached_content_hash(&from)?.as_deref() == Some(p.local_content_sha256.as_str());
         // After a crash mid-way, `to` may already be our link (and db.toml may name it): keep it.
         let linked = std::fs::metadata(&to).is_ok_and(|m| m.dev() == before.dev() && m.ino() == before.ino());
         if !linked {
@@ -240,13 +358,13 @@ pub fn finish_local(ctx: &Context, p: &Pending) -> Result<()> {
             std::fs::hard_link(&from, &to).map_err(|e| Error::io("cannot link", &to, e))?;
         }
         crate::failpoint("after-link");
-        let [from_wal, from_shm] = fsutil::sidecars(&from);
-        let [to_wal, _] = fsutil::sidecars(&to);
+        let [from_wal, from_shm, _] = fsutil::sidecars(&from);
+        let [to_wal, ..] = fsutil::sidecars(&to);
         if std::fs::metadata(&from_wal).is_ok_and(|m| m.len() > 0) {
             std::fs::rename(&from_wal, &to_wal).map_err(|e| Error::io("cannot rename", &from_wal, e))?;
         }
         let mut manifest = ctx.local_manifest()?;
-        manifest.set_file(&p.key, &new_file);
+        manifest.set_version(&p.key, &new_file, &p.sha256);
         ctx.write_local_manifest(&manifest)?;
         crate::failpoint("after-local-manifest");
         fsutil::remove_if_exists(&from)?;
@@ -256,24 +374,29 @@ pub fn finish_local(ctx: &Context, p: &Pending) -> Result<()> {
         // The link changed only the ctime: when size and mtime are as they were, the bytes are
         // those already hashed, and the cache can say so (no second hash of a big file).
         let after = std::fs::metadata(&to).map_err(|e| Error::io("cannot read", &to, e))?;
-        if after.len() == before.len() && after.mtime() == before.mtime() && after.mtime_nsec() == before.mtime_nsec() {
-            let cached = ctx.state.file_hash_cached(&from, &before)?;
-            if cached.as_deref() == Some(p.local_sha256.as_str()) {
-                ctx.state.remember_written(&to, &p.local_sha256)?;
-            }
+        if after.len() == before.len() && after.mtime() == before.mtime() && after.mtime_nsec() == before.mtime_nsec() && before_cached {
+            ctx.state.remember_written(&to, &p.local_content_sha256)?;
         }
     } else {
         let mut manifest = ctx.local_manifest()?;
-        if manifest.entry_for_stem(&p.stem).map(|e| e.file) != Some(new_file.clone()) {
-            manifest.set_file(&p.key, &new_file);
+        let entry = manifest.entry_for_stem(&p.stem);
+        if entry.as_ref().map(|e| (e.file.as_str(), e.sha256.as_deref())) != Some((new_file.as_str(), Some(p.sha256.as_str()))) {
+            manifest.set_version(&p.key, &new_file, &p.sha256);
             ctx.write_local_manifest(&manifest)?;
         }
     }
-    ctx.state.set_base(&p.stem, &Base { version: p.version, sha256: p.sha256.clone(), local_sha256: p.local_sha256.clone() })?;
+    let base = Base {
+        version: p.version,
+        sha256: p.sha256.clone(),
+        content_sha256: p.content_sha256.clone(),
+        local_content_sha256: p.local_content_sha256.clone(),
+    };
+    ctx.state.set_base(&p.stem, &base)?;
     ctx.state.clear_pending(&p.stem)
 }
 
-/// Finishes publishes that a crash interrupted after their commit, and forgets those that never
+/// Finishes publishes that a crash interrupted after their commit (the bucket's db.toml pins
+/// them, or they lie on the parent chain of what it pins now), and forgets those that never
 /// committed (their objects are orphans for `b2m gc`).
 pub fn finish_pending(ctx: &Context) -> Result<()> {
     let local = ctx.local_manifest()?;
@@ -283,9 +406,8 @@ pub fn finish_pending(ctx: &Context) -> Result<()> {
         if remote.is_none() {
             remote = Some(remote::read_manifest(ctx.store.as_ref())?);
         }
-        let current = remote.as_ref().and_then(|m| m.as_ref()).and_then(|m| m.manifest.entry_for_stem(&p.stem)).map(|e| e.version);
-        let ours = remote::read_meta(ctx.store.as_ref(), &DbFileName::file_name(&p.stem, p.version))?.is_some_and(|m| m.sha256 == p.sha256);
-        if ours && current.is_some_and(|v| v >= p.version) {
+        let ours = VersionId { stem: p.stem.clone(), version: p.version, sha256: p.sha256.clone() };
+        if remote::is_committed(ctx.store.as_ref(), remote.as_ref().and_then(Option::as_ref), &ours)? {
             ctx.out.info(&format!("finishing the publish of `{}` v{} that was interrupted", p.stem, p.version));
             finish_local(ctx, &p)?;
         } else {

@@ -1,40 +1,105 @@
-//! The bucket layout: `db.toml` (the published manifest), `dbs/<stem>-v<N>.db` (immutable
-//! versions) and `dbs/<stem>-v<N>.db.json` (their metadata).
+//! The bucket layout, in one place: `db.toml` (the published manifest, pinning each current
+//! version's sha256), content-addressed versions `dbs/<stem>/<stem>-v<N>.<sha256>.db` with their
+//! metadata `….json`, and the parent chain that links each version to the one before it.
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::manifest::Manifest;
+use crate::manifest::{Entry, Manifest, is_sha256};
+use crate::names::DbFileName;
 use crate::store::Store;
 
 /// The key of the published manifest.
 pub const MANIFEST_KEY: &str = "db.toml";
+/// The folder of database versions.
+pub const VERSIONS_PREFIX: &str = "dbs/";
 
-/// The key of a version's object.
-pub fn object_key(file: &str) -> String {
-    format!("dbs/{file}")
+/// One immutable version: a stem, a version number and the sha256 of its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct VersionId {
+    /// `ipm-db`
+    pub stem: String,
+    /// `2`
+    pub version: u64,
+    /// hex sha256 of the object's bytes.
+    pub sha256: String,
 }
 
-/// The key of a version's metadata.
-pub fn meta_key(file: &str) -> String {
-    format!("dbs/{file}.json")
+impl VersionId {
+    /// The version a db.toml entry pins, if it pins one.
+    pub fn pinned(entry: &Entry) -> Option<Self> {
+        Some(VersionId { stem: entry.stem.clone(), version: entry.version, sha256: entry.sha256.clone()? })
+    }
+
+    /// `ipm-db-v2.db`, the name servers open.
+    pub fn file(&self) -> String {
+        DbFileName::file_name(&self.stem, self.version)
+    }
+
+    fn base(&self) -> String {
+        format!("{VERSIONS_PREFIX}{}/{}-v{}.{}", self.stem, self.stem, self.version, self.sha256)
+    }
+
+    /// `dbs/ipm-db/ipm-db-v2.<sha256>.db`: the key is fixed by the bytes, so no writer can change
+    /// what a committed db.toml names.
+    pub fn object_key(&self) -> String {
+        format!("{}.db", self.base())
+    }
+
+    /// `dbs/ipm-db/ipm-db-v2.<sha256>.json`.
+    pub fn meta_key(&self) -> String {
+        format!("{}.json", self.base())
+    }
+
+    /// The sha256 shortened for people.
+    pub fn short(&self) -> &str {
+        &self.sha256[..12.min(self.sha256.len())]
+    }
+
+    /// Parses an object or metadata key under `dbs/`; `None` for any other key.
+    pub fn from_key(key: &str) -> Option<Self> {
+        let rest = key.strip_prefix(VERSIONS_PREFIX)?;
+        let (stem, name) = rest.split_once('/')?;
+        let name = name.strip_suffix(".db").or_else(|| name.strip_suffix(".json"))?;
+        let (file_base, sha256) = name.rsplit_once('.')?;
+        let parsed = DbFileName::parse(&format!("{file_base}.db"))?;
+        (parsed.stem == stem && is_sha256(sha256)).then(|| VersionId {
+            stem: parsed.stem,
+            version: parsed.version,
+            sha256: sha256.to_string(),
+        })
+    }
 }
 
-/// What the bucket records about one immutable version.
+/// The version a version was made from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ParentRef {
+    /// Its number.
+    pub version: u64,
+    /// Its object's sha256.
+    pub sha256: String,
+}
+
+/// What the bucket records about one immutable version (`….json`, never rewritten).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct VersionMeta {
-    /// hex sha256 of the object.
+    /// hex sha256 of the object's bytes (also in its key).
     pub sha256: String,
+    /// The content hash: sha256 of the file with the header fields that record no content zeroed
+    /// (see `sqlite::hash`); status compares these.
+    pub content_sha256: String,
     /// Its size in bytes.
     pub size: u64,
     /// The version number.
     pub version: u64,
     /// The version it was made from (`None` for a first upload).
-    pub parent: Option<u64>,
+    pub parent: Option<ParentRef>,
     /// RFC 3339 time of the publish.
     pub created_at: String,
     /// `user@host`.
     pub created_by: String,
+    /// What made it: `upload`, `merge`, `rollback`, `changeset`.
+    pub made_by: String,
     /// The changeset that made it, if any.
     #[serde(default)]
     pub changeset: Option<String>,
@@ -43,12 +108,26 @@ pub struct VersionMeta {
     pub schema_hash: Option<String>,
 }
 
+impl VersionMeta {
+    /// The version this metadata describes.
+    pub fn id(&self, stem: &str) -> VersionId {
+        VersionId { stem: stem.to_string(), version: self.version, sha256: self.sha256.clone() }
+    }
+}
+
 /// The bucket's db.toml and the ETag it was read with.
 pub struct RemoteManifest {
     /// Parsed, with its formatting.
     pub manifest: Manifest,
     /// For a compare-and-swap.
     pub etag: Option<String>,
+}
+
+impl RemoteManifest {
+    /// The version the bucket publishes for a stem.
+    pub fn current(&self, stem: &str) -> Option<VersionId> {
+        self.manifest.entry_for_stem(stem).as_ref().and_then(VersionId::pinned)
+    }
 }
 
 /// Reads the bucket's db.toml; `None` when the bucket has none yet.
@@ -69,13 +148,75 @@ pub fn read_manifest(store: &dyn Store) -> Result<Option<RemoteManifest>> {
 }
 
 /// Reads a version's metadata; `None` when absent.
-pub fn read_meta(store: &dyn Store, file: &str) -> Result<Option<VersionMeta>> {
-    let key = meta_key(file);
+pub fn read_meta(store: &dyn Store, id: &VersionId) -> Result<Option<VersionMeta>> {
+    let key = id.meta_key();
     let Some(object) = store.get(&key)? else { return Ok(None) };
-    serde_json::from_slice(&object.body).map(Some).map_err(|e| {
-        Error::refused(
-            format!("metadata `{key}` at `{}` is unreadable: {e}", store.location()),
-            "run `b2m check` to see what else is damaged",
-        )
-    })
+    let meta: VersionMeta = serde_json::from_slice(&object.body).map_err(|e| {
+        Error::refused(format!("metadata `{key}` at `{}` is unreadable: {e}", store.location()), "the version's metadata is damaged")
+    })?;
+    if meta.sha256 != id.sha256 || meta.version != id.version {
+        return Err(Error::refused(
+            format!("metadata `{key}` at `{}` describes v{} {}…, not its own key", store.location(), meta.version, &meta.sha256),
+            "the version's metadata is damaged",
+        ));
+    }
+    Ok(Some(meta))
+}
+
+/// The committed history of a database, newest first, walked from `head` along the parents.
+pub struct Chain {
+    /// The versions found.
+    pub versions: Vec<VersionMeta>,
+    /// False when a metadata object along the way was missing or unreadable, so older committed
+    /// versions may exist that the walk could not see.
+    pub complete: bool,
+}
+
+/// Walks the parent chain from `head` (one GET per version).
+pub fn chain(store: &dyn Store, head: &VersionId) -> Result<Chain> {
+    let mut versions = Vec::new();
+    let mut next = Some(head.clone());
+    while let Some(id) = next.take() {
+        let meta = match read_meta(store, &id) {
+            Ok(Some(meta)) => meta,
+            Ok(None) | Err(Error::Refused { .. }) => return Ok(Chain { versions, complete: false }),
+            Err(e) => return Err(e),
+        };
+        next = meta.parent.as_ref().map(|p| VersionId { stem: id.stem.clone(), version: p.version, sha256: p.sha256.clone() });
+        // A parent always has a lower number; anything else is damage, not history.
+        if next.as_ref().is_some_and(|n| n.version >= meta.version) {
+            versions.push(meta);
+            return Ok(Chain { versions, complete: false });
+        }
+        versions.push(meta);
+    }
+    Ok(Chain { versions, complete: true })
+}
+
+/// Whether `id` was committed: the bucket's db.toml pins it, or it lies on the parent chain of
+/// what db.toml pins now.
+pub fn is_committed(store: &dyn Store, manifest: Option<&RemoteManifest>, id: &VersionId) -> Result<bool> {
+    let Some(current) = manifest.and_then(|m| m.current(&id.stem)) else { return Ok(false) };
+    if current == *id {
+        return Ok(true);
+    }
+    if current.version <= id.version {
+        return Ok(false);
+    }
+    Ok(chain(store, &current)?.versions.iter().any(|m| m.version == id.version && m.sha256 == id.sha256))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_content_addressed_and_parse_back() {
+        let id = VersionId { stem: "ipm-db".into(), version: 2, sha256: "0f".repeat(32) };
+        assert_eq!(id.object_key(), format!("dbs/ipm-db/ipm-db-v2.{}.db", "0f".repeat(32)));
+        assert_eq!(VersionId::from_key(&id.object_key()), Some(id.clone()));
+        assert_eq!(VersionId::from_key(&id.meta_key()), Some(id.clone()));
+        assert_eq!(VersionId::from_key("dbs/ipm-db-v2.db"), None);
+        assert_eq!(VersionId::from_key(&format!("dbs/other/ipm-db-v2.{}.db", "0f".repeat(32))), None);
+    }
 }

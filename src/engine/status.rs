@@ -1,11 +1,14 @@
-//! The three-way status: the local file, its base (local state) and the bucket's db.toml plus
-//! metadata. Status judges logical content: committed WAL frames are checkpointed into the file
-//! before it is hashed, so where the pages sit does not matter.
+//! The three-way status: the local file, its base (local state) and the bucket's db.toml, whose
+//! `[b2m.sha256]` pins each current version. Status judges logical content, not bytes: it
+//! compares content hashes (`sqlite::hash`), after a checkpoint that never waits for anyone; when
+//! committed frames are still only in the `-wal`, the file has local changes. It costs at most
+//! two bucket requests however many databases there are (db.toml, one listing of `locks/`), plus
+//! one GET per lease actually held.
 
 use serde::Serialize;
 
 use super::Context;
-use super::remote::{self, RemoteManifest, VersionMeta};
+use super::remote::{self, RemoteManifest, VersionId};
 use crate::error::Result;
 use crate::manifest::Entry;
 use crate::sqlite::db;
@@ -63,12 +66,12 @@ pub struct DbStatus {
     /// Why, for `conflict` and the like.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
-    /// The logical sha256 of the local file, when it was computed.
+    /// The content hash of the local file, when it holds all its committed content.
     #[serde(skip)]
-    pub local_sha256: Option<String>,
-    /// The bucket's metadata for the current version.
+    pub local_content: Option<String>,
+    /// The version the bucket's db.toml pins.
     #[serde(skip)]
-    pub remote_meta: Option<VersionMeta>,
+    pub remote_id: Option<VersionId>,
 }
 
 /// The databases the local and bucket manifests name, by stem: (local entry, bucket entry).
@@ -86,25 +89,28 @@ pub fn pair_entries(local: &[Entry], remote: &[Entry]) -> Vec<(String, Option<En
         .collect()
 }
 
-/// The logical sha256 of a local database: WAL frames checkpointed first, then the file's bytes
-/// hashed (or taken from the hash cache when the file has not changed).
-pub fn local_hash(ctx: &Context, path: &std::path::Path) -> Result<String> {
+/// The content hash of a local database, or `None` when committed frames are still only in its
+/// `-wal` (a reader of the server pins them): then its bytes are not its content, and it has
+/// local changes. Never waits for the server; an unchanged file is not hashed again.
+pub fn local_content(ctx: &Context, path: &std::path::Path) -> Result<Option<String>> {
     db::check_header(path)?;
     if !db::checkpoint(path)? {
-        tracing::warn!(path = %path.display(), "readers kept the WAL checkpoint from finishing");
+        tracing::info!(path = %path.display(), "committed frames are still in the WAL (a reader pins them)");
+        return Ok(None);
     }
-    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let bar = ctx.out.bytes_bar(size, &format!("hash {name}"));
-    let sha = ctx.state.file_hash(path, &bar)?;
+    let bar = ctx.out.bytes_bar(0, &format!("hash {name}"));
+    let sha = ctx.state.content_hash(path, &bar)?;
     bar.finish_and_clear();
-    Ok(sha)
+    Ok(Some(sha))
 }
 
-/// Judges one database. Adopts a base when the local content equals a version the bucket has
-/// (a fresh clone, or a crash between a download's rename and its bookkeeping).
+/// Judges one database. With no base, adopts the version the local db.toml names when the local
+/// content is exactly that version's (a fresh clone, or a crash between a download's rename and
+/// its bookkeeping): the one case that reads a version's metadata.
 pub fn assess(ctx: &Context, stem: &str, local: Option<&Entry>, remote: Option<&Entry>) -> Result<DbStatus> {
     let key = local.or(remote).map(|e| e.key.clone()).unwrap_or_default();
+    let remote_id = remote.and_then(VersionId::pinned);
     let mut row = DbStatus {
         name: stem.to_string(),
         key,
@@ -114,80 +120,111 @@ pub fn assess(ctx: &Context, stem: &str, local: Option<&Entry>, remote: Option<&
         local_changes: false,
         locked_by: None,
         detail: None,
-        local_sha256: None,
-        remote_meta: None,
+        local_content: None,
+        remote_id: remote_id.clone(),
+    };
+    if let (Some(l), Some(r)) = (local, remote)
+        && l.key != r.key
+    {
+        row.detail = Some(format!("the local db.toml calls it `{}`, the bucket's `{}`; rename one so both use the same key", l.key, r.key));
+        return Ok(row);
+    }
+    if let Some(r) = remote
+        && remote_id.is_none()
+    {
+        row.detail = Some(format!("the bucket's db.toml names `{}` but does not pin its sha256 in `[b2m.sha256]`", r.file));
+        return Ok(row);
+    }
+    let bad_remote = match &remote_id {
+        Some(id) if ctx.state.is_bad_object(&id.object_key())? => {
+            Some(format!("the bucket's `{}` does not match its sha256", id.object_key()))
+        }
+        _ => None,
     };
     let local_file = local.map(|e| ctx.db_path(&e.file)).filter(|p| p.is_file());
     let (Some(l), Some(path)) = (local, local_file) else {
         match (local, remote) {
-            (_, Some(r)) => {
-                row.status = Status::MissingLocal;
-                // A download that found the object damaged leaves a mark: that is a conflict.
-                let key = remote::object_key(&r.file);
-                if ctx.state.is_bad_object(&key)? {
-                    row.status = Status::Conflict;
-                    row.detail = Some(format!("the bucket's `{key}` does not match its recorded sha256"));
-                }
-            }
+            (_, Some(_)) if bad_remote.is_some() => row.detail = bad_remote,
+            (_, Some(_)) => row.status = Status::MissingLocal,
             (Some(l), None) => row.detail = Some(format!("db.toml names `{}`, which is neither here nor in the bucket", l.file)),
             (None, None) => {}
         }
         return Ok(row);
     };
-    let sha = local_hash(ctx, &path)?;
-    row.local_sha256 = Some(sha.clone());
-    let Some(r) = remote else {
+    let content = local_content(ctx, &path)?;
+    row.local_content = content.clone();
+    let Some(remote_id) = remote_id else {
         row.status = Status::NewLocal;
         row.local_changes = true;
         return Ok(row);
     };
-    let Some(meta) = remote::read_meta(ctx.store.as_ref(), &r.file)? else {
-        row.detail = Some(format!("the bucket names `{}` but has no metadata `{}`", r.file, remote::meta_key(&r.file)));
-        return Ok(row);
-    };
-    let current_bad = ctx.state.is_bad_object(&remote::object_key(&r.file))?;
-    row.remote_meta = Some(meta.clone());
-    let base = ctx.state.base(stem)?.filter(|b| b.version == l.version);
-    let unchanged = match base {
-        Some(b) => sha == b.local_sha256 || sha == b.sha256,
-        None => {
-            // No base for this version: adopt it if the content is exactly the bucket's.
-            let version_meta = if l.version == r.version { Some(meta.clone()) } else { remote::read_meta(ctx.store.as_ref(), &l.file)? };
-            match version_meta {
-                Some(m) if m.sha256 == sha => {
-                    ctx.state.set_base(stem, &Base { version: l.version, sha256: m.sha256, local_sha256: sha.clone() })?;
-                    true
-                }
-                _ => {
-                    row.local_changes = true;
-                    row.detail = Some(format!("`{}` differs from the bucket's v{} and there is no known base", l.file, l.version));
-                    return Ok(row);
-                }
+    let base = match ctx.state.base(stem)?.filter(|b| b.version == l.version) {
+        Some(base) => base,
+        None => match adopt(ctx, l, &remote_id, content.as_deref())? {
+            Some(base) => base,
+            None => {
+                row.local_changes = true;
+                row.detail = Some(format!("`{}` differs from the bucket's v{} and there is no known base", l.file, l.version));
+                return Ok(row);
             }
-        }
+        },
     };
+    let unchanged = content.as_deref().is_some_and(|c| base.matches(c));
     row.local_changes = !unchanged;
-    if current_bad {
-        row.detail = Some(format!("the bucket's `{}` does not match its recorded sha256", remote::object_key(&r.file)));
+    if let Some(detail) = bad_remote {
+        row.detail = Some(detail);
         return Ok(row);
     }
-    row.status = match l.version.cmp(&r.version) {
+    let local_pin = l.sha256.as_deref().unwrap_or(&base.sha256);
+    row.status = match l.version.cmp(&remote_id.version) {
+        std::cmp::Ordering::Equal if base.sha256 != remote_id.sha256 || local_pin != remote_id.sha256 => {
+            row.detail = Some(format!(
+                "this copy of v{} is {}…, the bucket's v{} is {}…: they diverged",
+                l.version,
+                &local_pin[..12.min(local_pin.len())],
+                remote_id.version,
+                remote_id.short()
+            ));
+            Status::Conflict
+        }
         std::cmp::Ordering::Equal if unchanged => Status::UpToDate,
         std::cmp::Ordering::Equal => Status::ReadyToUpload,
         std::cmp::Ordering::Less => Status::OutdatedDb,
         std::cmp::Ordering::Greater => {
-            row.detail = Some(format!("db.toml names v{} but the bucket's current version is v{}", l.version, r.version));
+            row.detail = Some(format!("db.toml names v{} but the bucket's current version is v{}", l.version, remote_id.version));
             Status::Conflict
         }
     };
     Ok(row)
 }
 
+/// With no base: the local file is the version the local db.toml names if its content equals
+/// that version's content hash (from its metadata). Records and returns the base.
+fn adopt(ctx: &Context, local: &Entry, remote: &VersionId, content: Option<&str>) -> Result<Option<Base>> {
+    let Some(content) = content else { return Ok(None) };
+    let id = if local.version == remote.version {
+        remote.clone()
+    } else {
+        match VersionId::pinned(local) {
+            Some(id) => id,
+            None => return Ok(None),
+        }
+    };
+    let Some(meta) = remote::read_meta(ctx.store.as_ref(), &id)? else { return Ok(None) };
+    if meta.content_sha256 != content {
+        return Ok(None);
+    }
+    let base =
+        Base { version: id.version, sha256: id.sha256, content_sha256: meta.content_sha256, local_content_sha256: content.to_string() };
+    ctx.state.set_base(&local.stem, &base)?;
+    Ok(Some(base))
+}
+
 /// The status of every database (or of those named), in db.toml order.
 pub fn status_all(ctx: &Context, only: &[String]) -> Result<Vec<DbStatus>> {
     let local = ctx.local_manifest()?.entries();
-    let remote = remote::read_manifest(ctx.store.as_ref())?;
-    let remote_entries = remote.as_ref().map(|m: &RemoteManifest| m.manifest.entries()).unwrap_or_default();
+    let remote: Option<RemoteManifest> = remote::read_manifest(ctx.store.as_ref())?;
+    let remote_entries = remote.as_ref().map(|m| m.manifest.entries()).unwrap_or_default();
     let wanted: Vec<String> = only.iter().map(|arg| super::resolve_db(arg, &local, &remote_entries)).collect::<Result<_>>()?;
     let now = chrono::Utc::now();
     let leases: Vec<_> = crate::coord::lease::list_leases(ctx.store.as_ref())?.into_iter().filter(|l| !l.info.is_stale(now)).collect();

@@ -50,9 +50,13 @@ pub fn check_header(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn has_wal_frames(path: &Path) -> bool {
-    let [wal, _] = fsutil::sidecars(path);
-    std::fs::metadata(wal).is_ok_and(|m| m.len() > 0)
+/// A WAL file's header; frames follow it.
+const WAL_HEADER: u64 = 32;
+
+/// Whether a `-wal` beside the file holds frames (committed or not, checkpointed or not).
+pub fn has_wal_frames(path: &Path) -> bool {
+    let [wal, ..] = fsutil::sidecars(path);
+    std::fs::metadata(wal).is_ok_and(|m| m.len() > WAL_HEADER)
 }
 
 fn open(path: &Path, flags: OpenFlags) -> Result<Connection> {
@@ -61,17 +65,31 @@ fn open(path: &Path, flags: OpenFlags) -> Result<Connection> {
     Ok(conn)
 }
 
-/// Moves committed WAL frames into the database file and empties the WAL, so the file's bytes are
-/// its logical content. A no-op for a database not in WAL mode. Returns false when readers kept
-/// the checkpoint from finishing.
+/// Copies committed WAL frames into the database file without waiting for anyone (a PASSIVE
+/// checkpoint, no busy timeout), so the file's bytes are its logical content. Returns false when
+/// committed frames are still only in the `-wal` (a reader pins them, or another checkpoint or a
+/// writer is busy): the file's bytes then do not hold everything that was committed. Answers at
+/// once whatever the server does; a no-op for a database with no WAL frames.
 pub fn checkpoint(path: &Path) -> Result<bool> {
     if !has_wal_frames(path) {
         return Ok(true);
     }
     check_header(path)?;
-    let conn = open(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-    let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0)).map_err(|e| Error::sqlite(path, e))?;
-    Ok(busy == 0)
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(|e| Error::sqlite(path, e))?;
+    conn.busy_timeout(Duration::ZERO).map_err(|e| Error::sqlite(path, e))?;
+    let counts = conn
+        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?)));
+    match counts {
+        // (busy, frames in the WAL, frames copied into the file); -1s when not in WAL mode.
+        Ok((busy, log, copied)) => Ok(busy == 0 && log == copied),
+        Err(rusqlite::Error::SqliteFailure(f, _))
+            if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(Error::sqlite(path, e)),
+    }
 }
 
 /// Runs `PRAGMA integrity_check` (or `quick_check`) and refuses a database that fails it.

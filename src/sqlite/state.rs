@@ -1,5 +1,6 @@
-//! Local state in `.b2m/state.db`: per database the *base* (version and sha256 last synced with
-//! the bucket), a hash cache keyed by (device, inode, size, mtime, ctime), and the journal of a
+//! Local state in `.b2m/state.db`: per database the *base* (the version last synced with the
+//! bucket, its object's sha256 and its content hash), a content-hash cache keyed by the file's
+//! (device, inode, size, mtime, ctime) and its `-wal`'s (size, mtime), and the journal of a
 //! publish whose local half has not finished yet.
 
 use std::os::unix::fs::MetadataExt;
@@ -10,7 +11,7 @@ use indicatif::ProgressBar;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Result};
-use crate::sqlite::hash::hash_file;
+use crate::sqlite::hash::content_hash_file;
 
 /// A file whose mtime is this close to the moment we hash it may still change within the same
 /// timestamp tick; such a hash is used but not cached (git's "racy" rule).
@@ -21,11 +22,20 @@ const RACY_WINDOW: Duration = Duration::from_secs(2);
 pub struct Base {
     /// The bucket version.
     pub version: u64,
-    /// sha256 of that version's object in the bucket.
+    /// sha256 of that version's object in the bucket (what db.toml pins).
     pub sha256: String,
-    /// sha256 of the local file's bytes when it held exactly that content (differs from `sha256`
-    /// after an upload, whose object is a snapshot of the file, not its bytes).
-    pub local_sha256: String,
+    /// The content hash of that version.
+    pub content_sha256: String,
+    /// The content hash of the local file when it held exactly that version (it can differ from
+    /// `content_sha256` after an upload: the object is a snapshot of the file, not its pages).
+    pub local_content_sha256: String,
+}
+
+impl Base {
+    /// Whether a local content hash is this base's content: nothing new since the sync.
+    pub fn matches(&self, content: &str) -> bool {
+        content == self.local_content_sha256 || content == self.content_sha256
+    }
 }
 
 /// A publish that reached (or may have reached) its commit, and the local steps still to do.
@@ -39,8 +49,10 @@ pub struct Pending {
     pub version: u64,
     /// sha256 of the uploaded object.
     pub sha256: String,
-    /// sha256 of the local file the snapshot was taken from.
-    pub local_sha256: String,
+    /// Its content hash.
+    pub content_sha256: String,
+    /// The content hash of the local file the snapshot was taken from.
+    pub local_content_sha256: String,
     /// The local file name before the publish.
     pub from_file: String,
 }
@@ -51,13 +63,23 @@ pub struct State {
     path: PathBuf,
 }
 
-fn file_key(meta: &std::fs::Metadata) -> [i64; 5] {
+/// What identifies a file's state without reading it: (device, inode, size, mtime, ctime) of the
+/// database and (size, mtime) of its `-wal` (zeros when there is none).
+type FileKey = [i64; 7];
+
+fn file_key(path: &Path, meta: &std::fs::Metadata) -> FileKey {
+    let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
+    let [wal, ..] = crate::fsutil::sidecars(path);
+    let (wal_size, wal_mtime) =
+        std::fs::metadata(wal).map_or((0, 0), |w| (i64::try_from(w.size()).unwrap_or(i64::MAX), ns(w.mtime(), w.mtime_nsec())));
     [
         i64::try_from(meta.dev()).unwrap_or(i64::MAX),
         i64::try_from(meta.ino()).unwrap_or(i64::MAX),
         i64::try_from(meta.size()).unwrap_or(i64::MAX),
-        meta.mtime().saturating_mul(1_000_000_000).saturating_add(meta.mtime_nsec()),
-        meta.ctime().saturating_mul(1_000_000_000).saturating_add(meta.ctime_nsec()),
+        ns(meta.mtime(), meta.mtime_nsec()),
+        ns(meta.ctime(), meta.ctime_nsec()),
+        wal_size,
+        wal_mtime,
     ]
 }
 
@@ -71,17 +93,15 @@ impl State {
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
-             CREATE TABLE IF NOT EXISTS base (
+             CREATE TABLE IF NOT EXISTS base_v2 (
                  stem TEXT PRIMARY KEY, version INTEGER NOT NULL, sha256 TEXT NOT NULL,
-                 local_sha256 TEXT NOT NULL, synced_at TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS hash_cache (
-                 path TEXT PRIMARY KEY, dev INTEGER, ino INTEGER, size INTEGER,
-                 mtime_ns INTEGER, ctime_ns INTEGER, sha256 TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS pending (
-                 stem TEXT PRIMARY KEY, key TEXT NOT NULL, version INTEGER NOT NULL,
-                 sha256 TEXT NOT NULL, local_sha256 TEXT NOT NULL, from_file TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS doctor (
-                 remote TEXT PRIMARY KEY, conditional TEXT NOT NULL, checked_at TEXT NOT NULL);
+                 content_sha256 TEXT NOT NULL, local_content_sha256 TEXT NOT NULL, synced_at TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS content_cache (
+                 path TEXT PRIMARY KEY, dev INTEGER, ino INTEGER, size INTEGER, mtime_ns INTEGER,
+                 ctime_ns INTEGER, wal_size INTEGER, wal_mtime_ns INTEGER, content_sha256 TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS pending_v2 (
+                 stem TEXT PRIMARY KEY, key TEXT NOT NULL, version INTEGER NOT NULL, sha256 TEXT NOT NULL,
+                 content_sha256 TEXT NOT NULL, local_content_sha256 TEXT NOT NULL, from_file TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS bad_objects (
                  key TEXT PRIMARY KEY, expected TEXT NOT NULL, actual TEXT NOT NULL, seen_at TEXT NOT NULL);",
         )
@@ -96,8 +116,13 @@ impl State {
     /// The base of a database.
     pub fn base(&self, stem: &str) -> Result<Option<Base>> {
         self.conn
-            .query_row("SELECT version, sha256, local_sha256 FROM base WHERE stem = ?1", [stem], |row| {
-                Ok(Base { version: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0), sha256: row.get(1)?, local_sha256: row.get(2)? })
+            .query_row("SELECT version, sha256, content_sha256, local_content_sha256 FROM base_v2 WHERE stem = ?1", [stem], |row| {
+                Ok(Base {
+                    version: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
+                    sha256: row.get(1)?,
+                    content_sha256: row.get(2)?,
+                    local_content_sha256: row.get(3)?,
+                })
             })
             .optional()
             .map_err(self.err())
@@ -107,58 +132,72 @@ impl State {
     pub fn set_base(&self, stem: &str, base: &Base) -> Result<()> {
         self.conn
             .execute(
-                "INSERT OR REPLACE INTO base (stem, version, sha256, local_sha256, synced_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![stem, i64::try_from(base.version).unwrap_or(i64::MAX), base.sha256, base.local_sha256, crate::now_rfc3339()],
+                "INSERT OR REPLACE INTO base_v2 (stem, version, sha256, content_sha256, local_content_sha256, synced_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    stem,
+                    i64::try_from(base.version).unwrap_or(i64::MAX),
+                    base.sha256,
+                    base.content_sha256,
+                    base.local_content_sha256,
+                    crate::now_rfc3339()
+                ],
             )
             .map_err(self.err())?;
         Ok(())
     }
 
-    /// The sha256 of a file's bytes, from the cache when the file has not changed since it was
-    /// hashed, else computed (streamed) and cached.
-    pub fn file_hash(&self, path: &Path, progress: &ProgressBar) -> Result<String> {
+    /// The content hash of a database file, from the cache when neither the file nor its `-wal`
+    /// has changed since it was hashed, else computed (streamed) and cached.
+    pub fn content_hash(&self, path: &Path, progress: &ProgressBar) -> Result<String> {
         let meta = std::fs::metadata(path).map_err(|e| Error::io("cannot read", path, e))?;
-        let key = file_key(&meta);
-        if let Some(sha) = self.file_hash_cached(path, &meta)? {
+        let key = file_key(path, &meta);
+        if let Some(sha) = self.cached(path, &key)? {
             tracing::debug!(path = %path.display(), "hash cache hit");
             return Ok(sha);
         }
         let started = SystemTime::now();
         progress.set_length(meta.len());
-        let (sha, _) = hash_file(path, progress)?;
+        let sha = content_hash_file(path, progress)?;
         let after = std::fs::metadata(path).map_err(|e| Error::io("cannot read", path, e))?;
         let racy = meta.modified().ok().and_then(|m| started.duration_since(m).ok()).is_none_or(|age| age < RACY_WINDOW);
-        if file_key(&after) == key && !racy {
-            self.remember_hash(path, &after, &sha)?;
+        let after_key = file_key(path, &after);
+        if after_key == key && !racy {
+            self.remember(path, &after_key, &sha)?;
         }
         Ok(sha)
     }
 
-    /// The cached hash of a file as it was when `meta` was read, if any.
-    pub fn file_hash_cached(&self, path: &Path, meta: &std::fs::Metadata) -> Result<Option<String>> {
-        let key = file_key(meta);
+    /// The cached content hash of a file as it is now, if any.
+    pub fn cached_content_hash(&self, path: &Path) -> Result<Option<String>> {
+        let meta = std::fs::metadata(path).map_err(|e| Error::io("cannot read", path, e))?;
+        self.cached(path, &file_key(path, &meta))
+    }
+
+    fn cached(&self, path: &Path, key: &FileKey) -> Result<Option<String>> {
         self.conn
             .query_row(
-                "SELECT sha256 FROM hash_cache WHERE path = ?1 AND dev = ?2 AND ino = ?3 AND size = ?4 AND mtime_ns = ?5 AND ctime_ns = ?6",
-                params![path.to_string_lossy(), key[0], key[1], key[2], key[3], key[4]],
+                "SELECT content_sha256 FROM content_cache WHERE path = ?1 AND dev = ?2 AND ino = ?3 AND size = ?4
+                 AND mtime_ns = ?5 AND ctime_ns = ?6 AND wal_size = ?7 AND wal_mtime_ns = ?8",
+                params![path.to_string_lossy(), key[0], key[1], key[2], key[3], key[4], key[5], key[6]],
                 |row| row.get(0),
             )
             .optional()
             .map_err(self.err())
     }
 
-    /// Caches the hash of a file that b2m itself just wrote (so no one else can have changed it).
-    pub fn remember_written(&self, path: &Path, sha256: &str) -> Result<()> {
+    /// Caches the content hash of a file that b2m itself just wrote, or just proved unchanged.
+    pub fn remember_written(&self, path: &Path, content_sha256: &str) -> Result<()> {
         let meta = std::fs::metadata(path).map_err(|e| Error::io("cannot read", path, e))?;
-        self.remember_hash(path, &meta, sha256)
+        self.remember(path, &file_key(path, &meta), content_sha256)
     }
 
-    fn remember_hash(&self, path: &Path, meta: &std::fs::Metadata, sha256: &str) -> Result<()> {
-        let key = file_key(meta);
+    fn remember(&self, path: &Path, key: &FileKey, content_sha256: &str) -> Result<()> {
         self.conn
             .execute(
-                "INSERT OR REPLACE INTO hash_cache (path, dev, ino, size, mtime_ns, ctime_ns, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![path.to_string_lossy(), key[0], key[1], key[2], key[3], key[4], sha256],
+                "INSERT OR REPLACE INTO content_cache (path, dev, ino, size, mtime_ns, ctime_ns, wal_size, wal_mtime_ns, content_sha256)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![path.to_string_lossy(), key[0], key[1], key[2], key[3], key[4], key[5], key[6], content_sha256],
             )
             .map_err(self.err())?;
         Ok(())
@@ -167,16 +206,21 @@ impl State {
     /// The unfinished publish of a database, if any.
     pub fn pending(&self, stem: &str) -> Result<Option<Pending>> {
         self.conn
-            .query_row("SELECT stem, key, version, sha256, local_sha256, from_file FROM pending WHERE stem = ?1", [stem], |row| {
-                Ok(Pending {
-                    stem: row.get(0)?,
-                    key: row.get(1)?,
-                    version: u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0),
-                    sha256: row.get(3)?,
-                    local_sha256: row.get(4)?,
-                    from_file: row.get(5)?,
-                })
-            })
+            .query_row(
+                "SELECT stem, key, version, sha256, content_sha256, local_content_sha256, from_file FROM pending_v2 WHERE stem = ?1",
+                [stem],
+                |row| {
+                    Ok(Pending {
+                        stem: row.get(0)?,
+                        key: row.get(1)?,
+                        version: u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0),
+                        sha256: row.get(3)?,
+                        content_sha256: row.get(4)?,
+                        local_content_sha256: row.get(5)?,
+                        from_file: row.get(6)?,
+                    })
+                },
+            )
             .optional()
             .map_err(self.err())
     }
@@ -185,8 +229,17 @@ impl State {
     pub fn set_pending(&self, p: &Pending) -> Result<()> {
         self.conn
             .execute(
-                "INSERT OR REPLACE INTO pending (stem, key, version, sha256, local_sha256, from_file) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![p.stem, p.key, i64::try_from(p.version).unwrap_or(i64::MAX), p.sha256, p.local_sha256, p.from_file],
+                "INSERT OR REPLACE INTO pending_v2 (stem, key, version, sha256, content_sha256, local_content_sha256, from_file)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    p.stem,
+                    p.key,
+                    i64::try_from(p.version).unwrap_or(i64::MAX),
+                    p.sha256,
+                    p.content_sha256,
+                    p.local_content_sha256,
+                    p.from_file
+                ],
             )
             .map_err(self.err())?;
         Ok(())
@@ -194,23 +247,7 @@ impl State {
 
     /// Forgets a pending publish.
     pub fn clear_pending(&self, stem: &str) -> Result<()> {
-        self.conn.execute("DELETE FROM pending WHERE stem = ?1", [stem]).map_err(self.err())?;
-        Ok(())
-    }
-
-    /// What `b2m doctor` found about a remote's conditional writes.
-    pub fn doctor_finding(&self, remote: &str) -> Result<Option<String>> {
-        self.conn.query_row("SELECT conditional FROM doctor WHERE remote = ?1", [remote], |row| row.get(0)).optional().map_err(self.err())
-    }
-
-    /// Records what `b2m doctor` found.
-    pub fn set_doctor_finding(&self, remote: &str, conditional: &str) -> Result<()> {
-        self.conn
-            .execute(
-                "INSERT OR REPLACE INTO doctor (remote, conditional, checked_at) VALUES (?1, ?2, ?3)",
-                params![remote, conditional, crate::now_rfc3339()],
-            )
-            .map_err(self.err())?;
+        self.conn.execute("DELETE FROM pending_v2 WHERE stem = ?1", [stem]).map_err(self.err())?;
         Ok(())
     }
 

@@ -119,7 +119,7 @@ impl LocalStore {
         if let Some(parent) = dest.parent() {
             fsutil::sync_dir(parent).map_err(self.io("PUT", key))?;
         }
-        Ok(PutOutcome::Written(Some(etag)))
+        Ok(PutOutcome::written(Some(etag)))
     }
 }
 

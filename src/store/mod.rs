@@ -6,7 +6,7 @@ mod s3;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use indicatif::ProgressBar;
 
@@ -52,10 +52,42 @@ pub enum Condition {
 /// The outcome of a conditional write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PutOutcome {
-    /// The object was written; its new ETag, when the store gives one.
-    Written(Option<String>),
+    /// The object was written.
+    Written {
+        /// Its new ETag, when the store gives one.
+        etag: Option<String>,
+        /// The version the write made, on a store that keeps versions (Backblaze B2 always does).
+        version_id: Option<String>,
+    },
     /// The precondition did not hold; nothing was written.
     ConditionFailed,
+}
+
+impl PutOutcome {
+    /// A write with this ETag and no version id.
+    pub fn written(etag: Option<String>) -> Self {
+        PutOutcome::Written { etag, version_id: None }
+    }
+}
+
+/// A multipart upload that was started and never completed nor aborted.
+#[derive(Debug, Clone)]
+pub struct Unfinished {
+    /// The key it would have written.
+    pub key: String,
+    /// The store's id of the upload.
+    pub upload_id: String,
+    /// When it was started.
+    pub initiated: Option<SystemTime>,
+}
+
+/// What the bucket keeps of overwritten and deleted objects, for `b2m doctor`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Retention {
+    /// `Enabled`, `Suspended`, or `None` when the bucket never had versioning (or the store has none).
+    pub versioning: Option<String>,
+    /// The bucket's lifecycle rules, one line each, when it has any and the store tells.
+    pub lifecycle: Vec<String>,
 }
 
 /// Errors of the stores, each naming what failed and where.
@@ -172,6 +204,14 @@ pub trait Store: Send + Sync {
     /// Writes a small object, under a condition.
     fn put(&self, key: &str, body: &[u8], condition: Condition) -> Result<PutOutcome, StoreError>;
 
+    /// Writes a small object, under a condition, and gives up (with [`StoreError::Unreachable`])
+    /// unless the write, retries included, finishes within `within`. Writes guarded by a lease use
+    /// it, so none can land after the lease could have been taken over.
+    fn put_within(&self, key: &str, body: &[u8], condition: Condition, within: Duration) -> Result<PutOutcome, StoreError> {
+        let _ = within;
+        self.put(key, body, condition)
+    }
+
     /// Uploads a file, streamed in constant memory; `sha256` goes into the object's metadata.
     fn upload_file(&self, key: &str, path: &Path, sha256: &str, progress: &ProgressBar) -> Result<(), StoreError>;
 
@@ -181,8 +221,38 @@ pub trait Store: Send + Sync {
     /// Every object whose key starts with `prefix`, in key order.
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError>;
 
-    /// Removes an object (absent is fine).
+    /// Removes an object (absent is fine). On a store that keeps versions this only hides it.
     fn delete(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Removes for good the given versions of an object (those b2m itself wrote), oldest first,
+    /// so an older version never becomes current again; with no ids, a plain [`Store::delete`].
+    fn delete_versions(&self, key: &str, version_ids: &[String]) -> Result<(), StoreError> {
+        let _ = version_ids;
+        self.delete(key)
+    }
+
+    /// Removes every version of an object for good, oldest first (a plain delete on a store that
+    /// keeps no versions).
+    fn purge(&self, key: &str) -> Result<(), StoreError> {
+        self.delete(key)
+    }
+
+    /// Multipart uploads under `prefix` that were never completed nor aborted.
+    fn unfinished_uploads(&self, prefix: &str) -> Result<Vec<Unfinished>, StoreError> {
+        let _ = prefix;
+        Ok(Vec::new())
+    }
+
+    /// Aborts an unfinished multipart upload (gone already is fine).
+    fn abort_upload(&self, upload: &Unfinished) -> Result<(), StoreError> {
+        let _ = upload;
+        Ok(())
+    }
+
+    /// What the bucket keeps of old versions (versioning, lifecycle rules).
+    fn retention(&self) -> Result<Retention, StoreError> {
+        Ok(Retention::default())
+    }
 
     /// Confirms the bucket exists and can be read (for telling an empty bucket from none).
     fn check_bucket(&self) -> Result<(), StoreError> {

@@ -9,6 +9,10 @@ use std::sync::Arc;
 
 use rusqlite::Connection;
 
+pub mod proxy;
+#[allow(unused_imports)] // not every test binary uses the proxy
+pub use proxy::{Proxy, Seen};
+
 pub const ACCESS_KEY: &str = "b2mtestkeyid0001";
 pub const SECRET_KEY: &str = "b2m-secret-ZZtopSECRETvalue42";
 pub const BUCKET: &str = "b2m-test-bucket";
@@ -130,6 +134,41 @@ impl Bucket {
     pub fn endpoint(&self) -> Option<String> {
         self.server.as_ref().map(|s| s.endpoint.clone())
     }
+
+    /// The bucket's db.toml.
+    pub fn manifest(&self) -> String {
+        String::from_utf8(self.read("db.toml").expect("the bucket has a db.toml")).expect("utf8")
+    }
+
+    /// The key of the object the bucket's db.toml pins for `stem`.
+    #[track_caller]
+    pub fn current_object(&self, stem: &str) -> String {
+        pinned_object(&self.manifest(), stem).expect("db.toml pins the db")
+    }
+
+    /// The metadata of the version the bucket's db.toml pins for `stem`.
+    #[track_caller]
+    pub fn current_meta(&self, stem: &str) -> serde_json::Value {
+        let meta_key = meta_key_of(&self.current_object(stem));
+        serde_json::from_slice(&self.read(&meta_key).expect("metadata")).expect("metadata JSON")
+    }
+
+    /// The version objects (`.db`, not metadata) of `stem` in the bucket.
+    pub fn version_objects(&self, stem: &str) -> Vec<String> {
+        self.keys().into_iter().filter(|k| k.starts_with(&format!("dbs/{stem}/")) && k.ends_with(".db")).collect()
+    }
+}
+
+/// The object key a db.toml text names and pins for `stem`: `dbs/<stem>/<stem>-v<N>.<sha256>.db`.
+pub fn pinned_object(manifest: &str, stem: &str) -> Option<String> {
+    let m = b2m::manifest::Manifest::parse(manifest, "db.toml").expect("db.toml parses");
+    let entry = m.entry_for_stem(stem)?;
+    Some(b2m::engine::remote::VersionId::pinned(&entry)?.object_key())
+}
+
+/// The metadata key beside a version object's key.
+pub fn meta_key_of(object_key: &str) -> String {
+    format!("{}.json", object_key.strip_suffix(".db").expect("an object key"))
 }
 
 /// A project folder (a developer's checkout or a server) using a bucket.
