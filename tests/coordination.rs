@@ -421,3 +421,36 @@ fn a_holder_whose_lease_was_removed_does_not_commit() {
         assert_eq!(a.status_of("ipm-db"), "ready_to_upload", "{locking}");
     }
 }
+
+#[test]
+fn on_a_versioned_bucket_b2m_leaves_no_hidden_versions_of_its_leases() {
+    // Backblaze B2 keeps every version: a DELETE only hides one. moto with versioning on does the same.
+    let moto = MotoServer::start();
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-tools/moto");
+    let client = format!(
+        "import boto3,json\nc=boto3.client('s3',endpoint_url='{}',region_name='us-east-1',aws_access_key_id='x',aws_secret_access_key='y')\n",
+        moto.endpoint
+    );
+    let python = |code: &str| {
+        let out = std::process::Command::new(venv.join("bin/python")).args(["-c", &format!("{client}{code}")]).output().expect("python");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    python(&format!("c.put_bucket_versioning(Bucket='{BUCKET}',VersioningConfiguration={{'Status':'Enabled'}})"));
+    let p = Project::with_remote(&format!("s3://{BUCKET}/{PREFIX}"), Some(moto.endpoint.clone()));
+    // A short TTL, so a slow upload also renews (each renewal is one more version).
+    p.create_db("ipmdb", "ipm-db-v1.db", 2);
+    p.b2m_env(&["upload", "ipm-db"], &[("B2M_LEASE_TTL_SECS", "1"), ("B2M_FAILPOINT", "before-commit:pause=1200")]).ok();
+    p.insert("ipm-db-v1.db", "x");
+    p.b2m(&["upload", "ipm-db"]).ok();
+    p.b2m(&["lock", "ipm-db"]).ok();
+    p.b2m(&["unlock", "ipm-db"]).ok();
+    let report = p.b2m(&["doctor", "--json"]);
+    report.ok();
+    let report: serde_json::Value = serde_json::from_str(&report.stdout).expect("doctor JSON");
+    assert_eq!(report["retention"]["versioning"], "Enabled", "{report}");
+    let versions = python(&format!(
+        "r=c.list_object_versions(Bucket='{BUCKET}',Prefix='{PREFIX}/locks/')\nprint(json.dumps([v['Key'] for v in r.get('Versions',[])+r.get('DeleteMarkers',[])]))"
+    ));
+    assert_eq!(versions.trim(), "[]", "hidden versions of leases and probes were left behind");
+}

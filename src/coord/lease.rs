@@ -554,3 +554,25 @@ impl Drop for HeldLease {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_process_that_is_certainly_gone_counts_as_dead() {
+        assert!(process_exists(std::process::id()));
+        // pid 1 runs, whether or not /proc lets us read it (hidepid): alive.
+        assert!(process_exists(1));
+        let mut child = std::process::Command::new("true").spawn().expect("spawn");
+        let pid = child.id();
+        child.wait().expect("wait");
+        assert!(!process_exists(pid), "a reaped child is gone");
+        let mut info = new_info("upload", Duration::from_secs(60));
+        info.pid = Some(pid);
+        assert!(info.holder_is_dead_here());
+        info.pid = Some(1);
+        info.pid_start = None;
+        assert!(!info.holder_is_dead_here(), "a live process whose start time is unknown is alive");
+    }
+}
