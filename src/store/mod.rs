@@ -206,7 +206,8 @@ pub trait Store: Send + Sync {
 
     /// Writes a small object, under a condition, and gives up (with [`StoreError::Unreachable`])
     /// unless the write, retries included, finishes within `within`. Writes guarded by a lease use
-    /// it, so none can land after the lease could have been taken over.
+    /// it, so none can land after the lease could have been taken over. A failure means the
+    /// outcome is unknown (the write may have landed and its answer been lost): read back.
     fn put_within(&self, key: &str, body: &[u8], condition: Condition, within: Duration) -> Result<PutOutcome, StoreError> {
         let _ = within;
         self.put(key, body, condition)

@@ -1,7 +1,9 @@
 //! The S3 store: Backblaze B2's S3 endpoint, AWS S3, R2, MinIO. Path-style addressing, no
 //! checksum trailers (B2 and others reject them; our sha256 rides in metadata), retries with
-//! backoff, connect/read timeouts, multipart uploads with parts sent concurrently, streamed and
-//! resumable downloads. Blocking methods over a private tokio runtime.
+//! backoff, connect/read timeouts (and a whole-operation budget for writes under a lease),
+//! multipart uploads with parts sent concurrently and never left unfinished, streamed downloads
+//! that resume only on the very same object, and the housekeeping gc and doctor need (versions,
+//! unfinished uploads, retention). Blocking methods over a private tokio runtime.
 
 use std::io::Write;
 use std::path::Path;
@@ -11,13 +13,13 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, Length};
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ExpirationStatus, LifecycleRule};
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 use futures::{StreamExt, TryStreamExt};
 use indicatif::ProgressBar;
 
-use super::{Condition, Object, ObjectInfo, PutOutcome, Store, StoreError};
+use super::{Condition, Object, ObjectInfo, PutOutcome, Retention, Store, StoreError, Unfinished};
 use crate::settings::Remote;
 
 /// Files up to this size go in one PUT; larger ones in parts.
@@ -30,6 +32,12 @@ const MAX_PARTS: u64 = 9_000;
 const PART_CONCURRENCY: usize = 4;
 /// Tries of a download that breaks off mid-stream, resumed with a Range request.
 const DOWNLOAD_TRIES: u32 = 4;
+/// Time to open a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a response may stay silent.
+const READ_TIMEOUT: Duration = Duration::from_secs(120);
+/// What a download says when the object under its key was replaced between two of its requests.
+const CHANGED: &str = "the object changed while it was downloaded; run the command again";
 
 /// A bucket (and prefix) on an S3-compatible service.
 pub struct S3Store {
@@ -54,7 +62,7 @@ impl S3Store {
             .credentials
             .as_ref()
             .map(|c| Credentials::new(c.access_key_id.clone(), c.secret_access_key.expose(), None, None, "b2m-environment"));
-        let timeouts = TimeoutConfig::builder().connect_timeout(Duration::from_secs(10)).read_timeout(Duration::from_secs(120)).build();
+        let timeouts = TimeoutConfig::builder().connect_timeout(CONNECT_TIMEOUT).read_timeout(READ_TIMEOUT).build();
         let client = runtime.block_on(async {
             let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
                 .region(Region::new(region))
@@ -84,10 +92,12 @@ impl S3Store {
         Ok(S3Store { client, runtime, bucket: bucket.to_string(), prefix: prefix.to_string(), endpoint, location })
     }
 
+    /// The key in the bucket: the remote's prefix, then `key`.
     fn full_key(&self, key: &str) -> String {
         if self.prefix.is_empty() { key.to_string() } else { format!("{}/{key}", self.prefix) }
     }
 
+    /// A bucket key as the callers know it, relative to the remote's prefix.
     fn relative_key<'a>(&self, full: &'a str) -> &'a str {
         if self.prefix.is_empty() { full } else { full.strip_prefix(&self.prefix).map_or(full, |k| k.trim_start_matches('/')) }
     }
@@ -129,6 +139,7 @@ impl S3Store {
         }
     }
 
+    /// The HTTP status of an error the service answered with.
     fn status_of<E>(err: &SdkError<E, aws_smithy_runtime_api::http::Response>) -> Option<u16> {
         match err {
             SdkError::ServiceError(service) => Some(service.raw().status().as_u16()),
@@ -136,6 +147,137 @@ impl S3Store {
         }
     }
 
+    /// A download's failure when the object under its key was replaced between two requests.
+    fn changed(&self, key: &str) -> StoreError {
+        StoreError::Failed { operation: "GET", key: key.to_string(), location: self.location.clone(), detail: CHANGED.into() }
+    }
+
+    /// A per-request configuration that bounds the whole operation, retries included, by `budget`
+    /// (the client's connect and read timeouts still apply inside it).
+    fn within(&self, budget: Duration) -> aws_sdk_s3::config::Builder {
+        let mut timeouts = TimeoutConfig::builder().operation_timeout(budget).build();
+        if let Some(base) = self.client.config().timeout_config() {
+            timeouts.take_defaults_from(base);
+        }
+        aws_sdk_s3::config::Builder::default().timeout_config(timeouts)
+    }
+
+    /// PutObject under a condition; with a `budget`, the write gives up once it is spent.
+    async fn put_object(&self, key: &str, body: &[u8], condition: Condition, budget: Option<Duration>) -> Result<PutOutcome, StoreError> {
+        let conditional = condition != Condition::None;
+        let mut request = self.client.put_object().bucket(&self.bucket).key(self.full_key(key)).body(ByteStream::from(body.to_vec()));
+        request = match condition {
+            Condition::None => request,
+            Condition::IfAbsent => request.if_none_match("*"),
+            Condition::IfMatch(etag) => request.if_match(etag),
+        };
+        let sent = match budget {
+            None => request.send().await,
+            Some(budget) => request.customize().config_override(self.within(budget)).send().await,
+        };
+        match sent {
+            Ok(out) => Ok(PutOutcome::Written { etag: out.e_tag().map(str::to_string), version_id: out.version_id().map(str::to_string) }),
+            Err(e) if conditional && matches!(Self::status_of(&e), Some(412 | 409)) => Ok(PutOutcome::ConditionFailed),
+            // Backblaze B2 answers 501 NotImplemented to conditional headers.
+            Err(e) if conditional && unsupported(&e) => Err(StoreError::ConditionalUnsupported { location: self.location.clone() }),
+            Err(e) => Err(self.error("PUT", key, e)),
+        }
+    }
+
+    /// A plain DeleteObject (absent is fine).
+    async fn delete_object(&self, key: &str) -> Result<(), StoreError> {
+        match self.client.delete_object().bucket(&self.bucket).key(self.full_key(key)).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if Self::status_of(&e) == Some(404) => Ok(()),
+            Err(e) => Err(self.error("DELETE", key, e)),
+        }
+    }
+
+    /// Removes one version of an object for good (a version or key already gone is fine).
+    async fn delete_version(&self, key: &str, version_id: &str) -> Result<(), StoreError> {
+        match self.client.delete_object().bucket(&self.bucket).key(self.full_key(key)).version_id(version_id).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if Self::status_of(&e) == Some(404) || matches!(e.code(), Some("NoSuchVersion" | "NoSuchKey")) => Ok(()),
+            // A bucket that never kept versions calls each object's only version "null"; a server
+            // that refuses that id (its answer, not a network failure) gets a plain delete instead.
+            Err(e) if version_id == "null" && matches!(e, SdkError::ServiceError(_)) && !matches!(Self::status_of(&e), Some(401 | 403)) => {
+                tracing::debug!(key, "deleting version \"null\" was refused, deleting the object: {}", root_cause(&e));
+                self.delete_object(key).await
+            }
+            Err(e) => Err(self.error("DELETE VERSION", key, e)),
+        }
+    }
+
+    /// Every version and delete marker of exactly `key`, oldest first; `None` when the store has
+    /// no ListObjectVersions.
+    async fn versions_of(&self, key: &str) -> Result<Option<Vec<String>>, StoreError> {
+        let full = self.full_key(key);
+        // (current, last modified, order of appearance counted back, so that within one list a
+        // later entry, which S3 sends older, sorts first; version id)
+        let mut entries: Vec<(bool, Option<aws_smithy_types::DateTime>, std::cmp::Reverse<usize>, String)> = Vec::new();
+        let (mut key_marker, mut version_marker): (Option<String>, Option<String>) = (None, None);
+        let (mut seen_versions, mut seen_markers) = (0usize, 0usize);
+        loop {
+            let request = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(&full)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take());
+            let page = match request.send().await {
+                Ok(page) => page,
+                Err(e) if unsupported(&e) => return Ok(None),
+                Err(e) => return Err(self.error("LIST VERSIONS", key, e)),
+            };
+            for v in page.versions().iter().filter(|v| v.key() == Some(full.as_str())) {
+                seen_versions += 1;
+                let id = v.version_id().unwrap_or("null").to_string();
+                entries.push((v.is_latest().unwrap_or(false), v.last_modified().copied(), std::cmp::Reverse(seen_versions), id));
+            }
+            for m in page.delete_markers().iter().filter(|m| m.key() == Some(full.as_str())) {
+                seen_markers += 1;
+                let id = m.version_id().unwrap_or("null").to_string();
+                entries.push((m.is_latest().unwrap_or(false), m.last_modified().copied(), std::cmp::Reverse(seen_markers), id));
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            version_marker = page.next_version_id_marker().map(str::to_string);
+            if key_marker.is_none() && version_marker.is_none() {
+                break;
+            }
+        }
+        // The current entry goes last, so nothing older ever becomes current on the way.
+        entries.sort();
+        Ok(Some(entries.into_iter().map(|(_, _, _, id)| id).collect()))
+    }
+
+    /// Aborts a multipart upload; its own failure is only logged (the caller reports its cause).
+    async fn abort_quietly(&self, full: &str, upload_id: &str) {
+        if let Err(e) = self.client.abort_multipart_upload().bucket(&self.bucket).key(full).upload_id(upload_id).send().await {
+            tracing::debug!(key = full, upload_id, "aborting the upload failed: {}", root_cause(&e));
+        }
+    }
+
+    /// Whether the object under `full` is ours: it carries our sha256 and has the expected size.
+    async fn landed(&self, full: &str, size: u64, sha256: &str) -> bool {
+        match self.client.head_object().bucket(&self.bucket).key(full).send().await {
+            Ok(head) => {
+                let ours = head.metadata().and_then(|m| m.get("sha256")).is_some_and(|s| s == sha256);
+                ours && head.content_length().and_then(|n| u64::try_from(n).ok()) == Some(size)
+            }
+            Err(e) => {
+                tracing::debug!(key = full, "HEAD after a failed completion: {}", root_cause(&e));
+                false
+            }
+        }
+    }
+
+    /// Uploads a large file in parts, sent concurrently. Any failure aborts the upload, so no
+    /// unfinished upload is left behind to be billed for; a completion whose answer was lost (the
+    /// SDK's retry then hears `NoSuchUpload`) is recognised by the object it made.
     fn upload_parts(&self, key: &str, path: &Path, size: u64, sha256: &str, progress: &ProgressBar) -> Result<(), StoreError> {
         let full = self.full_key(key);
         let part_size = MIN_PART_SIZE.max(size.div_ceil(MAX_PARTS));
@@ -149,7 +291,14 @@ impl S3Store {
                 .send()
                 .await
                 .map_err(|e| self.error("CREATE MULTIPART", key, e))?;
-            let upload_id = created.upload_id().unwrap_or_default().to_string();
+            let Some(upload_id) = created.upload_id().map(str::to_string) else {
+                return Err(StoreError::Failed {
+                    operation: "CREATE MULTIPART",
+                    key: key.to_string(),
+                    location: self.location.clone(),
+                    detail: "the answer named no upload id".into(),
+                });
+            };
             let parts = (0..size.div_ceil(part_size)).map(|i| {
                 let offset = i * part_size;
                 let length = part_size.min(size - offset);
@@ -186,24 +335,40 @@ impl S3Store {
             let mut completed = match result {
                 Ok(parts) => parts,
                 Err(e) => {
-                    // Leave no half-upload behind to be billed for.
-                    let _ = self.client.abort_multipart_upload().bucket(&self.bucket).key(&full).upload_id(&upload_id).send().await;
+                    self.abort_quietly(&full, &upload_id).await;
                     return Err(e);
                 }
             };
             completed.sort_by_key(|p| p.part_number());
-            self.client
+            let finished = self
+                .client
                 .complete_multipart_upload()
                 .bucket(&self.bucket)
                 .key(&full)
                 .upload_id(&upload_id)
                 .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
                 .send()
-                .await
-                .map_err(|e| self.error("COMPLETE MULTIPART", key, e))?;
-            Ok(())
+                .await;
+            let Err(e) = finished else { return Ok(()) };
+            let error = self.error("COMPLETE MULTIPART", key, e);
+            let landed = self.landed(&full, size, sha256).await;
+            // Whether or not the object landed, the upload must not stay open: after a completion
+            // that took effect this is a harmless `NoSuchUpload`.
+            self.abort_quietly(&full, &upload_id).await;
+            if landed {
+                tracing::debug!(key, "the completion's answer was lost, but the object is ours: {error}");
+                Ok(())
+            } else {
+                Err(error)
+            }
         })
     }
+}
+
+/// Whether the service said it does not implement the operation (Backblaze B2 and s3s-fs answer
+/// 501 `NotImplemented`).
+fn unsupported<E: ProvideErrorMetadata>(err: &SdkError<E, aws_smithy_runtime_api::http::Response>) -> bool {
+    S3Store::status_of(err) == Some(501) || err.code() == Some("NotImplemented")
 }
 
 /// The innermost cause of an error, which is the one a person can act on.
@@ -213,6 +378,65 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
         current = next;
     }
     current.to_string()
+}
+
+/// The `<Status>` of a GetBucketVersioning answer, read leniently (whatever the root element).
+fn versioning_status_in(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let (_, rest) = text.split_once("<Status>")?;
+    let (status, _) = rest.split_once("</Status>")?;
+    Some(status.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// `1 day`, `7 days`.
+fn days(n: i32) -> String {
+    if n == 1 { "1 day".to_string() } else { format!("{n} days") }
+}
+
+/// A lifecycle rule as one short line for `b2m doctor`, e.g.
+/// `rule "x": prefix "", hidden versions expire after 1 day`.
+// The rule's own `Prefix` is deprecated in favour of `Filter`, but older rules and some services
+// still use it.
+#[allow(deprecated)]
+fn describe_rule(rule: &LifecycleRule) -> String {
+    let filter = rule.filter();
+    let prefix = filter.and_then(|f| f.prefix().or_else(|| f.and().and_then(|a| a.prefix()))).or(rule.prefix()).unwrap_or("");
+    let mut parts = vec![format!("prefix {prefix:?}")];
+    let tags = filter.and_then(|f| f.tag()).into_iter().chain(filter.and_then(|f| f.and()).map_or(&[][..], |a| a.tags()));
+    parts.extend(tags.map(|t| format!("tag {}={}", t.key(), t.value())));
+    if let Some(expiration) = rule.expiration() {
+        if let Some(n) = expiration.days() {
+            parts.push(format!("objects expire after {}", days(n)));
+        }
+        if let Some(date) = expiration.date().and_then(|d| d.fmt(aws_smithy_types::date_time::Format::DateTime).ok()) {
+            parts.push(format!("objects expire on {date}"));
+        }
+        if expiration.expired_object_delete_marker() == Some(true) {
+            parts.push("lone delete markers removed".into());
+        }
+    }
+    for t in rule.transitions() {
+        let class = t.storage_class().map_or("another class", |c| c.as_str());
+        parts.extend(t.days().map(|n| format!("objects move to {class} after {}", days(n))));
+    }
+    if let Some(noncurrent) = rule.noncurrent_version_expiration() {
+        if let Some(n) = noncurrent.noncurrent_days() {
+            parts.push(format!("hidden versions expire after {}", days(n)));
+        }
+        if let Some(k) = noncurrent.newer_noncurrent_versions() {
+            parts.push(format!("the newest {k} hidden versions kept"));
+        }
+    }
+    for t in rule.noncurrent_version_transitions() {
+        let class = t.storage_class().map_or("another class", |c| c.as_str());
+        parts.extend(t.noncurrent_days().map(|n| format!("hidden versions move to {class} after {}", days(n))));
+    }
+    if let Some(n) = rule.abort_incomplete_multipart_upload().and_then(|a| a.days_after_initiation()) {
+        parts.push(format!("unfinished uploads aborted after {}", days(n)));
+    }
+    let name = rule.id().map_or_else(|| "rule (unnamed)".to_string(), |id| format!("rule {id:?}"));
+    let disabled = if *rule.status() == ExpirationStatus::Disabled { " (disabled)" } else { "" };
+    format!("{name}{disabled}: {}", parts.join(", "))
 }
 
 impl Store for S3Store {
@@ -254,24 +478,11 @@ impl Store for S3Store {
     }
 
     fn put(&self, key: &str, body: &[u8], condition: Condition) -> Result<PutOutcome, StoreError> {
-        self.runtime.block_on(async {
-            let conditional = condition != Condition::None;
-            let mut request = self.client.put_object().bucket(&self.bucket).key(self.full_key(key)).body(ByteStream::from(body.to_vec()));
-            request = match condition {
-                Condition::None => request,
-                Condition::IfAbsent => request.if_none_match("*"),
-                Condition::IfMatch(etag) => request.if_match(etag),
-            };
-            match request.send().await {
-                Ok(out) => Ok(PutOutcome::Written(out.e_tag().map(str::to_string))),
-                Err(e) if conditional && matches!(Self::status_of(&e), Some(412 | 409)) => Ok(PutOutcome::ConditionFailed),
-                // Backblaze B2 answers 501 NotImplemented to conditional headers.
-                Err(e) if conditional && (Self::status_of(&e) == Some(501) || e.code() == Some("NotImplemented")) => {
-                    Err(StoreError::ConditionalUnsupported { location: self.location.clone() })
-                }
-                Err(e) => Err(self.error("PUT", key, e)),
-            }
-        })
+        self.runtime.block_on(self.put_object(key, body, condition, None))
+    }
+
+    fn put_within(&self, key: &str, body: &[u8], condition: Condition, within: Duration) -> Result<PutOutcome, StoreError> {
+        self.runtime.block_on(self.put_object(key, body, condition, Some(within)))
     }
 
     fn upload_file(&self, key: &str, path: &Path, sha256: &str, progress: &ProgressBar) -> Result<(), StoreError> {
@@ -306,13 +517,37 @@ impl Store for S3Store {
         self.runtime.block_on(async {
             let mut written = 0u64;
             let mut tries = 0;
+            // The first answer's ETag and size: a resume must read the very same object, never
+            // splice the tail of a newer one onto the head of an older one.
+            let mut first: Option<(Option<String>, Option<i64>)> = None;
             loop {
                 tries += 1;
                 let mut request = self.client.get_object().bucket(&self.bucket).key(self.full_key(key));
-                if written > 0 {
-                    request = request.range(format!("bytes={written}-"));
+                if let Some((etag, _)) = &first {
+                    // Only resumed with an ETag to hold the server to (see below).
+                    request = request.set_if_match(etag.clone()).range(format!("bytes={written}-"));
                 }
-                let response = request.send().await.map_err(|e| self.error("GET", key, e))?;
+                let response = match request.send().await {
+                    Ok(r) => r,
+                    // 412: the ETag moved on; 404: the object is gone; 416: it shrank.
+                    Err(e) if first.is_some() && matches!(Self::status_of(&e), Some(404 | 412 | 416)) => return Err(self.changed(key)),
+                    Err(e) => return Err(self.error("GET", key, e)),
+                };
+                match &first {
+                    None => first = Some((response.e_tag().map(str::to_string), response.content_length())),
+                    Some((etag, total)) => {
+                        // A server that ignores If-Match (or Range) must not slip a different
+                        // object, or the whole of it, past us.
+                        let range = response.content_range().unwrap_or("");
+                        let same = response.e_tag() == etag.as_deref()
+                            && range.starts_with(&format!("bytes {written}-"))
+                            && total.is_none_or(|total| range.ends_with(&format!("/{total}")));
+                        if !same {
+                            tracing::debug!(key, written, range, etag = response.e_tag(), "the resumed download is of another object");
+                            return Err(self.changed(key));
+                        }
+                    }
+                }
                 let mut body = response.body;
                 let broke = loop {
                     match body.try_next().await {
@@ -325,18 +560,20 @@ impl Store for S3Store {
                         Err(e) => break Some(e),
                     }
                 };
+                let resumable = first.as_ref().is_some_and(|(etag, _)| etag.is_some());
                 match broke {
                     None => return Ok(written),
-                    Some(e) if tries < DOWNLOAD_TRIES => {
+                    Some(e) if tries < DOWNLOAD_TRIES && resumable => {
                         tracing::warn!(key, written, "download broke off, resuming: {e}");
                         tokio::time::sleep(Duration::from_millis(200 * u64::from(tries))).await;
                     }
                     Some(e) => {
+                        let unsafe_to_resume = if resumable { "" } else { " (the store gave no ETag to resume it safely)" };
                         return Err(StoreError::Failed {
                             operation: "GET",
                             key: key.to_string(),
                             location: self.location.clone(),
-                            detail: root_cause(&e),
+                            detail: format!("{}{unsafe_to_resume}", root_cause(&e)),
                         });
                     }
                 }
@@ -365,6 +602,120 @@ impl Store for S3Store {
         })
     }
 
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.runtime.block_on(self.delete_object(key))
+    }
+
+    fn delete_versions(&self, key: &str, version_ids: &[String]) -> Result<(), StoreError> {
+        if version_ids.is_empty() {
+            return self.delete(key);
+        }
+        self.runtime.block_on(async {
+            for id in version_ids {
+                self.delete_version(key, id).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn purge(&self, key: &str) -> Result<(), StoreError> {
+        self.runtime.block_on(async {
+            match self.versions_of(key).await? {
+                None => self.delete_object(key).await,
+                Some(ids) if ids.is_empty() => {
+                    // Nothing listed: a plain delete on a versioned bucket would only add a
+                    // delete marker, so delete only what a HEAD still finds (a listing that
+                    // left it out).
+                    match self.client.head_object().bucket(&self.bucket).key(self.full_key(key)).send().await {
+                        Ok(_) => self.delete_object(key).await,
+                        Err(e) if Self::status_of(&e) == Some(404) => Ok(()),
+                        Err(e) => Err(self.error("HEAD", key, e)),
+                    }
+                }
+                Some(ids) => {
+                    for id in &ids {
+                        self.delete_version(key, id).await?;
+                    }
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    fn unfinished_uploads(&self, prefix: &str) -> Result<Vec<Unfinished>, StoreError> {
+        self.runtime.block_on(async {
+            let mut out = Vec::new();
+            let (mut key_marker, mut upload_marker): (Option<String>, Option<String>) = (None, None);
+            loop {
+                let request = self
+                    .client
+                    .list_multipart_uploads()
+                    .bucket(&self.bucket)
+                    .prefix(self.full_key(prefix))
+                    .set_key_marker(key_marker.take())
+                    .set_upload_id_marker(upload_marker.take());
+                let page = match request.send().await {
+                    Ok(page) => page,
+                    Err(e) if unsupported(&e) => return Ok(Vec::new()),
+                    Err(e) => return Err(self.error("LIST UPLOADS", prefix, e)),
+                };
+                for upload in page.uploads() {
+                    let (Some(full), Some(upload_id)) = (upload.key(), upload.upload_id()) else { continue };
+                    out.push(Unfinished {
+                        key: self.relative_key(full).to_string(),
+                        upload_id: upload_id.to_string(),
+                        initiated: upload.initiated().and_then(|t| std::time::SystemTime::try_from(*t).ok()),
+                    });
+                }
+                if page.is_truncated() != Some(true) {
+                    break;
+                }
+                key_marker = page.next_key_marker().map(str::to_string);
+                upload_marker = page.next_upload_id_marker().map(str::to_string);
+                if key_marker.is_none() && upload_marker.is_none() {
+                    break;
+                }
+            }
+            out.sort_by(|a, b| a.key.cmp(&b.key).then(a.initiated.cmp(&b.initiated)));
+            Ok(out)
+        })
+    }
+
+    fn abort_upload(&self, upload: &Unfinished) -> Result<(), StoreError> {
+        self.runtime.block_on(async {
+            let full = self.full_key(&upload.key);
+            match self.client.abort_multipart_upload().bucket(&self.bucket).key(full).upload_id(&upload.upload_id).send().await {
+                Ok(_) => Ok(()),
+                Err(e) if Self::status_of(&e) == Some(404) || e.code() == Some("NoSuchUpload") => Ok(()),
+                Err(e) => Err(self.error("ABORT UPLOAD", &upload.key, e)),
+            }
+        })
+    }
+
+    fn retention(&self) -> Result<Retention, StoreError> {
+        self.runtime.block_on(async {
+            let mut retention = Retention::default();
+            // Doctor reports what the bucket tells; a call it refuses or lacks (B2 has no
+            // lifecycle API, a restricted key may not read it) leaves that part empty.
+            match self.client.get_bucket_versioning().bucket(&self.bucket).send().await {
+                Ok(out) => retention.versioning = out.status().map(|s| s.as_str().to_string()),
+                // moto names the answer's root `GetBucketVersioningResponse`, which the SDK
+                // refuses to decode; a 200 answer is still read for its `<Status>`.
+                Err(SdkError::ServiceError(service)) if service.raw().status().as_u16() == 200 => {
+                    retention.versioning = service.raw().body().bytes().and_then(versioning_status_in);
+                }
+                Err(e @ SdkError::ServiceError(_)) => tracing::debug!("GetBucketVersioning: {}", root_cause(&e)),
+                Err(e) => return Err(self.error("GET VERSIONING", "", e)),
+            }
+            match self.client.get_bucket_lifecycle_configuration().bucket(&self.bucket).send().await {
+                Ok(out) => retention.lifecycle = out.rules().iter().map(describe_rule).collect(),
+                Err(e @ SdkError::ServiceError(_)) => tracing::debug!("GetBucketLifecycleConfiguration: {}", root_cause(&e)),
+                Err(e) => return Err(self.error("GET LIFECYCLE", "", e)),
+            }
+            Ok(retention)
+        })
+    }
+
     fn check_bucket(&self) -> Result<(), StoreError> {
         self.runtime.block_on(async {
             match self.client.head_bucket().bucket(&self.bucket).send().await {
@@ -373,16 +724,6 @@ impl Store for S3Store {
                     Err(StoreError::NoSuchBucket { bucket: self.bucket.clone(), endpoint: self.endpoint.clone() })
                 }
                 Err(e) => Err(self.error("HEAD BUCKET", "", e)),
-            }
-        })
-    }
-
-    fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.runtime.block_on(async {
-            match self.client.delete_object().bucket(&self.bucket).key(self.full_key(key)).send().await {
-                Ok(_) => Ok(()),
-                Err(e) if Self::status_of(&e) == Some(404) => Ok(()),
-                Err(e) => Err(self.error("DELETE", key, e)),
             }
         })
     }
