@@ -5,6 +5,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -235,6 +236,88 @@ fn a_lost_answer_is_written_upstream_but_never_reaches_the_client_and_applies_on
     let (head, _) = read_answer(&mut r, false);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(count(&proxy.requests(), "PUT", "/k.toml", "part=1"), 2);
+}
+
+#[test]
+fn a_cut_answer_sends_its_head_and_first_body_bytes_then_closes_and_applies_once() {
+    let upstream = RawUpstream::start();
+    let proxy = Proxy::start(&upstream.endpoint);
+    let then_ran = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&then_ran);
+    proxy.cut_answer_of_next_then("GET", "/obj.db", "x-id=GetObject", 10, move || flag.store(true, Ordering::SeqCst));
+    assert_eq!(proxy.pending(), 1);
+    let (mut s, mut r) = connect(&proxy);
+    // Not matching (query): answered whole, the connection stays open.
+    s.write_all(b"GET /b/obj.db?x-id=Other HTTP/1.1\r\nHost: h\r\n\r\n").expect("send");
+    let (_, body) = read_answer(&mut r, false);
+    assert!(body.starts_with(b"GET /b/obj.db?x-id=Other "), "{}", String::from_utf8_lossy(&body));
+    assert_eq!(proxy.pending(), 1);
+    // Matching: forwarded; the head says the whole length, 10 body bytes follow, then EOF.
+    s.write_all(b"GET /b/obj.db?x-id=GetObject HTTP/1.1\r\nHost: h\r\n\r\n").expect("send");
+    let (head, _) = read_answer(&mut r, true);
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n") && head.contains("X-Echo: yes\r\n"), "{head}");
+    let length: usize = head.lines().find_map(|l| l.strip_prefix("Content-Length: ")).expect("a Content-Length").parse().expect("n");
+    let mut got = Vec::new();
+    r.read_to_end(&mut got).expect("the cut answer, then EOF");
+    assert!(then_ran.load(Ordering::SeqCst), "`then` ran before the connection was closed");
+    let received = upstream.received();
+    assert_eq!(received.len(), 2, "the cut request was forwarded");
+    assert_eq!(length, received[1].len(), "the head carries the whole body's length (the echo of the request)");
+    assert_eq!(got, received[1][..10], "only the first 10 body bytes came: {}", String::from_utf8_lossy(&got));
+    assert_eq!(proxy.pending(), 0);
+    // Once only.
+    let (mut s, mut r) = connect(&proxy);
+    s.write_all(b"GET /b/obj.db?x-id=GetObject HTTP/1.1\r\nHost: h\r\n\r\n").expect("send");
+    let (_, body) = read_answer(&mut r, false);
+    assert_eq!(body, upstream.received()[2], "answered whole");
+    // A body no longer than the cut goes whole, then the connection closes.
+    proxy.cut_answer_of_next("GET", "/until-eof", "", 100);
+    s.write_all(b"GET /until-eof HTTP/1.1\r\nHost: h\r\n\r\n").expect("send");
+    let (head, body) = read_answer(&mut r, false);
+    assert!(head.contains("Content-Length: 15\r\n") && body == b"body to the end", "{head}");
+    let mut rest = Vec::new();
+    r.read_to_end(&mut rest).expect("EOF");
+    assert!(rest.is_empty());
+    assert_eq!(count(&proxy.requests(), "GET", "/obj.db", "x-id=GetObject"), 2);
+}
+
+#[test]
+fn a_refused_request_is_answered_by_the_proxy_never_reaches_the_upstream_and_applies_once() {
+    let upstream = RawUpstream::start();
+    let proxy = Proxy::start(&upstream.endpoint);
+    let xml = "<?xml version=\"1.0\"?><Error><Code>InvalidPart</Code></Error>";
+    proxy.refuse_next("POST", "/big.db", "uploadId=", 400, xml);
+    proxy.refuse_next("PUT", "/plain", "", 503, "slow down");
+    assert_eq!(proxy.pending(), 2);
+    let (mut s, mut r) = connect(&proxy);
+    // Not matching (method): forwarded.
+    s.write_all(b"PUT /b/big.db?uploadId=7&partNumber=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc").expect("send");
+    let (head, _) = read_answer(&mut r, false);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // Matching: its body is read, the proxy answers, and the connection stays open.
+    s.write_all(b"POST /b/big.db?uploadId=7 HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n<x/>\n").expect("send");
+    let (head, body) = read_answer(&mut r, false);
+    assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n") && head.contains("Content-Type: application/xml\r\n"), "{head}");
+    assert!(!head.contains("Connection"), "{head}");
+    assert_eq!(body, xml.as_bytes());
+    s.write_all(b"PUT /b/plain HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nConnection: close\r\n\r\nz").expect("send");
+    let (head, body) = read_answer(&mut r, false);
+    assert!(head.starts_with("HTTP/1.1 503 ") && head.contains("Content-Type: text/plain\r\n"), "{head}");
+    assert!(head.contains("Connection: close\r\n") && body == b"slow down", "{head}");
+    let mut rest = Vec::new();
+    r.read_to_end(&mut rest).expect("EOF: the client asked to close");
+    assert!(rest.is_empty());
+    assert_eq!(proxy.pending(), 0);
+    let received = upstream.received();
+    assert_eq!(received.len(), 1, "only the unmatched request went upstream");
+    assert!(received[0].starts_with(b"PUT /b/big.db?uploadId=7&partNumber=1 "));
+    // Once only: the same request is now forwarded.
+    let (mut s, mut r) = connect(&proxy);
+    s.write_all(b"POST /b/big.db?uploadId=7 HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n<x/>\n").expect("send");
+    let (head, body) = read_answer(&mut r, false);
+    assert!(head.starts_with("HTTP/1.1 200") && body.ends_with(b"\r\n\r\n<x/>\n"), "{head}");
+    assert_eq!(upstream.received().len(), 2);
+    assert_eq!(count(&proxy.requests(), "POST", "/big.db", "uploadId="), 2, "refused requests are seen too");
 }
 
 #[test]

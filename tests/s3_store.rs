@@ -1,16 +1,13 @@
 //! The S3 store through the library, against real servers on 127.0.0.1: s3s-fs in-process (no
 //! versions, no multipart listing) and moto (versions, lifecycle, multipart listing). The state
 //! each test leaves is checked with boto3 or on s3s-fs's disk, not only what the store answers.
-//! Proxies stand in for a bad network: the shared one loses the answer to a multipart completion;
-//! a small one here cuts a download mid-stream or refuses a completion.
+//! The test proxy (`common::Proxy`) stands in for a bad network: it loses the answer to a multipart
+//! completion, refuses a completion, or cuts a download mid-stream.
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use b2m::store::{Condition, PutOutcome, Store, StoreError};
@@ -103,135 +100,6 @@ fn big_file(dir: &Path) -> (PathBuf, String, u64) {
     let path = dir.join("big.db");
     std::fs::write(&path, &data).expect("write the big file");
     (path, sha256_hex(&data), data.len() as u64)
-}
-
-// ---------------------------------------------------------------------------------------------
-// A proxy that misbehaves once, in ways the shared `common::Proxy` (which reads answers whole)
-// does not: it cuts an answer mid-stream, or answers a request itself.
-
-/// What the proxy does to the first request it matches.
-enum Mischief {
-    /// Cuts the answer to the first whole GET of a key containing `key` after `after` bytes,
-    /// running `then` before the cut (to replace the object, say).
-    CutDownload { key: String, after: usize, then: Box<dyn Fn() + Send + Sync> },
-    /// Answers the first CompleteMultipartUpload itself with a 400 `InvalidPart`.
-    RefuseCompletion,
-}
-
-/// A running misbehaving proxy.
-struct Mischievous {
-    endpoint: String,
-    /// Whether the mischief happened (a test that relies on it checks, so it cannot pass idly).
-    fired: Arc<AtomicBool>,
-}
-
-/// Relays HTTP/1.1 between the SDK and `upstream`: requests are parsed (the SDK frames each with
-/// Content-Length), answers pumped through as bytes, one upstream connection per client one.
-fn mischievous(upstream: &str, mischief: Mischief) -> Mischievous {
-    let upstream: SocketAddr = upstream.trim_start_matches("http://").parse().expect("upstream address");
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
-    let endpoint = format!("http://{}", listener.local_addr().expect("proxy address"));
-    let fired = Arc::new(AtomicBool::new(false));
-    let mischief = Arc::new(mischief);
-    let flag = fired.clone();
-    std::thread::spawn(move || {
-        for client in listener.incoming().flatten() {
-            let (mischief, fired) = (mischief.clone(), flag.clone());
-            std::thread::spawn(move || relay(client, upstream, &mischief, &fired));
-        }
-    });
-    Mischievous { endpoint, fired }
-}
-
-/// Bytes of the answer in flight to forward before cutting it (0: no cut).
-type Cut = Arc<AtomicUsize>;
-
-fn relay(client: TcpStream, upstream: SocketAddr, mischief: &Arc<Mischief>, fired: &AtomicBool) {
-    let Ok(mut server) = TcpStream::connect(upstream) else { return };
-    let (Ok(server_read), Ok(client_write)) = (server.try_clone(), client.try_clone()) else { return };
-    let cut: Cut = Arc::default();
-    let (pump_cut, pump_mischief) = (cut.clone(), mischief.clone());
-    std::thread::spawn(move || pump_answers(server_read, client_write, &pump_cut, &pump_mischief));
-    let Ok(mut client_write) = client.try_clone() else { return };
-    let mut reader = BufReader::new(client);
-    loop {
-        let mut head = Vec::new();
-        loop {
-            let mut line = Vec::new();
-            if matches!(reader.read_until(b'\n', &mut line), Ok(0) | Err(_)) {
-                let _ = server.shutdown(Shutdown::Both);
-                return;
-            }
-            head.extend_from_slice(&line);
-            if line == b"\r\n" {
-                break;
-            }
-        }
-        let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
-        let request_line = text.lines().next().unwrap_or("").to_string();
-        assert!(!text.contains("transfer-encoding: chunked"), "the proxy expects Content-Length bodies: {request_line}");
-        let length: u64 =
-            text.lines().find_map(|l| l.strip_prefix("content-length:")).map_or(0, |v| v.trim().parse().expect("a Content-Length"));
-        match &**mischief {
-            Mischief::RefuseCompletion
-                if request_line.starts_with("post ") && request_line.contains("uploadid=") && !fired.swap(true, Ordering::SeqCst) =>
-            {
-                let _ = std::io::copy(&mut (&mut reader).take(length), &mut std::io::sink());
-                let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InvalidPart</Code><Message>refused by the test proxy</Message></Error>";
-                let answer = format!(
-                    "HTTP/1.1 400 Bad Request\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
-                    xml.len()
-                );
-                let _ = client_write.write_all(answer.as_bytes());
-                let _ = client_write.shutdown(Shutdown::Both);
-                let _ = server.shutdown(Shutdown::Both);
-                return;
-            }
-            Mischief::CutDownload { key, after, .. }
-                if request_line.starts_with("get ")
-                    && request_line.contains(&key.to_ascii_lowercase())
-                    && !text.contains("\r\nrange:")
-                    && !fired.swap(true, Ordering::SeqCst) =>
-            {
-                cut.store(*after, Ordering::SeqCst);
-            }
-            _ => {}
-        }
-        // The body is streamed as it comes, so `Expect: 100-continue` works through the proxy.
-        if server.write_all(&head).is_err() || std::io::copy(&mut (&mut reader).take(length), &mut server).is_err() {
-            return;
-        }
-    }
-}
-
-fn pump_answers(mut server: TcpStream, mut client: TcpStream, cut: &AtomicUsize, mischief: &Mischief) {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match server.read(&mut buf) {
-            Ok(0) | Err(_) => {
-                let _ = client.shutdown(Shutdown::Both);
-                return;
-            }
-            Ok(n) => n,
-        };
-        let left = cut.load(Ordering::SeqCst);
-        if left > 0 && n >= left {
-            let _ = client.write_all(&buf[..left]);
-            let _ = client.flush();
-            if let Mischief::CutDownload { then, .. } = mischief {
-                then();
-            }
-            let _ = client.shutdown(Shutdown::Both);
-            let _ = server.shutdown(Shutdown::Both);
-            return;
-        }
-        if left > 0 {
-            cut.store(left - n, Ordering::SeqCst);
-        }
-        if client.write_all(&buf[..n]).is_err() {
-            return;
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -477,14 +345,17 @@ fn multipart_completion_whose_retry_is_refused_counts_as_done() {
 #[test]
 fn multipart_completion_refused_aborts_the_upload() {
     let moto = MotoServer::start();
-    let proxy = mischievous(&moto.endpoint, Mischief::RefuseCompletion);
+    let proxy = Proxy::start(&moto.endpoint);
+    let invalid_part = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+                        <Error><Code>InvalidPart</Code><Message>refused by the test proxy</Message></Error>";
+    proxy.refuse_next("POST", "/dbs/big/big-v1.x.db", "uploadId=", 400, invalid_part);
     let store = open(&proxy.endpoint);
     let dir = tempfile::tempdir().expect("temp dir");
     let (path, sha256, _) = big_file(dir.path());
 
     let result = store.upload_file("dbs/big/big-v1.x.db", &path, &sha256, &ProgressBar::hidden());
 
-    assert!(proxy.fired.load(Ordering::SeqCst), "the proxy refused a completion");
+    assert_eq!(proxy.pending(), 0, "the proxy refused a completion");
     let err = result.expect_err("a refused completion fails");
     assert!(err.to_string().contains("InvalidPart"), "the original error is reported: {err}");
     assert_eq!(uploads(&moto), Vec::<String>::new(), "the upload was aborted");
@@ -502,19 +373,18 @@ fn cut_download(upstream: &str, replace: bool) -> (Vec<u8>, Result<u64, StoreErr
     direct.put(key, &original, Condition::None).expect("put");
     let replacement = bytes(1 << 20, 2);
     let writer = open(upstream);
-    let new_body = replacement.clone();
-    let then: Box<dyn Fn() + Send + Sync> = if replace {
-        Box::new(move || {
-            writer.put(key, &new_body, Condition::None).expect("replace the object");
-        })
-    } else {
-        Box::new(|| {})
-    };
-    let proxy = mischievous(upstream, Mischief::CutDownload { key: key.to_string(), after: 200_000, then });
+    let proxy = Proxy::start(upstream);
+    // The first GET is the whole object (a resume asks for a Range): cut it, replacing the object
+    // (when asked) while the client still waits for the rest.
+    proxy.cut_answer_of_next_then("GET", key, "", 200_000, move || {
+        if replace {
+            writer.put(key, &replacement, Condition::None).expect("replace the object");
+        }
+    });
     let store = open(&proxy.endpoint);
     let mut sink = Vec::new();
     let result = store.download(key, &mut sink, &ProgressBar::hidden());
-    (original, result, sink, proxy.fired.load(Ordering::SeqCst))
+    (original, result, sink, proxy.pending() == 0)
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! A forwarding HTTP/1.1 proxy for tests, in plain std: it sits between the `b2m` binary (the
 //! aws-sdk-s3 client, path-style, plain http) and an upstream S3 server, counts the requests it
-//! sees, and can lose an answer or add latency.
+//! sees, and can add latency or, once per call, misbehave on a matching request: lose its answer,
+//! cut its answer short, or refuse it.
 //!
 //! How it forwards:
 //! - Client side: one thread per accepted connection, serving requests in a loop (keep-alive).
@@ -15,6 +16,9 @@
 //!   `Connection` and `Keep-Alive`, with `Content-Length` set to the body's length (kept as is
 //!   for bodiless answers, where it describes the object). The client connection stays open
 //!   unless the client asked to close it.
+//! - Misbehaving: each `lose_answer_of_next`, `cut_answer_of_next(_then)` and `refuse_next` call
+//!   queues one mishap; a request takes the first queued one it matches (method, path suffix,
+//!   query part), which is then used up.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -43,18 +47,35 @@ struct Shared {
     /// `host:port` of the upstream server.
     upstream: String,
     seen: Mutex<Vec<Seen>>,
-    losses: Mutex<Vec<Loss>>,
+    mishaps: Mutex<Vec<Mishap>>,
     latency: Mutex<Duration>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     stopped: AtomicBool,
 }
 
-/// A pending `lose_answer_of_next`.
-struct Loss {
+/// A queued misbehaviour, for the next request that matches.
+struct Mishap {
     method: String,
     path_suffix: String,
     query_part: String,
+    act: Act,
+}
+
+impl Mishap {
+    fn matches(&self, seen: &Seen) -> bool {
+        self.method.eq_ignore_ascii_case(&seen.method) && seen.path.ends_with(&self.path_suffix) && seen.query.contains(&self.query_part)
+    }
+}
+
+/// What a `Mishap` does to its request.
+enum Act {
+    /// `lose_answer_of_next`.
+    Lose,
+    /// `cut_answer_of_next` and `cut_answer_of_next_then`.
+    Cut { after_body_bytes: usize, then: Box<dyn FnOnce() + Send> },
+    /// `refuse_next`.
+    Refuse { status: u16, body: String },
 }
 
 /// How long the proxy waits on a silent upstream or a client that stopped reading.
@@ -79,7 +100,7 @@ impl Proxy {
         let shared = Arc::new(Shared {
             upstream: authority.to_string(),
             seen: Mutex::new(Vec::new()),
-            losses: Mutex::new(Vec::new()),
+            mishaps: Mutex::new(Vec::new()),
             latency: Mutex::new(Duration::ZERO),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
@@ -118,10 +139,52 @@ impl Proxy {
     /// is never sent back: the client's connection is closed instead, as when a reply is lost on
     /// the network. Returns at once; applies once (several calls queue several losses).
     pub fn lose_answer_of_next(&self, method: &str, path_suffix: &str, query_part: &str) {
-        lock(&self.shared.losses).push(Loss {
+        self.queue(method, path_suffix, query_part, Act::Lose);
+    }
+
+    /// The next request matching as for `lose_answer_of_next` is forwarded and fully answered
+    /// upstream, and its answer goes back cut short: the status line, the headers (with the
+    /// Content-Length of the whole body) and only the first `after_body_bytes` bytes of the body;
+    /// then the client's connection is closed, as when a download breaks off mid-stream. A body
+    /// no longer than that is sent whole before the close. Returns at once; applies once.
+    pub fn cut_answer_of_next(&self, method: &str, path_suffix: &str, query_part: &str, after_body_bytes: usize) {
+        self.cut_answer_of_next_then(method, path_suffix, query_part, after_body_bytes, || {});
+    }
+
+    /// `cut_answer_of_next`, running `then` on the proxy's thread once the first bytes are sent
+    /// and before the connection is closed: the client, still waiting for the rest, cannot act
+    /// before `then` has returned (to replace the object mid-download, say).
+    pub fn cut_answer_of_next_then(
+        &self,
+        method: &str,
+        path_suffix: &str,
+        query_part: &str,
+        after_body_bytes: usize,
+        then: impl FnOnce() + Send + 'static,
+    ) {
+        self.queue(method, path_suffix, query_part, Act::Cut { after_body_bytes, then: Box::new(then) });
+    }
+
+    /// The next request matching as for `lose_answer_of_next` is not forwarded: the proxy reads
+    /// it and answers it itself with `status` and `body` (`Content-Type: application/xml` when
+    /// the body starts with `<`, as S3's error documents do, else `text/plain`). The connection
+    /// stays open as for a forwarded answer. Returns at once; applies once.
+    pub fn refuse_next(&self, method: &str, path_suffix: &str, query_part: &str, status: u16, body: &str) {
+        self.queue(method, path_suffix, query_part, Act::Refuse { status, body: body.to_string() });
+    }
+
+    /// How many queued `lose_answer_of_next`, `cut_answer_of_next(_then)` and `refuse_next` calls
+    /// no request has matched yet (a test relying on one checks it came to pass).
+    pub fn pending(&self) -> usize {
+        lock(&self.shared.mishaps).len()
+    }
+
+    fn queue(&self, method: &str, path_suffix: &str, query_part: &str, act: Act) {
+        lock(&self.shared.mishaps).push(Mishap {
             method: method.to_string(),
             path_suffix: path_suffix.to_string(),
             query_part: query_part.to_string(),
+            act,
         });
     }
 
@@ -308,7 +371,7 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Serves one client connection until it closes, an error, or a lost answer.
+/// Serves one client connection until it closes, an error, or a lost or cut answer.
 fn serve(client: TcpStream, shared: &Shared) {
     let _ = client.set_nodelay(true);
     let _ = client.set_write_timeout(Some(IO_TIMEOUT));
@@ -341,12 +404,10 @@ fn serve_one(reader: &mut BufReader<TcpStream>, writer: &mut TcpStream, shared: 
     };
     let (path, query) = origin.split_once('?').unwrap_or((origin, ""));
     let seen = Seen { method: method.clone(), path: path.to_string(), query: query.to_string() };
-    let lose = {
-        let mut losses = lock(&shared.losses);
-        let hit = losses.iter().position(|l| {
-            l.method.eq_ignore_ascii_case(&seen.method) && seen.path.ends_with(&l.path_suffix) && seen.query.contains(&l.query_part)
-        });
-        hit.map(|i| losses.remove(i)).is_some()
+    let act = {
+        let mut mishaps = lock(&shared.mishaps);
+        let hit = mishaps.iter().position(|m| m.matches(&seen));
+        hit.map(|i| mishaps.remove(i).act)
     };
     lock(&shared.seen).push(seen);
     let _in_flight = InFlight::new(shared);
@@ -373,6 +434,13 @@ fn serve_one(reader: &mut BufReader<TcpStream>, writer: &mut TcpStream, shared: 
         std::thread::sleep(latency);
     }
 
+    if let Some(Act::Refuse { status, body }) = &act {
+        writer.write_all(&refusal(*status, body, client_closes, http10))?;
+        writer.flush()?;
+        return Ok(!client_closes);
+    }
+
+    let lose = matches!(act, Some(Act::Lose));
     let answer = match forward(&shared.upstream, &head, &body, method.eq_ignore_ascii_case("HEAD")) {
         Ok(answer) => answer,
         Err(e) => {
@@ -387,13 +455,52 @@ fn serve_one(reader: &mut BufReader<TcpStream>, writer: &mut TcpStream, shared: 
             return Ok(false);
         }
     };
-    if lose {
-        // The write happened upstream and its answer is in hand: drop it and the connection.
-        return Ok(false);
+    let encoded = answer.encode(client_closes, http10);
+    match act {
+        Some(Act::Lose) => {
+            // The write happened upstream and its answer is in hand: drop it and the connection.
+            Ok(false)
+        }
+        Some(Act::Cut { after_body_bytes, then }) => {
+            // The body is the end of the encoded answer: keep the head and the body's first bytes.
+            let body_len = answer.body.as_ref().map_or(0, Vec::len);
+            let keep = encoded.len() - body_len + after_body_bytes.min(body_len);
+            let _ = writer.write_all(&encoded[..keep]).and_then(|()| writer.flush());
+            then();
+            Ok(false)
+        }
+        Some(Act::Refuse { .. }) | None => {
+            writer.write_all(&encoded)?;
+            writer.flush()?;
+            Ok(!client_closes)
+        }
     }
-    writer.write_all(&answer.encode(client_closes, http10))?;
-    writer.flush()?;
-    Ok(!client_closes)
+}
+
+/// The proxy's own answer for `refuse_next`.
+fn refusal(status: u16, body: &str, close: bool, http10: bool) -> Vec<u8> {
+    let reason = match status {
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        409 => "Conflict",
+        412 => "Precondition Failed",
+        416 => "Range Not Satisfiable",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        _ => "Refused",
+    };
+    let content_type = if body.starts_with('<') { "application/xml" } else { "text/plain" };
+    let connection = if close {
+        "Connection: close\r\n"
+    } else if http10 {
+        "Connection: keep-alive\r\n"
+    } else {
+        ""
+    };
+    format!("HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{connection}\r\n{body}", body.len())
+        .into_bytes()
 }
 
 /// An upstream answer, read whole.
