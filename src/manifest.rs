@@ -57,6 +57,21 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// Sets `key = "value"` in `table`, keeping an existing value's comments and spacing; a new key
+/// goes at the end.
+fn set_keeping_decor(table: &mut dyn toml_edit::TableLike, key: &str, value: &str) {
+    match table.get_mut(key).and_then(Item::as_value_mut) {
+        Some(existing) => {
+            let decor = existing.decor().clone();
+            *existing = Value::from(value);
+            *existing.decor_mut() = decor;
+        }
+        None => {
+            table.insert(key, toml_edit::value(value));
+        }
+    }
+}
+
 impl Manifest {
     /// Parses db.toml text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
@@ -83,7 +98,7 @@ impl Manifest {
                     if !value.as_str().is_some_and(is_sha256) {
                         return Err(Error::config_hint(
                             format!("`{origin}`: `b2m.sha256.{key}` is not a sha256 (64 lowercase hex digits)"),
-                            format!("restore it from git or from the bucket (`b2m fetch-db-toml`); b2m writes this table itself"),
+                            "restore it from git or from the bucket (`b2m fetch-db-toml`); b2m writes this table itself",
                         ));
                     }
                 }
@@ -150,25 +165,17 @@ impl Manifest {
             table.decor_mut().set_prefix(PIN_COMMENT);
             Item::Table(table)
         });
-        let Some(pins) = pins.as_table_like_mut() else { return };
-        match pins.get_mut(key).and_then(Item::as_value_mut) {
-            Some(existing) => {
-                let decor = existing.decor().clone();
-                *existing = Value::from(sha256);
-                *existing.decor_mut() = decor;
-            }
-            None => {
-                pins.insert(key, toml_edit::value(sha256));
-            }
+        if let Some(pins) = pins.as_table_like_mut() {
+            set_keeping_decor(pins, key, sha256);
         }
     }
 
     /// Removes the pin of `key`, keeping its `[db]` entry.
     pub fn remove_pin(&mut self, key: &str) {
-        if let Some(pins) = self.doc.get_mut("b2m").and_then(Item::as_table_like_mut).and_then(|b| b.get_mut(PIN_TABLE)) {
-            if let Some(pins) = pins.as_table_like_mut() {
-                pins.remove(key);
-            }
+        if let Some(pins) =
+            self.doc.get_mut("b2m").and_then(Item::as_table_like_mut).and_then(|b| b.get_mut(PIN_TABLE)).and_then(Item::as_table_like_mut)
+        {
+            pins.remove(key);
         }
     }
 
@@ -187,16 +194,8 @@ impl Manifest {
     /// at the end of `[db]` when it is new.
     pub fn set_file(&mut self, key: &str, file: &str) {
         let db = self.doc.entry("db").or_insert_with(|| Item::Table(Table::new()));
-        let Some(table) = db.as_table_like_mut() else { return };
-        match table.get_mut(key).and_then(Item::as_value_mut) {
-            Some(existing) => {
-                let decor = existing.decor().clone();
-                *existing = Value::from(file);
-                *existing.decor_mut() = decor;
-            }
-            None => {
-                table.insert(key, toml_edit::value(file));
-            }
+        if let Some(table) = db.as_table_like_mut() {
+            set_keeping_decor(table, key, file);
         }
     }
 

@@ -14,15 +14,7 @@ const KILLS: usize = 12;
 
 /// A database big enough that a kill lands mid-transfer (~32 MiB).
 fn big_db(p: &Project) {
-    let path = p.db("ipm-db-v1.db");
-    let conn = rusqlite::Connection::open(&path).expect("db");
-    conn.execute_batch(
-        "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
-         WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 8000)
-         INSERT INTO t(v) SELECT hex(randomblob(2000)) FROM c;",
-    )
-    .expect("fill");
-    p.add_entry("ipmdb", "ipm-db-v1.db");
+    p.create_big_db("ipmdb", "ipm-db-v1.db", 8000);
 }
 
 fn sha256(bytes: &[u8]) -> String {

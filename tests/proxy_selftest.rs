@@ -390,15 +390,7 @@ fn a_large_db_goes_up_in_parallel_parts_through_the_proxy_and_comes_back_identic
     let proxy = Proxy::start(&bucket.endpoint().expect("an S3 server"));
     let dev = s3_project(&proxy);
     // ~41 MiB: above the 32 MiB multipart threshold, so three 16 MiB parts.
-    let conn = rusqlite::Connection::open(dev.db("big-db-v1.db")).expect("db");
-    conn.execute_batch(
-        "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
-         WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 10500)
-         INSERT INTO t(v) SELECT hex(randomblob(2000)) FROM c;",
-    )
-    .expect("fill");
-    drop(conn);
-    dev.add_entry("bigdb", "big-db-v1.db");
+    dev.create_big_db("bigdb", "big-db-v1.db", 10500);
     dev.b2m(&["upload", "big-db"]).ok();
     let key = version_object(&bucket, "big-db");
     let object = bucket.read(&key).expect("object upstream");

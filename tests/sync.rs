@@ -248,15 +248,7 @@ both_backends!(a_large_db_goes_up_in_parts_and_comes_back_identical, |backend| {
     let bucket = Bucket::new(backend);
     let dev = Project::new(&bucket);
     // ~48 MiB: above the 32 MiB multipart threshold, so three 16 MiB parts go up concurrently.
-    let conn = rusqlite::Connection::open(dev.db("big-db-v1.db")).expect("db");
-    conn.execute_batch(
-        "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
-         WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 12000)
-         INSERT INTO t(v) SELECT hex(randomblob(2000)) FROM c;",
-    )
-    .expect("fill");
-    drop(conn);
-    dev.add_entry("bigdb", "big-db-v1.db");
+    dev.create_big_db("bigdb", "big-db-v1.db", 12000);
     dev.b2m(&["upload", "big-db"]).ok();
     let object = bucket.read(&bucket.current_object("big-db")).expect("object");
     assert!(object.len() > 40 << 20, "{} bytes", object.len());

@@ -102,7 +102,7 @@ pub fn doctor(ctx: &Context) -> Result<u8> {
         let agrees = if report.locking_agrees {
             String::new()
         } else {
-            format!("  ← contradicts the bucket: set `remote.locking = \"auto\"` in b2m.toml")
+            "  ← contradicts the bucket: set `remote.locking = \"auto\"` in b2m.toml".to_string()
         };
         format!(
             "bucket       {} (reachable, credentials accepted, {} objects under the prefix)\nclock skew   {skew}{warn}\nconditional  {conditional}\nprotocol     {} (recorded in the bucket's bucket.json; every machine follows it)\nlocking      {}{agrees}\nversioning   {versioning}\nlifecycle    {lifecycle}\nprobe took   {} ms",

@@ -241,6 +241,20 @@ impl Project {
         self.add_entry(key, file);
     }
 
+    /// Creates a database of `rows` rows of 4 KB of random text each (`rows / 256` MiB), big
+    /// enough to go up in parts or to be killed mid-transfer, and names it in db.toml.
+    pub fn create_big_db(&self, key: &str, file: &str, rows: u32) {
+        let conn = Connection::open(self.db(file)).expect("db");
+        conn.execute_batch(&format!(
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
+             WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {rows})
+             INSERT INTO t(v) SELECT hex(randomblob(2000)) FROM c;"
+        ))
+        .expect("fill");
+        drop(conn);
+        self.add_entry(key, file);
+    }
+
     pub fn insert(&self, file: &str, value: &str) {
         let conn = Connection::open(self.db(file)).expect("open db");
         conn.execute("INSERT INTO t(v) VALUES (?1)", [value]).expect("insert");
