@@ -101,10 +101,14 @@ pub fn upload(ctx: &Context, arg: &str) -> Result<Published> {
         }
     };
     let local_path = ctx.db_path(&local.file);
+    let phase = Instant::now();
     let snapshot = snapshot_checked(ctx, &local_path)?;
+    tracing::info!(ms = phase.elapsed().as_millis() as u64, "snapshot, integrity check and hash");
     let id = VersionId { stem: stem.clone(), version, sha256: snapshot.hashes.sha256.clone() };
+    let phase = Instant::now();
     let meta = put_version(ctx, &id, &snapshot, parent.clone(), "upload", None)?;
     let uploaded_at = Instant::now();
+    tracing::info!(ms = phase.elapsed().as_millis() as u64, "object and metadata sent");
     // The local file's content when the snapshot was taken: what the new base stands for here.
     let local_content = match row.local_content {
         Some(content) => content,
@@ -129,8 +133,11 @@ pub fn upload(ctx: &Context, arg: &str) -> Result<Published> {
     }
     let guarded = Guarded { leases: &leases, db_lease, protocol };
     commit(ctx, guarded, &local_manifest, &pending, parent.as_ref())?;
+    tracing::info!(ms = uploaded_at.elapsed().as_millis() as u64, "committed");
     crate::failpoint("after-commit");
+    let phase = Instant::now();
     finish_local(ctx, &pending)?;
+    tracing::info!(ms = phase.elapsed().as_millis() as u64, "local file renamed, db.toml and base recorded");
     ctx.out.info(&format!("published `{stem}` v{version} ({}), {}", crate::output::human_bytes(meta.size), ctx.store.location()));
     Ok(Published {
         name: stem,
@@ -168,6 +175,8 @@ pub fn snapshot_checked(ctx: &Context, path: &std::path::Path) -> Result<Snapsho
     let bar = ctx.out.pages_bar("snapshot");
     db::snapshot(path, &snapshot, &bar)?;
     bar.finish_and_clear();
+    // Published objects carry a canonical header: their sha256 is then their content hash.
+    db::canonicalize_header(&snapshot)?;
     let size = std::fs::metadata(&snapshot).map_err(|e| Error::io("cannot read", &snapshot, e))?.len();
     let bar = ctx.out.bytes_bar(size, "check+hash");
     let (checked, hashed) = std::thread::scope(|scope| {

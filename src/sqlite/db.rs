@@ -92,6 +92,22 @@ pub fn checkpoint(path: &Path) -> Result<bool> {
     }
 }
 
+/// Sets the header fields that record no content (journal mode, change counter, version-valid-for,
+/// SQLite version) to their canonical values in a closed snapshot, so that its sha256 is its
+/// content hash (`sqlite::hash`). The file stays a valid database in rollback-journal mode: the
+/// change counter and version-valid-for still agree.
+pub fn canonicalize_header(path: &Path) -> Result<()> {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut file = std::fs::OpenOptions::new().read(true).write(true).open(path).map_err(|e| Error::io("cannot open", path, e))?;
+    let mut header = [0u8; crate::sqlite::hash::HEADER];
+    file.read_exact(&mut header).map_err(|e| Error::io("cannot read", path, e))?;
+    for (range, value) in crate::sqlite::hash::VOLATILE {
+        header[range].fill(value);
+    }
+    file.seek(SeekFrom::Start(0)).and_then(|_| file.write_all(&header)).map_err(|e| Error::io("cannot write", path, e))?;
+    file.sync_all().map_err(|e| Error::io("cannot sync", path, e))
+}
+
 /// Runs `PRAGMA integrity_check` (or `quick_check`) and refuses a database that fails it.
 pub fn verify(path: &Path, quick: bool) -> Result<()> {
     check_header(path)?;

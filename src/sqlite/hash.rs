@@ -2,10 +2,14 @@
 //! file's bytes and of its *content*.
 //!
 //! The content hash is the sha256 of a database file with the header fields that record no
-//! content zeroed: bytes 18–19 (the journal mode: legacy or WAL), 24–27 (the change counter) and
-//! 92–99 (version-valid-for and the SQLite version that last wrote it). A server that merely
-//! opens a downloaded db in WAL mode, reads it, or checkpoints it changes those and nothing else,
-//! so the content hash stays the same; any change to a page changes it.
+//! content set to canonical values: bytes 18–19 (the journal mode, legacy or WAL) to 1, 24–27 (the
+//! change counter) and 92–99 (version-valid-for and the SQLite version that last wrote it) to 0.
+//! A server that merely opens a downloaded db in WAL mode, reads it, or checkpoints it changes
+//! those and nothing else, so the content hash stays the same; any change to a page changes it.
+//!
+//! b2m publishes snapshots whose header already holds those values (see
+//! `sqlite::db::canonicalize_header`), so a published object's sha256 *is* its content hash: an
+//! upload and a download each hash the bytes once.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -17,10 +21,16 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::fsutil::BUF_SIZE;
 
-/// The header bytes that record no content: zeroed for the content hash.
-const VOLATILE: [std::ops::Range<usize>; 3] = [18..20, 24..28, 92..100];
+/// The header bytes that record no content, and their canonical value.
+pub const VOLATILE: [(std::ops::Range<usize>, u8); 3] = [(18..20, 1), (24..28, 0), (92..100, 0)];
 /// The header's length.
-const HEADER: usize = 100;
+pub const HEADER: usize = 100;
+
+/// Whether a database header already holds the canonical values in its volatile fields, so
+/// that the file's sha256 is its content hash.
+pub fn is_canonical(header: &[u8]) -> bool {
+    header.len() >= HEADER && VOLATILE.iter().all(|(range, value)| header[range.clone()].iter().all(|b| b == value))
+}
 
 /// The two hashes of a database file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,10 +60,10 @@ impl ContentHasher {
             let head = (HEADER - self.offset).min(data.len());
             let mut header = [0u8; HEADER];
             header[..head].copy_from_slice(&data[..head]);
-            for range in VOLATILE {
+            for (range, value) in VOLATILE {
                 for at in range {
                     if let Some(i) = at.checked_sub(self.offset).filter(|&i| i < head) {
-                        header[i] = 0;
+                        header[i] = value;
                     }
                 }
             }
@@ -68,26 +78,6 @@ impl ContentHasher {
     /// The hex content hash.
     pub fn finish(self) -> String {
         hex::encode(self.hasher.finalize())
-    }
-}
-
-/// Both hashes, fed in order.
-#[derive(Default)]
-pub struct DbHasher {
-    bytes: Sha256,
-    content: ContentHasher,
-}
-
-impl DbHasher {
-    /// Feeds the next bytes of the file.
-    pub fn update(&mut self, data: &[u8]) {
-        self.bytes.update(data);
-        self.content.update(data);
-    }
-
-    /// Both hex hashes.
-    pub fn finish(self) -> Hashes {
-        Hashes { sha256: hex::encode(self.bytes.finalize()), content_sha256: self.content.finish() }
     }
 }
 
@@ -107,11 +97,29 @@ fn stream(path: &Path, progress: &ProgressBar, mut feed: impl FnMut(&[u8])) -> R
     }
 }
 
-/// Both hashes of a file, and its size.
-pub fn hash_file(path: &Path, progress: &ProgressBar) -> Result<(Hashes, u64)> {
-    let mut hasher = DbHasher::default();
+/// The sha256 of a file's bytes, and its size.
+pub fn sha256_file(path: &Path, progress: &ProgressBar) -> Result<(String, u64)> {
+    let mut hasher = Sha256::new();
     let size = stream(path, progress, |data| hasher.update(data))?;
-    Ok((hasher.finish(), size))
+    Ok((hex::encode(hasher.finalize()), size))
+}
+
+/// Both hashes of a file, and its size. A file with a canonical header (every snapshot b2m
+/// publishes) is read once: its sha256 is its content hash.
+pub fn hash_file(path: &Path, progress: &ProgressBar) -> Result<(Hashes, u64)> {
+    let mut header = [0u8; HEADER];
+    let canonical = File::open(path).and_then(|mut f| f.read_exact(&mut header)).is_ok() && is_canonical(&header);
+    if canonical {
+        let (sha256, size) = sha256_file(path, progress)?;
+        return Ok((Hashes { content_sha256: sha256.clone(), sha256 }, size));
+    }
+    std::thread::scope(|scope| {
+        let content = scope.spawn(|| content_hash_file(path, &ProgressBar::hidden()));
+        let bytes = sha256_file(path, progress);
+        let content = content.join().unwrap_or_else(|_| Err(Error::refused("hashing crashed", "run the command again")));
+        let ((sha256, size), content_sha256) = (bytes?, content?);
+        Ok((Hashes { sha256, content_sha256 }, size))
+    })
 }
 
 /// The content hash of a file.
@@ -121,21 +129,21 @@ pub fn content_hash_file(path: &Path, progress: &ProgressBar) -> Result<String> 
     Ok(hasher.finish())
 }
 
-/// A writer that hashes (both ways) what passes through it.
+/// A writer that hashes what passes through it.
 pub struct HashingWriter<W> {
     inner: W,
-    hasher: DbHasher,
+    hasher: Sha256,
 }
 
 impl<W: Write> HashingWriter<W> {
     /// Wraps a writer.
     pub fn new(inner: W) -> Self {
-        HashingWriter { inner, hasher: DbHasher::default() }
+        HashingWriter { inner, hasher: Sha256::new() }
     }
 
-    /// The writer back, and the hashes of everything written.
-    pub fn finish(self) -> (W, Hashes) {
-        (self.inner, self.hasher.finish())
+    /// The writer back, and the hex sha256 of everything written.
+    pub fn finish(self) -> (W, String) {
+        (self.inner, hex::encode(self.hasher.finalize()))
     }
 }
 
@@ -169,6 +177,7 @@ mod tests {
         let whole = content_of(&[&a]);
         assert_eq!(content_of(&[&a[..5], &a[5..19], &a[19..93], &a[93..]]), whole);
         for at in [18, 19, 24, 27, 92, 99] {
+            // Volatile: whatever it holds, it counts as its canonical value.
             let mut b = a.clone();
             b[at] ^= 0xff;
             assert_eq!(content_of(&[&b]), whole, "byte {at} is volatile");
@@ -179,9 +188,18 @@ mod tests {
             assert_ne!(content_of(&[&b]), whole, "byte {at} is content");
         }
         a[0] = 1;
-        let mut both = DbHasher::default();
-        both.update(&a);
-        let hashes = both.finish();
+        assert!(!is_canonical(&a));
+        let mut canonical = a.clone();
+        for (range, value) in VOLATILE {
+            canonical[range].fill(value);
+        }
+        assert!(is_canonical(&canonical));
+        assert_eq!(hex::encode(Sha256::digest(&canonical)), content_of(&[&a]), "a canonical file's sha256 is its content hash");
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("x.db");
+        std::fs::write(&path, &a).expect("write");
+        let (hashes, size) = hash_file(&path, &ProgressBar::hidden()).expect("hash");
+        assert_eq!(size, 300);
         assert_eq!(hashes.sha256, hex::encode(Sha256::digest(&a)));
         assert_eq!(hashes.content_sha256, content_of(&[&a]));
     }
