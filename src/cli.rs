@@ -84,6 +84,12 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// For CI: the local db.toml, the bucket's db.toml and the versions they pin agree (exit 1 if not).
+    Check {
+        /// Check the local db.toml alone; read nothing from the bucket.
+        #[arg(long)]
+        offline: bool,
+    },
     /// Check credentials, bucket, prefix and clock, and probe conditional writes for `locking = "auto"`.
     Doctor,
     /// List (with `--dry-run`) or remove what no published db.toml references: orphans of

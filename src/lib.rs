@@ -25,7 +25,7 @@ use clap::Parser;
 use crate::cli::Cli;
 
 /// Subcommand names, to tell where the global flags end.
-const SUBCOMMANDS: &[&str] = &["init", "status", "upload", "download", "fetch-db-toml", "lock", "unlock", "doctor", "gc", "demo", "help"];
+const SUBCOMMANDS: &[&str] = &["init", "status", "upload", "download", "fetch-db-toml", "lock", "unlock", "doctor", "gc", "check", "demo", "help"];
 
 /// The seed's flag spellings, kept for old scripts: `--status DB` is `status DB`.
 const LEGACY_FLAGS: &[(&str, &str)] =

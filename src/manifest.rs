@@ -22,6 +22,25 @@ pub struct Entry {
     pub sha256: Option<String>,
 }
 
+/// An entry of `[db]` (other than `path`) that b2m cannot manage, and why: it is reported, never
+/// skipped in silence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unmanaged {
+    /// The db.toml key.
+    pub key: String,
+    /// Its value as written.
+    pub value: String,
+    /// Why b2m cannot manage it, and what would work.
+    pub why: String,
+}
+
+/// The file name b2m would manage for an unversioned `name.db`: `name-v1.db`.
+fn versioned_suggestion(file: &str) -> Option<String> {
+    let stem = file.strip_suffix(".db")?;
+    let suggestion = DbFileName::file_name(stem, 1);
+    DbFileName::parse(&suggestion).map(|_| suggestion)
+}
+
 /// A parsed db.toml that remembers its formatting.
 #[derive(Debug, Clone)]
 pub struct Manifest {
@@ -48,6 +67,13 @@ pub fn parse_toml(text: &str, origin: &str) -> Result<DocumentMut> {
             format!("fix `{origin}` and run the command again"),
         )
     })
+}
+
+/// The line of `key` in `[db]`, for messages.
+fn key_line(text: &str, key: &str) -> Option<usize> {
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    let (key, _) = doc.get("db")?.as_table_like()?.get_key_value(key)?;
+    Some(line_col(text, key.span()?.start).0)
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -85,6 +111,7 @@ impl Manifest {
             ));
         }
         let manifest = Manifest { doc };
+        manifest.check_one_key_per_database(text, origin)?;
         if let Some(b2m) = manifest.doc.get("b2m") {
             let pins = b2m.as_table_like().map(|t| t.get(PIN_TABLE));
             let Some(pins) = pins else {
@@ -105,6 +132,49 @@ impl Manifest {
             }
         }
         Ok(manifest)
+    }
+
+    /// Two keys for one file, or two files with one stem: a configuration error naming both lines.
+    fn check_one_key_per_database(&self, text: &str, origin: &str) -> Result<()> {
+        let entries = self.entries();
+        for (i, a) in entries.iter().enumerate() {
+            let Some(b) = entries[i + 1..].iter().find(|b| b.file == a.file || b.stem == a.stem) else { continue };
+            let line = |key: &str| key_line(text, key).map_or_else(String::new, |n| format!("line {n} "));
+            let what = if a.file == b.file {
+                format!("both name `{}`", a.file)
+            } else {
+                format!("name two versions of `{}` (`{}` and `{}`)", a.stem, a.file, b.file)
+            };
+            return Err(Error::config_hint(
+                format!("`{origin}`: {}(`{}`) and {}(`{}`) {what}", line(&a.key), a.key, line(&b.key), b.key),
+                format!("give each database exactly one key in `[db]` of `{origin}`"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The entries of `[db]` (other than `path`) that are not databases b2m manages, and why.
+    pub fn unmanaged(&self) -> Vec<Unmanaged> {
+        let Some(table) = self.table() else { return Vec::new() };
+        table
+            .iter()
+            .filter(|(key, _)| *key != "path")
+            .filter_map(|(key, item)| {
+                let value = item.as_value().map_or_else(|| item.to_string().trim().to_string(), |v| v.to_string().trim().to_string());
+                let why = match (item.as_str(), item.as_str().and_then(DbFileName::parse)) {
+                    (Some(_), Some(_)) if key.ends_with("db") => return None,
+                    (Some(_), Some(_)) => format!("its key does not end in `db`; b2m manages keys like `{key}db`"),
+                    (Some(file), None) => match versioned_suggestion(file) {
+                        Some(name) => format!(
+                            "`{file}` has no version number; b2m manages `<stem>-v<N>.db` names: rename the file to `{name}` and write `{key} = \"{name}\"`"
+                        ),
+                        None => format!("`{file}` is not a database file name of the form `<stem>-v<N>.db`"),
+                    },
+                    (None, _) => "it is not a file name".to_string(),
+                };
+                Some(Unmanaged { key: key.to_string(), value, why })
+            })
+            .collect()
     }
 
     /// A new manifest with an empty `[db]` table and the given `path`.
@@ -228,6 +298,7 @@ mod tests {
     fn edits_keep_comments_and_order() {
         let mut m = Manifest::parse(SAMPLE, "db.toml").expect("parses");
         assert_eq!(m.entries().len(), 2);
+        assert_eq!(m.unmanaged().len(), 1, "`other = 3` is reported");
         m.set_file("ipmdb", "ipm-db-v3.db");
         let text = m.render();
         assert!(text.contains("ipmdb = \"ipm-db-v3.db\" # the main one"), "{text}");
@@ -250,6 +321,28 @@ mod tests {
         assert_eq!(again.entry_for_stem("emoji-db").and_then(|e| e.sha256), None);
         let bad = text.replace(&sha, "not-a-sha");
         assert!(Manifest::parse(&bad, "db.toml").is_err());
+    }
+
+    #[test]
+    fn every_entry_is_managed_or_reported() {
+        let text = "[db]\nipmdb = \"ipm.db\"\nemojidb = \"emoji-db-v1.db\"\nicons = \"icons-v2.db\"\nother = 3\npath = \"/x/\"\n";
+        let m = Manifest::parse(text, "db.toml").expect("parses");
+        assert_eq!(m.entries().len(), 1);
+        let unmanaged = m.unmanaged();
+        let keys: Vec<&str> = unmanaged.iter().map(|u| u.key.as_str()).collect();
+        assert_eq!(keys, vec!["ipmdb", "icons", "other"]);
+        assert!(unmanaged[0].why.contains("`ipm-v1.db`"), "{unmanaged:?}");
+        assert!(unmanaged[1].why.contains("`iconsdb`"), "{unmanaged:?}");
+    }
+
+    #[test]
+    fn two_keys_for_one_database_name_both_lines() {
+        let text = "[db]\nemojidb = \"emoji-db-v1.db\"\n# another name\notherdb = \"emoji-db-v1.db\"\n";
+        let err = Manifest::parse(text, "db.toml").expect_err("two keys").to_string();
+        assert!(err.contains("line 2 (`emojidb`)") && err.contains("line 4 (`otherdb`)"), "{err}");
+        let text = "[db]\nadb = \"ipm-db-v1.db\"\nbdb = \"ipm-db-v2.db\"\n";
+        let err = Manifest::parse(text, "db.toml").expect_err("two files, one stem").to_string();
+        assert!(err.contains("line 2 (`adb`)") && err.contains("line 3 (`bdb`)") && err.contains("`ipm-db`"), "{err}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::engine::{Context, gc, resolve_db};
 use crate::error::Result;
 
 fn stem_of(ctx: &Context, db: &str) -> Result<String> {
-    let local = ctx.local_manifest()?.entries();
+    let local = ctx.local_manifest()?;
     let remote = crate::engine::remote::read_manifest(ctx.store.as_ref())?.map(|m| m.manifest.entries()).unwrap_or_default();
     resolve_db(db, &local, &remote)
 }

@@ -1,5 +1,6 @@
 //! One file per command, thin: resolve settings, call the engine, hand the result to output.
 
+mod check;
 mod coord;
 mod demo;
 mod init;
@@ -34,6 +35,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::FetchDbToml => transfer::fetch_db_toml(&open()?),
         Command::Lock { db } => coord::lock(&open()?, &db),
         Command::Unlock { db, force } => coord::unlock(&open()?, &db, force),
+        Command::Check { offline } => check::run(&open()?, offline),
         Command::Doctor => coord::doctor(&open()?),
         Command::Gc { dry_run } => coord::gc(&open()?, dry_run),
     }

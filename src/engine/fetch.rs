@@ -40,7 +40,7 @@ pub fn download(ctx: &Context, arg: &str, force: bool) -> Result<Fetched> {
     let local_manifest = ctx.local_manifest()?;
     let remote = remote::read_manifest(ctx.store.as_ref())?;
     let remote_entries = remote.as_ref().map(|m| m.manifest.entries()).unwrap_or_default();
-    let stem = super::resolve_db(arg, &local_manifest.entries(), &remote_entries)?;
+    let stem = super::resolve_db(arg, &local_manifest, &remote_entries)?;
     let Some(r) = remote_entries.iter().find(|e| e.stem == stem).cloned() else {
         return Err(Error::refused(
             format!("`{stem}` is not in the bucket's db.toml (`{}`)", ctx.store.location()),

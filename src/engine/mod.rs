@@ -1,5 +1,6 @@
 //! The rules: three-way status, the publish protocol, fetching versions, recovery after a crash.
 
+pub mod check;
 pub mod fetch;
 pub mod gc;
 pub mod publish;
@@ -148,9 +149,11 @@ impl Context {
 }
 
 /// Resolves a database argument (stem, db.toml key or file name) against the databases the
-/// local and bucket manifests name; returns the stem.
-pub fn resolve_db(arg: &str, local: &[Entry], remote: &[Entry]) -> Result<String> {
+/// local and bucket manifests name; returns the stem. An entry of the local db.toml that b2m
+/// does not manage is named, with why, rather than reported unknown.
+pub fn resolve_db(arg: &str, local_manifest: &Manifest, remote: &[Entry]) -> Result<String> {
     check_db_argument(arg)?;
+    let local = &local_manifest.entries()[..];
     let all = || local.iter().chain(remote.iter());
     if let Some(e) = all().find(|e| e.stem == arg || e.key == arg || e.file == arg) {
         return Ok(e.stem.clone());
@@ -159,6 +162,12 @@ pub fn resolve_db(arg: &str, local: &[Entry], remote: &[Entry]) -> Result<String
         && all().any(|e| e.stem == name.stem)
     {
         return Ok(name.stem);
+    }
+    if let Some(u) = local_manifest.unmanaged().into_iter().find(|u| u.key == arg || u.value.trim_matches('"') == arg) {
+        return Err(Error::config_hint(
+            format!("`{} = {}` in db.toml is not a database b2m manages: {}", u.key, u.value, u.why),
+            "fix the entry in db.toml, then run the command again",
+        ));
     }
     let mut known: Vec<&str> = all().map(|e| e.stem.as_str()).collect();
     known.sort_unstable();

@@ -52,7 +52,7 @@ pub struct Published {
 /// `b2m upload DB`.
 pub fn upload(ctx: &Context, arg: &str) -> Result<Published> {
     let local_manifest = ctx.local_manifest()?;
-    let stem = super::resolve_db(arg, &local_manifest.entries(), &[])?;
+    let stem = super::resolve_db(arg, &local_manifest, &[])?;
     let Some(local) = local_manifest.entry_for_stem(&stem).filter(|e| ctx.db_path(&e.file).is_file()) else {
         return Err(Error::refused(format!("there is no local file for `{stem}` to upload"), "run `b2m download` to fetch it"));
     };

@@ -30,6 +30,8 @@ pub enum Status {
     NewLocal,
     /// A person must decide.
     Conflict,
+    /// An entry of db.toml b2m cannot manage (no version in its name, a key not ending in `db`…).
+    Unmanaged,
 }
 
 impl Status {
@@ -42,6 +44,7 @@ impl Status {
             Status::MissingLocal => "missing_local",
             Status::NewLocal => "new_local",
             Status::Conflict => "conflict",
+            Status::Unmanaged => "unmanaged",
         }
     }
 }
@@ -222,10 +225,11 @@ fn adopt(ctx: &Context, local: &Entry, remote: &VersionId, content: Option<&str>
 
 /// The status of every database (or of those named), in db.toml order.
 pub fn status_all(ctx: &Context, only: &[String]) -> Result<Vec<DbStatus>> {
-    let local = ctx.local_manifest()?.entries();
+    let local_manifest = ctx.local_manifest()?;
+    let local = local_manifest.entries();
     let remote: Option<RemoteManifest> = remote::read_manifest(ctx.store.as_ref())?;
     let remote_entries = remote.as_ref().map(|m| m.manifest.entries()).unwrap_or_default();
-    let wanted: Vec<String> = only.iter().map(|arg| super::resolve_db(arg, &local, &remote_entries)).collect::<Result<_>>()?;
+    let wanted: Vec<String> = only.iter().map(|arg| super::resolve_db(arg, &local_manifest, &remote_entries)).collect::<Result<_>>()?;
     let now = chrono::Utc::now();
     let leases: Vec<_> = crate::coord::lease::list_leases(ctx.store.as_ref())?.into_iter().filter(|l| !l.info.is_stale(now)).collect();
     let mut rows = Vec::new();
@@ -236,6 +240,20 @@ pub fn status_all(ctx: &Context, only: &[String]) -> Result<Vec<DbStatus>> {
         let mut row = assess(ctx, &stem, l.as_ref(), r.as_ref())?;
         row.locked_by = leases.iter().find(|lease| lease.name == stem && lease.info.state == "held").map(|lease| lease.info.describe());
         rows.push(row);
+    }
+    if wanted.is_empty() {
+        rows.extend(local_manifest.unmanaged().into_iter().map(|u| DbStatus {
+            name: u.key.clone(),
+            key: u.key,
+            status: Status::Unmanaged,
+            local_version: None,
+            remote_version: None,
+            local_changes: false,
+            locked_by: None,
+            detail: Some(u.why),
+            local_content: None,
+            remote_id: None,
+        }));
     }
     Ok(rows)
 }
