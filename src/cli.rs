@@ -33,6 +33,26 @@ pub struct GlobalArgs {
     pub directory: Option<PathBuf>,
 }
 
+/// A changeset's language.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ChangesetKind {
+    /// Python (`changeset.py` helpers).
+    Py,
+    /// POSIX shell.
+    Sh,
+    /// SQL, run by b2m in one transaction.
+    Sql,
+}
+
+/// What to do with the server.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ServerAction {
+    /// `[server] stop`.
+    Stop,
+    /// `[server] start`.
+    Start,
+}
+
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -83,6 +103,34 @@ pub enum Command {
         /// Remove the lease whoever holds it.
         #[arg(long)]
         force: bool,
+    },
+    /// Write a new changeset script from the template: `changeset/scripts/<ns timestamp>_<phrase>.<kind>`.
+    CreateChangeset {
+        /// What it does, as `[a-z0-9][a-z0-9-_]*` (e.g. `add-index`).
+        phrase: String,
+        /// The script's language.
+        #[arg(long, value_enum, default_value = "py")]
+        kind: ChangesetKind,
+    },
+    /// Run a changeset once for the whole fleet (a done one is not run again).
+    ExecuteChangeset {
+        /// Its name, file name or path.
+        name: String,
+        /// Run it again after it failed.
+        #[arg(long)]
+        retry: bool,
+    },
+    /// List the changesets and where each stands in the bucket's ledger.
+    Changesets {
+        /// Only those that have not run yet (or failed).
+        #[arg(long)]
+        pending: bool,
+    },
+    /// Run `[server] stop` or `[server] start` from b2m.toml.
+    Server {
+        /// `stop` or `start`.
+        #[arg(value_enum)]
+        action: ServerAction,
     },
     /// For CI: the local db.toml, the bucket's db.toml and the versions they pin agree (exit 1 if not).
     Check {

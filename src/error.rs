@@ -53,6 +53,16 @@ pub enum Error {
         /// SQLite's error.
         source: rusqlite::Error,
     },
+    /// A changeset's script failed; its exit code is passed through.
+    #[error("{message}")]
+    Child {
+        /// What failed.
+        message: String,
+        /// What to do about it.
+        hint: Option<String>,
+        /// The script's exit code.
+        code: u8,
+    },
     /// The user pressed Ctrl-C (exit 130).
     #[error("interrupted")]
     Interrupted,
@@ -93,14 +103,43 @@ impl Error {
             Error::Config { .. } => 2,
             Error::Store(e) if e.is_configuration() => 2,
             Error::Interrupted => 130,
+            Error::Child { code, .. } => (*code).max(1),
             _ => 1,
+        }
+    }
+
+    /// The kind of error, as data (`--json` prints it): `outdated_db`, `conflict`, `lease_held`,
+    /// `configuration`, `unreachable`, `bad_database`…
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Config { .. } => "configuration",
+            Error::Refused { message, .. } => {
+                const KINDS: &[(&str, &str)] = &[("outdated_db", "outdated_db"), ("conflict", "conflict")];
+                if let Some((_, kind)) = KINDS.iter().find(|(prefix, _)| message.starts_with(prefix)) {
+                    kind
+                } else if message.contains("local changes") {
+                    "local_changes"
+                } else if message.contains("the lease on") {
+                    "lease_held"
+                } else {
+                    "refused"
+                }
+            }
+            Error::BadDatabase { .. } => "bad_database",
+            Error::Store(StoreError::Unreachable { .. }) => "unreachable",
+            Error::Store(e) if e.is_configuration() => "configuration",
+            Error::Store(_) => "store",
+            Error::Io { .. } => "io",
+            Error::Sqlite { .. } => "sqlite",
+            Error::Child { .. } => "changeset_failed",
+            Error::Interrupted => "interrupted",
         }
     }
 
     /// What the user can do about it, if we know.
     pub fn hint(&self) -> Option<String> {
         match self {
-            Error::Config { hint, .. } | Error::Refused { hint, .. } => hint.clone(),
+            Error::Config { hint, .. } | Error::Refused { hint, .. } | Error::Child { hint, .. } => hint.clone(),
             Error::Store(e) => e.hint(),
             Error::Io { source, .. } if source.raw_os_error() == Some(28) => {
                 Some("free some disk space and run the command again; nothing was changed".into())

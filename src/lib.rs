@@ -3,6 +3,7 @@
 //!
 //! The flow: parse ([`cli`]), resolve ([`settings`]), act ([`commands`] over the [`engine`]).
 
+pub mod changeset;
 pub mod cli;
 pub mod commands;
 pub mod coord;
@@ -25,11 +26,34 @@ use clap::Parser;
 use crate::cli::Cli;
 
 /// Subcommand names, to tell where the global flags end.
-const SUBCOMMANDS: &[&str] = &["init", "status", "upload", "download", "fetch-db-toml", "lock", "unlock", "doctor", "gc", "check", "demo", "help"];
+const SUBCOMMANDS: &[&str] = &[
+    "init",
+    "status",
+    "upload",
+    "download",
+    "fetch-db-toml",
+    "lock",
+    "unlock",
+    "doctor",
+    "gc",
+    "check",
+    "demo",
+    "create-changeset",
+    "execute-changeset",
+    "changesets",
+    "server",
+    "help",
+];
 
 /// The seed's flag spellings, kept for old scripts: `--status DB` is `status DB`.
-const LEGACY_FLAGS: &[(&str, &str)] =
-    &[("--status", "status"), ("--upload", "upload"), ("--download", "download"), ("--fetch-db-toml", "fetch-db-toml")];
+const LEGACY_FLAGS: &[(&str, &str)] = &[
+    ("--status", "status"),
+    ("--upload", "upload"),
+    ("--download", "download"),
+    ("--fetch-db-toml", "fetch-db-toml"),
+    ("--create-changeset", "create-changeset"),
+    ("--execute-changeset", "execute-changeset"),
+];
 
 /// Rewrites the seed's flag spellings into subcommands, when no subcommand was given.
 pub fn rewrite_legacy(args: Vec<OsString>) -> Vec<OsString> {
@@ -64,12 +88,19 @@ pub fn main() -> ExitCode {
         }
     };
     telemetry::init(cli.global.verbose);
+    let json = cli.global.json;
     match commands::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let hint = e.hint().map(|h| format!("; {h}")).unwrap_or_default();
-            let message = format!("{e}{hint}").replace('\n', " ");
-            eprintln!("error: {}", telemetry::redact(&message));
+            let hint = e.hint();
+            let message = telemetry::redact(&e.to_string().replace('\n', " "));
+            let hint = hint.map(|h| telemetry::redact(&h));
+            let line = hint.as_ref().map_or_else(|| message.clone(), |h| format!("{message}; {h}"));
+            eprintln!("error: {line}");
+            if json {
+                let error = serde_json::json!({"error": {"kind": e.kind(), "message": message, "hint": hint}});
+                println!("{error}");
+            }
             ExitCode::from(e.exit_code())
         }
     }

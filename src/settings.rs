@@ -72,6 +72,17 @@ pub struct Remote {
     pub credentials: Option<StaticCredentials>,
 }
 
+/// `[server]`: how to stop and start the server that reads the databases.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// Run in the project root to stop the server (`make stop-prod`).
+    pub stop: Option<String>,
+    /// Run in the project root to start it; must return (a start daemonises).
+    pub start: Option<String>,
+    /// How long each may take.
+    pub timeout: Duration,
+}
+
 /// Everything a command needs to know about the project.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -89,6 +100,12 @@ pub struct Settings {
     pub state_dir: PathBuf,
     /// Lease TTL, wait and token (`B2M_LEASE_TTL_SECS`, `B2M_LEASE_WAIT_SECS`, `B2M_LEASE_TOKEN`).
     pub leases: LeaseConfig,
+    /// `[server]`, when configured.
+    pub server: Option<Server>,
+    /// `B2M_CHANGESET`: the changeset this process runs for (its publishes name it).
+    pub changeset: Option<String>,
+    /// `B2M_LOCAL_LOCK_TOKEN`: a changeset's child acts under its parent's local lock with it.
+    pub local_lock_token: Option<String>,
     /// How old an object no commit pins must be before `b2m gc` removes it: longer than any
     /// publish can take between its upload and its commit (`B2M_ORPHAN_AGE_SECS`, default 24 h).
     pub orphan_age: Duration,
@@ -195,7 +212,27 @@ impl Settings {
             Some(m) => root.join(m),
             None => db_dir.join("db.toml"),
         };
+        let server = match doc.get("server") {
+            None => None,
+            Some(_) => {
+                let timeout = match doc.get("server").and_then(|t| t.get("timeout")) {
+                    None => Duration::from_secs(120),
+                    Some(item) => item.as_integer().filter(|&n| n > 0).map(|n| Duration::from_secs(n.unsigned_abs())).ok_or_else(|| {
+                        Error::config_hint(
+                            format!("`{origin}`: `server.timeout` must be a positive number of seconds"),
+                            format!("fix `{origin}`"),
+                        )
+                    })?,
+                };
+                Some(Server {
+                    stop: get_str(&doc, "server", "stop", &origin)?.filter(|s| !s.trim().is_empty()),
+                    start: get_str(&doc, "server", "start", &origin)?.filter(|s| !s.trim().is_empty()),
+                    timeout,
+                })
+            }
+        };
         Ok(Settings {
+            server,
             changesets: rel("changesets", "changeset")?,
             state_dir: root.join(STATE_DIR),
             root,
@@ -203,6 +240,8 @@ impl Settings {
             db_dir,
             manifest,
             leases: env_leases(),
+            changeset: std::env::var("B2M_CHANGESET").ok().filter(|s| crate::changeset::is_name(s)),
+            local_lock_token: std::env::var("B2M_LOCAL_LOCK_TOKEN").ok().filter(|s| !s.is_empty()),
             orphan_age: env_secs("B2M_ORPHAN_AGE_SECS").unwrap_or(Duration::from_secs(24 * 3600)),
         })
     }

@@ -4,8 +4,10 @@
 use std::io::{self, Write};
 use std::sync::OnceLock;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 static SECRETS: OnceLock<Vec<String>> = OnceLock::new();
 
@@ -39,11 +41,15 @@ pub fn init(verbose: u8) {
         }
         .to_string()
     });
+    // `target=level` directives (as RUST_LOG writes them); a malformed one falls back to warnings.
+    let targets: Targets = filter.parse().unwrap_or_else(|_| Targets::new().with_target("b2m", tracing::Level::WARN));
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::new(filter))
+        .with_max_level(tracing::Level::TRACE)
         .with_writer(RedactingStderr)
         .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .with_target(verbose >= 2)
+        .finish()
+        .with(targets)
         .try_init();
 }
 

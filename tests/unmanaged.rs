@@ -54,7 +54,11 @@ fn check_offline_fails_on_an_entry_it_cannot_manage() {
     assert!(human.stdout.contains("FAIL legacydb"), "{}", human.stdout);
     // Fixed as the note says, the check passes (online too: db.toml pins what the bucket has).
     let text = p.manifest_text();
-    let fixed: String = text.lines().filter(|l| !l.starts_with("legacydb") && !l.starts_with("icons") && !l.starts_with("retries")).map(|l| format!("{l}\n")).collect();
+    let fixed: String = text
+        .lines()
+        .filter(|l| !l.starts_with("legacydb") && !l.starts_with("icons") && !l.starts_with("retries"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     std::fs::write(p.manifest(), fixed).expect("db.toml");
     p.b2m(&["check", "--offline"]).ok();
     p.b2m(&["check"]).ok();

@@ -1,9 +1,11 @@
 //! One file per command, thin: resolve settings, call the engine, hand the result to output.
 
+mod changeset;
 mod check;
 mod coord;
 mod demo;
 mod init;
+mod server;
 mod status;
 mod transfer;
 
@@ -35,6 +37,10 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::FetchDbToml => transfer::fetch_db_toml(&open()?),
         Command::Lock { db } => coord::lock(&open()?, &db),
         Command::Unlock { db, force } => coord::unlock(&open()?, &db, force),
+        Command::CreateChangeset { phrase, kind } => changeset::create(&open()?, &phrase, kind),
+        Command::ExecuteChangeset { name, retry } => changeset::execute(&open()?, &name, retry),
+        Command::Changesets { pending } => changeset::list(&open()?, pending),
+        Command::Server { action } => server::run(&open()?, action),
         Command::Check { offline } => check::run(&open()?, offline),
         Command::Doctor => coord::doctor(&open()?),
         Command::Gc { dry_run } => coord::gc(&open()?, dry_run),

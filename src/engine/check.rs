@@ -69,7 +69,13 @@ pub fn check(ctx: &Context, offline: bool) -> Result<Checked> {
                 add(
                     Level::Warning,
                     &e.key,
-                    format!("pins v{} {}…, behind the bucket's v{} {}…: run `b2m fetch-db-toml`", ours.version, ours.short(), current.version, current.short()),
+                    format!(
+                        "pins v{} {}…, behind the bucket's v{} {}…: run `b2m fetch-db-toml`",
+                        ours.version,
+                        ours.short(),
+                        current.version,
+                        current.short()
+                    ),
                 );
             } else {
                 add(

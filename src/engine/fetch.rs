@@ -13,6 +13,7 @@ use super::remote::{self, VersionId};
 use super::status::{self, Status};
 use crate::error::{Error, Result};
 use crate::fsutil;
+use crate::manifest::Entry;
 use crate::sqlite::db;
 use crate::sqlite::hash::{HashingWriter, content_hash_file, is_canonical};
 use crate::sqlite::state::Base;
@@ -89,25 +90,44 @@ pub fn download(ctx: &Context, arg: &str, force: bool) -> Result<Fetched> {
     };
     // The local db.toml's own key for this database, if it has one: never add a second.
     let key = local.as_ref().map_or(r.key.clone(), |l| l.key.clone());
-    let (bytes, content) = fetch_version(ctx, &id)?;
+    let installed = install(ctx, &id, &key, local.as_ref())?;
+    ctx.out.info(&format!("downloaded `{stem}` v{} → `{}`", id.version, ctx.db_path(&id.file()).display()));
+    Ok(Fetched {
+        name: stem,
+        version: id.version,
+        file: id.file(),
+        bytes: installed.bytes,
+        backup: backup.map(|p| p.display().to_string()),
+        kept_open: installed.kept_open,
+    })
+}
 
-    let target = ctx.db_path(&id.file());
+/// What [`install`] did.
+pub struct Installed {
+    /// Bytes fetched.
+    pub bytes: u64,
+    /// A replaced file left in place because a process still had it open.
+    pub kept_open: Option<String>,
+}
+
+/// Brings the committed version `id` here: fetches and verifies it, names and pins it in the
+/// local db.toml under `key` (the local key, never a second one), records the base, and only then
+/// removes the file it replaces (`old`), unless a process still has that open (a server would
+/// then reopen a vanished name and get an empty database).
+pub fn install(ctx: &Context, id: &VersionId, key: &str, old: Option<&Entry>) -> Result<Installed> {
+    let (bytes, content) = fetch_version(ctx, id)?;
     let mut manifest = ctx.local_manifest()?;
-    let named = manifest.entry_for_stem(&stem);
+    let named = manifest.entry_for_stem(&id.stem);
     if named.as_ref().map(|e| (e.file.as_str(), e.sha256.as_deref())) != Some((id.file().as_str(), Some(id.sha256.as_str())))
         || !ctx.settings.manifest.exists()
     {
-        manifest.set_version(&key, &id.file(), &id.sha256);
+        manifest.set_version(key, &id.file(), &id.sha256);
         ctx.write_local_manifest(&manifest)?;
     }
-    ctx.state.set_base(
-        &stem,
-        &Base { version: id.version, sha256: id.sha256.clone(), content_sha256: content.clone(), local_content_sha256: content },
-    )?;
-    // Only now that db.toml names the new file does the old one go, unless a process still has it
-    // open (a server would then reopen a vanished name and get an empty database).
+    let base = Base { version: id.version, sha256: id.sha256.clone(), content_sha256: content.clone(), local_content_sha256: content };
+    ctx.state.set_base(&id.stem, &base)?;
     let mut kept_open = None;
-    if let Some(old) = local.filter(|l| l.file != id.file()) {
+    if let Some(old) = old.filter(|l| l.file != id.file()) {
         let old_path = ctx.db_path(&old.file);
         match fsutil::open_by_others(&old_path) {
             Some(holder) => {
@@ -126,39 +146,37 @@ pub fn download(ctx: &Context, arg: &str, force: bool) -> Result<Fetched> {
             }
         }
     }
-    ctx.out.info(&format!("downloaded `{stem}` v{} → `{}`", id.version, target.display()));
-    Ok(Fetched { name: stem, version: id.version, file: id.file(), bytes, backup: backup.map(|p| p.display().to_string()), kept_open })
+    Ok(Installed { bytes, kept_open })
 }
 
-/// Streams the object `id` names into a temp file beside the database, checks it against its
-/// sha256 (the key and the pin) and `PRAGMA quick_check`, fsyncs it and renames it into place
-/// (clearing stale sidecars first). Returns the bytes fetched and the content hash.
-pub fn fetch_version(ctx: &Context, id: &VersionId) -> Result<(u64, String)> {
-    let target = ctx.db_path(&id.file());
-    std::fs::create_dir_all(&ctx.settings.db_dir).map_err(|e| Error::io("cannot create", &ctx.settings.db_dir, e))?;
+/// Streams the object `id` names into a temp file in `dir`, checks it against its sha256 (the
+/// key and the pin) and `PRAGMA quick_check`, and fsyncs it. Returns the file, the bytes fetched
+/// and its content hash. Nothing is installed anywhere.
+pub fn download_verified(ctx: &Context, id: &VersionId, dir: &std::path::Path) -> Result<(tempfile::NamedTempFile, u64, String)> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
     let tmp = tempfile::Builder::new()
         .prefix(".b2m-download-")
         .permissions(fsutil::new_file_permissions())
-        .tempfile_in(&ctx.settings.db_dir)
-        .map_err(|e| Error::io("cannot create a temp file in", &ctx.settings.db_dir, e))?;
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("cannot create a temp file in", dir, e))?;
     let object_key = id.object_key();
     let bar = ctx.out.bytes_bar(0, "download");
     let mut sink = HashingWriter::new(BufWriter::with_capacity(fsutil::BUF_SIZE, tmp.as_file()));
     let bytes = ctx.store.download(&object_key, &mut sink, &bar)?;
     let (writer, sha256) = sink.finish();
-    let file = writer.into_inner().map_err(|e| Error::io("cannot write", tmp.path(), e.into_error()))?;
+    writer.into_inner().map_err(|e| Error::io("cannot write", tmp.path(), e.into_error()))?;
     bar.finish_and_clear();
     if sha256 != id.sha256 {
         ctx.state.mark_bad_object(&object_key, &id.sha256, &sha256)?;
         return Err(Error::refused(
             format!(
                 "conflict: the bucket's `{object_key}` does not match its sha256 ({bytes} bytes, sha256 {}…); it was not installed",
-                &sha256[..12],
+                &sha256[..12]
             ),
             "the object is damaged: restore it from a backup or publish a new version; local files were left as they were",
         ));
     }
-    file.sync_all().map_err(|e| Error::io("cannot sync", tmp.path(), e))?;
+    tmp.as_file().sync_all().map_err(|e| Error::io("cannot sync", tmp.path(), e))?;
     // An object b2m published has a canonical header: its sha256 is its content hash. Any other
     // is hashed for content beside the quick check, which reads the file anyway.
     let spinner = ctx.out.spinner("check");
@@ -171,8 +189,15 @@ pub fn fetch_version(ctx: &Context, id: &VersionId) -> Result<(u64, String)> {
     });
     spinner.finish_and_clear();
     checked?;
-    let content = content?;
+    ctx.state.clear_bad_object(&object_key)?;
+    Ok((tmp, bytes, content?))
+}
 
+/// Fetches the object `id` names (see [`download_verified`]) and renames it into place beside
+/// the database, clearing stale sidecars first. Returns the bytes fetched and the content hash.
+pub fn fetch_version(ctx: &Context, id: &VersionId) -> Result<(u64, String)> {
+    let target = ctx.db_path(&id.file());
+    let (tmp, bytes, content) = download_verified(ctx, id, &ctx.settings.db_dir)?;
     // Install: no stale WAL or hot journal may be applied to the new file, so its sidecars go first.
     for sidecar in fsutil::sidecars(&target) {
         fsutil::remove_if_exists(&sidecar)?;
@@ -182,7 +207,6 @@ pub fn fetch_version(ctx: &Context, id: &VersionId) -> Result<(u64, String)> {
     crate::failpoint("after-install");
     fsutil::sync_dir(&ctx.settings.db_dir).map_err(|e| Error::io("cannot sync", &ctx.settings.db_dir, e))?;
     ctx.state.remember_written(&target, &content)?;
-    ctx.state.clear_bad_object(&object_key)?;
     Ok((bytes, content))
 }
 

@@ -38,8 +38,12 @@ pub struct Context {
 
 /// The exclusive lock on `.b2m/lock`, held while a command changes state.
 pub struct LocalLock {
-    _file: File,
+    /// `None` when this process acts under its parent's lock (a changeset's child).
+    _file: Option<File>,
 }
+
+/// The file holding the token a changeset's child acts under the parent's local lock with.
+const LOCK_TOKEN_FILE: &str = "lock.token";
 
 impl Context {
     /// Opens the project's store and state.
@@ -52,6 +56,9 @@ impl Context {
     /// Takes the local lock, waiting (and saying so) while another b2m holds it; then clears
     /// what an interrupted run left behind and finishes its committed publishes.
     pub fn lock(&self) -> Result<LocalLock> {
+        if self.under_parent_lock() {
+            return Ok(LocalLock { _file: None });
+        }
         let file = self.lock_file()?;
         if file.try_lock_exclusive().is_err() {
             let holder = std::fs::read_to_string(self.settings.state_dir.join("lock.owner")).unwrap_or_default();
@@ -61,8 +68,31 @@ impl Context {
         self.locked(file)
     }
 
+    /// Whether this process is a changeset's child acting under its parent's local lock: its
+    /// `B2M_LOCAL_LOCK_TOKEN` is the token the parent wrote while holding the lock.
+    fn under_parent_lock(&self) -> bool {
+        let Some(token) = &self.settings.local_lock_token else { return false };
+        std::fs::read_to_string(self.settings.state_dir.join(LOCK_TOKEN_FILE)).is_ok_and(|held| held.trim() == token)
+    }
+
+    /// While the local lock is held: lets child processes given the returned token act under it
+    /// (until [`Context::revoke_lock_token`]).
+    pub fn lend_lock_token(&self, _lock: &LocalLock) -> Result<String> {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        crate::fsutil::write_atomic(&self.settings.state_dir.join(LOCK_TOKEN_FILE), token.as_bytes())?;
+        Ok(token)
+    }
+
+    /// Ends what [`Context::lend_lock_token`] allowed.
+    pub fn revoke_lock_token(&self) -> Result<()> {
+        crate::fsutil::remove_if_exists(&self.settings.state_dir.join(LOCK_TOKEN_FILE))
+    }
+
     /// Takes the local lock if no other b2m holds it (for read-only commands, which never wait).
     pub fn try_lock(&self) -> Result<Option<LocalLock>> {
+        if self.under_parent_lock() {
+            return Ok(Some(LocalLock { _file: None }));
+        }
         let file = self.lock_file()?;
         if file.try_lock_exclusive().is_err() {
             return Ok(None);
@@ -86,7 +116,7 @@ impl Context {
     fn locked(&self, file: File) -> Result<LocalLock> {
         let owner = format!("pid {} on {}", std::process::id(), crate::host_name());
         let _ = std::fs::write(self.settings.state_dir.join("lock.owner"), owner);
-        let lock = LocalLock { _file: file };
+        let lock = LocalLock { _file: Some(file) };
         self.remove_stale_temps()?;
         publish::finish_pending(self)?;
         Ok(lock)

@@ -106,7 +106,10 @@ pub fn upload(ctx: &Context, arg: &str) -> Result<Published> {
     tracing::info!(ms = phase.elapsed().as_millis() as u64, "snapshot, integrity check and hash");
     let id = VersionId { stem: stem.clone(), version, sha256: snapshot.hashes.sha256.clone() };
     let phase = Instant::now();
-    let meta = put_version(ctx, &id, &snapshot, parent.clone(), "upload", None)?;
+    // Run by a changeset's script: the version names the changeset (how a rerun after a crash
+    // knows the work was published).
+    let made_by = if ctx.settings.changeset.is_some() { "changeset" } else { "upload" };
+    let meta = put_version(ctx, &id, &snapshot, parent.clone(), made_by, ctx.settings.changeset.clone())?;
     let uploaded_at = Instant::now();
     tracing::info!(ms = phase.elapsed().as_millis() as u64, "object and metadata sent");
     // The local file's content when the snapshot was taken: what the new base stands for here.
@@ -131,8 +134,10 @@ pub fn upload(ctx: &Context, arg: &str) -> Result<Published> {
             "run the command again",
         ));
     }
-    let guarded = Guarded { leases: &leases, db_lease, protocol };
-    commit(ctx, guarded, &local_manifest, &pending, parent.as_ref())?;
+    let guarded = Guarded { leases: &leases, db_leases: vec![db_lease], protocol };
+    let to_commit = ToCommit { pending, parent: parent.clone() };
+    commit(ctx, guarded, &local_manifest, std::slice::from_ref(&to_commit))?;
+    let pending = to_commit.pending;
     tracing::info!(ms = uploaded_at.elapsed().as_millis() as u64, "committed");
     crate::failpoint("after-commit");
     let phase = Instant::now();
@@ -233,46 +238,70 @@ pub fn put_version(
 pub struct Guarded<'a> {
     /// The bucket's leases.
     pub leases: &'a Leases,
-    /// The database's lease, held since before the bucket's db.toml was read.
-    pub db_lease: HeldLease,
+    /// The databases' leases, held since before the bucket's db.toml was read.
+    pub db_leases: Vec<HeldLease>,
     /// `conditional` adds a compare-and-swap to the commit.
     pub protocol: Protocol,
 }
 
-/// Step 5, the commit: the bucket's db.toml names and pins the new version, unless the db moved
-/// meanwhile. Other databases' publishes rewrite db.toml too, so the read-modify-write runs under
-/// the short manifest lease (and, in `conditional` mode, as a compare-and-swap). Both leases are
-/// read back just before the write, whose time, retries included, is bounded by what is left of
-/// them. A commit whose answer was lost is recognised on re-read (db.toml pins our sha256); one
-/// whose outcome stays unknown leaves its leases to expire and its journal for the next command.
-fn commit(ctx: &Context, guarded: Guarded<'_>, local_manifest: &Manifest, pending: &Pending, parent: Option<&ParentRef>) -> Result<()> {
-    let Guarded { leases, db_lease, protocol } = guarded;
+/// One version to commit: its journal entry and the version it replaces (`None` for a first).
+pub struct ToCommit {
+    /// What the local half needs, recorded just before the write.
+    pub pending: Pending,
+    /// The version the bucket's db.toml must still pin for this database.
+    pub parent: Option<ParentRef>,
+}
+
+impl ToCommit {
+    fn id(&self) -> VersionId {
+        VersionId { stem: self.pending.stem.clone(), version: self.pending.version, sha256: self.pending.sha256.clone() }
+    }
+}
+
+/// Step 5, the commit: the bucket's db.toml names and pins the new versions (several databases
+/// commit in one write), unless one of them moved meanwhile. Other databases' publishes rewrite
+/// db.toml too, so the read-modify-write runs under the short manifest lease (and, in
+/// `conditional` mode, as a compare-and-swap). Every lease is read back just before the write,
+/// whose time, retries included, is bounded by what is left of them. A commit whose answer was
+/// lost is recognised on re-read (db.toml pins our sha256s); one whose outcome stays unknown leaves
+/// its leases to expire and its journal for the next command.
+pub fn commit(ctx: &Context, guarded: Guarded<'_>, local_manifest: &Manifest, versions: &[ToCommit]) -> Result<()> {
+    let Guarded { leases, db_leases, protocol } = guarded;
     let manifest_lease = leases.acquire(MANIFEST_LEASE, "commit")?;
-    let ours = VersionId { stem: pending.stem.clone(), version: pending.version, sha256: pending.sha256.clone() };
-    let expected = parent.map(|p| (p.version, p.sha256.clone()));
+    let names = versions.iter().map(|v| format!("`{}` v{}", v.pending.stem, v.pending.version)).collect::<Vec<_>>().join(", ");
+    let landed =
+        |manifest: Option<&RemoteManifest>| versions.iter().all(|v| manifest.and_then(|m| m.current(&v.pending.stem)) == Some(v.id()));
     for _ in 0..COMMIT_TRIES {
         let current = remote::read_manifest(ctx.store.as_ref())?;
-        let now = current.as_ref().and_then(|m| m.current(&pending.stem));
-        if now.as_ref() == Some(&ours) {
+        if landed(current.as_ref()) {
             return Ok(());
         }
-        if now.as_ref().map(|n| (n.version, n.sha256.clone())) != expected {
-            return Err(Error::refused(
-                format!(
-                    "outdated_db: `{}` moved to v{} in the bucket while this upload ran; nothing was published",
-                    pending.stem,
-                    now.map_or_else(|| "?".into(), |v| v.version.to_string())
-                ),
-                "run `b2m status`, then `b2m download` or `b2m merge`",
-            ));
+        for v in versions {
+            let now = current.as_ref().and_then(|m| m.current(&v.pending.stem));
+            if now.as_ref().map(|n| (n.version, n.sha256.as_str())) != v.parent.as_ref().map(|p| (p.version, p.sha256.as_str())) {
+                return Err(Error::refused(
+                    format!(
+                        "outdated_db: `{}` moved to v{} in the bucket meanwhile; nothing was published",
+                        v.pending.stem,
+                        now.map_or_else(|| "?".into(), |n| n.version.to_string())
+                    ),
+                    "run `b2m status`, then `b2m download` or `b2m merge`",
+                ));
+            }
         }
         let (mut manifest, condition) = match current {
             Some(RemoteManifest { manifest, etag }) => (manifest, protocol.if_match(etag)),
-            None => (first_manifest(local_manifest, &pending.key), protocol.if_absent()),
+            None => {
+                (first_manifest(local_manifest, &versions.iter().map(|v| v.pending.key.as_str()).collect::<Vec<_>>()), protocol.if_absent())
+            }
         };
-        manifest.set_version(&pending.key, &ours.file(), &pending.sha256);
-        ctx.state.set_pending(pending)?;
-        let within = leases.budget(&[&db_lease, &manifest_lease])?;
+        for v in versions {
+            manifest.set_version(&v.pending.key, &v.id().file(), &v.pending.sha256);
+            ctx.state.set_pending(&v.pending)?;
+        }
+        let mut guards: Vec<&HeldLease> = db_leases.iter().collect();
+        guards.push(&manifest_lease);
+        let within = leases.budget(&guards)?;
         crate::failpoint("commit-put");
         match ctx.store.put_within(remote::MANIFEST_KEY, manifest.render().as_bytes(), condition, within) {
             Ok(PutOutcome::Written { .. }) => return Ok(()),
@@ -282,15 +311,17 @@ fn commit(ctx: &Context, guarded: Guarded<'_>, local_manifest: &Manifest, pendin
             Err(e) => {
                 // The write gave up by its deadline, but its answer may have been lost on the
                 // way back: what db.toml pins now tells.
-                match reread_pin(ctx, &pending.stem) {
-                    Some(now) if now.as_ref() == Some(&ours) => {
-                        tracing::info!("the commit's answer was lost, but db.toml pins our version");
+                match reread_manifest(ctx) {
+                    Some(now) if landed(now.as_ref()) => {
+                        tracing::info!("the commit's answer was lost, but db.toml pins our versions");
                         return Ok(());
                     }
                     Some(_) => {
-                        ctx.state.clear_pending(&pending.stem)?;
+                        for v in versions {
+                            ctx.state.clear_pending(&v.pending.stem)?;
+                        }
                         return Err(Error::refused(
-                            format!("the commit of `{}` v{} failed ({e}); nothing was published", pending.stem, pending.version),
+                            format!("the commit of {names} failed ({e}); nothing was published"),
                             "run the command again",
                         ));
                     }
@@ -298,12 +329,11 @@ fn commit(ctx: &Context, guarded: Guarded<'_>, local_manifest: &Manifest, pendin
                         // Unknown: leave the leases to expire (after the write's deadline) rather
                         // than free them, and the journal for the next command to settle.
                         manifest_lease.abandon();
-                        db_lease.abandon();
+                        for lease in db_leases {
+                            lease.abandon();
+                        }
                         return Err(Error::refused(
-                            format!(
-                                "the commit of `{}` v{} did not finish ({e}) and the bucket cannot be read to tell",
-                                pending.stem, pending.version
-                            ),
+                            format!("the commit of {names} did not finish ({e}) and the bucket cannot be read to tell"),
                             "run `b2m status` once the bucket is reachable: it finishes the publish if it landed",
                         ));
                     }
@@ -311,19 +341,17 @@ fn commit(ctx: &Context, guarded: Guarded<'_>, local_manifest: &Manifest, pendin
             }
         }
     }
-    ctx.state.clear_pending(&pending.stem)?;
-    Err(Error::refused(
-        format!("the bucket's db.toml kept changing; `{}` v{} was not published", pending.stem, pending.version),
-        "run the command again",
-    ))
+    for v in versions {
+        ctx.state.clear_pending(&v.pending.stem)?;
+    }
+    Err(Error::refused(format!("the bucket's db.toml kept changing; {names} was not published"), "run the command again"))
 }
 
-/// What the bucket's db.toml pins for a stem now, read up to three times; `None` when it cannot be
-/// read.
-fn reread_pin(ctx: &Context, stem: &str) -> Option<Option<VersionId>> {
+/// The bucket's db.toml now, read up to three times; `None` when it cannot be read.
+fn reread_manifest(ctx: &Context) -> Option<Option<RemoteManifest>> {
     for attempt in 0..3u32 {
         match remote::read_manifest(ctx.store.as_ref()) {
-            Ok(manifest) => return Some(manifest.and_then(|m| m.current(stem))),
+            Ok(manifest) => return Some(manifest),
             Err(e) => {
                 tracing::warn!("cannot read db.toml back after the commit: {e}");
                 std::thread::sleep(std::time::Duration::from_millis(500 << attempt));
@@ -333,12 +361,12 @@ fn reread_pin(ctx: &Context, stem: &str) -> Option<Option<VersionId>> {
     None
 }
 
-/// The bucket's first db.toml: the local one (its comments and `path` kept) naming only `key`,
-/// the one database being published, so that no unpublished db is named.
-fn first_manifest(local: &Manifest, key: &str) -> Manifest {
+/// The bucket's first db.toml: the local one (its comments and `path` kept) naming only `keys`,
+/// the databases being published, so that no unpublished db is named.
+fn first_manifest(local: &Manifest, keys: &[&str]) -> Manifest {
     let mut manifest = local.clone();
     for entry in local.entries() {
-        if entry.key != key {
+        if !keys.contains(&entry.key.as_str()) {
             manifest.remove(&entry.key);
         }
     }
@@ -418,7 +446,13 @@ pub fn finish_pending(ctx: &Context) -> Result<()> {
         let ours = VersionId { stem: p.stem.clone(), version: p.version, sha256: p.sha256.clone() };
         if remote::is_committed(ctx.store.as_ref(), remote.as_ref().and_then(Option::as_ref), &ours)? {
             ctx.out.info(&format!("finishing the publish of `{}` v{} that was interrupted", p.stem, p.version));
-            finish_local(ctx, &p)?;
+            if p.from_file.is_empty() {
+                // Published from a working copy (a changeset): the local file is fetched.
+                super::fetch::install(ctx, &ours, &p.key, Some(&entry))?;
+                ctx.state.clear_pending(&p.stem)?;
+            } else {
+                finish_local(ctx, &p)?;
+            }
         } else {
             tracing::info!(stem = p.stem, version = p.version, "forgetting a publish that never committed");
             ctx.state.clear_pending(&p.stem)?;
@@ -428,7 +462,7 @@ pub fn finish_pending(ctx: &Context) -> Result<()> {
 }
 
 /// sha256 of the schema's SQL, in a stable order.
-fn schema_hash(path: &std::path::Path) -> Option<String> {
+pub fn schema_hash(path: &std::path::Path) -> Option<String> {
     use sha2::{Digest, Sha256};
     let conn = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
     let mut stmt = conn.prepare("SELECT type, name, COALESCE(sql, '') FROM sqlite_master ORDER BY type, name").ok()?;

@@ -66,6 +66,8 @@ pub struct DbStatus {
     pub local_changes: bool,
     /// Who holds a lease on it.
     pub locked_by: Option<String>,
+    /// The local file the local db.toml names (whether or not it exists).
+    pub path: Option<String>,
     /// Why, for `conflict` and the like.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -122,6 +124,7 @@ pub fn assess(ctx: &Context, stem: &str, local: Option<&Entry>, remote: Option<&
         remote_version: remote.map(|e| e.version),
         local_changes: false,
         locked_by: None,
+        path: local.map(|e| ctx.db_path(&e.file).display().to_string()),
         detail: None,
         local_content: None,
         remote_id: remote_id.clone(),
@@ -250,6 +253,7 @@ pub fn status_all(ctx: &Context, only: &[String]) -> Result<Vec<DbStatus>> {
             remote_version: None,
             local_changes: false,
             locked_by: None,
+            path: None,
             detail: Some(u.why),
             local_content: None,
             remote_id: None,

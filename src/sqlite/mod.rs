@@ -3,4 +3,5 @@
 
 pub mod db;
 pub mod hash;
+pub mod replay;
 pub mod state;

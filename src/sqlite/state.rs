@@ -53,7 +53,8 @@ pub struct Pending {
     pub content_sha256: String,
     /// The content hash of the local file the snapshot was taken from.
     pub local_content_sha256: String,
-    /// The local file name before the publish.
+    /// The local file name before the publish, renamed to the new version's name; empty when the
+    /// version was made from a working copy (a changeset) and the local file is fetched instead.
     pub from_file: String,
 }
 

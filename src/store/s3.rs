@@ -71,6 +71,9 @@ impl S3Store {
             if let Some(endpoint) = &remote.endpoint {
                 loader = loader.endpoint_url(endpoint);
             }
+            // rustls with ring: one copied binary, linking only libc, no system OpenSSL.
+            let tls = aws_smithy_http_client::tls::Provider::Rustls(aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring);
+            loader = loader.http_client(aws_smithy_http_client::Builder::new().tls_provider(tls).build_https());
             if let Some(credentials) = credentials {
                 loader = loader.credentials_provider(credentials);
             }

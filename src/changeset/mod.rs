@@ -1,0 +1,163 @@
+//! Changesets: timestamped scripts (`changeset/scripts/<19-digit ns>_<phrase>.{py,sh,sql}`) that
+//! change databases and run once for the whole fleet, in name order. The ledger in the bucket
+//! (`changesets/<name>.json`) says which ran; claiming an entry is guarded by a lease, so two
+//! machines never run one twice.
+
+pub mod create;
+pub mod ledger;
+pub mod run;
+pub mod sql;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// What a changeset script is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Python, run by `python3` with the `changeset.py` helper at hand.
+    Py,
+    /// POSIX shell, run by `sh`.
+    Sh,
+    /// SQL, run by b2m itself inside one transaction.
+    Sql,
+}
+
+impl Kind {
+    /// The file extension.
+    pub fn ext(self) -> &'static str {
+        match self {
+            Kind::Py => "py",
+            Kind::Sh => "sh",
+            Kind::Sql => "sql",
+        }
+    }
+
+    /// The kind of a file extension.
+    pub fn from_ext(ext: &str) -> Option<Self> {
+        [Kind::Py, Kind::Sh, Kind::Sql].into_iter().find(|k| k.ext() == ext)
+    }
+}
+
+/// A changeset script in `changeset/scripts/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Script {
+    /// `1732245600123456789_add-index`: the ledger's name for it, and its place in the order.
+    pub name: String,
+    /// Its language.
+    pub kind: Kind,
+    /// The file.
+    pub path: PathBuf,
+}
+
+/// Whether a phrase is `[a-z0-9][a-z0-9-_]*` (at most 80 characters).
+pub fn is_phrase(phrase: &str) -> bool {
+    let mut chars = phrase.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && phrase.len() <= 80
+}
+
+/// Whether `name` is `<19 digits>_<phrase>`.
+pub fn is_name(name: &str) -> bool {
+    name.split_once('_').is_some_and(|(ts, phrase)| ts.len() == 19 && ts.bytes().all(|b| b.is_ascii_digit()) && is_phrase(phrase))
+}
+
+/// The scripts folder.
+pub fn scripts_dir(changesets: &Path) -> PathBuf {
+    changesets.join("scripts")
+}
+
+/// Every changeset script, in name order (the order they run in). Other files are ignored.
+pub fn scripts(changesets: &Path) -> Result<Vec<Script>> {
+    let dir = scripts_dir(changesets);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("cannot read", &dir, e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some((name, ext)) = file.rsplit_once('.') else { continue };
+        let Some(kind) = Kind::from_ext(ext).filter(|_| is_name(name)) else { continue };
+        out.push(Script { name: name.to_string(), kind, path: entry.path() });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    if let Some(pair) = out.windows(2).find(|w| w[0].name == w[1].name) {
+        return Err(Error::config_hint(
+            format!("two changesets are named `{}` (`{}` and `{}`)", pair[0].name, pair[0].path.display(), pair[1].path.display()),
+            "keep one script per name: rename or remove the other",
+        ));
+    }
+    Ok(out)
+}
+
+/// Resolves a changeset argument: its name, its file name, or a path to it.
+pub fn resolve(changesets: &Path, arg: &str) -> Result<Script> {
+    let file = Path::new(arg).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = file.rsplit_once('.').filter(|(_, ext)| Kind::from_ext(ext).is_some()).map_or(file.as_str(), |(name, _)| name);
+    if !is_name(name) {
+        return Err(Error::config_hint(
+            format!("`{}` is not a changeset name", arg.escape_debug()),
+            "give its name (`1732245600123456789_add-index`), its file name or its path; `b2m changesets` lists them",
+        ));
+    }
+    scripts(changesets)?.into_iter().find(|s| s.name == name).ok_or_else(|| {
+        Error::config_hint(
+            format!("no changeset `{name}` in `{}`", scripts_dir(changesets).display()),
+            "`b2m changesets` lists them; `b2m create-changeset PHRASE` makes one",
+        )
+    })
+}
+
+/// The sha256 of a script with line endings normalised (CRLF and CR become LF): a changeset whose
+/// only edit is its line endings is the same changeset.
+pub fn script_sha256(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
+    let mut normalized = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\r' {
+            normalized.push(b'\n');
+            if bytes.get(i + 1) == Some(&b'\n') {
+                i += 1;
+            }
+        } else {
+            normalized.push(bytes[i]);
+        }
+        i += 1;
+    }
+    Ok(hex::encode(Sha256::digest(&normalized)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_phrases() {
+        assert!(is_phrase("add-index_2"));
+        for bad in ["", "Add", "-x", "a b", "a;rm", "../x", "é"] {
+            assert!(!is_phrase(bad), "{bad}");
+        }
+        assert!(is_name("1732245600123456789_add-index"));
+        assert!(!is_name("173224560012345678_add-index"), "18 digits");
+        assert!(!is_name("1732245600123456789_"), "no phrase");
+    }
+
+    #[test]
+    fn line_endings_do_not_change_a_script() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (unix, dos) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&unix, "UPDATE t SET v = 1;\nSELECT 1;\n").expect("write");
+        std::fs::write(&dos, "UPDATE t SET v = 1;\r\nSELECT 1;\r\n").expect("write");
+        assert_eq!(script_sha256(&unix).expect("sha"), script_sha256(&dos).expect("sha"));
+        std::fs::write(&dos, "UPDATE t SET v = 2;\r\nSELECT 1;\r\n").expect("write");
+        assert_ne!(script_sha256(&unix).expect("sha"), script_sha256(&dos).expect("sha"));
+    }
+}

@@ -1,0 +1,400 @@
+//! Running a changeset once for the whole fleet: claim it (a lease on its name), read its ledger
+//! entry, run it, record the outcome.
+//!
+//! Exactly once across crashes: every version a changeset publishes names it in its metadata, so
+//! a run that finds an entry still `running` (its runner died: we now hold its claim) can tell
+//! whether the work was published — then it records `done` without running anything. If not, a
+//! SQL changeset (transactional, and nothing of it was published) simply runs; a `.py`/`.sh` one
+//! is marked `failed (interrupted)`, never re-run silently: its effects are unknown.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::ledger::{self, Entry, MadeVersion, State};
+use super::{Kind, Script, script_sha256, sql};
+use crate::coord::HeldLease;
+use crate::engine::publish::{self, Guarded, ToCommit};
+use crate::engine::remote::{self, ParentRef, VersionId};
+use crate::engine::status::{self, Status};
+use crate::engine::{Context, LocalLock, fetch};
+use crate::error::{Error, Result};
+use crate::sqlite::state::Pending;
+
+/// What running a changeset did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Executed {
+    /// The changeset.
+    pub name: String,
+    /// Its language.
+    pub kind: Kind,
+    /// `ran`, `already_done` (it ran before, here or elsewhere) or `recovered` (a dead run's work
+    /// was found published and recorded).
+    pub outcome: String,
+    /// The versions it published.
+    pub versions: Vec<MadeVersion>,
+    /// The ledger entry as it stands now.
+    pub entry: Entry,
+}
+
+/// The claim lease's name for a changeset.
+fn claim_name(name: &str) -> String {
+    format!("changeset-{name}")
+}
+
+/// The changeset's working folder, kept as the backup of what it replaced.
+pub fn workdir(ctx: &Context, name: &str) -> PathBuf {
+    ctx.settings.changesets.join("dbs").join(name)
+}
+
+/// The changeset's log.
+pub fn log_path(ctx: &Context, name: &str) -> PathBuf {
+    ctx.settings.changesets.join("logs").join(format!("{name}.log"))
+}
+
+/// `b2m execute-changeset NAME [--retry]`, under the local lock `lock`.
+pub fn execute(ctx: &Context, lock: &LocalLock, script: &Script, retry: bool) -> Result<Executed> {
+    let name = &script.name;
+    refuse_if_earlier_pending(ctx, script)?;
+    let sha = script_sha256(&script.path)?;
+    let leases = ctx.leases();
+    let claim = leases.acquire(&claim_name(name), "changeset")?;
+    let previous = ledger::read(ctx.store.as_ref(), name)?;
+    let executed = |outcome: &str, entry: Entry| Executed {
+        name: name.clone(),
+        kind: script.kind,
+        outcome: outcome.to_string(),
+        versions: entry.versions.clone(),
+        entry,
+    };
+    let mut runs = 1;
+    if let Some(entry) = previous {
+        runs = entry.runs + 1;
+        match entry.state {
+            State::Done => {
+                if entry.script_sha256 != sha {
+                    ctx.out.info(&format!("warning: `{name}` was edited after it ran; `b2m check` reports it"));
+                }
+                ctx.out.info(&format!("`{name}` already ran ({}); nothing to do", entry.describe()));
+                return Ok(executed("already_done", entry));
+            }
+            State::Failed if !retry => {
+                return Err(Error::refused(
+                    format!("changeset `{name}` failed ({}): {}", entry.describe(), entry.error.as_deref().unwrap_or("see its log")),
+                    format!("fix it, then run `b2m execute-changeset {name} --retry`"),
+                ));
+            }
+            State::Failed => {}
+            State::Running => {
+                // We hold the claim, so the run that wrote this is gone. Was its work published?
+                let made = versions_naming(ctx, name, &entry.started_at)?;
+                if !made.is_empty() {
+                    let done = Entry { state: State::Done, finished_at: Some(crate::now_rfc3339()), versions: made, ..entry };
+                    ledger::write(ctx.store.as_ref(), &done, leases.budget(&[&claim])?)?;
+                    ctx.out.info(&format!("`{name}` was interrupted after it published; recorded it as done without running it again"));
+                    return Ok(executed("recovered", done));
+                }
+                if script.kind != Kind::Sql && !retry {
+                    let failed = Entry {
+                        state: State::Failed,
+                        finished_at: Some(crate::now_rfc3339()),
+                        error: Some(format!("interrupted on {} while running; its effects are unknown", entry.host)),
+                        ..entry.clone()
+                    };
+                    ledger::write(ctx.store.as_ref(), &failed, leases.budget(&[&claim])?)?;
+                    return Err(Error::refused(
+                        format!(
+                            "changeset `{name}` was interrupted on {} ({}) and published nothing; its effects are unknown",
+                            entry.host, entry.owner
+                        ),
+                        format!("check what it changes (`b2m status`), then run `b2m execute-changeset {name} --retry`"),
+                    ));
+                }
+            }
+        }
+    }
+    let mut entry = Entry {
+        name: name.clone(),
+        kind: script.kind,
+        state: State::Running,
+        script_sha256: sha,
+        owner: crate::user_at_host(),
+        host: crate::host_name(),
+        claim: claim.info().id,
+        started_at: crate::now_rfc3339(),
+        finished_at: None,
+        versions: Vec::new(),
+        log: Some(ledger::log_key(name)),
+        error: None,
+        exit_code: None,
+        runs,
+    };
+    let targets = match script.kind {
+        Kind::Sql => Some(prepare_sql(ctx, script)?),
+        _ => None,
+    };
+    ledger::write(ctx.store.as_ref(), &entry, leases.budget(&[&claim])?)?;
+    let log = log_path(ctx, name);
+    let outcome = match targets {
+        Some(targets) => run_sql(ctx, script, &targets, &log),
+        None => run_child(ctx, lock, script, &claim, &log),
+    };
+    if let Ok(text) = std::fs::read(&log)
+        && let Err(e) = ctx.store.put(&ledger::log_key(name), &text, crate::store::Condition::None)
+    {
+        ctx.out.info(&format!("warning: could not upload the log of `{name}`: {e}"));
+    }
+    entry.finished_at = Some(crate::now_rfc3339());
+    match outcome {
+        Ok(made) => {
+            entry.state = State::Done;
+            entry.exit_code = (script.kind != Kind::Sql).then_some(0);
+            entry.versions = if script.kind == Kind::Sql { made } else { versions_naming(ctx, name, &entry.started_at)? };
+            ledger::write(ctx.store.as_ref(), &entry, leases.budget(&[&claim])?)?;
+            ctx.out.info(&format!("`{name}` ran; {} version(s) published", entry.versions.len()));
+            Ok(executed("ran", entry))
+        }
+        Err(e) => {
+            entry.state = State::Failed;
+            entry.error = Some(e.to_string());
+            if let Error::Child { code, .. } = &e {
+                entry.exit_code = Some(i32::from(*code));
+            }
+            entry.versions = versions_naming(ctx, name, &entry.started_at)?;
+            ledger::write(ctx.store.as_ref(), &entry, leases.budget(&[&claim])?)?;
+            Err(e)
+        }
+    }
+}
+
+/// Changesets run in name order: one whose predecessor has not run (or failed) waits for it.
+fn refuse_if_earlier_pending(ctx: &Context, script: &Script) -> Result<()> {
+    let earlier: Vec<Script> = super::scripts(&ctx.settings.changesets)?.into_iter().filter(|s| s.name < script.name).collect();
+    if earlier.is_empty() {
+        return Ok(());
+    }
+    let entries = ledger::all(ctx.store.as_ref())?;
+    for s in earlier {
+        let state = entries.iter().find(|e| e.name == s.name).map(|e| e.state);
+        if state != Some(State::Done) {
+            let state = state.map_or("has not run", |st| if st == State::Failed { "failed" } else { "is running" });
+            return Err(Error::refused(
+                format!("changeset `{}` comes before `{}` and {state}", s.name, script.name),
+                format!("run `b2m execute-changeset {}` first (changesets run in name order)", s.name),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The versions whose metadata names changeset `name`, published since `since`: walks each
+/// database's history back from what db.toml pins until versions older than `since`.
+fn versions_naming(ctx: &Context, name: &str, since: &str) -> Result<Vec<MadeVersion>> {
+    let Some(manifest) = remote::read_manifest(ctx.store.as_ref())? else { return Ok(Vec::new()) };
+    let mut made = Vec::new();
+    for entry in manifest.manifest.entries() {
+        let mut next = VersionId::pinned(&entry);
+        while let Some(id) = next.take() {
+            let Some(meta) = remote::read_meta(ctx.store.as_ref(), &id)? else { break };
+            if meta.created_at.as_str() < since {
+                break;
+            }
+            if meta.changeset.as_deref() == Some(name) {
+                made.push(MadeVersion::from(&id));
+            }
+            next = meta.parent.map(|p| VersionId { stem: id.stem.clone(), version: p.version, sha256: p.sha256 });
+        }
+    }
+    made.sort_by(|a, b| (&a.stem, a.version).cmp(&(&b.stem, b.version)));
+    Ok(made)
+}
+
+/// A SQL changeset's databases: (stem, db.toml key) in header order, checked before anything runs.
+fn prepare_sql(ctx: &Context, script: &Script) -> Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(&script.path).map_err(|e| Error::io("cannot read", &script.path, e))?;
+    let args = sql::targets(&text);
+    if args.is_empty() {
+        return Err(Error::config_hint(
+            format!("`{}` has no `-- b2m: db = <stem>` line naming the database it changes", script.path.display()),
+            "add one line per database, e.g. `-- b2m: db = ipm-db`",
+        ));
+    }
+    let local = ctx.local_manifest()?;
+    let remote_entries = remote::read_manifest(ctx.store.as_ref())?.map(|m| m.manifest.entries()).unwrap_or_default();
+    let mut targets = Vec::new();
+    for arg in args {
+        let stem = crate::engine::resolve_db(&arg, &local, &remote_entries)?;
+        let Some(r) = remote_entries.iter().find(|e| e.stem == stem) else {
+            return Err(Error::refused(format!("`{stem}` is not in the bucket's db.toml"), "publish it first with `b2m upload`"));
+        };
+        if targets.iter().any(|(s, _)| *s == stem) {
+            continue;
+        }
+        let key = local.entry_for_stem(&stem).map_or(r.key.clone(), |l| l.key);
+        targets.push((stem, key));
+    }
+    Ok(targets)
+}
+
+/// Downloads each target's current version into the working folder (kept as the backup), runs the
+/// script on copies in one transaction, checks and publishes them as the next versions in one
+/// commit, then installs them here.
+fn run_sql(ctx: &Context, script: &Script, targets: &[(String, String)], log: &Path) -> Result<Vec<MadeVersion>> {
+    let mut logger = Log::open(log)?;
+    let protocol = ctx.protocol()?;
+    let leases = ctx.leases();
+    let mut sorted: Vec<&String> = targets.iter().map(|(stem, _)| stem).collect();
+    sorted.sort();
+    // Leases in one order everywhere, so two changesets on overlapping databases never deadlock.
+    let db_leases = sorted.iter().map(|stem| leases.acquire(stem, "changeset")).collect::<Result<Vec<HeldLease>>>()?;
+    let remote = remote::read_manifest(ctx.store.as_ref())?;
+    let local = ctx.local_manifest()?;
+    let dir = workdir(ctx, &script.name);
+    let mut working = Vec::new();
+    let mut parents = Vec::new();
+    for (stem, _) in targets {
+        let Some(current) = remote.as_ref().and_then(|m| m.current(stem)) else {
+            return Err(Error::refused(format!("`{stem}` is not pinned in the bucket's db.toml"), "publish it first with `b2m upload`"));
+        };
+        // This machine's copy must have nothing the bucket lacks: it is replaced afterwards.
+        let row = status::assess(
+            ctx,
+            stem,
+            local.entry_for_stem(stem).as_ref(),
+            remote.as_ref().and_then(|m| m.manifest.entry_for_stem(stem)).as_ref(),
+        )?;
+        if row.local_changes && row.status != Status::MissingLocal {
+            return Err(Error::refused(
+                format!("`{stem}` has local changes here ({}); the changeset would replace them", row.status.as_str()),
+                format!("publish them first (`b2m upload {stem}` or `b2m merge {stem}`), then run the changeset"),
+            ));
+        }
+        let (tmp, _, _) = fetch::download_verified(ctx, &current, &dir)?;
+        let original = dir.join(current.file());
+        tmp.persist(&original).map_err(|e| Error::io("cannot write", &original, e.error))?;
+        let copy = dir.join(crate::names::DbFileName::file_name(stem, current.version + 1));
+        std::fs::copy(&original, &copy).map_err(|e| Error::io("cannot copy to", &copy, e))?;
+        logger.line(&format!("{stem}: v{} {}… → working copy `{}`", current.version, current.short(), copy.display()));
+        working.push((stem.clone(), copy));
+        parents.push(current);
+    }
+    let text = std::fs::read_to_string(&script.path).map_err(|e| Error::io("cannot read", &script.path, e))?;
+    let before: Vec<Option<String>> = working.iter().map(|(_, p)| publish::schema_hash(p)).collect();
+    let statements = sql::apply(&working, &text, &script.path).inspect_err(|e| logger.line(&format!("failed: {e}")))?;
+    logger.line(&format!("ran {statements} statement(s) in one transaction"));
+    let mut to_commit = Vec::new();
+    for (((stem, copy), parent), schema_before) in working.iter().zip(&parents).zip(before) {
+        let snapshot = publish::snapshot_checked(ctx, copy)?;
+        if snapshot.schema_hash != schema_before {
+            logger.line(&format!("{stem}: the schema changed"));
+        }
+        let id = VersionId { stem: stem.clone(), version: parent.version + 1, sha256: snapshot.hashes.sha256.clone() };
+        let parent_ref = ParentRef { version: parent.version, sha256: parent.sha256.clone() };
+        let meta = publish::put_version(ctx, &id, &snapshot, Some(parent_ref.clone()), "changeset", Some(script.name.clone()))?;
+        let key = targets.iter().find(|(s, _)| s == stem).map(|(_, k)| k.clone()).unwrap_or_default();
+        let pending = Pending {
+            stem: stem.clone(),
+            key,
+            version: id.version,
+            sha256: meta.sha256.clone(),
+            content_sha256: meta.content_sha256.clone(),
+            local_content_sha256: meta.content_sha256.clone(),
+            // Fetched afterwards, not renamed from the local file.
+            from_file: String::new(),
+        };
+        to_commit.push(ToCommit { pending, parent: Some(parent_ref) });
+    }
+    publish::commit(ctx, Guarded { leases: &leases, db_leases, protocol }, &local, &to_commit)?;
+    let mut made = Vec::new();
+    for v in &to_commit {
+        let id = VersionId { stem: v.pending.stem.clone(), version: v.pending.version, sha256: v.pending.sha256.clone() };
+        logger.line(&format!("{}: published v{} {}…", id.stem, id.version, id.short()));
+        fetch::install(ctx, &id, &v.pending.key, local.entry_for_stem(&id.stem).as_ref())?;
+        ctx.state.clear_pending(&id.stem)?;
+        made.push(MadeVersion::from(&id));
+    }
+    Ok(made)
+}
+
+/// Runs a `.py`/`.sh` changeset as a child process (duct; no shell string is built): its output
+/// goes to the terminal and the log; its `b2m` calls act under this process's local lock and the
+/// changeset's claim, by the tokens in their environment.
+fn run_child(ctx: &Context, lock: &LocalLock, script: &Script, claim: &HeldLease, log: &Path) -> Result<Vec<MadeVersion>> {
+    let program = if script.kind == Kind::Py { "python3" } else { "sh" };
+    let dir = workdir(ctx, &script.name);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
+    let mut logger = Log::open(log)?;
+    let exe = std::env::current_exe().map_err(|e| Error::io("cannot find", PathBuf::from("b2m"), e))?;
+    let token = ctx.lend_lock_token(lock)?;
+    let expr = duct::cmd(program, [&script.path])
+        .dir(&ctx.settings.root)
+        .env("B2M", &exe)
+        .env("B2M_CHANGESET", &script.name)
+        .env("B2M_WORKDIR", &dir)
+        .env("B2M_LOG", log)
+        .env("B2M_LEASE_TOKEN", claim.info().id)
+        .env("B2M_LOCAL_LOCK_TOKEN", &token)
+        .stderr_to_stdout()
+        .stdin_null()
+        .unchecked();
+    let ran = (|| -> Result<std::process::ExitStatus> {
+        let reader = expr.reader().map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::config_hint(
+                format!("`{program}` is not installed, and changeset `{}` needs it", script.name),
+                format!("install {program} on this machine"),
+            ),
+            _ => Error::io("cannot run", &script.path, e),
+        })?;
+        let mut lines = BufReader::new(&reader);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = lines.read_until(b'\n', &mut line).map_err(|e| Error::io("cannot read the output of", &script.path, e))?;
+            if n == 0 {
+                break;
+            }
+            // The result goes to stdout; a script's output is a message, so stderr.
+            let _ = std::io::stderr().write_all(&line);
+            logger.raw(&line);
+        }
+        let output = reader.try_wait().map_err(|e| Error::io("cannot wait for", &script.path, e))?;
+        output.map(|o| o.status).ok_or_else(|| Error::refused(format!("`{}` did not finish", script.name), "run it again"))
+    })();
+    ctx.revoke_lock_token()?;
+    let status = ran?;
+    if status.success() {
+        return Ok(Vec::new());
+    }
+    let code = status.code().map_or(1, |c| u8::try_from(c).unwrap_or(1));
+    logger.line(&format!("exit code {code}"));
+    Err(Error::Child {
+        message: format!("changeset `{}` failed: `{program} {}` exited with {code}", script.name, script.path.display()),
+        hint: Some(format!("see `{}`; fix it, then run `b2m execute-changeset {} --retry`", log.display(), script.name)),
+        code,
+    })
+}
+
+/// A changeset's log file: each run appends, under a header line.
+struct Log {
+    file: std::fs::File,
+}
+
+impl Log {
+    fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
+        }
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io("cannot open", path, e))?;
+        let _ = writeln!(file, "== {} on {} ({})", crate::now_rfc3339(), crate::host_name(), crate::user_at_host());
+        Ok(Log { file })
+    }
+
+    fn line(&mut self, text: &str) {
+        let _ = writeln!(self.file, "{text}");
+    }
+
+    fn raw(&mut self, bytes: &[u8]) {
+        let _ = self.file.write_all(bytes);
+    }
+}

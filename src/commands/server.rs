@@ -1,0 +1,123 @@
+//! `b2m server stop|start`: runs the command `[server]` configures, in the project root, bounded
+//! by `server.timeout`. The command is split into words (with `'…'`/`"…"` quoting) and run
+//! directly, never through a shell: put pipes or `&&` in a script and name the script.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::cli::ServerAction;
+use crate::engine::Context;
+use crate::error::{Error, Result};
+
+/// Splits a command line into words: whitespace separates, `'…'` and `"…"` group.
+pub fn split_words(line: &str) -> Result<Vec<String>> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut quote: Option<char> = None;
+    for c in line.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => word.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            (None, c) => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if quote.is_some() {
+        return Err(Error::config(format!("unclosed quote in `{line}`")));
+    }
+    if in_word {
+        words.push(word);
+    }
+    Ok(words)
+}
+
+#[derive(Serialize)]
+struct Ran {
+    action: &'static str,
+    command: String,
+    millis: u128,
+}
+
+/// Runs `command` in the project root within `timeout`; its output goes to stderr.
+pub fn run_command(ctx: &Context, what: &str, command: &str, timeout: Duration) -> Result<()> {
+    let words = split_words(command)?;
+    let Some((program, args)) = words.split_first() else {
+        return Err(Error::config(format!("`server.{what}` is empty")));
+    };
+    let handle = duct::cmd(program, args)
+        .dir(&ctx.settings.root)
+        .stdout_to_stderr()
+        .stdin_null()
+        .unchecked()
+        .start()
+        .map_err(|e| Error::config_hint(format!("cannot run `server.{what}` (`{command}`): {e}"), "fix `[server]` in `b2m.toml`"))?;
+    let started = Instant::now();
+    loop {
+        match handle.try_wait().map_err(|e| Error::io("cannot wait for", std::path::PathBuf::from(program), e))? {
+            Some(output) if output.status.success() => return Ok(()),
+            Some(output) => {
+                return Err(Error::refused(
+                    format!("`server.{what}` (`{command}`) failed with {}", output.status),
+                    "see its output above, and fix `[server]` in `b2m.toml` or the server",
+                ));
+            }
+            None if started.elapsed() > timeout => {
+                let _ = handle.kill();
+                return Err(Error::refused(
+                    format!("`server.{what}` (`{command}`) did not return within {} s; it was stopped", timeout.as_secs()),
+                    "a start must return (daemonise the server), or raise `server.timeout` in `b2m.toml`",
+                ));
+            }
+            None => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// `b2m server stop|start`.
+pub fn run(ctx: &Context, action: ServerAction) -> Result<u8> {
+    let (what, command) = match (action, &ctx.settings.server) {
+        (ServerAction::Stop, Some(s)) => ("stop", s.stop.clone()),
+        (ServerAction::Start, Some(s)) => ("start", s.start.clone()),
+        (ServerAction::Stop, None) => ("stop", None),
+        (ServerAction::Start, None) => ("start", None),
+    };
+    let Some(command) = command else {
+        return Err(Error::config_hint(
+            format!("`b2m.toml` has no `server.{what}`"),
+            format!("add `[server]` with `{what} = \"…\"` to `b2m.toml`"),
+        ));
+    };
+    let timeout = ctx.settings.server.as_ref().map_or(Duration::from_secs(120), |s| s.timeout);
+    let started = Instant::now();
+    run_command(ctx, what, &command, timeout)?;
+    let ran = Ran { action: what, command, millis: started.elapsed().as_millis() };
+    ctx.out.result(&ran, || format!("ran `server.{}` (`{}`) in {} ms", ran.action, ran.command, ran.millis));
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_split_like_a_shell_without_one() {
+        assert_eq!(split_words("make stop-prod").expect("words"), vec!["make", "stop-prod"]);
+        assert_eq!(split_words(r#"sh -c 'a b' "c d"e"#).expect("words"), vec!["sh", "-c", "a b", "c de"]);
+        assert_eq!(split_words("x ''").expect("words"), vec!["x", ""]);
+        assert!(split_words("a 'b").is_err());
+    }
+}

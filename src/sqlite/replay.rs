@@ -1,0 +1,907 @@
+//! Journal replay: a server's SQL journal run into a copy of its database in one transaction,
+//! statements split where SQLite splits them, every DELETE turned into a soft delete.
+//!
+//! The journal is read in chunks, so memory does not grow with its size. Each statement ends
+//! where `sqlite3_complete` (the routine the `sqlite3` shell uses to cut its input) says it does:
+//! at a `;` outside strings, quoted names, comments and `CREATE TRIGGER … END`; SQLite's own
+//! parser then prepares and runs it. A statement not yet ended by its `;` is left for the next
+//! call: the server may still be writing it.
+//!
+//! Deletes are made soft by TEMP triggers on every table of the database, living only in the
+//! replay's connection and dropped before the commit. `BEFORE DELETE` sets the soft-delete column,
+//! records the row in a TEMP table and answers `RAISE(IGNORE)`, so the row stays, whatever shape
+//! the DELETE had. `BEFORE INSERT` revives a row this replay soft-deleted when an insert collides
+//! with it. A table without the column gets a `BEFORE DELETE` trigger that aborts, naming it.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Batch, Connection, OpenFlags, TransactionBehavior};
+
+use crate::error::{Error, Result};
+
+/// Bytes read from the journal at a time.
+const CHUNK: usize = 4 << 20;
+
+/// How deletes are replayed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SoftDelete {
+    /// The column a deleted row gets set (`deleted_at`), in every table the journal deletes from.
+    pub column: String,
+    /// The SQL expression it is set to, e.g. `CURRENT_TIMESTAMP`, or `1` for a flag.
+    pub value: String,
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Replayed {
+    /// Statements run (empty ones, a lone `;`, not counted).
+    pub statements: u64,
+    /// Rows deleted by the journal and kept with the soft-delete column set. A row this replay had
+    /// already soft-deleted is gone as far as the journal knows: deleting it again does nothing.
+    pub soft_deleted: u64,
+    /// Rows this replay soft-deleted and an insert then brought back.
+    pub revived: u64,
+    /// The byte just after the last complete statement: where the next call starts.
+    pub end_offset: u64,
+    /// The line `end_offset` is on (the first line is 1).
+    pub end_line: u64,
+}
+
+/// Replays the journal from byte `from` (0, or a statement boundary a previous call returned as
+/// `end_offset`) to the end of its last complete statement, into the database at `db`, in one
+/// transaction (`BEGIN IMMEDIATE` … `COMMIT`). Any failure rolls back everything this call did and
+/// returns an error naming the journal's line and the start of the statement. A trailing
+/// statement not yet ended by its `;` (the server is still appending) is left for the next call:
+/// `end_offset` points before it.
+///
+/// Statements run as written, with these exceptions and choices:
+/// - every DELETE keeps its rows and sets `soft.column` to `soft.value` instead (see the module
+///   notes); a table without that column is an error naming it, if the journal deletes any of its
+///   rows. A virtual table cannot carry triggers: a DELETE that removes its rows is an error.
+///   Rows of SQLite's own `sqlite_*` tables (`sqlite_sequence`…) are deleted for real.
+/// - an INSERT (or REPLACE, or upsert) colliding on the primary key (the rowid when there is no
+///   declared key) with a row this call soft-deleted revives that row: it takes the inserted
+///   values — so the soft-delete column gets the insert's value for it, NULL unless the insert or
+///   the column's default says otherwise — rather than failing. Collisions with any other row, and
+///   on other UNIQUE constraints, fail as SQLite says. Only rows soft-deleted by this call are
+///   known: a later call does not revive rows an earlier one soft-deleted.
+/// - refused before they run, naming the line: `BEGIN`, `COMMIT`, `END`, `ROLLBACK` (but not
+///   `ROLLBACK TO`; `SAVEPOINT` and `RELEASE` are fine), `VACUUM`, `ATTACH`, `DETACH`, statements
+///   with parameters, and the PRAGMAs that would change how the database file is kept or break
+///   what the replay relies on: `wal_checkpoint` in any form, and setting `auto_vacuum`,
+///   `encoding`, `journal_mode`, `locking_mode`, `page_size`, `query_only`, `recursive_triggers`,
+///   `schema_version`, `temp_store`, `temp_store_directory`, `data_store_directory` or
+///   `writable_schema`. Other PRAGMAs run (most only read; `user_version` is data).
+/// - SELECTs run and their rows are ignored.
+/// - foreign keys are enforced (SQLite's `PRAGMA foreign_keys` cannot change inside the
+///   transaction), so ON UPDATE actions happen as on a server that enforces them; no ON DELETE
+///   action runs, as no row is deleted.
+/// - CREATE, ALTER and DROP statements re-install the triggers, so tables the journal creates
+///   are covered too.
+pub fn replay(db: &Path, journal: &Path, from: u64, soft: &SoftDelete) -> Result<Replayed> {
+    replay_in_chunks(db, journal, from, soft, CHUNK)
+}
+
+/// [`replay`], reading `chunk` bytes at a time.
+fn replay_in_chunks(db: &Path, journal: &Path, from: u64, soft: &SoftDelete, chunk: usize) -> Result<Replayed> {
+    let mut reader = Journal::open(journal, from, chunk)?;
+    super::db::check_header(db)?;
+    let mut conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(|e| Error::sqlite(db, e))?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(|e| Error::sqlite(db, e))?;
+    // TEMP objects in memory; recursive triggers off so that REPLACE's own deletes stay real
+    // deletes, as they were on the server (the journal may not turn it on).
+    conn.execute_batch("PRAGMA temp_store = MEMORY; PRAGMA recursive_triggers = OFF; PRAGMA foreign_keys = ON;")
+        .map_err(|e| Error::sqlite(db, e))?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| Error::sqlite(db, e))?;
+    let mut guard = Guard::new(&tx, db, soft)?;
+    let mut statements = 0;
+    loop {
+        match next_statement(&reader.buf[reader.pos..]) {
+            Scan::Complete { len, first } => {
+                let text = &reader.buf[reader.pos..reader.pos + len];
+                if let Some(first) = first {
+                    let at = At { journal, line: reader.line + newlines(&text[..first]) };
+                    statements += run(&tx, &mut guard, text, first, &at)?;
+                }
+                reader.line += newlines(text);
+                reader.pos += len;
+            }
+            Scan::Incomplete => {
+                if !reader.fill()? {
+                    break;
+                }
+            }
+        }
+    }
+    let (soft_deleted, revived) = guard.finish(&tx)?;
+    tx.commit().map_err(|e| Error::sqlite(db, e))?;
+    Ok(Replayed { statements, soft_deleted, revived, end_offset: reader.base + reader.pos as u64, end_line: reader.line })
+}
+
+/// The journal, read a chunk at a time from a statement boundary.
+struct Journal<'p> {
+    file: File,
+    path: &'p Path,
+    chunk: usize,
+    /// Bytes read and not yet dropped; `buf[0]` is the file's byte `base`.
+    buf: Vec<u8>,
+    base: u64,
+    /// Where the next statement starts in `buf`, and its line.
+    pos: usize,
+    line: u64,
+}
+
+impl<'p> Journal<'p> {
+    /// Opens the journal and counts the lines before `from`.
+    fn open(path: &'p Path, from: u64, chunk: usize) -> Result<Self> {
+        let mut file = File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
+        let len = file.metadata().map_err(|e| Error::io("cannot read", path, e))?.len();
+        if from > len {
+            return Err(Error::refused(
+                format!("`{}` is {len} bytes, shorter than the offset {from} an earlier replay stopped at", path.display()),
+                "the journal was truncated or replaced since; replay it from the start into a fresh copy of the database",
+            ));
+        }
+        let mut line = 1;
+        let mut buf = vec![0; chunk.clamp(1, CHUNK)];
+        let mut prefix = Read::by_ref(&mut file).take(from);
+        loop {
+            match prefix.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => line += newlines(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io("cannot read", path, e)),
+            }
+        }
+        Ok(Journal { file, path, chunk: chunk.max(1), buf: Vec::new(), base: from, pos: 0, line })
+    }
+
+    /// Drops what was replayed and reads another chunk after the rest; false at the end of the
+    /// file (as it is now: the server may append more for a later call).
+    fn fill(&mut self) -> Result<bool> {
+        self.buf.drain(..self.pos);
+        self.base += self.pos as u64;
+        self.pos = 0;
+        let read = Read::by_ref(&mut self.file).take(self.chunk as u64).read_to_end(&mut self.buf);
+        Ok(read.map_err(|e| Error::io("cannot read", self.path, e))? > 0)
+    }
+}
+
+fn newlines(text: &[u8]) -> u64 {
+    text.iter().filter(|&&b| b == b'\n').count() as u64
+}
+
+/// Where a statement is, for messages.
+struct At<'a> {
+    journal: &'a Path,
+    line: u64,
+}
+
+impl At<'_> {
+    /// A statement the replay will not run.
+    fn refused(&self, statement: &str, why: &str) -> Error {
+        Error::refused(
+            format!(
+                "`{}` line {}: `{}` cannot be replayed: {why}; the replay was rolled back",
+                self.journal.display(),
+                self.line,
+                preview(statement)
+            ),
+            format!("remove that statement from `{}`, then replay again", self.journal.display()),
+        )
+    }
+
+    /// A statement that failed.
+    fn failed(&self, statement: &str, why: &str) -> Error {
+        Error::refused(
+            format!("`{}` line {}: `{}` failed: {why}; the replay was rolled back", self.journal.display(), self.line, preview(statement)),
+            format!(
+                "fix or remove that statement in `{}`, or resolve the conflict in the database it is replayed into, then replay again",
+                self.journal.display()
+            ),
+        )
+    }
+}
+
+/// The start of a statement, on one line.
+fn preview(statement: &str) -> String {
+    const MAX: usize = 60;
+    let flat = statement.split_whitespace().collect::<Vec<_>>().join(" ");
+    let flat = flat.trim_end_matches(';').trim_end();
+    match flat.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &flat[..cut]),
+        None => flat.to_string(),
+    }
+}
+
+/// What SQLite said, without the statement rusqlite appends.
+fn message(e: &rusqlite::Error) -> String {
+    match e {
+        rusqlite::Error::SqliteFailure(_, Some(msg)) | rusqlite::Error::SqlInputError { msg, .. } => msg.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Runs one complete statement (`text`, its first token at `first`); returns how many statements
+/// SQLite found in it (one, or none for only a `;`).
+fn run(conn: &Connection, guard: &mut Guard, text: &[u8], first: usize, at: &At) -> Result<u64> {
+    let statement = String::from_utf8_lossy(&text[first..]);
+    let sql = std::str::from_utf8(text).map_err(|_| at.refused(&statement, "it is not UTF-8 text"))?;
+    if text.contains(&0) {
+        return Err(at.refused(&statement, "it holds a NUL byte"));
+    }
+    let kind = classify(&text[first..]);
+    match &kind {
+        Kind::Refused(why) => return Err(at.refused(&statement, why)),
+        // Triggers would stand in the way of ALTER TABLE's rewriting of the schema.
+        Kind::Schema => guard.remove(conn).map_err(|e| at.failed(&statement, &message(&e)))?,
+        Kind::Plain | Kind::Delete(_) => {}
+    }
+    let mut ran = 0;
+    let mut batch = Batch::new(conn, sql);
+    while let Some(mut stmt) = batch.next().map_err(|e| guard.failure(at, &statement, &e))? {
+        if stmt.parameter_count() > 0 {
+            return Err(at.refused(&statement, "it has a parameter (`?`, `:name`…) and a journal holds statements with their values"));
+        }
+        let mut rows = stmt.raw_query();
+        while rows.next().map_err(|e| guard.failure(at, &statement, &e))?.is_some() {}
+        ran += 1;
+    }
+    match &kind {
+        Kind::Schema => guard.install(conn).map_err(|why| at.failed(&statement, &why))?,
+        Kind::Delete(target) => {
+            let removed = conn.changes();
+            if removed > 0 && !target.as_ref().is_some_and(|t| t.is_temp_or_internal(conn)) {
+                let table = target.as_ref().map_or("its table".to_string(), |t| format!("`{}`", t.table));
+                let why = format!(
+                    "it deleted {removed} rows of {table} for real (a virtual table cannot carry the trigger that keeps deleted rows)"
+                );
+                return Err(at.failed(&statement, &why));
+            }
+        }
+        Kind::Plain | Kind::Refused(_) => {}
+    }
+    if conn.is_autocommit() {
+        return Err(at.refused(&statement, "it ended the replay's transaction"));
+    }
+    Ok(ran)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Splitting: SQLite's tokens, and `sqlite3_complete`'s state machine over them.
+
+/// A token as `sqlite3_complete` sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tok {
+    Semi,
+    /// Whitespace or a comment.
+    Space,
+    /// A keyword, an unquoted name or a number.
+    Word,
+    /// A string, a quoted name (`"…"`, `` `…` ``, `[…]`).
+    Quoted,
+    Other(u8),
+}
+
+/// SQLite's `IdChar`: letters, digits, `_`, `$` and every byte of a multi-byte UTF-8 character.
+fn is_id(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+}
+
+/// The token `s` starts with and its length; None when `s` is empty or ends inside the token (a
+/// comment, string or quoted name still being written).
+fn token(s: &[u8]) -> Option<(Tok, usize)> {
+    let c = *s.first()?;
+    match c {
+        b';' => Some((Tok::Semi, 1)),
+        b' ' | b'\t' | b'\n' | b'\r' | 0x0c => Some((Tok::Space, 1)),
+        b'-' if s.get(1) == Some(&b'-') => s.iter().position(|&b| b == b'\n').map(|i| (Tok::Space, i + 1)),
+        b'/' if s.get(1) == Some(&b'*') => s[2..].windows(2).position(|w| w == b"*/").map(|i| (Tok::Space, i + 4)),
+        b'[' => s.iter().position(|&b| b == b']').map(|i| (Tok::Quoted, i + 1)),
+        b'\'' | b'"' | b'`' => {
+            // A doubled quote is the quote itself, inside the same token.
+            let mut from = 1;
+            loop {
+                let close = from + s[from..].iter().position(|&b| b == c)?;
+                if s.get(close + 1) == Some(&c) {
+                    from = close + 2;
+                } else {
+                    return Some((Tok::Quoted, close + 1));
+                }
+            }
+        }
+        c if is_id(c) => Some((Tok::Word, s.iter().position(|&b| !is_id(b)).unwrap_or(s.len()))),
+        c => Some((Tok::Other(c), 1)),
+    }
+}
+
+/// Where the statement `s` starts with ends.
+#[derive(Debug, PartialEq, Eq)]
+enum Scan {
+    /// It ends after `len` bytes (its `;` included); its first token, if it has one other than the
+    /// `;`, is at `first`.
+    Complete { len: usize, first: Option<usize> },
+    /// `s` ends before the statement does (or holds only whitespace and comments).
+    Incomplete,
+}
+
+/// The end of the first statement in `s`, found as `sqlite3_complete` finds it: a `;` outside
+/// strings and comments that is not inside a `CREATE TRIGGER`, whose body ends with `; END;`.
+fn next_statement(s: &[u8]) -> Scan {
+    // sqlite3_complete's transitions. States: 0 nothing yet, 1 after a statement, 2 inside one,
+    // 3 after EXPLAIN, 4 after CREATE [TEMP], 5 inside a trigger, 6 after its `;`, 7 after `; END`.
+    // Tokens: `;`, space, other, EXPLAIN, CREATE, TEMP/TEMPORARY, TRIGGER, END.
+    const TRANS: [[u8; 8]; 8] = [
+        [1, 0, 2, 3, 4, 2, 2, 2],
+        [1, 1, 2, 3, 4, 2, 2, 2],
+        [1, 2, 2, 2, 2, 2, 2, 2],
+        [1, 3, 3, 2, 4, 2, 2, 2],
+        [1, 4, 2, 2, 2, 4, 5, 2],
+        [6, 5, 5, 5, 5, 5, 5, 5],
+        [6, 6, 5, 5, 5, 5, 5, 7],
+        [1, 7, 5, 5, 5, 5, 5, 5],
+    ];
+    let mut state = 0;
+    let mut first = None;
+    let mut at = 0;
+    while let Some((tok, len)) = token(&s[at..]) {
+        let class = match tok {
+            Tok::Semi => 0,
+            Tok::Space => 1,
+            Tok::Quoted | Tok::Other(_) => 2,
+            Tok::Word => match s[at..at + len].to_ascii_lowercase().as_slice() {
+                b"explain" => 3,
+                b"create" => 4,
+                b"temp" | b"temporary" => 5,
+                b"trigger" => 6,
+                b"end" => 7,
+                _ => 2,
+            },
+        };
+        if class >= 2 && first.is_none() {
+            first = Some(at);
+        }
+        state = usize::from(TRANS[state][class]);
+        at += len;
+        if tok == Tok::Semi && state == 1 {
+            return Scan::Complete { len: at, first };
+        }
+    }
+    Scan::Incomplete
+}
+
+/// The tokens of `s` other than whitespace and comments.
+fn tokens(s: &[u8]) -> impl Iterator<Item = (Tok, &[u8])> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        loop {
+            let (tok, len) = token(&s[at..])?;
+            let text = &s[at..at + len];
+            at += len;
+            if tok != Tok::Space {
+                return Some((tok, text));
+            }
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Classifying: what the replay must refuse or watch, by the statement's leading keywords.
+
+/// What the replay does around a statement.
+#[derive(Debug, PartialEq, Eq)]
+enum Kind {
+    /// Run it.
+    Plain,
+    /// Run it with the triggers out of the way, then re-install them (CREATE, ALTER, DROP).
+    Schema,
+    /// Run it, then check that it deleted nothing for real.
+    Delete(Option<Target>),
+    /// Do not run it: why.
+    Refused(String),
+}
+
+/// The table a DELETE names.
+#[derive(Debug, PartialEq, Eq)]
+struct Target {
+    schema: Option<String>,
+    table: String,
+}
+
+impl Target {
+    /// Whether deleting its rows for real is right: a TEMP table (scratch space, gone with the
+    /// connection) or one of SQLite's own `sqlite_*` tables, which cannot carry triggers.
+    fn is_temp_or_internal(&self, conn: &Connection) -> bool {
+        if self.table.get(..7).is_some_and(|p| p.eq_ignore_ascii_case("sqlite_")) {
+            return true;
+        }
+        match &self.schema {
+            Some(schema) => schema.eq_ignore_ascii_case("temp"),
+            None => conn
+                .query_row("SELECT 1 FROM temp.sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE", [&self.table], |_| Ok(()))
+                .is_ok(),
+        }
+    }
+}
+
+/// PRAGMAs refused in any form: they act on the database file.
+const PRAGMA_ACTIONS: &[&str] = &["wal_checkpoint"];
+/// PRAGMAs refused when they set a value: they change how the file is kept, or what the replay
+/// relies on (its TEMP triggers and tables, its writes, REPLACE deleting without triggers).
+const PRAGMA_SETTINGS: &[&str] = &[
+    "auto_vacuum",
+    "data_store_directory",
+    "encoding",
+    "journal_mode",
+    "locking_mode",
+    "page_size",
+    "query_only",
+    "recursive_triggers",
+    "schema_version",
+    "temp_store",
+    "temp_store_directory",
+    "writable_schema",
+];
+
+fn upper(word: &[u8]) -> String {
+    String::from_utf8_lossy(word).to_ascii_uppercase()
+}
+
+/// A name as written, quotes removed.
+fn name((tok, text): (Tok, &[u8])) -> Option<String> {
+    let name = match tok {
+        Tok::Word => text.to_vec(),
+        Tok::Quoted if text.first() == Some(&b'[') => text[1..text.len() - 1].to_vec(),
+        Tok::Quoted => {
+            let quote = text[0];
+            let mut name = Vec::with_capacity(text.len());
+            let mut inner = text[1..text.len() - 1].iter();
+            while let Some(&b) = inner.next() {
+                name.push(b);
+                if b == quote {
+                    inner.next();
+                }
+            }
+            name
+        }
+        Tok::Semi | Tok::Space | Tok::Other(_) => return None,
+    };
+    Some(String::from_utf8_lossy(&name).into_owned())
+}
+
+/// What to do around the statement `s` (which starts with its first token).
+fn classify(s: &[u8]) -> Kind {
+    let mut toks = tokens(s);
+    let word = |t: Option<(Tok, &[u8])>| match t {
+        Some((Tok::Word, w)) => upper(w),
+        _ => String::new(),
+    };
+    let first = word(toks.next());
+    match first.as_str() {
+        "BEGIN" | "COMMIT" | "END" => Kind::Refused("the replay runs the journal in one transaction of its own".into()),
+        "ROLLBACK" => {
+            let mut next = word(toks.next());
+            if next == "TRANSACTION" {
+                next = word(toks.next());
+            }
+            if next == "TO" { Kind::Plain } else { Kind::Refused("the replay runs the journal in one transaction of its own".into()) }
+        }
+        "VACUUM" => Kind::Refused("VACUUM cannot run inside the replay's transaction".into()),
+        "ATTACH" | "DETACH" => Kind::Refused("the replay writes one database, in one transaction".into()),
+        "PRAGMA" => pragma(&mut toks),
+        "CREATE" | "ALTER" | "DROP" => Kind::Schema,
+        "DELETE" => Kind::Delete(target(&mut toks)),
+        "WITH" => {
+            // The statement's own keyword is the first one outside the parentheses of the CTEs.
+            let mut depth = 0i32;
+            while let Some((tok, text)) = toks.next() {
+                match tok {
+                    Tok::Other(b'(') => depth += 1,
+                    Tok::Other(b')') => depth -= 1,
+                    Tok::Word if depth == 0 => match upper(text).as_str() {
+                        "DELETE" => return Kind::Delete(target(&mut toks)),
+                        "SELECT" | "VALUES" | "INSERT" | "REPLACE" | "UPDATE" => return Kind::Plain,
+                        _ => {}
+                    },
+                    _ => {}
+                }
+            }
+            Kind::Plain
+        }
+        _ => Kind::Plain,
+    }
+}
+
+/// `PRAGMA [schema.]name [= value | (value)]`: refused by [`PRAGMA_ACTIONS`] and [`PRAGMA_SETTINGS`].
+fn pragma<'a>(toks: &mut impl Iterator<Item = (Tok, &'a [u8])>) -> Kind {
+    let Some(mut pragma) = toks.next().and_then(name) else { return Kind::Plain };
+    let mut next = toks.next();
+    if let Some((Tok::Other(b'.'), _)) = next {
+        let Some(real) = toks.next().and_then(name) else { return Kind::Plain };
+        pragma = real;
+        next = toks.next();
+    }
+    let pragma = pragma.to_ascii_lowercase();
+    let sets = matches!(next, Some((Tok::Other(b'=' | b'('), _)));
+    if PRAGMA_ACTIONS.contains(&pragma.as_str()) {
+        Kind::Refused(format!("`PRAGMA {pragma}` acts on the database file, which the merge looks after"))
+    } else if sets && PRAGMA_SETTINGS.contains(&pragma.as_str()) {
+        Kind::Refused(format!("setting `PRAGMA {pragma}` would change how the database file is kept or break the replay's soft deletes"))
+    } else {
+        Kind::Plain
+    }
+}
+
+/// The `FROM [schema.]table` after a DELETE.
+fn target<'a>(toks: &mut impl Iterator<Item = (Tok, &'a [u8])>) -> Option<Target> {
+    match toks.next()? {
+        (Tok::Word, from) if from.eq_ignore_ascii_case(b"from") => {}
+        _ => return None,
+    }
+    let first = name(toks.next()?)?;
+    match toks.next() {
+        Some((Tok::Other(b'.'), _)) => Some(Target { schema: Some(first), table: name(toks.next()?)? }),
+        _ => Some(Target { schema: None, table: first }),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Soft deletes: the TEMP triggers and tables.
+
+/// Set by the trigger of a table without the soft-delete column, followed by the table's name.
+const NO_COLUMN: &str = "b2m replay: no soft-delete column in table ";
+
+/// The TEMP tables: the rows this replay soft-deleted (`k` is the rowid, or for a WITHOUT ROWID
+/// table the quoted primary key), and the counts.
+const SETUP: &str = "
+CREATE TEMP TABLE b2m_replay_soft (tbl TEXT NOT NULL, k NOT NULL, PRIMARY KEY (tbl, k)) WITHOUT ROWID;
+CREATE TEMP TABLE b2m_replay_stats (soft_deleted INTEGER NOT NULL, revived INTEGER NOT NULL);
+INSERT INTO temp.b2m_replay_stats VALUES (0, 0);
+CREATE TEMP TRIGGER b2m_replay_count AFTER INSERT ON b2m_replay_soft BEGIN
+  UPDATE b2m_replay_stats SET soft_deleted = soft_deleted + 1;
+END;";
+
+const TEARDOWN: &str = "
+DROP TRIGGER temp.b2m_replay_count;
+DROP TABLE temp.b2m_replay_soft;
+DROP TABLE temp.b2m_replay_stats;";
+
+/// The soft-delete triggers of one replay.
+struct Guard<'a> {
+    db: &'a Path,
+    soft: &'a SoftDelete,
+    /// Names of the triggers installed on the database's tables.
+    triggers: Vec<String>,
+}
+
+impl<'a> Guard<'a> {
+    /// Checks the soft-delete settings, creates the TEMP tables and installs the triggers.
+    fn new(conn: &Connection, db: &'a Path, soft: &'a SoftDelete) -> Result<Self> {
+        let hint = "set `soft_delete_column` and `soft_delete_value` in db.toml, e.g. `deleted_at` and `CURRENT_TIMESTAMP`";
+        if soft.column.is_empty() {
+            return Err(Error::config_hint("the soft-delete column is empty", hint));
+        }
+        // One expression: nothing in it may end the statement or comment out what follows.
+        let probe = format!("SELECT ({});", soft.value);
+        let one = matches!(next_statement(probe.as_bytes()), Scan::Complete { len, .. } if len == probe.len());
+        if let Err(why) = if one { conn.prepare(&probe).map(drop).map_err(|e| message(&e)) } else { Err("it is not one expression".into()) }
+        {
+            return Err(Error::config_hint(format!("the soft-delete value `{}` is not an SQL expression: {why}", soft.value), hint));
+        }
+        conn.execute_batch(SETUP).map_err(|e| Error::sqlite(db, e))?;
+        let mut guard = Guard { db, soft, triggers: Vec::new() };
+        guard.install(conn).map_err(|why| Error::refused(format!("cannot prepare `{}` for the replay: {why}", db.display()), hint))?;
+        Ok(guard)
+    }
+
+    /// Installs a delete trigger on every table, and a revive trigger on those with the column.
+    fn install(&mut self, conn: &Connection) -> std::result::Result<(), String> {
+        let tables = tables(conn).map_err(|e| message(&e))?;
+        let hidden = temp_tables(conn).map_err(|e| message(&e))?;
+        for (i, table) in tables.iter().enumerate() {
+            // Trigger bodies cannot name `main.t`: a TEMP `t` would be the one they change.
+            if hidden.iter().any(|t| t.eq_ignore_ascii_case(&table.name)) {
+                return Err(format!("a TEMP table `{}` hides the database's table of that name from the replay's triggers", table.name));
+            }
+            for (name, sql) in table.triggers(i, self.soft) {
+                conn.execute_batch(&sql).map_err(|e| format!("cannot install a trigger on `{}`: {}", table.name, message(&e)))?;
+                self.triggers.push(name);
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the triggers on the database's tables.
+    fn remove(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        for name in self.triggers.drain(..) {
+            conn.execute_batch(&format!("DROP TRIGGER IF EXISTS temp.{}", ident(&name)))?;
+        }
+        Ok(())
+    }
+
+    /// The error for a statement that failed, telling a table without the column from the rest.
+    fn failure(&self, at: &At, statement: &str, e: &rusqlite::Error) -> Error {
+        let why = message(e);
+        match why.strip_prefix(NO_COLUMN) {
+            Some(table) => Error::refused(
+                format!(
+                    "`{}` line {}: `{}` deletes rows of `{table}`, which has no `{}` column to keep them as deleted; the replay was rolled back",
+                    at.journal.display(),
+                    at.line,
+                    preview(statement),
+                    self.soft.column
+                ),
+                format!(
+                    "add the column where the journal is replayed (`ALTER TABLE {table} ADD COLUMN {}`, e.g. in a changeset), then replay again",
+                    self.soft.column
+                ),
+            ),
+            None => at.failed(statement, &why),
+        }
+    }
+
+    /// Reads the counts and drops every TEMP object of the replay.
+    fn finish(mut self, conn: &Connection) -> Result<(u64, u64)> {
+        let counts = conn.query_row("SELECT soft_deleted, revived FROM temp.b2m_replay_stats", [], |r| Ok((r.get(0)?, r.get(1)?)));
+        let counts = counts.map_err(|e| Error::sqlite(self.db, e))?;
+        self.remove(conn).map_err(|e| Error::sqlite(self.db, e))?;
+        conn.execute_batch(TEARDOWN).map_err(|e| Error::sqlite(self.db, e))?;
+        Ok(counts)
+    }
+}
+
+/// A table of the database, as its triggers need it.
+struct Table {
+    name: String,
+    without_rowid: bool,
+    /// Columns that can be set (not generated), in order.
+    columns: Vec<String>,
+    /// The primary key's columns, in key order.
+    key: Vec<String>,
+    /// A name for the rowid no column hides (`rowid`, `_rowid_` or `oid`).
+    rowid: Option<&'static str>,
+}
+
+/// The database's own tables (not views, virtual tables or their shadow tables, nor `sqlite_*`).
+fn tables(conn: &Connection) -> rusqlite::Result<Vec<Table>> {
+    let mut list = conn.prepare(
+        "SELECT name, wr FROM pragma_table_list WHERE schema = 'main' AND type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+    )?;
+    let names = list.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut info = conn.prepare("SELECT name, pk, hidden FROM pragma_table_xinfo(?1, 'main') ORDER BY cid")?;
+    let mut tables = Vec::with_capacity(names.len());
+    for (name, without_rowid) in names {
+        let columns = info
+            .query_map([&name], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut key: Vec<_> = columns.iter().filter(|c| c.1 > 0).collect();
+        key.sort_by_key(|c| c.1);
+        let rowid = ["rowid", "_rowid_", "oid"].into_iter().find(|r| !columns.iter().any(|c| c.0.eq_ignore_ascii_case(r)));
+        tables.push(Table {
+            key: key.into_iter().map(|c| c.0.clone()).collect(),
+            columns: columns.iter().filter(|c| c.2 == 0).map(|c| c.0.clone()).collect(),
+            name,
+            without_rowid,
+            rowid,
+        });
+    }
+    Ok(tables)
+}
+
+/// The names of the TEMP tables and views the journal made.
+fn temp_tables(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn
+        .prepare("SELECT name FROM temp.sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'b2m\\_replay\\_%' ESCAPE '\\'")?;
+    stmt.query_map([], |r| r.get(0))?.collect()
+}
+
+/// `name` as an SQL identifier.
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `text` as an SQL string literal.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+impl Table {
+    /// The `(name, CREATE TEMP TRIGGER …)` pairs for the table, the `i`th.
+    fn triggers(&self, i: usize, soft: &SoftDelete) -> Vec<(String, String)> {
+        let table = ident(&self.name);
+        let delete = format!("b2m_replay_delete_{i}");
+        let Some(column) = self.columns.iter().find(|c| c.eq_ignore_ascii_case(&soft.column)) else {
+            let abort = literal(&format!("{NO_COLUMN}{}", self.name));
+            let sql = format!("CREATE TEMP TRIGGER {delete} BEFORE DELETE ON main.{table} BEGIN SELECT RAISE(ABORT, {abort}); END");
+            return vec![(delete, sql)];
+        };
+        if !self.without_rowid && self.rowid.is_none() {
+            let abort = literal(&format!("{NO_COLUMN}{} (its columns hide the rowid)", self.name));
+            let sql = format!("CREATE TEMP TRIGGER {delete} BEFORE DELETE ON main.{table} BEGIN SELECT RAISE(ABORT, {abort}); END");
+            return vec![(delete, sql)];
+        }
+        let tbl = literal(&self.name);
+        let soft_delete = format!(
+            "CREATE TEMP TRIGGER {delete} BEFORE DELETE ON main.{table} BEGIN
+  UPDATE {table} SET {column} = ({value}) WHERE {old} AND NOT EXISTS (SELECT 1 FROM b2m_replay_soft WHERE tbl = {tbl} AND k = {key});
+  INSERT OR IGNORE INTO b2m_replay_soft (tbl, k) VALUES ({tbl}, {key});
+  SELECT RAISE(IGNORE);
+END",
+            column = ident(column),
+            value = soft.value,
+            old = self.same_row("", "OLD"),
+            key = self.row_key("OLD"),
+        );
+        // An insert collides with the row that has its primary key, or its rowid if it has none.
+        let collides = |row: &str| if self.key.is_empty() { self.same_row(row, "NEW") } else { self.same_key(row, "NEW") };
+        let revive = format!("b2m_replay_revive_{i}");
+        let revive_sql = format!(
+            "CREATE TEMP TRIGGER {revive} BEFORE INSERT ON main.{table}
+WHEN EXISTS (SELECT 1 FROM {table} AS r JOIN b2m_replay_soft AS s ON s.tbl = {tbl} AND s.k = {r_key} WHERE {r_collides})
+BEGIN
+  DELETE FROM b2m_replay_soft WHERE tbl = {tbl} AND k = (SELECT {r_key} FROM {table} AS r WHERE {r_collides});
+  UPDATE {table} SET {set} WHERE {collides};
+  UPDATE b2m_replay_stats SET revived = revived + 1;
+  SELECT RAISE(IGNORE);
+END",
+            r_key = self.row_key("r"),
+            r_collides = collides("r"),
+            collides = collides(""),
+            set = self.columns.iter().map(|c| format!("{0} = NEW.{0}", ident(c))).collect::<Vec<_>>().join(", "),
+        );
+        vec![(delete, soft_delete), (revive, revive_sql)]
+    }
+
+    /// The condition that `row` (a table alias, or "" for the table being updated) is `other`.
+    fn same_row(&self, row: &str, other: &str) -> String {
+        match self.rowid {
+            Some(rowid) if !self.without_rowid => format!("{}{rowid} = {other}.{rowid}", prefix(row)),
+            _ => self.same_key(row, other),
+        }
+    }
+
+    /// The condition that `row` has `other`'s primary key (compared as the table compares it).
+    fn same_key(&self, row: &str, other: &str) -> String {
+        let p = prefix(row);
+        self.key.iter().map(|c| format!("{p}{0} = {other}.{0}", ident(c))).collect::<Vec<_>>().join(" AND ")
+    }
+
+    /// What identifies `row` in `b2m_replay_soft`: its rowid, or its primary key quoted.
+    fn row_key(&self, row: &str) -> String {
+        match self.rowid {
+            Some(rowid) if !self.without_rowid => format!("{row}.{rowid}"),
+            _ => self.key.iter().map(|c| format!("quote({row}.{})", ident(c))).collect::<Vec<_>>().join(" || ',' || "),
+        }
+    }
+}
+
+fn prefix(row: &str) -> String {
+    if row.is_empty() { String::new() } else { format!("{row}.") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(s: &str) -> Vec<&str> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while let Scan::Complete { len, first } = next_statement(&s.as_bytes()[at..]) {
+            if let Some(first) = first {
+                out.push(s[at + first..at + len].trim_end());
+            }
+            at += len;
+        }
+        out
+    }
+
+    #[test]
+    fn statements_end_where_sqlite_ends_them() {
+        let journal = "INSERT INTO t VALUES ('a;b', \"c;\", [d;], `e;`, 'it''s;');\n\
+            -- a comment; with a semicolon\n/* another; */ UPDATE t SET v = 1;;\n\
+            CREATE TEMP TRIGGER g AFTER INSERT ON t BEGIN UPDATE t SET v = CASE WHEN 1 THEN 2 ELSE 3 END; DELETE FROM t; END;\n\
+            EXPLAIN CREATE TRIGGER h BEFORE DELETE ON t BEGIN SELECT 1; END;\n\
+            SELECT 'unfinished;";
+        assert_eq!(
+            split(journal),
+            vec![
+                "INSERT INTO t VALUES ('a;b', \"c;\", [d;], `e;`, 'it''s;');",
+                "UPDATE t SET v = 1;",
+                "CREATE TEMP TRIGGER g AFTER INSERT ON t BEGIN UPDATE t SET v = CASE WHEN 1 THEN 2 ELSE 3 END; DELETE FROM t; END;",
+                "EXPLAIN CREATE TRIGGER h BEFORE DELETE ON t BEGIN SELECT 1; END;",
+            ]
+        );
+        for unfinished in
+            ["INSERT INTO t VALUES (1)", "SELECT 'a;", "SELECT 1 /* ;", "CREATE TRIGGER g AFTER INSERT ON t BEGIN SELECT 1;", "-- c;", "  "]
+        {
+            assert_eq!(next_statement(unfinished.as_bytes()), Scan::Incomplete, "{unfinished}");
+        }
+        assert_eq!(next_statement(b" ;"), Scan::Complete { len: 2, first: None });
+    }
+
+    #[test]
+    fn leading_keywords_decide_what_is_refused_or_watched() {
+        let refused = [
+            "BEGIN",
+            "begin immediate",
+            "COMMIT",
+            "END TRANSACTION",
+            "ROLLBACK",
+            "rollback transaction",
+            "VACUUM",
+            "ATTACH 'x' AS x",
+            "DETACH x",
+        ];
+        for sql in refused.into_iter().chain([
+            "PRAGMA journal_mode = WAL",
+            "PRAGMA main.journal_mode(delete)",
+            "PRAGMA wal_checkpoint",
+            "pragma \"writable_schema\"=1",
+            "PRAGMA temp_store=2",
+        ]) {
+            assert!(matches!(classify(sql.as_bytes()), Kind::Refused(_)), "{sql}");
+        }
+        for sql in [
+            "ROLLBACK TO s",
+            "rollback transaction to savepoint s",
+            "SAVEPOINT s",
+            "RELEASE s",
+            "PRAGMA journal_mode",
+            "PRAGMA user_version = 3",
+            "SELECT 1",
+            "EXPLAIN BEGIN",
+            "WITH x AS (DELETE) SELECT 1",
+        ] {
+            assert_eq!(classify(sql.as_bytes()), Kind::Plain, "{sql}");
+        }
+        let t = |schema: Option<&str>, table: &str| Kind::Delete(Some(Target { schema: schema.map(Into::into), table: table.into() }));
+        assert_eq!(classify(b"DELETE FROM t WHERE 1"), t(None, "t"));
+        assert_eq!(classify(b"delete from \"my \"\"t\"\"\".[x]"), t(Some("my \"t\""), "x"));
+        assert_eq!(
+            classify(b"WITH d(id) AS (SELECT 1), e AS MATERIALIZED (SELECT 2) DELETE FROM temp.t WHERE id IN d"),
+            t(Some("temp"), "t")
+        );
+        assert_eq!(classify(b"CREATE TABLE u(x)"), Kind::Schema);
+    }
+
+    fn dump(db: &Path) -> Vec<String> {
+        let conn = Connection::open(db).expect("open");
+        let mut stmt =
+            conn.prepare("SELECT id || ':' || coalesce(v, '') || ':' || coalesce(deleted_at, '') FROM t ORDER BY id").expect("dump");
+        stmt.query_map([], |r| r.get(0)).expect("rows").collect::<rusqlite::Result<_>>().expect("dump")
+    }
+
+    #[test]
+    fn any_chunk_size_replays_the_same() {
+        let dir = tempfile::tempdir().expect("dir");
+        let journal = dir.path().join("j.sql");
+        let text = "INSERT INTO t VALUES (1, 'a;b', NULL);\n-- note; ünïcödé\nINSERT INTO t(id, v) VALUES\n (2, 'x''y;'), (3, 'z');\n\
+            /* c */ UPDATE t SET v = v || '!' WHERE id = 2;\n\
+            CREATE TRIGGER g AFTER UPDATE OF v ON t BEGIN\n  UPDATE t SET v = upper(v) WHERE id = NEW.id AND v <> upper(v);\n  SELECT 1;\nEND;\n\
+            DELETE FROM t WHERE id IN (SELECT id FROM t WHERE v LIKE 'z%');\nINSERT INTO t(id, v) VALUES (3, 'back');\n\
+            UPDATE t SET v = 'é;' WHERE id = 1;\nINSERT INTO t VALUES (4, 'half";
+        std::fs::write(&journal, text).expect("journal");
+        let soft = SoftDelete { column: "deleted_at".into(), value: "'gone'".into() };
+        let mut seen = None;
+        for chunk in [1, 2, 3, 5, 8, 13, 64, CHUNK] {
+            let db = dir.path().join(format!("{chunk}.db"));
+            Connection::open(&db).expect("db").execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, deleted_at)").expect("schema");
+            let replayed = replay_in_chunks(&db, &journal, 0, &soft, chunk).expect("replay");
+            let result = (replayed, dump(&db));
+            assert_eq!(result.0.end_offset, text.rfind("INSERT INTO t VALUES (4").expect("tail") as u64 - 1, "chunk {chunk}");
+            match &seen {
+                None => {
+                    assert_eq!((replayed.statements, replayed.soft_deleted, replayed.revived, replayed.end_line), (7, 1, 1, 12));
+                    // The revival is an UPDATE: the table's UPDATE trigger `g` runs on it.
+                    assert_eq!(result.1, ["1:é;:", "2:x'y;!:", "3:BACK:"]);
+                    seen = Some(result);
+                }
+                Some(first) => assert_eq!(&result, first, "chunk {chunk}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,15 @@
+-- b2m changeset
+-- Template Version: 1
+-- Script: {{name}}.sql
+-- Phrase: {{phrase}}
+--
+-- Runs once for the whole fleet: `b2m execute-changeset {{name}}`, or the next `b2m preflight`.
+-- b2m downloads the current version of each database named below into a working copy, runs this
+-- file there inside one transaction, checks the result and publishes it as the next version; any
+-- error rolls everything back and publishes nothing. The first database is `main`; more `db =`
+-- lines attach more databases under their stems (write "other-db".table). VACUUM, ATTACH, BEGIN
+-- and COMMIT are refused: b2m holds the transaction.
+--
+-- b2m: db = ipm-db
+
+-- UPDATE packages SET version = '1.3.1' WHERE name = 'left-pad';
