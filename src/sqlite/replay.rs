@@ -587,9 +587,11 @@ impl<'a> Guard<'a> {
         }
         // One expression: nothing in it may end the statement or comment out what follows.
         let probe = format!("SELECT ({});", soft.value);
-        let one = matches!(next_statement(probe.as_bytes()), Scan::Complete { len, .. } if len == probe.len());
-        if let Err(why) = if one { conn.prepare(&probe).map(drop).map_err(|e| message(&e)) } else { Err("it is not one expression".into()) }
-        {
+        let checked = match next_statement(probe.as_bytes()) {
+            Scan::Complete { len, .. } if len == probe.len() => conn.prepare(&probe).map(drop).map_err(|e| message(&e)),
+            _ => Err("it is not one expression".to_string()),
+        };
+        if let Err(why) = checked {
             return Err(Error::config_hint(format!("the soft-delete value `{}` is not an SQL expression: {why}", soft.value), hint));
         }
         conn.execute_batch(SETUP).map_err(|e| Error::sqlite(db, e))?;
