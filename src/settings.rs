@@ -100,6 +100,11 @@ pub struct Settings {
     pub state_dir: PathBuf,
     /// Lease TTL, wait and token (`B2M_LEASE_TTL_SECS`, `B2M_LEASE_WAIT_SECS`, `B2M_LEASE_TOKEN`).
     pub leases: LeaseConfig,
+    /// `preflight.allow_offline`: an unreachable bucket does not stop a start when every local
+    /// file still matches its pin.
+    pub allow_offline: bool,
+    /// `preflight.changeset_wait`: how long preflight waits for a changeset another machine runs.
+    pub changeset_wait: Duration,
     /// `[server]`, when configured.
     pub server: Option<Server>,
     /// `B2M_CHANGESET`: the changeset this process runs for (its publishes name it).
@@ -169,7 +174,7 @@ impl Settings {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io("cannot read", &path, e))?;
         let doc = parse_toml(&text, &origin)?;
-        for table in ["remote", "paths", "server", "merge", "notify"] {
+        for table in ["remote", "paths", "server", "preflight", "merge", "notify"] {
             if let Some(item) = doc.get(table)
                 && !matches!(item, Item::Table(_))
             {
@@ -212,6 +217,18 @@ impl Settings {
             Some(m) => root.join(m),
             None => db_dir.join("db.toml"),
         };
+        let allow_offline = match doc.get("preflight").and_then(|t| t.get("allow_offline")) {
+            None => false,
+            Some(item) => item.as_bool().ok_or_else(|| {
+                Error::config_hint(format!("`{origin}`: `preflight.allow_offline` must be true or false"), format!("fix `{origin}`"))
+            })?,
+        };
+        let changeset_wait = match doc.get("preflight").and_then(|t| t.get("changeset_wait")) {
+            None => Duration::from_secs(600),
+            Some(item) => item.as_integer().filter(|&n| n >= 0).map(|n| Duration::from_secs(n.unsigned_abs())).ok_or_else(|| {
+                Error::config_hint(format!("`{origin}`: `preflight.changeset_wait` must be a number of seconds"), format!("fix `{origin}`"))
+            })?,
+        };
         let server = match doc.get("server") {
             None => None,
             Some(_) => {
@@ -232,6 +249,8 @@ impl Settings {
             }
         };
         Ok(Settings {
+            allow_offline,
+            changeset_wait,
             server,
             changesets: rel("changesets", "changeset")?,
             state_dir: root.join(STATE_DIR),

@@ -30,6 +30,8 @@ pub struct Context {
     pub settings: Settings,
     /// The bucket.
     pub store: Arc<dyn Store>,
+    /// The same store, counting its requests.
+    pub counted: Arc<crate::store::Counted>,
     /// `.b2m/state.db`.
     pub state: State,
     /// Messages and progress bars.
@@ -48,9 +50,10 @@ const LOCK_TOKEN_FILE: &str = "lock.token";
 impl Context {
     /// Opens the project's store and state.
     pub fn open(settings: Settings, out: Output) -> Result<Self> {
-        let store: Arc<dyn Store> = Arc::from(crate::store::open(&settings.remote)?);
+        let counted = Arc::new(crate::store::Counted::new(crate::store::open(&settings.remote)?));
+        let store: Arc<dyn Store> = counted.clone();
         let state = State::open(&settings.state_dir)?;
-        Ok(Context { settings, store, state, out })
+        Ok(Context { settings, store, counted, state, out })
     }
 
     /// Takes the local lock, waiting (and saying so) while another b2m holds it; then clears
@@ -150,6 +153,11 @@ impl Context {
         Leases::new(self.store.clone(), self.out.clone(), self.settings.leases.clone())
     }
 
+    /// Bucket requests made so far by this command.
+    pub fn requests(&self) -> u64 {
+        self.counted.calls()
+    }
+
     /// `.b2m/tmp`, for snapshots.
     pub fn tmp_dir(&self) -> PathBuf {
         self.settings.state_dir.join("tmp")
@@ -175,6 +183,12 @@ impl Context {
     /// The path of a database file in the db folder.
     pub fn db_path(&self, file: &str) -> PathBuf {
         self.settings.db_dir.join(file)
+    }
+}
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        tracing::info!(requests = self.requests(), "bucket requests made");
     }
 }
 

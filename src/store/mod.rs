@@ -290,3 +290,92 @@ pub fn open(remote: &Remote) -> Result<Box<dyn Store>> {
         "fix `remote.url` in `b2m.toml` (or `B2M_REMOTE`)",
     ))
 }
+
+/// A store that counts the requests made through it (each call is at least one request; a
+/// listing's pages and a multipart upload's parts are counted as one call): `-v` and `--json`
+/// report it, and tests hold commands to their budgets (status: 2, a no-op preflight: 1).
+pub struct Counted {
+    inner: Box<dyn Store>,
+    calls: std::sync::atomic::AtomicU64,
+}
+
+impl Counted {
+    /// Counts the calls made to `inner`.
+    pub fn new(inner: Box<dyn Store>) -> Self {
+        Counted { inner, calls: std::sync::atomic::AtomicU64::new(0) }
+    }
+
+    /// Calls made so far.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn count(&self) {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Store for Counted {
+    fn location(&self) -> &str {
+        self.inner.location()
+    }
+    fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
+        self.count();
+        self.inner.get(key)
+    }
+    fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
+        self.count();
+        self.inner.head(key)
+    }
+    fn put(&self, key: &str, body: &[u8], condition: Condition) -> Result<PutOutcome, StoreError> {
+        self.count();
+        self.inner.put(key, body, condition)
+    }
+    fn put_within(&self, key: &str, body: &[u8], condition: Condition, within: Duration) -> Result<PutOutcome, StoreError> {
+        self.count();
+        self.inner.put_within(key, body, condition, within)
+    }
+    fn upload_file(&self, key: &str, path: &Path, sha256: &str, progress: &ProgressBar) -> Result<(), StoreError> {
+        self.count();
+        self.inner.upload_file(key, path, sha256, progress)
+    }
+    fn download(&self, key: &str, sink: &mut dyn Write, progress: &ProgressBar) -> Result<u64, StoreError> {
+        self.count();
+        self.inner.download(key, sink, progress)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        self.count();
+        self.inner.list(prefix)
+    }
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.count();
+        self.inner.delete(key)
+    }
+    fn delete_versions(&self, key: &str, version_ids: &[String]) -> Result<(), StoreError> {
+        self.count();
+        self.inner.delete_versions(key, version_ids)
+    }
+    fn purge(&self, key: &str) -> Result<(), StoreError> {
+        self.count();
+        self.inner.purge(key)
+    }
+    fn unfinished_uploads(&self, prefix: &str) -> Result<Vec<Unfinished>, StoreError> {
+        self.count();
+        self.inner.unfinished_uploads(prefix)
+    }
+    fn abort_upload(&self, upload: &Unfinished) -> Result<(), StoreError> {
+        self.count();
+        self.inner.abort_upload(upload)
+    }
+    fn retention(&self) -> Result<Retention, StoreError> {
+        self.count();
+        self.inner.retention()
+    }
+    fn check_bucket(&self) -> Result<(), StoreError> {
+        self.count();
+        self.inner.check_bucket()
+    }
+    fn atomic_conditional_writes(&self) -> bool {
+        self.inner.atomic_conditional_writes()
+    }
+}
