@@ -72,7 +72,9 @@ pub fn open_by_others(db: &Path) -> Option<String> {
         let cmd = fs::read(format!("/proc/{pid}/cmdline")).map(|b| {
             b.split(|&c| c == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect::<Vec<_>>().join(" ")
         });
-        format!("pid {pid} (`{}`)", cmd.unwrap_or_default().chars().take(80).collect::<String>())
+        // One line, whatever the command line holds.
+        let cmd = cmd.unwrap_or_default().split_whitespace().collect::<Vec<_>>().join(" ");
+        format!("pid {pid} (`{}`)", cmd.chars().take(80).collect::<String>())
     };
     let procs = fs::read_dir("/proc").ok()?;
     for entry in procs.flatten() {

@@ -116,8 +116,10 @@ import changeset as cs
 status = cs.db_status("ipm-db")
 assert isinstance(status, str) and status == "up_to_date", status
 cs.log("status is " + status)
-with sqlite3.connect(cs.db_path("ipm-db")) as conn:
-    conn.execute("INSERT INTO t(v) VALUES ('from python')")
+conn = sqlite3.connect(cs.db_path("ipm-db"))
+conn.execute("INSERT INTO t(v) VALUES ('from python')")
+conn.commit()
+conn.close()
 cs.db_upload("ipm-db")
 if os.environ.get("FAIL_AFTER"):
     cs.db_download("no-such-db")
@@ -169,8 +171,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import changeset as cs
 with open({marker:?}, "a") as f:
     f.write("ran\n")
-with sqlite3.connect(cs.db_path("ipm-db")) as conn:
-    conn.execute("INSERT INTO t(v) VALUES ('counted')")
+conn = sqlite3.connect(cs.db_path("ipm-db"))
+conn.execute("INSERT INTO t(v) VALUES ('counted')")
+conn.commit()
+conn.close()
 {upload}
 time.sleep({pause})
 "#,

@@ -100,14 +100,9 @@ both_backends!(a_server_that_opens_its_db_in_wal_mode_and_reads_changes_nothing,
 both_backends!(rows_behind_a_reader_that_pins_the_wal_are_seen_at_once_and_published, |backend| {
     let bucket = Bucket::new(backend);
     let (_dev, server) = published_pair(&bucket, 1);
-    let path = server.db("ipm-db-v1.db");
-    let writer = Connection::open(&path).expect("writer");
-    writer.execute_batch("PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;").expect("wal");
-    // A reader of the server holds a read transaction open: no checkpoint can pass it.
-    let reader = Connection::open(&path).expect("reader");
-    reader.execute_batch("BEGIN").expect("begin");
-    let _: i64 = reader.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).expect("read");
-    writer.execute("INSERT INTO t(v) VALUES ('behind the reader')", []).expect("write");
+    // The server process: a reader holds a read transaction open (no checkpoint can pass it) and
+    // a writer commits a row behind it.
+    let process = DbHolder::start(&server.db("ipm-db-v1.db"), &["INSERT INTO t(v) VALUES ('behind the reader')"], true);
     let started = Instant::now();
     let row = server.status_row("ipm-db");
     let took = started.elapsed();
@@ -115,13 +110,13 @@ both_backends!(rows_behind_a_reader_that_pins_the_wal_are_seen_at_once_and_publi
     // (Before, status waited out SQLite's 30 s busy timeout and then said `up_to_date`.)
     assert!(took < Duration::from_secs(5), "status waited {took:?} for the server");
     assert_eq!((row["status"].as_str(), row["local_changes"].as_bool()), (Some("ready_to_upload"), Some(true)), "{row}");
-    // The upload publishes those rows, reader or not.
+    // The upload publishes those rows (the server is stopped only for the rename).
+    server.append_config(&process.server_config());
     server.b2m(&["upload", "ipm-db"]).ok();
     let copy = tempfile::tempdir().expect("dir");
     std::fs::write(copy.path().join("x.db"), bucket.read(&bucket.current_object("ipm-db")).expect("object")).expect("copy");
     assert_eq!(rows_of(&copy.path().join("x.db")), vec!["row 0", "behind the reader"]);
-    drop(reader);
-    drop(writer);
+    assert_eq!(server.rows("ipm-db-v2.db"), vec!["row 0", "behind the reader"]);
 });
 
 /// A project on s3s-fs reached through a proxy that counts requests and can lose answers.
@@ -263,18 +258,22 @@ fn different_keys_for_one_database_are_named_and_nothing_is_deleted() {
 }
 
 #[test]
-fn a_replaced_file_that_a_process_still_has_open_is_kept() {
+fn a_file_a_server_has_open_is_swapped_only_around_a_server_stop() {
     let bucket = Bucket::new(Backend::Local);
     let (dev, server) = published_pair(&bucket, 1);
     dev.insert("ipm-db-v1.db", "x");
     dev.b2m(&["upload", "ipm-db"]).ok();
-    // A server process with its db open (this test process, for the test).
-    let conn = Connection::open(server.db("ipm-db-v1.db")).expect("open");
-    conn.execute_batch("PRAGMA journal_mode=WAL;").expect("wal");
+    let process = DbHolder::start(&server.db("ipm-db-v1.db"), &[], false);
+    // Without [server]: refused at once, naming the process; nothing changed.
+    let before = server.manifest_text();
+    server.b2m(&["download", "ipm-db"]).fails(1, &format!("pid {} (`", process.pid()));
+    assert_eq!(server.manifest_text(), before);
+    assert_eq!(server.files(), vec!["db.toml", "ipm-db-v1.db"]);
+    // With it: stopped before the swap, started after.
+    server.append_config(&process.server_config());
     let run = server.b2m(&["download", "ipm-db"]);
     run.ok();
-    assert!(run.stderr.contains("still has it open"), "{}", run.stderr);
-    assert!(server.files().contains(&"ipm-db-v1.db".to_string()), "the open file did not vanish: {:?}", server.files());
-    assert!(server.manifest_text().contains("ipmdb = \"ipm-db-v2.db\""));
-    drop(conn);
+    assert!(run.stderr.contains("stopping the server") && run.stderr.contains("starting the server"), "{}", run.stderr);
+    assert_eq!(server.files(), vec!["db.toml", "ipm-db-v2.db"]);
+    assert_eq!(server.status_of("ipm-db"), "up_to_date");
 }

@@ -135,24 +135,32 @@ both_backends!(a_corrupted_bucket_object_fails_the_download_and_leaves_no_file, 
 both_backends!(rows_still_in_the_wal_are_in_the_published_object, |backend| {
     let bucket = Bucket::new(backend);
     let dev = Project::new(&bucket);
-    dev.add_entry("ipmdb", "ipm-db-v1.db");
-    let conn = rusqlite::Connection::open(dev.db("ipm-db-v1.db")).expect("db");
-    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t(v) VALUES ('in the wal');")
-        .expect("wal rows");
-    // This connection stays open, so the rows stay in -wal until someone checkpoints.
-    assert!(std::fs::metadata(dev.db("ipm-db-v1.db-wal")).expect("wal").len() > 0);
-    dev.b2m(&["upload", "ipm-db"]).ok();
+    dev.create_db("ipmdb", "ipm-db-v1.db", 0);
+    // A server process keeps the db open; its rows are committed but still only in the -wal.
+    let server = DbHolder::start(&dev.db("ipm-db-v1.db"), &["INSERT INTO t(v) VALUES ('in the wal')"], false);
+    assert!(std::fs::metadata(dev.db("ipm-db-v1.db-wal")).expect("wal").len() > 32);
+    assert_eq!(dev.status_of("ipm-db"), "new_local");
+    // Without [server], b2m will not rename a file the server has open.
+    dev.b2m(&["upload", "ipm-db"]).fails(1, &format!("pid {}", server.pid()));
+    assert!(bucket.keys().is_empty(), "nothing sent");
+    // With it, b2m publishes, stops the server for the rename, and starts it again.
+    dev.append_config(&server.server_config());
+    let run = dev.b2m(&["upload", "ipm-db"]);
+    run.ok();
+    assert!(run.stderr.contains("stopping the server") && run.stderr.contains("starting the server"), "{}", run.stderr);
     let published = tempfile::tempdir().expect("dir");
     std::fs::write(published.path().join("x.db"), bucket.read(&bucket.current_object("ipm-db")).expect("object")).expect("copy");
     assert_eq!(rows_of(&published.path().join("x.db")), vec!["in the wal"]);
-
-    // More rows in the WAL while the same connection is open: status sees them.
-    conn.execute("INSERT INTO t(v) VALUES ('more')", []).expect("insert");
-    assert_eq!(dev.status_of("ipm-db"), "ready_to_upload");
-    dev.b2m(&["upload", "ipm-db"]).ok();
-    assert_eq!(dev.status_of("ipm-db"), "up_to_date");
-    drop(conn);
+    assert_eq!(dev.files(), vec!["db.toml", "ipm-db-v1.db"], "a first upload keeps its name");
     assert_eq!(dev.status_of("ipm-db"), "up_to_date", "a checkpoint by another process changes nothing logical");
+    dev.insert("ipm-db-v1.db", "more");
+    let again = DbHolder::start(&dev.db("ipm-db-v1.db"), &["INSERT INTO t(v) VALUES ('more in the wal')"], false);
+    assert_eq!(dev.status_of("ipm-db"), "ready_to_upload");
+    // The server dies (kill -9): its rows stay in the -wal, and are published all the same.
+    drop(again);
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    assert_eq!(dev.rows("ipm-db-v2.db"), vec!["in the wal", "more", "more in the wal"]);
+    assert_eq!(dev.status_of("ipm-db"), "up_to_date");
 });
 
 both_backends!(a_fresh_copy_equal_to_the_bucket_is_adopted_without_state, |backend| {

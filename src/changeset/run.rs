@@ -307,13 +307,15 @@ fn run_sql(ctx: &Context, script: &Script, targets: &[(String, String)], log: &P
     }
     publish::commit(ctx, Guarded { leases: &leases, db_leases, protocol }, &local, &to_commit)?;
     let mut made = Vec::new();
+    let swaps = crate::engine::swap::Swaps::new(ctx);
     for v in &to_commit {
         let id = VersionId { stem: v.pending.stem.clone(), version: v.pending.version, sha256: v.pending.sha256.clone() };
         logger.line(&format!("{}: published v{} {}…", id.stem, id.version, id.short()));
-        fetch::install(ctx, &id, &v.pending.key, local.entry_for_stem(&id.stem).as_ref())?;
+        fetch::install(ctx, &id, &v.pending.key, local.entry_for_stem(&id.stem).as_ref(), &swaps)?;
         ctx.state.clear_pending(&id.stem)?;
         made.push(MadeVersion::from(&id));
     }
+    swaps.restart(&format!("changeset `{}` published", script.name))?;
     Ok(made)
 }
 

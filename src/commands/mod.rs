@@ -5,7 +5,7 @@ mod check;
 mod coord;
 mod demo;
 mod init;
-mod server;
+pub(crate) mod server;
 mod status;
 mod transfer;
 

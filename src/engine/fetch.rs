@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::Context;
 use super::remote::{self, VersionId};
 use super::status::{self, Status};
+use super::swap::Swaps;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::manifest::Entry;
@@ -31,9 +32,6 @@ pub struct Fetched {
     pub bytes: u64,
     /// Where the replaced local changes were kept, with `--force`.
     pub backup: Option<String>,
-    /// A replaced file left in place because a process still had it open.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kept_open: Option<String>,
 }
 
 /// `b2m download DB [--force]`.
@@ -54,7 +52,7 @@ pub fn download(ctx: &Context, arg: &str, force: bool) -> Result<Fetched> {
     match row.status {
         Status::UpToDate => {
             ctx.out.info(&format!("`{stem}` v{} is up to date", r.version));
-            return Ok(Fetched { name: stem, version: r.version, file: r.file, bytes: 0, backup: None, kept_open: None });
+            return Ok(Fetched { name: stem, version: r.version, file: r.file, bytes: 0, backup: None });
         }
         // No local file: nothing to lose, and the download verifies the object again.
         _ if local.as_ref().is_none_or(|l| !ctx.db_path(&l.file).is_file()) => {}
@@ -90,32 +88,26 @@ pub fn download(ctx: &Context, arg: &str, force: bool) -> Result<Fetched> {
     };
     // The local db.toml's own key for this database, if it has one: never add a second.
     let key = local.as_ref().map_or(r.key.clone(), |l| l.key.clone());
-    let installed = install(ctx, &id, &key, local.as_ref())?;
+    let swaps = Swaps::new(ctx);
+    if let Some(l) = &local {
+        swaps.check(&ctx.db_path(&l.file))?;
+    }
+    let bytes = install(ctx, &id, &key, local.as_ref(), &swaps)?;
+    swaps.restart(&format!("downloaded `{stem}` v{}", id.version))?;
     ctx.out.info(&format!("downloaded `{stem}` v{} → `{}`", id.version, ctx.db_path(&id.file()).display()));
-    Ok(Fetched {
-        name: stem,
-        version: id.version,
-        file: id.file(),
-        bytes: installed.bytes,
-        backup: backup.map(|p| p.display().to_string()),
-        kept_open: installed.kept_open,
-    })
+    Ok(Fetched { name: stem, version: id.version, file: id.file(), bytes, backup: backup.map(|p| p.display().to_string()) })
 }
 
-/// What [`install`] did.
-pub struct Installed {
-    /// Bytes fetched.
-    pub bytes: u64,
-    /// A replaced file left in place because a process still had it open.
-    pub kept_open: Option<String>,
-}
-
-/// Brings the committed version `id` here: fetches and verifies it, names and pins it in the
-/// local db.toml under `key` (the local key, never a second one), records the base, and only then
-/// removes the file it replaces (`old`), unless a process still has that open (a server would
-/// then reopen a vanished name and get an empty database).
-pub fn install(ctx: &Context, id: &VersionId, key: &str, old: Option<&Entry>) -> Result<Installed> {
+/// Brings the committed version `id` here: fetches and verifies it under its own name, then
+/// (the server stopped through `swaps` if it has the old file open) names and pins it in the local
+/// db.toml under `key` (the local key, never a second one), records the base, and only then
+/// removes the file it replaces (`old`). Returns the bytes fetched.
+pub fn install(ctx: &Context, id: &VersionId, key: &str, old: Option<&Entry>, swaps: &Swaps<'_>) -> Result<u64> {
     let (bytes, content) = fetch_version(ctx, id)?;
+    let old = old.filter(|l| l.file != id.file());
+    if let Some(old) = old {
+        swaps.prepare(&ctx.db_path(&old.file))?;
+    }
     let mut manifest = ctx.local_manifest()?;
     let named = manifest.entry_for_stem(&id.stem);
     if named.as_ref().map(|e| (e.file.as_str(), e.sha256.as_deref())) != Some((id.file().as_str(), Some(id.sha256.as_str())))
@@ -126,27 +118,14 @@ pub fn install(ctx: &Context, id: &VersionId, key: &str, old: Option<&Entry>) ->
     }
     let base = Base { version: id.version, sha256: id.sha256.clone(), content_sha256: content.clone(), local_content_sha256: content };
     ctx.state.set_base(&id.stem, &base)?;
-    let mut kept_open = None;
-    if let Some(old) = old.filter(|l| l.file != id.file()) {
+    if let Some(old) = old {
         let old_path = ctx.db_path(&old.file);
-        match fsutil::open_by_others(&old_path) {
-            Some(holder) => {
-                ctx.out.info(&format!(
-                    "kept `{}`: {holder} still has it open; restart it so it opens `{}`, then remove the old file",
-                    old.file,
-                    id.file()
-                ));
-                kept_open = Some(old.file.clone());
-            }
-            None => {
-                fsutil::remove_if_exists(&old_path)?;
-                for sidecar in fsutil::sidecars(&old_path) {
-                    fsutil::remove_if_exists(&sidecar)?;
-                }
-            }
+        fsutil::remove_if_exists(&old_path)?;
+        for sidecar in fsutil::sidecars(&old_path) {
+            fsutil::remove_if_exists(&sidecar)?;
         }
     }
-    Ok(Installed { bytes, kept_open })
+    Ok(bytes)
 }
 
 /// Streams the object `id` names into a temp file in `dir`, checks it against its sha256 (the

@@ -6,6 +6,7 @@ pub mod gc;
 pub mod publish;
 pub mod remote;
 pub mod status;
+pub mod swap;
 
 use std::fs::File;
 use std::path::PathBuf;

@@ -17,6 +17,7 @@ use tempfile::TempPath;
 use super::Context;
 use super::remote::{self, ParentRef, RemoteManifest, VersionId, VersionMeta};
 use super::status::{self, Status};
+use super::swap::Swaps;
 use crate::coord::lease::MANIFEST_LEASE;
 use crate::coord::{HeldLease, Leases, Protocol};
 use crate::error::{Error, Result};
@@ -101,6 +102,10 @@ pub fn upload(ctx: &Context, arg: &str) -> Result<Published> {
         }
     };
     let local_path = ctx.db_path(&local.file);
+    // The publish renames the local file: refuse now, not after the commit, if a process has it
+    // open and b2m cannot stop the server.
+    let swaps = Swaps::new(ctx);
+    swaps.check(&local_path)?;
     let phase = Instant::now();
     let snapshot = snapshot_checked(ctx, &local_path)?;
     tracing::info!(ms = phase.elapsed().as_millis() as u64, "snapshot, integrity check and hash");
@@ -141,7 +146,8 @@ pub fn upload(ctx: &Context, arg: &str) -> Result<Published> {
     tracing::info!(ms = uploaded_at.elapsed().as_millis() as u64, "committed");
     crate::failpoint("after-commit");
     let phase = Instant::now();
-    finish_local(ctx, &pending)?;
+    finish_local(ctx, &pending, &swaps)?;
+    swaps.restart(&format!("published `{stem}` v{version}"))?;
     tracing::info!(ms = phase.elapsed().as_millis() as u64, "local file renamed, db.toml and base recorded");
     ctx.out.info(&format!("published `{stem}` v{version} ({}), {}", crate::output::human_bytes(meta.size), ctx.store.location()));
     Ok(Published {
@@ -375,11 +381,12 @@ fn first_manifest(local: &Manifest, keys: &[&str]) -> Manifest {
 
 /// The local half of a committed publish: the file takes the new name (hard link, then the local
 /// db.toml, then unlink, so db.toml always names a file that exists), and the base is recorded.
-pub fn finish_local(ctx: &Context, p: &Pending) -> Result<()> {
+pub fn finish_local(ctx: &Context, p: &Pending, swaps: &Swaps<'_>) -> Result<()> {
     let new_file = crate::names::DbFileName::file_name(&p.stem, p.version);
     let from = ctx.db_path(&p.from_file);
     let to = ctx.db_path(&new_file);
     if from != to && from.is_file() {
+        swaps.prepare(&from)?;
         // Nothing in the WAL may be lost: checkpoint, and carry a WAL that still has frames.
         db::checkpoint(&from)?;
         let before = std::fs::metadata(&from).map_err(|e| Error::io("cannot read", &from, e))?;
@@ -446,13 +453,15 @@ pub fn finish_pending(ctx: &Context) -> Result<()> {
         let ours = VersionId { stem: p.stem.clone(), version: p.version, sha256: p.sha256.clone() };
         if remote::is_committed(ctx.store.as_ref(), remote.as_ref().and_then(Option::as_ref), &ours)? {
             ctx.out.info(&format!("finishing the publish of `{}` v{} that was interrupted", p.stem, p.version));
+            let swaps = Swaps::new(ctx);
             if p.from_file.is_empty() {
                 // Published from a working copy (a changeset): the local file is fetched.
-                super::fetch::install(ctx, &ours, &p.key, Some(&entry))?;
+                super::fetch::install(ctx, &ours, &p.key, Some(&entry), &swaps)?;
                 ctx.state.clear_pending(&p.stem)?;
             } else {
-                finish_local(ctx, &p)?;
+                finish_local(ctx, &p, &swaps)?;
             }
+            swaps.restart(&format!("finished publishing `{}` v{}", p.stem, p.version))?;
         } else {
             tracing::info!(stem = p.stem, version = p.version, "forgetting a publish that never committed");
             ctx.state.clear_pending(&p.stem)?;

@@ -24,8 +24,10 @@ def main():
     if status == "up_to_date":
         # The local copy is the bucket's version: change it, then publish it, e.g.
         #   import sqlite3
-        #   with sqlite3.connect(cs.db_path(DB)) as conn:
-        #       conn.execute("UPDATE ...")
+        #   conn = sqlite3.connect(cs.db_path(DB))
+        #   conn.execute("UPDATE ...")
+        #   conn.commit()
+        #   conn.close()        # b2m renames the file on upload: never while it is open
         #   cs.db_upload(DB)
         pass
     elif status in ("outdated_db", "missing_local"):

@@ -457,3 +457,65 @@ pub fn published_pair(bucket: &Bucket, rows: i64) -> (Project, Project) {
     server.b2m(&["download", "ipm-db"]).ok();
     (dev, server)
 }
+
+/// A real process that holds a database open in WAL mode, as a server does: it runs `writes`
+/// (committed, left in the `-wal`: no checkpoint), optionally behind a reader whose open read
+/// transaction pins the WAL, then sleeps until killed (on drop).
+pub struct DbHolder {
+    pub child: std::process::Child,
+}
+
+impl DbHolder {
+    pub fn start(path: &Path, writes: &[&str], pin_with_reader: bool) -> Self {
+        use std::io::BufRead;
+        let script = r#"
+import sqlite3, sys, time
+path, pin = sys.argv[1], sys.argv[2] == "pin"
+w = sqlite3.connect(path, isolation_level=None)
+w.execute("PRAGMA journal_mode=WAL"); w.execute("PRAGMA wal_autocheckpoint=0")
+if pin:
+    r = sqlite3.connect(path, isolation_level=None)
+    r.execute("BEGIN"); r.execute("SELECT count(*) FROM t").fetchone()
+for stmt in sys.argv[3:]:
+    w.execute(stmt)
+print("ready", flush=True)
+time.sleep(300)
+"#;
+        let mut child = Command::new("python3")
+            .args(["-c", script, &path.display().to_string(), if pin_with_reader { "pin" } else { "no" }])
+            .args(writes)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 holding the db");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().expect("stdout")).read_line(&mut line).expect("ready line");
+        assert_eq!(line.trim(), "ready", "the holder did not start");
+        DbHolder { child }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `[server]` lines for b2m.toml whose stop kills this process (as a crash would: the WAL stays).
+    pub fn server_config(&self) -> String {
+        format!("[server]\nstop = \"kill -9 {}\"\nstart = \"true\"\ntimeout = 10\n", self.pid())
+    }
+}
+
+impl Drop for DbHolder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Project {
+    /// Appends `text` (whole tables) to b2m.toml.
+    pub fn append_config(&self, text: &str) {
+        let path = self.path().join("b2m.toml");
+        let mut config = std::fs::read_to_string(&path).expect("b2m.toml");
+        config.push_str(text);
+        std::fs::write(path, config).expect("b2m.toml");
+    }
+}

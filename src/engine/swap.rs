@@ -1,0 +1,98 @@
+//! Swapping a file under a running server (DESIGN.md): a server holds its db open and opens new
+//! connections by the name its db.toml gave it at start, so renaming or replacing that file under
+//! it loses rows or hands it an empty database. With `[server]` configured, b2m stops the server
+//! before the first swap a command makes (only when a process has the file open) and starts it
+//! after the last; preflight stops it and leaves the start to the wrapper that called it. Without
+//! `[server]`, b2m refuses to swap a file another process has open, naming the process.
+
+use std::cell::Cell;
+use std::path::Path;
+
+use super::Context;
+use crate::error::{Error, Result};
+use crate::fsutil::open_by_others;
+
+/// The swaps one command makes.
+pub struct Swaps<'a> {
+    ctx: &'a Context,
+    /// Whether this command stopped the server.
+    stopped: Cell<bool>,
+}
+
+impl<'a> Swaps<'a> {
+    /// No swap made yet.
+    pub fn new(ctx: &'a Context) -> Self {
+        Swaps { ctx, stopped: Cell::new(false) }
+    }
+
+    fn can_stop(&self) -> bool {
+        self.ctx.settings.server.as_ref().is_some_and(|s| s.stop.is_some())
+    }
+
+    /// Refuses at once, before anything is done, when another process has `path` open and b2m has
+    /// no `server.stop` to run.
+    pub fn check(&self, path: &Path) -> Result<()> {
+        if self.can_stop() || self.stopped.get() {
+            return Ok(());
+        }
+        match open_by_others(path) {
+            Some(holder) => Err(refuse(path, &holder)),
+            None => Ok(()),
+        }
+    }
+
+    /// Just before `path` is renamed, replaced or removed: stops the server (once) if a process has
+    /// the file open, and refuses if one still does.
+    pub fn prepare(&self, path: &Path) -> Result<()> {
+        let Some(holder) = open_by_others(path) else { return Ok(()) };
+        if !self.stopped.get() && self.can_stop() {
+            let server = self.ctx.settings.server.as_ref();
+            if let Some((stop, timeout)) = server.and_then(|s| Some((s.stop.clone()?, s.timeout))) {
+                self.ctx.out.info(&format!("stopping the server (`{stop}`): {holder} has `{}` open", path.display()));
+                crate::commands::server::run_command(self.ctx, "stop", &stop, timeout)?;
+                self.stopped.set(true);
+            }
+        }
+        match open_by_others(path) {
+            Some(holder) if self.stopped.get() => Err(Error::refused(
+                format!("{holder} still has `{}` open after `server.stop`; nothing was swapped", path.display()),
+                "make `server.stop` in `b2m.toml` stop every process that opens the databases",
+            )),
+            Some(holder) => Err(refuse(path, &holder)),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether this command stopped the server.
+    pub fn stopped(&self) -> bool {
+        self.stopped.get()
+    }
+
+    /// Starts the server again if this command stopped it. `done` says what already happened, for
+    /// the error should the start fail.
+    pub fn restart(&self, done: &str) -> Result<()> {
+        if !self.stopped.get() {
+            return Ok(());
+        }
+        let Some((start, timeout)) = self.ctx.settings.server.as_ref().and_then(|s| Some((s.start.clone()?, s.timeout))) else {
+            self.ctx.out.info("warning: the server was stopped and `b2m.toml` has no `server.start`: start it yourself");
+            return Ok(());
+        };
+        self.ctx.out.info(&format!("starting the server (`{start}`)"));
+        crate::commands::server::run_command(self.ctx, "start", &start, timeout).map_err(|e| {
+            Error::refused(
+                format!("{done}, but the server did not start again: {e}"),
+                "the server is stopped: fix it and start it (`b2m server start`)",
+            )
+        })?;
+        self.stopped.set(false);
+        Ok(())
+    }
+}
+
+fn refuse(path: &Path, holder: &str) -> Error {
+    Error::refused(
+        format!("{holder} has `{}` open; b2m does not swap a file a running server has open", path.display()),
+        "stop the server first, or set `[server] stop` and `start` in `b2m.toml` so b2m stops and starts it around the swap",
+    )
+}
