@@ -104,6 +104,13 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// What every server start runs: bring each database to the bucket's version and run the
+    /// pending changesets; a non-zero exit stops the start.
+    Preflight {
+        /// Also stop the start when a database has local data the bucket lacks (ready_to_upload).
+        #[arg(long)]
+        strict: bool,
+    },
     /// Write a new changeset script from the template: `changeset/scripts/<ns timestamp>_<phrase>.<kind>`.
     CreateChangeset {
         /// What it does, as `[a-z0-9][a-z0-9-_]*` (e.g. `add-index`).

@@ -5,6 +5,7 @@ mod check;
 mod coord;
 mod demo;
 mod init;
+mod preflight;
 pub(crate) mod server;
 mod status;
 mod transfer;
@@ -37,6 +38,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::FetchDbToml => transfer::fetch_db_toml(&open()?),
         Command::Lock { db } => coord::lock(&open()?, &db),
         Command::Unlock { db, force } => coord::unlock(&open()?, &db, force),
+        Command::Preflight { strict } => preflight::run(&start, &out, strict),
         Command::CreateChangeset { phrase, kind } => changeset::create(&open()?, &phrase, kind),
         Command::ExecuteChangeset { name, retry } => changeset::execute(&open()?, &name, retry),
         Command::Changesets { pending } => changeset::list(&open()?, pending),

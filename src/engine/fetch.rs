@@ -213,6 +213,12 @@ pub fn fetch_manifest(ctx: &Context) -> Result<std::path::PathBuf> {
             "run `b2m upload DB` to publish a first database",
         ));
     };
+    write_fetched_manifest(ctx, remote)
+}
+
+/// Writes the bucket's db.toml (already read) as the local one, with the exceptions
+/// [`fetch_manifest`] describes.
+pub fn write_fetched_manifest(ctx: &Context, remote: remote::RemoteManifest) -> Result<std::path::PathBuf> {
     let local = ctx.local_manifest()?;
     let mut manifest = remote.manifest;
     if let Some(path) = local.path_value() {

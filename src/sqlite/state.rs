@@ -103,6 +103,8 @@ impl State {
              CREATE TABLE IF NOT EXISTS pending_v2 (
                  stem TEXT PRIMARY KEY, key TEXT NOT NULL, version INTEGER NOT NULL, sha256 TEXT NOT NULL,
                  content_sha256 TEXT NOT NULL, local_content_sha256 TEXT NOT NULL, from_file TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS changesets_done (
+                 name TEXT PRIMARY KEY, script_sha256 TEXT NOT NULL, seen_at TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS bad_objects (
                  key TEXT PRIMARY KEY, expected TEXT NOT NULL, actual TEXT NOT NULL, seen_at TEXT NOT NULL);",
         )
@@ -249,6 +251,28 @@ impl State {
     /// Forgets a pending publish.
     pub fn clear_pending(&self, stem: &str) -> Result<()> {
         self.conn.execute("DELETE FROM pending_v2 WHERE stem = ?1", [stem]).map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Whether this machine has seen changeset `name` done in the ledger (a done entry never changes
+    /// again, so a no-op preflight asks the bucket nothing about it).
+    pub fn changeset_known_done(&self, name: &str) -> Result<bool> {
+        let found: Option<i64> = self
+            .conn
+            .query_row("SELECT 1 FROM changesets_done WHERE name = ?1", [name], |row| row.get(0))
+            .optional()
+            .map_err(self.err())?;
+        Ok(found.is_some())
+    }
+
+    /// Records that changeset `name` is done in the ledger.
+    pub fn set_changeset_done(&self, name: &str, script_sha256: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO changesets_done (name, script_sha256, seen_at) VALUES (?1, ?2, ?3)",
+                params![name, script_sha256, crate::now_rfc3339()],
+            )
+            .map_err(self.err())?;
         Ok(())
     }
 
