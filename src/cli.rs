@@ -44,6 +44,15 @@ pub enum ChangesetKind {
     Sql,
 }
 
+/// What to do with the git hooks.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum HooksAction {
+    /// Install (next to existing hooks, which keep running).
+    Install,
+    /// Remove, restoring exactly what was there.
+    Uninstall,
+}
+
 /// What to do with the server.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum ServerAction {
@@ -138,6 +147,18 @@ pub enum Command {
         /// `stop` or `start`.
         #[arg(value_enum)]
         action: ServerAction,
+    },
+    /// Install or remove the git hooks (post-merge, post-checkout: status; pre-push: check --offline).
+    Hooks {
+        /// `install` or `uninstall`.
+        #[arg(value_enum)]
+        action: HooksAction,
+    },
+    /// Print shell completions.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
     /// For CI: the local db.toml, the bucket's db.toml and the versions they pin agree (exit 1 if not).
     Check {

@@ -41,10 +41,10 @@ fn the_demo_runs_the_main_job_end_to_end() {
         assert!(run.stdout.contains(step), "demo never showed {step}:\n{}", run.stdout);
     }
     let manifest = std::fs::read_to_string(demo.join("server/db/all_dbs/db.toml")).expect("db.toml");
-    assert!(manifest.contains("ipmdb = \"ipm-db-v2.db\""), "{manifest}");
+    assert!(manifest.contains("ipmdb = \"ipm-db-v4.db\""), "{manifest}");
     let bucket_manifest = std::fs::read_to_string(demo.join("bucket/db.toml")).expect("bucket db.toml");
     let object = pinned_object(&bucket_manifest, "ipm-db").expect("pinned");
-    assert!(object.starts_with("dbs/ipm-db/ipm-db-v2.") && demo.join("bucket").join(&object).is_file(), "{object}");
+    assert!(object.starts_with("dbs/ipm-db/ipm-db-v4.") && demo.join("bucket").join(&object).is_file(), "{object}");
     // It refuses a folder that is not empty, rather than mixing into it.
     Run::from(b2m_command(dir.path()).args(["demo", &demo.display().to_string()]).output().expect("run")).fails(2, "is not empty");
     // With --json the result alone is on stdout.
@@ -53,4 +53,27 @@ fn the_demo_runs_the_main_job_end_to_end() {
     run.ok();
     let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("demo JSON");
     assert!(report["steps"].as_array().is_some_and(|s| s.len() >= 6));
+}
+
+#[test]
+fn the_pre_start_hook_passes_preflight_s_exit_code_through() {
+    let bucket = Bucket::new(Backend::Local);
+    let (_dev, server) = published_pair(&bucket, 1);
+    let hook = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("hooks/pre-start");
+    let run = |env: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.arg(&hook).current_dir(server.path()).env("B2M", env!("CARGO_BIN_EXE_b2m"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Run::from(cmd.output().expect("run the hook"))
+    };
+    run(&[]).ok();
+    // A start that must stop: the bucket's folder is gone.
+    server.write_config("");
+    let broken =
+        std::fs::read_to_string(server.path().join("b2m.toml")).expect("b2m.toml").replace(&bucket.url(), "file:///nonexistent/b2m-bucket");
+    std::fs::write(server.path().join("b2m.toml"), broken).expect("b2m.toml");
+    assert_eq!(run(&[]).code, 2, "preflight's exit code, passed through");
+    assert_eq!(run(&[("B2M", "/nonexistent/b2m")]).code, 127);
 }

@@ -140,27 +140,27 @@ both_backends!(rows_still_in_the_wal_are_in_the_published_object, |backend| {
     let server = DbHolder::start(&dev.db("ipm-db-v1.db"), &["INSERT INTO t(v) VALUES ('in the wal')"], false);
     assert!(std::fs::metadata(dev.db("ipm-db-v1.db-wal")).expect("wal").len() > 32);
     assert_eq!(dev.status_of("ipm-db"), "new_local");
-    // Without [server], b2m will not rename a file the server has open.
+    // A first upload keeps the file's name: nothing is swapped under the server.
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    let published = tempfile::tempdir().expect("dir");
+    std::fs::write(published.path().join("x.db"), bucket.read(&bucket.current_object("ipm-db")).expect("object")).expect("copy");
+    assert_eq!(rows_of(&published.path().join("x.db")), vec!["in the wal"]);
+    assert_eq!(dev.status_of("ipm-db"), "up_to_date");
+    // More rows: the next version renames the file, which the server has open.
+    drop(server);
+    let server = DbHolder::start(&dev.db("ipm-db-v1.db"), &["INSERT INTO t(v) VALUES ('more in the wal')"], false);
+    assert_eq!(dev.status_of("ipm-db"), "ready_to_upload");
+    let keys = bucket.keys();
     dev.b2m(&["upload", "ipm-db"]).fails(1, &format!("pid {}", server.pid()));
-    assert!(bucket.keys().is_empty(), "nothing sent");
-    // With it, b2m publishes, stops the server for the rename, and starts it again.
+    assert_eq!(bucket.keys(), keys, "refused before anything was sent");
+    // With [server], b2m publishes, stops the server for the rename, and starts it again.
     dev.append_config(&server.server_config());
     let run = dev.b2m(&["upload", "ipm-db"]);
     run.ok();
     assert!(run.stderr.contains("stopping the server") && run.stderr.contains("starting the server"), "{}", run.stderr);
-    let published = tempfile::tempdir().expect("dir");
-    std::fs::write(published.path().join("x.db"), bucket.read(&bucket.current_object("ipm-db")).expect("object")).expect("copy");
-    assert_eq!(rows_of(&published.path().join("x.db")), vec!["in the wal"]);
-    assert_eq!(dev.files(), vec!["db.toml", "ipm-db-v1.db"], "a first upload keeps its name");
+    assert_eq!(dev.files(), vec!["db.toml", "ipm-db-v2.db"]);
+    assert_eq!(dev.rows("ipm-db-v2.db"), vec!["in the wal", "more in the wal"]);
     assert_eq!(dev.status_of("ipm-db"), "up_to_date", "a checkpoint by another process changes nothing logical");
-    dev.insert("ipm-db-v1.db", "more");
-    let again = DbHolder::start(&dev.db("ipm-db-v1.db"), &["INSERT INTO t(v) VALUES ('more in the wal')"], false);
-    assert_eq!(dev.status_of("ipm-db"), "ready_to_upload");
-    // The server dies (kill -9): its rows stay in the -wal, and are published all the same.
-    drop(again);
-    dev.b2m(&["upload", "ipm-db"]).ok();
-    assert_eq!(dev.rows("ipm-db-v2.db"), vec!["in the wal", "more", "more in the wal"]);
-    assert_eq!(dev.status_of("ipm-db"), "up_to_date");
 });
 
 both_backends!(a_fresh_copy_equal_to_the_bucket_is_adopted_without_state, |backend| {

@@ -49,6 +49,22 @@ impl Demo {
         Ok(())
     }
 
+    /// Runs preflight in `project`; returns what it fetched and ran, for people.
+    fn preflight(&self, project: &Path) -> Result<String> {
+        let ctx = self.open(project)?;
+        let lock = ctx.lock()?;
+        let done = crate::engine::preflight::preflight(&ctx, &lock, false)?;
+        let mut parts: Vec<String> = done.fetched.iter().map(|f| format!("{} v{}", f.name, f.to)).collect();
+        if parts.is_empty() {
+            parts.push("nothing".into());
+        }
+        let ran: Vec<String> = done.changesets.iter().map(|c| format!("ran changeset {}", c.name)).collect();
+        if !ran.is_empty() {
+            parts.push(ran.join(", "));
+        }
+        Ok(parts.join(", "))
+    }
+
     fn say(&self, text: &str) {
         if !self.out.json {
             println!("-> {text}");
@@ -128,18 +144,53 @@ pub fn demo(dir: &Path, out: &Output) -> Result<()> {
     demo.say(&format!("dev: b2m upload ipm-db → v{} (the file is now `{}`, db.toml edited, comments kept)", p.version, p.file));
     demo.show("server: behind the bucket", &server)?;
 
-    let ctx = demo.open(&server)?;
-    let f = fetch::download(&ctx, "ipm-db", false)?;
-    let rows = count(&server.join("db/all_dbs").join(&f.file), "packages")?;
-    demo.say(&format!("server: b2m download ipm-db → `{}` with {rows} packages", f.file));
+    let done = demo.preflight(&server)?;
+    let rows = count(&server.join("db/all_dbs/ipm-db-v2.db"), "packages")?;
+    demo.say(&format!("server: b2m preflight (what `just start-prod` runs) fetched {} → {rows} packages", done));
     demo.show("server: in sync again", &server)?;
 
-    sql(&server.join("db/all_dbs").join(&f.file), "INSERT INTO packages VALUES ('tokio','1.40.0');")?;
+    sql(&server.join("db/all_dbs/ipm-db-v2.db"), "INSERT INTO packages VALUES ('tokio','1.40.0');")?;
     demo.say("server: writes a row of its own");
     demo.show("server: its new data is ready to upload, never silently dropped", &server)?;
+    let ctx = demo.open(&server)?;
+    let p = publish::upload(&ctx, "ipm-db")?;
+    demo.say(&format!("server: b2m upload ipm-db → v{}", p.version));
+
+    // A changeset: written once by the developer, run once for the whole fleet.
+    let ctx = demo.open(&dev)?;
+    let created = crate::changeset::create::create(&ctx.settings.changesets, "pin-left-pad", crate::changeset::Kind::Sql)?;
+    crate::fsutil::write_atomic(
+        std::path::Path::new(&created.path),
+        b"-- b2m: db = ipm-db\nUPDATE packages SET version = '1.3.1' WHERE name = 'left-pad';\nINSERT INTO packages VALUES ('rand', '0.8.5');\n",
+    )?;
+    demo.say(&format!("dev: b2m create-changeset pin-left-pad --kind sql → `{}` (committed to git)", created.name));
+    let server2 = dir.join("server2");
+    std::fs::create_dir_all(&server2).map_err(|e| Error::io("cannot create", &server2, e))?;
+    super::init(&server2, Some(demo.bucket_url.clone()), None, None)?;
+    std::fs::remove_file(server2.join("db/all_dbs/db.toml"))
+        .map_err(|e| Error::io("cannot remove", server2.join("db/all_dbs/db.toml"), e))?;
+    for project in [&server, &server2] {
+        let scripts = project.join("changeset/scripts");
+        std::fs::create_dir_all(&scripts).map_err(|e| Error::io("cannot create", &scripts, e))?;
+        let to = scripts.join(std::path::Path::new(&created.path).file_name().unwrap_or_default());
+        std::fs::copy(&created.path, &to).map_err(|e| Error::io("cannot copy to", &to, e))?;
+    }
+    demo.say("server2: a new server joins (git pull brings the changeset; no db.toml, no databases yet)");
+    let done = demo.preflight(&server2)?;
+    demo.say(&format!("server2: b2m preflight fetched {done}"));
+    demo.show("server2: up, with the changeset's version", &server2)?;
+    let done = demo.preflight(&server)?;
+    demo.say(&format!("server: b2m preflight fetched {done}; the changeset already ran, so it does not run again"));
+    demo.show("server: on the same version", &server)?;
 
     out.result(&DemoReport { dir: dir.display().to_string(), steps: std::mem::take(&mut demo.steps) }, || {
-        format!("\nDone. Look around in `{}`; run `b2m -C {} status` there.", dir.display(), server.display())
+        format!(
+            "\nDone. Look around in `{}`; try `b2m -C {} status`, `b2m -C {} changesets`, `b2m -C {} preflight`.",
+            dir.display(),
+            server.display(),
+            server.display(),
+            server2.display()
+        )
     });
     Ok(())
 }

@@ -4,6 +4,7 @@ mod changeset;
 mod check;
 mod coord;
 mod demo;
+mod hooks;
 mod init;
 mod preflight;
 pub(crate) mod server;
@@ -43,6 +44,12 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::ExecuteChangeset { name, retry } => changeset::execute(&open()?, &name, retry),
         Command::Changesets { pending } => changeset::list(&open()?, pending),
         Command::Server { action } => server::run(&open()?, action),
+        Command::Hooks { action } => hooks::run(&start, &out, action),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "b2m", &mut std::io::stdout());
+            Ok(0)
+        }
         Command::Check { offline } => check::run(&open()?, offline),
         Command::Doctor => coord::doctor(&open()?),
         Command::Gc { dry_run } => coord::gc(&open()?, dry_run),

@@ -102,10 +102,12 @@ pub fn upload(ctx: &Context, arg: &str) -> Result<Published> {
         }
     };
     let local_path = ctx.db_path(&local.file);
-    // The publish renames the local file: refuse now, not after the commit, if a process has it
-    // open and b2m cannot stop the server.
+    // A publish of a new version renames the local file: refuse now, not after the commit, if a
+    // process has it open and b2m cannot stop the server. (A first upload keeps the name.)
     let swaps = Swaps::new(ctx);
-    swaps.check(&local_path)?;
+    if crate::names::DbFileName::file_name(&stem, version) != local.file {
+        swaps.check(&local_path)?;
+    }
     let phase = Instant::now();
     let snapshot = snapshot_checked(ctx, &local_path)?;
     tracing::info!(ms = phase.elapsed().as_millis() as u64, "snapshot, integrity check and hash");
