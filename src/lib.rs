@@ -25,46 +25,21 @@ use clap::Parser;
 
 use crate::cli::Cli;
 
-/// Subcommand names, to tell where the global flags end.
-const SUBCOMMANDS: &[&str] = &[
-    "init",
-    "status",
-    "upload",
-    "download",
-    "fetch-db-toml",
-    "lock",
-    "unlock",
-    "doctor",
-    "gc",
-    "check",
-    "demo",
-    "create-changeset",
-    "execute-changeset",
-    "changesets",
-    "server",
-    "help",
-];
-
-/// The seed's flag spellings, kept for old scripts: `--status DB` is `status DB`.
-const LEGACY_FLAGS: &[(&str, &str)] = &[
-    ("--status", "status"),
-    ("--upload", "upload"),
-    ("--download", "download"),
-    ("--fetch-db-toml", "fetch-db-toml"),
-    ("--create-changeset", "create-changeset"),
-    ("--execute-changeset", "execute-changeset"),
-];
-
-/// Rewrites the seed's flag spellings into subcommands, when no subcommand was given.
+/// The seed's flag spellings, kept for old scripts: `--status DB` is `status DB`,
+/// `--create-changeset P` is `create-changeset P`: `--` before any subcommand's name, derived
+/// from the clap definition, so a new subcommand needs no list kept by hand. Rewritten only when
+/// no subcommand was given.
 pub fn rewrite_legacy(args: Vec<OsString>) -> Vec<OsString> {
+    let command = <Cli as clap::CommandFactory>::command();
+    let subcommands: Vec<String> = command.get_subcommands().map(|c| c.get_name().to_string()).chain(["help".to_string()]).collect();
     let mut out = args.clone();
     let mut i = 1;
     while i < args.len() {
         let arg = args[i].to_string_lossy();
-        if SUBCOMMANDS.contains(&arg.as_ref()) {
+        if subcommands.iter().any(|s| *s == arg) {
             return args;
         }
-        if let Some((_, sub)) = LEGACY_FLAGS.iter().find(|(flag, _)| *flag == arg) {
+        if let Some(sub) = arg.strip_prefix("--").filter(|name| subcommands.iter().any(|s| s == name) && *name != "help") {
             out[i] = OsString::from(sub);
             return out;
         }
