@@ -98,6 +98,11 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Carry the server's journaled rows onto the bucket's newer version and publish the result.
+    Merge {
+        /// The database (stem, db.toml key or file name).
+        db: String,
+    },
     /// Write the bucket's db.toml to the local manifest path.
     FetchDbToml,
     /// Take a database's lease and keep it (others wait) until `b2m unlock`.

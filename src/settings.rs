@@ -107,6 +107,8 @@ pub struct Settings {
     pub changeset_wait: Duration,
     /// `[server]`, when configured.
     pub server: Option<Server>,
+    /// `merge.soft_delete_column` and `merge.soft_delete_value`: what a replayed DELETE sets.
+    pub soft_delete: crate::sqlite::replay::SoftDelete,
     /// `B2M_CHANGESET`: the changeset this process runs for (its publishes name it).
     pub changeset: Option<String>,
     /// `B2M_LOCAL_LOCK_TOKEN`: a changeset's child acts under its parent's local lock with it.
@@ -248,7 +250,12 @@ impl Settings {
                 })
             }
         };
+        let soft_delete = crate::sqlite::replay::SoftDelete {
+            column: get_str(&doc, "merge", "soft_delete_column", &origin)?.unwrap_or_else(|| "deleted_at".into()),
+            value: get_str(&doc, "merge", "soft_delete_value", &origin)?.unwrap_or_else(|| "CURRENT_TIMESTAMP".into()),
+        };
         Ok(Settings {
+            soft_delete,
             allow_offline,
             changeset_wait,
             server,

@@ -36,6 +36,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Status { dbs, exit_code } => status::run(&open()?, &dbs, exit_code),
         Command::Upload { db } => transfer::upload(&open()?, &db),
         Command::Download { db, force } => transfer::download(&open()?, &db, force),
+        Command::Merge { db } => transfer::merge(&open()?, &db),
         Command::FetchDbToml => transfer::fetch_db_toml(&open()?),
         Command::Lock { db } => coord::lock(&open()?, &db),
         Command::Unlock { db, force } => coord::unlock(&open()?, &db, force),

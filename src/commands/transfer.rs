@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::engine::{Context, fetch, publish};
+use crate::engine::{Context, fetch, merge, publish};
 use crate::error::Result;
 
 /// `b2m upload DB`.
@@ -31,5 +31,13 @@ pub fn fetch_db_toml(ctx: &Context) -> Result<u8> {
     let _lock = ctx.lock()?;
     let path = fetch::fetch_manifest(ctx)?;
     ctx.out.result(&ManifestWritten { path: path.display().to_string() }, String::new);
+    Ok(0)
+}
+
+/// `b2m merge DB`.
+pub fn merge(ctx: &Context, db: &str) -> Result<u8> {
+    let _lock = ctx.lock()?;
+    let merged = merge::merge(ctx, db)?;
+    ctx.out.result(&merged, String::new);
     Ok(0)
 }

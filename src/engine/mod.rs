@@ -3,6 +3,7 @@
 pub mod check;
 pub mod fetch;
 pub mod gc;
+pub mod merge;
 pub mod preflight;
 pub mod publish;
 pub mod remote;

@@ -519,3 +519,10 @@ impl Project {
         std::fs::write(path, config).expect("b2m.toml");
     }
 }
+
+impl Project {
+    /// Runs one SQL statement on a database file.
+    pub fn insert_row(&self, file: &str, sql: &str) {
+        Connection::open(self.db(file)).expect("open db").execute_batch(sql).expect("sql");
+    }
+}

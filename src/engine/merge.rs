@@ -1,0 +1,181 @@
+//! `b2m merge DB` (the original design's case 2.1): the server wrote new rows into its current
+//! version and appended each statement to a journal `<file-stem>.sql` beside it; the bucket has a
+//! newer version. The newer version is downloaded into `changeset/dbs/<ts>_merge-<stem>/` and the
+//! journal replayed there (every DELETE a soft delete), while the server keeps running; then the
+//! server is stopped, the tail it appended meanwhile is replayed, the result is checked, published
+//! as the next version, swapped in with db.toml, and the server started again; the journal is
+//! archived into the working folder. The server is down only for the tail, the publish and the
+//! swap, and no appended statement is ever archived unreplayed. A failure at any step leaves the
+//! server on its old file with its journal intact.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use super::remote::{self, ParentRef, VersionId};
+use super::status::{self, Status};
+use super::swap::Swaps;
+use super::{Context, fetch, publish};
+use crate::error::{Error, Result};
+use crate::names::DbFileName;
+use crate::sqlite::replay;
+use crate::sqlite::state::Pending;
+
+/// What a merge did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Merged {
+    /// The stem.
+    pub name: String,
+    /// The server's version the journal was written against.
+    pub from: u64,
+    /// The bucket's version the journal was replayed onto.
+    pub onto: u64,
+    /// The version published.
+    pub version: u64,
+    /// Statements replayed.
+    pub statements: u64,
+    /// Rows the journal deleted, kept with the soft-delete column set.
+    pub soft_deleted: u64,
+    /// Where the journal and the versions it touched are kept.
+    pub workdir: String,
+}
+
+/// The journal beside a database file: `ipm-db-v1.sql` for `ipm-db-v1.db`.
+pub fn journal_path(db: &Path) -> PathBuf {
+    db.with_extension("sql")
+}
+
+/// `b2m merge DB`.
+pub fn merge(ctx: &Context, arg: &str) -> Result<Merged> {
+    let local_manifest = ctx.local_manifest()?;
+    let remote_manifest = remote::read_manifest(ctx.store.as_ref())?;
+    let remote_entries = remote_manifest.as_ref().map(|m| m.manifest.entries()).unwrap_or_default();
+    let stem = super::resolve_db(arg, &local_manifest, &remote_entries)?;
+    let Some(local) = local_manifest.entry_for_stem(&stem).filter(|l| ctx.db_path(&l.file).is_file()) else {
+        return Err(Error::refused(format!("there is no local file for `{stem}` to merge"), format!("run `b2m download {stem}`")));
+    };
+    let local_path = ctx.db_path(&local.file);
+    let journal = journal_path(&local_path);
+    let swaps = Swaps::new(ctx);
+    swaps.check(&local_path)?;
+    let leases = ctx.leases();
+    let protocol = ctx.protocol()?;
+    let db_lease = leases.acquire(&stem, "merge")?;
+    let remote_manifest = remote::read_manifest(ctx.store.as_ref())?;
+    let remote_entry = remote_manifest.as_ref().and_then(|m| m.manifest.entry_for_stem(&stem));
+    let row = status::assess(ctx, &stem, Some(&local), remote_entry.as_ref())?;
+    let onto = match (row.status, row.remote_id.clone()) {
+        (Status::OutdatedDb, Some(id)) => id,
+        (Status::UpToDate, _) => return Err(Error::refused(format!("`{stem}` is up to date; there is nothing to merge"), "nothing to do")),
+        (Status::ReadyToUpload, _) => {
+            return Err(Error::refused(
+                format!("`{stem}` is the bucket's version with local changes: nothing to merge onto"),
+                format!("run `b2m upload {stem}` to publish them"),
+            ));
+        }
+        _ => {
+            return Err(Error::refused(
+                format!("conflict: `{stem}` cannot be merged: {}", row.detail.unwrap_or_else(|| "its state is unclear".into())),
+                "a person must decide which copy wins; `b2m status` shows why",
+            ));
+        }
+    };
+    if !journal.is_file() {
+        return Err(Error::refused(
+            format!("`{stem}` has local changes but no journal `{}` to replay", journal.display()),
+            format!("keep the local rows by hand, or drop them with `b2m download {stem} --force` (a backup is kept)"),
+        ));
+    }
+    let stamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let name = format!("{stamp:019}_merge-{stem}");
+    let dir = ctx.settings.changesets.join("dbs").join(&name);
+    let mut log = MergeLog::open(&ctx.settings.changesets.join("logs").join(format!("{name}.log")))?;
+    log.line(&format!(
+        "merge `{stem}`: the server's v{} with its journal onto the bucket's v{} {}…",
+        local.version,
+        onto.version,
+        onto.short()
+    ));
+    let (tmp, _, _) = fetch::download_verified(ctx, &onto, &dir)?;
+    let base = dir.join(onto.file());
+    tmp.persist(&base).map_err(|e| Error::io("cannot write", &base, e.error))?;
+    let version = onto.version + 1;
+    let working = dir.join(DbFileName::file_name(&stem, version));
+    std::fs::copy(&base, &working).map_err(|e| Error::io("cannot copy to", &working, e))?;
+    log.line(&format!("downloaded v{} into `{}`", onto.version, dir.display()));
+
+    // While the server runs: replay what the journal holds now.
+    let first = replay::replay(&working, &journal, 0, &ctx.settings.soft_delete).inspect_err(|e| log.line(&format!("failed: {e}")))?;
+    log.line(&format!("replayed {} statement(s) up to line {}", first.statements, first.end_line));
+    // The tail, with the server stopped (if it has the file open): nothing more is appended.
+    let outcome = (|| -> Result<Merged> {
+        swaps.prepare(&local_path)?;
+        let tail = replay::replay(&working, &journal, first.end_offset, &ctx.settings.soft_delete)?;
+        log.line(&format!("replayed the tail: {} statement(s)", tail.statements));
+        let snapshot = publish::snapshot_checked(ctx, &working)?;
+        let id = VersionId { stem: stem.clone(), version, sha256: snapshot.hashes.sha256.clone() };
+        let parent = ParentRef { version: onto.version, sha256: onto.sha256.clone() };
+        let meta = publish::put_version(ctx, &id, &snapshot, Some(parent.clone()), "merge", None)?;
+        let pending = Pending {
+            stem: stem.clone(),
+            key: local.key.clone(),
+            version,
+            sha256: meta.sha256.clone(),
+            content_sha256: meta.content_sha256.clone(),
+            local_content_sha256: meta.content_sha256.clone(),
+            from_file: String::new(),
+        };
+        let to_commit = publish::ToCommit { pending, parent: Some(parent) };
+        let guarded = publish::Guarded { leases: &leases, db_leases: vec![db_lease], protocol };
+        publish::commit(ctx, guarded, &local_manifest, std::slice::from_ref(&to_commit))?;
+        log.line(&format!("published v{version} {}…", id.short()));
+        fetch::install(ctx, &id, &local.key, Some(&local), &swaps)?;
+        ctx.state.clear_pending(&stem)?;
+        // The journal's every statement is in the published version: archive it.
+        let archived = dir.join(journal.file_name().unwrap_or_default());
+        std::fs::rename(&journal, &archived).map_err(|e| Error::io("cannot archive", &journal, e))?;
+        log.line(&format!("installed v{version}; the journal is archived as `{}`", archived.display()));
+        Ok(Merged {
+            name: stem.clone(),
+            from: local.version,
+            onto: onto.version,
+            version,
+            statements: first.statements + tail.statements,
+            soft_deleted: first.soft_deleted + tail.soft_deleted,
+            workdir: dir.display().to_string(),
+        })
+    })();
+    // Whatever happened, a server this stopped is started again (on the old file if it failed).
+    let restarted = swaps.restart(&match &outcome {
+        Ok(m) => format!("merged `{stem}` as v{}", m.version),
+        Err(_) => format!("the merge of `{stem}` failed"),
+    });
+    let merged = outcome.inspect_err(|e| log.line(&format!("failed: {e}")))?;
+    restarted?;
+    ctx.out.info(&format!(
+        "merged `{stem}`: {} statement(s) of the server's v{} onto v{} → v{} ({} row(s) soft-deleted)",
+        merged.statements, merged.from, merged.onto, merged.version, merged.soft_deleted
+    ));
+    Ok(merged)
+}
+
+/// The merge's log, in `changeset/logs/`.
+struct MergeLog {
+    file: std::fs::File,
+}
+
+impl MergeLog {
+    fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
+        }
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io("cannot open", path, e))?;
+        Ok(MergeLog { file })
+    }
+
+    fn line(&mut self, text: &str) {
+        let _ = writeln!(self.file, "{} {text}", crate::now_rfc3339());
+    }
+}
