@@ -4,7 +4,7 @@
 mod common;
 
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -157,8 +157,11 @@ fn second_install_changes_nothing() {
     write_hook(&hooks_dir(&p).join("pre-push"), "#!/bin/sh\nexit 0\n", 0o755);
     hooks_json(p.path(), "install");
     let first = snapshot(&hooks_dir(&p));
+    let inodes = || HOOKS.map(|h| std::fs::metadata(hooks_dir(&p).join(h)).expect("hook").ino());
+    let written = inodes();
     assert_eq!(hooks_json(p.path(), "install"), all("already_installed"));
     assert_eq!(snapshot(&hooks_dir(&p)), first, "a second install changed the hooks folder");
+    assert_eq!(inodes(), written, "a second install wrote the hooks again");
     assert!(!hooks_dir(&p).join("pre-push.b2m-chained.b2m-chained").exists());
 }
 

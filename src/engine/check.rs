@@ -1,12 +1,29 @@
-//! `b2m check`, for CI: the local db.toml, the bucket's db.toml, and the metadata of the versions
-//! they pin agree. Like `sqlx migrate info`/`prepare --check`: every finding is listed, and the
-//! check fails (exit 1) when any is an error. `--offline` checks the local db.toml alone.
+//! `b2m check`, for CI: the local db.toml, the changeset scripts, the bucket's db.toml, the
+//! versions it pins and the changeset ledger agree. Like `sqlx migrate info`/`prepare --check`:
+//! every finding is listed with what to do, and the check fails (exit 1) when any is an error.
+//!
+//! `--offline` reads only local files (db.toml, `changeset/scripts/`). Online, the requests stay
+//! few whatever the history: GET db.toml; per database the bucket pins, one LIST of `dbs/<stem>/`
+//! (which answers "is the object there, is its metadata there, what else is there") and one GET of
+//! the pinned version's metadata; one LIST of `changesets/` and one GET per ledger entry of a
+//! script that is here; one LIST (and a GET per lease) of the claim of a changeset left `running`.
+//! The parent chain is walked (a GET per version) only where a question needs it: a local pin
+//! that differs from the bucket's, or two objects with one version number. `--deep` adds one
+//! download per pinned object.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use super::Context;
-use super::remote::{self, VersionId};
-use crate::error::Result;
+use super::fetch;
+use super::remote::{self, RemoteManifest, VersionId, VersionMeta};
+use crate::changeset::{self, Kind, ledger, sql};
+use crate::coord::lease::{LOCKS_PREFIX, LeaseInfo};
+use crate::error::{Error, Result};
+use crate::manifest::{Entry, Manifest};
+use crate::store::Store;
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -23,7 +40,7 @@ pub enum Level {
 pub struct Finding {
     /// Error or warning.
     pub level: Level,
-    /// The db.toml key it is about.
+    /// What it is about: a db.toml key, a changeset name, a script's file name, or `db.toml`.
     pub key: String,
     /// What is wrong and what to do.
     pub message: String,
@@ -40,58 +57,602 @@ pub struct Checked {
     pub findings: Vec<Finding>,
 }
 
-/// Runs the check; `offline` reads nothing from the bucket.
-pub fn check(ctx: &Context, offline: bool) -> Result<Checked> {
-    let local = ctx.local_manifest()?;
-    let mut findings = Vec::new();
-    let mut add = |level, key: &str, message: String| findings.push(Finding { level, key: key.to_string(), message });
+/// What to check.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Scope {
+    /// Local files only; nothing is read from the bucket.
+    pub offline: bool,
+    /// Also download every pinned object and verify its sha256 and `PRAGMA quick_check`.
+    pub deep: bool,
+}
+
+/// The findings as they are collected.
+#[derive(Default)]
+struct Findings(Vec<Finding>);
+
+impl Findings {
+    fn error(&mut self, key: &str, message: String) {
+        self.0.push(Finding { level: Level::Error, key: key.to_string(), message });
+    }
+
+    fn warning(&mut self, key: &str, message: String) {
+        self.0.push(Finding { level: Level::Warning, key: key.to_string(), message });
+    }
+}
+
+/// Runs the check.
+pub fn check(ctx: &Context, scope: Scope) -> Result<Checked> {
+    let mut found = Findings::default();
+    let local = local_manifest(ctx, &mut found)?;
+    let scripts = check_scripts(&ctx.settings.changesets, &mut found)?;
+    let mut databases = local.as_ref().map_or(0, |m| m.entries().len());
+    if !scope.offline {
+        if let Some(local) = &local {
+            databases = check_databases(ctx, local, scope.deep, &mut found)?;
+        }
+        check_ledger(ctx.store.as_ref(), &scripts, &mut found)?;
+    }
+    let ok = found.0.iter().all(|f| f.level != Level::Error);
+    Ok(Checked { ok, databases, findings: found.0 })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The local db.toml
+
+/// The local db.toml, with its unmanaged entries (errors) and unpinned ones (warnings) reported;
+/// `None`, reported, when it is not valid: the scripts are still checked.
+fn local_manifest(ctx: &Context, found: &mut Findings) -> Result<Option<Manifest>> {
+    let local = match ctx.local_manifest() {
+        Ok(local) => local,
+        Err(Error::Config { message, hint }) => {
+            let hint = hint.map(|h| format!(": {h}")).unwrap_or_default();
+            found.error("db.toml", format!("{message}{hint}"));
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
     for u in local.unmanaged() {
-        add(Level::Error, &u.key, format!("`{} = {}` is not a database b2m manages: {}", u.key, u.value, u.why));
+        found.error(&u.key, format!("`{} = {}` is not a database b2m manages: {}", u.key, u.value, u.why));
     }
-    let entries = local.entries();
-    for e in entries.iter().filter(|e| e.sha256.is_none()) {
-        add(Level::Warning, &e.key, format!("`{}` is not pinned in `[b2m.sha256]`: it was never published from here", e.file));
+    for e in local.entries().iter().filter(|e| e.sha256.is_none()) {
+        found.warning(
+            &e.key,
+            format!("`{}` is not pinned in `[b2m.sha256]`: it was never published from here (`b2m upload {}` publishes it)", e.file, e.stem),
+        );
     }
-    if !offline {
-        let remote = remote::read_manifest(ctx.store.as_ref())?;
-        for e in &entries {
-            let Some(ours) = VersionId::pinned(e) else { continue };
-            let Some(current) = remote.as_ref().and_then(|m| m.current(&e.stem)) else {
-                add(Level::Warning, &e.key, format!("`{}` is pinned here but not published in the bucket", e.file));
-                continue;
-            };
-            if current == ours {
-                match remote::read_meta(ctx.store.as_ref(), &current)? {
-                    Some(_) => {}
-                    None => add(Level::Error, &e.key, format!("the bucket pins `{}` but has no metadata `{}`", e.file, current.meta_key())),
+    Ok(Some(local))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Changeset scripts
+
+/// A well-named script in `changeset/scripts/`.
+struct LocalScript {
+    name: String,
+    path: PathBuf,
+}
+
+/// Checks the files in `changeset/scripts/`: names, one script per timestamp, the target line of
+/// SQL scripts. Returns the well-named scripts, in name order.
+fn check_scripts(changesets: &Path, found: &mut Findings) -> Result<Vec<LocalScript>> {
+    let dir = changeset::scripts_dir(changesets);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("cannot read", &dir, e)),
+    };
+    let mut scripts = Vec::new();
+    let mut files: Vec<(String, PathBuf)> = entries.flatten().map(|e| (e.file_name().to_string_lossy().into_owned(), e.path())).collect();
+    files.sort();
+    for (file, path) in files {
+        // Dotfiles (`.gitkeep`, editor swap files) are not meant as scripts.
+        if file.starts_with('.') || path.is_dir() {
+            continue;
+        }
+        let parsed = file.rsplit_once('.').and_then(|(name, ext)| Some((name, Kind::from_ext(ext)?))).filter(|(name, _)| changeset::is_name(name));
+        let Some((name, kind)) = parsed else {
+            found.warning(
+                &file,
+                format!(
+                    "`{}` is not named `<19-digit ns timestamp>_<phrase>.{{py,sh,sql}}`, so it never runs: rename it, or make a new one with `b2m create-changeset PHRASE`",
+                    path.display()
+                ),
+            );
+            continue;
+        };
+        if kind == Kind::Sql {
+            check_sql_targets(name, &path, found)?;
+        }
+        scripts.push(LocalScript { name: name.to_string(), path });
+    }
+    // Sorted by file name, so scripts sharing a timestamp are neighbours.
+    let timestamp = |s: &LocalScript| s.name[..19].to_string();
+    let mut i = 0;
+    while i < scripts.len() {
+        let same = scripts[i..].iter().take_while(|s| timestamp(s) == timestamp(&scripts[i])).count();
+        if same > 1 {
+            let group = &scripts[i..i + same];
+            let files: Vec<String> = group.iter().map(|s| format!("`{}`", file_name(&s.path))).collect();
+            found.error(
+                &group[0].name,
+                format!(
+                    "{} share the timestamp {}, so their order is not defined: give all but one a new timestamp (`b2m create-changeset PHRASE` makes a fresh name), unless one already ran",
+                    files.join(" and "),
+                    timestamp(&group[0])
+                ),
+            );
+        }
+        i += same;
+    }
+    Ok(scripts)
+}
+
+/// A SQL script must say which database it runs on.
+fn check_sql_targets(name: &str, path: &Path, found: &mut Findings) -> Result<()> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
+    let Ok(text) = String::from_utf8(bytes) else {
+        found.error(name, format!("`{}` is not UTF-8 text: save it as UTF-8", path.display()));
+        return Ok(());
+    };
+    if sql::targets(&text).is_empty() {
+        found.error(
+            name,
+            format!("`{}` names no database: add a line `-- b2m: db = <stem>` (e.g. `-- b2m: db = ipm-db`) before its statements", path.display()),
+        );
+    }
+    Ok(())
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Databases: the two db.toml files, the pinned versions, orphans
+
+/// Compares the local db.toml with the bucket's and checks every version the bucket pins.
+/// Returns the number of databases named in either.
+fn check_databases(ctx: &Context, local: &Manifest, deep: bool, found: &mut Findings) -> Result<usize> {
+    let store = ctx.store.as_ref();
+    let remote = remote::read_manifest(store)?;
+    let local_entries = local.entries();
+    let remote_entries = remote.as_ref().map(|m| m.manifest.entries()).unwrap_or_default();
+    let mut stems: Vec<&str> = local_entries.iter().chain(&remote_entries).map(|e| e.stem.as_str()).collect();
+    stems.sort_unstable();
+    stems.dedup();
+    for stem in &stems {
+        let ours = local_entries.iter().find(|e| e.stem == *stem);
+        let theirs = remote_entries.iter().find(|e| e.stem == *stem);
+        match (ours, theirs) {
+            (Some(ours), None) => not_in_bucket(ctx, remote.as_ref(), ours, found),
+            (None, Some(theirs)) => found.error(
+                &theirs.key,
+                format!(
+                    "the bucket publishes `{}` v{} (`{} = \"{}\"`), which this db.toml does not name: run `b2m fetch-db-toml`",
+                    theirs.stem, theirs.version, theirs.key, theirs.file
+                ),
+            ),
+            (ours, Some(theirs)) => {
+                let Some(head) = VersionId::pinned(theirs) else {
+                    found.error(
+                        &theirs.key,
+                        format!(
+                            "the bucket's db.toml names `{}` without a pin in `[b2m.sha256]`, so nothing proves which object it is: publish it again with `b2m upload {}`",
+                            theirs.file, theirs.stem
+                        ),
+                    );
+                    continue;
+                };
+                let mut history = History::list(store, head)?;
+                check_pinned(ctx, &mut history, &theirs.key, deep, found)?;
+                if let Some(ours) = ours {
+                    compare_pins(&mut history, ours, theirs, found)?;
                 }
-            } else if remote::is_committed(ctx.store.as_ref(), remote.as_ref(), &ours)? {
-                add(
-                    Level::Warning,
-                    &e.key,
-                    format!(
-                        "pins v{} {}…, behind the bucket's v{} {}…: run `b2m fetch-db-toml`",
-                        ours.version,
-                        ours.short(),
-                        current.version,
-                        current.short()
-                    ),
-                );
-            } else {
-                add(
-                    Level::Error,
-                    &e.key,
-                    format!(
-                        "pins v{} {}…, which is not in the bucket's history (it has v{} {}…): this db.toml diverged",
-                        ours.version,
-                        ours.short(),
-                        current.version,
-                        current.short()
-                    ),
-                );
+                report_orphans(&mut history, &theirs.key, found)?;
+            }
+            (None, None) => {}
+        }
+    }
+    Ok(stems.len())
+}
+
+/// A database this db.toml names that the bucket's does not.
+fn not_in_bucket(ctx: &Context, remote: Option<&RemoteManifest>, ours: &Entry, found: &mut Findings) {
+    let bucket = if remote.is_none() {
+        format!("the bucket `{}` has no db.toml yet", ctx.store.location())
+    } else {
+        "the bucket's db.toml does not name it".to_string()
+    };
+    let pinned = if ours.sha256.is_some() { "is pinned here, but " } else { "is named here, but " };
+    found.error(
+        &ours.key,
+        format!("`{}` {pinned}{bucket}: publish it with `b2m upload {}`, or remove it from db.toml", ours.file, ours.stem),
+    );
+}
+
+/// The local entry against the bucket's: equal, behind (on the bucket's parent chain: a
+/// warning) or diverged (an error).
+fn compare_pins(history: &mut History<'_>, ours: &Entry, theirs: &Entry, found: &mut Findings) -> Result<()> {
+    if ours.key != theirs.key {
+        found.warning(
+            &ours.key,
+            format!("`{}` is `{}` here and `{}` in the bucket's db.toml: `b2m fetch-db-toml` takes the bucket's key", ours.stem, ours.key, theirs.key),
+        );
+    }
+    let head = history.head.clone();
+    let Some(pin) = VersionId::pinned(ours) else {
+        // Unpinned (an older db.toml): judged by its version number alone.
+        if ours.version <= head.version {
+            let how = if ours.version == head.version { "names the same version as".to_string() } else { format!("names v{}, behind", ours.version) };
+            found.warning(&ours.key, format!("`{}` {how} the bucket's v{} but pins nothing: run `b2m fetch-db-toml`", ours.file, head.version));
+        } else {
+            found.error(
+                &ours.key,
+                format!(
+                    "`{}` names v{}, beyond the bucket's v{}: this db.toml diverged from the bucket; run `b2m status` to see which files hold what, and `b2m fetch-db-toml` to take the bucket's",
+                    ours.file, ours.version, head.version
+                ),
+            );
+        }
+        return Ok(());
+    };
+    if pin == head {
+        return Ok(());
+    }
+    if history.committed(&pin)? {
+        found.warning(
+            &ours.key,
+            format!(
+                "pins v{} {}…, behind the bucket's v{} {}…: run `b2m fetch-db-toml` (and `b2m download {}` where the file is used)",
+                pin.version,
+                pin.short(),
+                head.version,
+                head.short(),
+                ours.stem
+            ),
+        );
+    } else {
+        found.error(
+            &ours.key,
+            format!(
+                "pins v{} {}…, which is not in the bucket's history (the bucket has v{} {}…): this db.toml diverged; run `b2m status` to see which files hold what, and `b2m fetch-db-toml` to take the bucket's",
+                pin.version,
+                pin.short(),
+                head.version,
+                head.short()
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// The version the bucket pins: its object and metadata are there, the metadata describes it,
+/// the sizes agree; with `deep`, its bytes hash to the pin and pass `PRAGMA quick_check`.
+fn check_pinned(ctx: &Context, history: &mut History<'_>, key: &str, deep: bool, found: &mut Findings) -> Result<()> {
+    let head = history.head.clone();
+    let listed = history.listed.get(&head).cloned().unwrap_or_default();
+    let restore = format!("restore it from a backup, or publish a good copy as a new version with `b2m upload {}`", head.stem);
+    if listed.object.is_none() {
+        found.error(key, format!("the bucket pins `{}` but its object `{}` is missing: {restore}", head.file(), head.object_key()));
+    }
+    if !listed.meta {
+        found.error(key, format!("the bucket pins `{}` but its metadata `{}` is missing: {restore}", head.file(), head.meta_key()));
+    } else {
+        match history.meta(&head)? {
+            MetaRead::Read(meta) => {
+                if meta.sha256 != head.sha256 || meta.version != head.version {
+                    found.error(
+                        key,
+                        format!(
+                            "metadata `{}` describes v{} {}…, not the pinned v{} {}…: it was edited or damaged; {restore}",
+                            head.meta_key(),
+                            meta.version,
+                            &meta.sha256[..12.min(meta.sha256.len())],
+                            head.version,
+                            head.short()
+                        ),
+                    );
+                } else if let Some(size) = listed.object.filter(|size| *size != meta.size) {
+                    found.error(
+                        key,
+                        format!(
+                            "object `{}` is {size} bytes but its metadata says {}: it was damaged; {restore} (`b2m check --deep` verifies the bytes)",
+                            head.object_key(),
+                            meta.size
+                        ),
+                    );
+                }
+            }
+            MetaRead::Unreadable(why) => {
+                found.error(key, format!("metadata `{}` is unreadable ({why}): {restore}", head.meta_key()));
+            }
+            MetaRead::Missing => {
+                found.error(key, format!("the bucket pins `{}` but its metadata `{}` is missing: {restore}", head.file(), head.meta_key()));
             }
         }
     }
-    let ok = findings.iter().all(|f| f.level != Level::Error);
-    Ok(Checked { ok, databases: entries.len(), findings })
+    if deep && listed.object.is_some() {
+        match fetch::download_verified(ctx, &head, &ctx.tmp_dir()) {
+            Ok(_verified) => {}
+            Err(e @ (Error::Refused { .. } | Error::BadDatabase { .. })) => {
+                found.error(key, format!("`{}` fails verification: {e}; {restore}", head.object_key()));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Objects under `dbs/<stem>/` that are neither the pinned version nor on its parent chain.
+fn report_orphans(history: &mut History<'_>, key: &str, found: &mut Findings) -> Result<()> {
+    for (id, listed) in history.orphans()? {
+        let object = if listed.object.is_some() { id.object_key() } else { id.meta_key() };
+        found.warning(
+            key,
+            format!(
+                "`{object}` (v{} {}…) was never published (an upload that did not commit, or one under way): `b2m gc` removes it once it is a day old",
+                id.version,
+                id.short()
+            ),
+        );
+    }
+    if let Some(broken) = history.broken_below_head() {
+        found.warning(
+            key,
+            format!(
+                "the history of `{}` cannot be read past v{}: metadata `{}` is missing or unreadable, so `b2m gc` keeps the older objects; restore it from a backup",
+                broken.stem,
+                broken.version,
+                broken.meta_key()
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// What one LIST of `dbs/<stem>/` tells about a version.
+#[derive(Debug, Clone, Default)]
+struct Listed {
+    /// The object's size, when the object is there.
+    object: Option<u64>,
+    /// Whether its metadata is there.
+    meta: bool,
+}
+
+/// A metadata object, read.
+enum MetaRead {
+    Read(VersionMeta),
+    Missing,
+    Unreadable(String),
+}
+
+/// Why a walk down the parent chain stopped before the root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Stop {
+    /// The last version reached has no parent: the whole chain is known.
+    Root,
+    /// The metadata of this version is missing or unreadable (or names an impossible parent).
+    Broken(VersionId),
+}
+
+/// One database's versions in the bucket: one LIST, and the parent chain from the pinned version,
+/// walked (one GET per version) only as far as a question needs.
+struct History<'a> {
+    store: &'a dyn Store,
+    head: VersionId,
+    listed: BTreeMap<VersionId, Listed>,
+    /// Committed versions known so far, newest first: the head, then each parent read.
+    chain: Vec<VersionId>,
+    stop: Option<Stop>,
+    metas: HashMap<VersionId, VersionMeta>,
+}
+
+impl<'a> History<'a> {
+    /// Lists `dbs/<stem>/` (one request).
+    fn list(store: &'a dyn Store, head: VersionId) -> Result<Self> {
+        let mut listed: BTreeMap<VersionId, Listed> = BTreeMap::new();
+        for object in store.list(&format!("{}{}/", remote::VERSIONS_PREFIX, head.stem))? {
+            let Some(id) = VersionId::from_key(&object.key) else { continue };
+            let slot = listed.entry(id).or_default();
+            if object.key.ends_with(".db") {
+                slot.object = Some(object.size);
+            } else {
+                slot.meta = true;
+            }
+        }
+        Ok(History { store, chain: vec![head.clone()], head, listed, stop: None, metas: HashMap::new() })
+    }
+
+    /// A version's metadata (one GET, once).
+    fn meta(&mut self, id: &VersionId) -> Result<MetaRead> {
+        if let Some(meta) = self.metas.get(id) {
+            return Ok(MetaRead::Read(meta.clone()));
+        }
+        let Some(object) = self.store.get(&id.meta_key())? else { return Ok(MetaRead::Missing) };
+        match serde_json::from_slice::<VersionMeta>(&object.body) {
+            Ok(meta) => {
+                self.metas.insert(id.clone(), meta.clone());
+                Ok(MetaRead::Read(meta))
+            }
+            Err(e) => Ok(MetaRead::Unreadable(e.to_string())),
+        }
+    }
+
+    /// Walks one step down the chain; false once it cannot go further.
+    fn step(&mut self) -> Result<bool> {
+        if self.stop.is_some() {
+            return Ok(false);
+        }
+        let Some(last) = self.chain.last().cloned() else { return Ok(false) };
+        // A metadata object the listing lacks is not asked for.
+        let read = if self.listed.get(&last).is_some_and(|l| l.meta) { self.meta(&last)? } else { MetaRead::Missing };
+        let meta = match read {
+            MetaRead::Read(meta) if meta.sha256 == last.sha256 && meta.version == last.version => meta,
+            _ => {
+                self.stop = Some(Stop::Broken(last));
+                return Ok(false);
+            }
+        };
+        match meta.parent {
+            None => {
+                self.stop = Some(Stop::Root);
+                Ok(false)
+            }
+            // A parent always has a lower number; anything else is damage, not history.
+            Some(p) if p.version >= last.version => {
+                self.stop = Some(Stop::Broken(last));
+                Ok(false)
+            }
+            Some(p) => {
+                self.chain.push(VersionId { stem: last.stem.clone(), version: p.version, sha256: p.sha256 });
+                Ok(true)
+            }
+        }
+    }
+
+    /// Walks until the chain reaches `version` or below, or ends.
+    fn walk_to(&mut self, version: u64) -> Result<()> {
+        while self.chain.last().is_some_and(|last| last.version > version) && self.step()? {}
+        Ok(())
+    }
+
+    /// Whether `id` is the pinned version or on its parent chain (walking as far as needed).
+    fn committed(&mut self, id: &VersionId) -> Result<bool> {
+        self.walk_to(id.version)?;
+        Ok(self.chain.contains(id))
+    }
+
+    /// The listed versions that are certainly not committed. A version number below the pinned
+    /// one that only one listed version holds is taken to be the chain's without reading it (the
+    /// chain numbers each version its parent's + 1, so its member at that number is the one
+    /// listed, unless the history was cut or started again there: then an orphan goes unreported,
+    /// never the reverse). Numbers held by two versions are settled by walking the chain.
+    fn orphans(&mut self) -> Result<Vec<(VersionId, Listed)>> {
+        let mut per_version: BTreeMap<u64, usize> = BTreeMap::new();
+        for id in self.listed.keys() {
+            *per_version.entry(id.version).or_default() += 1;
+        }
+        let head_version = self.head.version;
+        let contested = per_version.iter().filter(|(v, n)| **v < head_version && **n > 1).map(|(v, _)| *v).min();
+        if let Some(lowest) = contested {
+            self.walk_to(lowest)?;
+        }
+        let reached = self.chain.last().map_or(head_version, |l| l.version);
+        let complete = self.stop == Some(Stop::Root);
+        let mut out = Vec::new();
+        for (id, listed) in &self.listed {
+            let orphan = if self.chain.contains(id) {
+                false
+            } else if id.version >= reached || complete {
+                // The chain's member at this number is known (or there is none): this is not it.
+                id.version >= head_version || per_version.get(&id.version).copied().unwrap_or(0) > 1 || id.version >= reached
+            } else {
+                // Below what was walked: judged by the listing alone, as above.
+                false
+            };
+            if orphan {
+                out.push((id.clone(), listed.clone()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Where the chain broke, when the walk stopped below the head at a version whose object is
+    /// still here (a committed version lost its metadata); a history cut by `gc --keep` is not.
+    fn broken_below_head(&self) -> Option<VersionId> {
+        match &self.stop {
+            Some(Stop::Broken(id)) if *id != self.head && self.listed.get(id).is_some_and(|l| l.object.is_some()) => Some(id.clone()),
+            _ => None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The changeset ledger
+
+/// The ledger against the scripts here: a done changeset whose script changed, one that failed or
+/// was interrupted, one still running, and new scripts that sort before one that already ran.
+fn check_ledger(store: &dyn Store, scripts: &[LocalScript], found: &mut Findings) -> Result<()> {
+    let mut ran: Vec<String> = store
+        .list(ledger::PREFIX)?
+        .into_iter()
+        .filter_map(|o| o.key.strip_prefix(ledger::PREFIX)?.strip_suffix(".json").map(str::to_string))
+        .filter(|name| changeset::is_name(name))
+        .collect();
+    ran.sort();
+    let now = chrono::Utc::now();
+    for script in scripts.iter().filter(|s| ran.binary_search(&s.name).is_ok()) {
+        let name = &script.name;
+        let entry = match ledger::read(store, name) {
+            Ok(Some(entry)) => entry,
+            Ok(None) => continue,
+            Err(Error::Refused { message, .. }) => {
+                found.error(name, format!("{message}: restore it from a backup of the bucket, or ask whoever wrote it"));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        match entry.state {
+            ledger::State::Done => {
+                if changeset::script_sha256(&script.path)? != entry.script_sha256 {
+                    found.error(
+                        name,
+                        format!(
+                            "`{}` changed after it ran ({}); a changeset that ran never runs again: restore the script as it ran (`git log -p` on it), and put the change in a new one (`b2m create-changeset PHRASE`)",
+                            script.path.display(),
+                            entry.describe()
+                        ),
+                    );
+                }
+            }
+            ledger::State::Failed => {
+                let why = entry.error.as_deref().unwrap_or("see its log");
+                found.error(
+                    name,
+                    format!(
+                        "failed on {} ({}) at {}: {why}; fix it, then run `b2m execute-changeset {name} --retry`",
+                        entry.host,
+                        entry.owner,
+                        entry.finished_at.as_deref().unwrap_or(&entry.started_at)
+                    ),
+                );
+            }
+            ledger::State::Running => match live_claim(store, name, now)? {
+                Some(holder) => found.warning(name, format!("is running now on {} ({})", entry.host, holder.describe())),
+                None => found.error(
+                    name,
+                    format!(
+                        "was interrupted: it started on {} ({}) at {} and its claim has lapsed; check what it changed (`b2m status`), then run `b2m execute-changeset {name} --retry`",
+                        entry.host, entry.owner, entry.started_at
+                    ),
+                ),
+            },
+        }
+    }
+    if let Some(latest) = ran.last() {
+        for script in scripts.iter().filter(|s| s.name < *latest && ran.binary_search(&s.name).is_err()) {
+            found.warning(
+                &script.name,
+                format!(
+                    "has not run and sorts before `{latest}`, which already ran: it will run after it, out of order; if it must not, give it a new timestamp (`b2m create-changeset PHRASE`)"
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The live lease of a changeset's claim, if any (one LIST, and one GET per lease object).
+fn live_claim(store: &dyn Store, name: &str, now: chrono::DateTime<chrono::Utc>) -> Result<Option<LeaseInfo>> {
+    // The claim's lease name, as `changeset::run` takes it.
+    let folder = format!("{LOCKS_PREFIX}changeset-{name}/");
+    for object in store.list(&folder)? {
+        let Some(found) = store.get(&object.key)? else { continue };
+        if let Ok(info) = serde_json::from_slice::<LeaseInfo>(&found.body)
+            && !info.is_stale(now)
+        {
+            return Ok(Some(info));
+        }
+    }
+    Ok(None)
 }

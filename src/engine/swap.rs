@@ -1,9 +1,11 @@
 //! Swapping a file under a running server (DESIGN.md): a server holds its db open and opens new
 //! connections by the name its db.toml gave it at start, so renaming or replacing that file under
 //! it loses rows or hands it an empty database. With `[server]` configured, b2m stops the server
-//! before the first swap a command makes (only when a process has the file open) and starts it
-//! after the last; preflight stops it and leaves the start to the wrapper that called it. Without
-//! `[server]`, b2m refuses to swap a file another process has open, naming the process.
+//! before the first swap a command makes and starts it after the last — whether or not a process
+//! has the file open at that instant: a server that opens a connection per request holds nothing
+//! open between requests, yet opens the old name at the next one. Preflight stops it and leaves
+//! the start to the wrapper that called it. Without `[server]`, b2m refuses to swap a file another
+//! process has open, naming the process.
 
 use std::cell::Cell;
 use std::path::Path;
@@ -41,14 +43,13 @@ impl<'a> Swaps<'a> {
         }
     }
 
-    /// Just before `path` is renamed, replaced or removed: stops the server (once) if a process has
-    /// the file open, and refuses if one still does.
+    /// Just before `path` (a file db.toml names) is renamed, replaced or removed: stops the server
+    /// (once per command) when `[server]` says how, and refuses if a process still has it open.
     pub fn prepare(&self, path: &Path) -> Result<()> {
-        let Some(holder) = open_by_others(path) else { return Ok(()) };
         if !self.stopped.get() && self.can_stop() {
             let server = self.ctx.settings.server.as_ref();
             if let Some((stop, timeout)) = server.and_then(|s| Some((s.stop.clone()?, s.timeout))) {
-                self.ctx.out.info(&format!("stopping the server (`{stop}`): {holder} has `{}` open", path.display()));
+                self.ctx.out.info(&format!("stopping the server (`{stop}`) to swap `{}`", path.display()));
                 crate::commands::server::run_command(self.ctx, "stop", &stop, timeout)?;
                 self.stopped.set(true);
             }
