@@ -68,6 +68,32 @@ pub enum Error {
     Interrupted,
 }
 
+/// How a command ended, as DESIGN.md's exit codes (uv's `ExitStatus`): every command says by type
+/// which one it means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// 0: done.
+    Success,
+    /// 1: ran, and the answer is "not OK" (`status --exit-code` with a database not up to date, a
+    /// check that found problems).
+    Failure,
+    /// 2: usage or configuration.
+    Error,
+    /// A child's own exit code, passed through.
+    External(u8),
+}
+
+impl From<ExitStatus> for std::process::ExitCode {
+    fn from(status: ExitStatus) -> Self {
+        std::process::ExitCode::from(match status {
+            ExitStatus::Success => 0,
+            ExitStatus::Failure => 1,
+            ExitStatus::Error => 2,
+            ExitStatus::External(code) => code,
+        })
+    }
+}
+
 /// Result with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -97,14 +123,14 @@ impl Error {
         Error::Sqlite { path: path.into(), source }
     }
 
-    /// The process exit code for this error.
-    pub fn exit_code(&self) -> u8 {
+    /// How the command ends with this error.
+    pub fn status(&self) -> ExitStatus {
         match self {
-            Error::Config { .. } => 2,
-            Error::Store(e) if e.is_configuration() => 2,
-            Error::Interrupted => 130,
-            Error::Child { code, .. } => (*code).max(1),
-            _ => 1,
+            Error::Config { .. } => ExitStatus::Error,
+            Error::Store(e) if e.is_configuration() => ExitStatus::Error,
+            Error::Interrupted => ExitStatus::External(130),
+            Error::Child { code, .. } => ExitStatus::External((*code).max(1)),
+            _ => ExitStatus::Failure,
         }
     }
 

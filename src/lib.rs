@@ -65,7 +65,7 @@ pub fn main() -> ExitCode {
     telemetry::init(cli.global.verbose);
     let json = cli.global.json;
     match commands::run(cli) {
-        Ok(code) => ExitCode::from(code),
+        Ok(status) => status.into(),
         Err(e) => {
             let hint = e.hint();
             let message = telemetry::redact(&e.to_string().replace('\n', " "));
@@ -76,7 +76,7 @@ pub fn main() -> ExitCode {
                 let error = serde_json::json!({"error": {"kind": e.kind(), "message": message, "hint": hint}});
                 println!("{error}");
             }
-            ExitCode::from(e.exit_code())
+            e.status().into()
         }
     }
 }

@@ -5,11 +5,11 @@ use serde::Serialize;
 use crate::changeset::{self, Kind, create, ledger, run};
 use crate::cli::ChangesetKind;
 use crate::engine::Context;
-use crate::error::Result;
+use crate::error::{ExitStatus, Result};
 use crate::output::table;
 
 /// `b2m create-changeset PHRASE [--kind]`.
-pub fn create(ctx: &Context, phrase: &str, kind: ChangesetKind) -> Result<u8> {
+pub fn create(ctx: &Context, phrase: &str, kind: ChangesetKind) -> Result<ExitStatus> {
     let kind = match kind {
         ChangesetKind::Py => Kind::Py,
         ChangesetKind::Sh => Kind::Sh,
@@ -17,16 +17,16 @@ pub fn create(ctx: &Context, phrase: &str, kind: ChangesetKind) -> Result<u8> {
     };
     let created = create::create(&ctx.settings.changesets, phrase, kind)?;
     ctx.out.result(&created, || format!("created `{}`", created.path));
-    Ok(0)
+    Ok(ExitStatus::Success)
 }
 
 /// `b2m execute-changeset NAME [--retry]`.
-pub fn execute(ctx: &Context, name: &str, retry: bool) -> Result<u8> {
+pub fn execute(ctx: &Context, name: &str, retry: bool) -> Result<ExitStatus> {
     let lock = ctx.lock()?;
     let script = changeset::resolve(&ctx.settings.changesets, name)?;
     let executed = run::execute(ctx, &lock, &script, retry)?;
     ctx.out.result(&executed, String::new);
-    Ok(0)
+    Ok(ExitStatus::Success)
 }
 
 /// One row of `b2m changesets`.
@@ -44,7 +44,7 @@ struct Row {
 }
 
 /// `b2m changesets [--pending]`.
-pub fn list(ctx: &Context, pending_only: bool) -> Result<u8> {
+pub fn list(ctx: &Context, pending_only: bool) -> Result<ExitStatus> {
     let scripts = changeset::scripts(&ctx.settings.changesets)?;
     let entries = ledger::all(ctx.store.as_ref())?;
     let mut rows = Vec::new();
@@ -100,5 +100,5 @@ pub fn list(ctx: &Context, pending_only: bool) -> Result<u8> {
             .collect();
         table(&["CHANGESET", "KIND", "STATE", "NOTE"], &body)
     });
-    Ok(0)
+    Ok(ExitStatus::Success)
 }

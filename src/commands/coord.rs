@@ -6,7 +6,7 @@ use crate::coord::doctor::{self, Conditional};
 use crate::coord::lease::{CLOCK_ALLOWANCE, LeaseInfo};
 use crate::coord::protocol::{self, BucketRecord, Protocol};
 use crate::engine::{Context, gc, resolve_db};
-use crate::error::Result;
+use crate::error::{ExitStatus, Result};
 
 fn stem_of(ctx: &Context, db: &str) -> Result<String> {
     let local = ctx.local_manifest()?;
@@ -15,7 +15,7 @@ fn stem_of(ctx: &Context, db: &str) -> Result<String> {
 }
 
 /// `b2m lock DB`.
-pub fn lock(ctx: &Context, db: &str) -> Result<u8> {
+pub fn lock(ctx: &Context, db: &str) -> Result<ExitStatus> {
     let stem = stem_of(ctx, db)?;
     let info = ctx.leases().acquire_manual(&stem)?;
     ctx.out.info(&format!("locked `{stem}` until `b2m unlock {stem}` (expires {})", info.expires_at));
@@ -24,7 +24,7 @@ pub fn lock(ctx: &Context, db: &str) -> Result<u8> {
         info.id
     ));
     ctx.out.result(&info, String::new);
-    Ok(0)
+    Ok(ExitStatus::Success)
 }
 
 #[derive(Serialize)]
@@ -34,7 +34,7 @@ struct Unlocked {
 }
 
 /// `b2m unlock DB [--force]`.
-pub fn unlock(ctx: &Context, db: &str, force: bool) -> Result<u8> {
+pub fn unlock(ctx: &Context, db: &str, force: bool) -> Result<ExitStatus> {
     let stem = stem_of(ctx, db)?;
     let removed = ctx.leases().unlock(&stem, force)?;
     for lease in &removed {
@@ -44,7 +44,7 @@ pub fn unlock(ctx: &Context, db: &str, force: bool) -> Result<u8> {
         ctx.out.info(&format!("`{stem}` had no lease"));
     }
     ctx.out.result(&Unlocked { name: stem, removed }, String::new);
-    Ok(0)
+    Ok(ExitStatus::Success)
 }
 
 #[derive(Serialize)]
@@ -61,7 +61,7 @@ struct DoctorReport {
 
 /// `b2m doctor`: probes the bucket and records in its `bucket.json` the protocol every machine
 /// follows (conditional only where every race had exactly one winner).
-pub fn doctor(ctx: &Context) -> Result<u8> {
+pub fn doctor(ctx: &Context) -> Result<ExitStatus> {
     let probe = doctor::probe(&ctx.store)?;
     let protocol = if probe.conditional == Conditional::Atomic { Protocol::Conditional } else { Protocol::Lease };
     let record = BucketRecord {
@@ -109,11 +109,11 @@ pub fn doctor(ctx: &Context) -> Result<u8> {
             p.location, p.objects, report.protocol.as_str(), report.locking, p.millis
         )
     });
-    Ok(if report.locking_agrees { 0 } else { 2 })
+    Ok(if report.locking_agrees { ExitStatus::Success } else { ExitStatus::Error })
 }
 
 /// `b2m gc [--dry-run]`.
-pub fn gc(ctx: &Context, dry_run: bool) -> Result<u8> {
+pub fn gc(ctx: &Context, dry_run: bool) -> Result<ExitStatus> {
     let _lock = if dry_run { None } else { Some(ctx.lock()?) };
     let collected = gc::collect(ctx, dry_run)?;
     ctx.out.result(&collected, || {
@@ -127,5 +127,5 @@ pub fn gc(ctx: &Context, dry_run: bool) -> Result<u8> {
         }
         lines.join("\n")
     });
-    Ok(0)
+    Ok(ExitStatus::Success)
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::engine::status::{DbStatus, status_all};
 use crate::engine::{Context, fetch, publish};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, ExitStatus};
 use crate::output::Output;
 use crate::settings::Settings;
 
@@ -196,7 +196,7 @@ pub fn demo(dir: &Path, out: &Output) -> Result<()> {
 }
 
 /// `b2m demo [DIR]`.
-pub fn run(dir: Option<PathBuf>, out: &Output) -> Result<u8> {
+pub fn run(dir: Option<PathBuf>, out: &Output) -> Result<ExitStatus> {
     let dir = match dir {
         Some(d) => d,
         None => {
@@ -205,5 +205,5 @@ pub fn run(dir: Option<PathBuf>, out: &Output) -> Result<u8> {
     };
     let dir = std::path::absolute(&dir).map_err(|e| Error::io("cannot use", &dir, e))?;
     demo(&dir, out)?;
-    Ok(0)
+    Ok(ExitStatus::Success)
 }

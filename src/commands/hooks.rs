@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::cli::HooksAction;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, ExitStatus};
 use crate::fsutil;
 use crate::output::{self, Output};
 use crate::settings;
@@ -88,7 +88,7 @@ pub struct HooksReport {
 }
 
 /// `b2m hooks install|uninstall`.
-pub fn run(start: &Path, out: &Output, action: HooksAction) -> Result<u8> {
+pub fn run(start: &Path, out: &Output, action: HooksAction) -> Result<ExitStatus> {
     let root = settings::find_root(start)?;
     let repo = GitRepo::of(&root)?;
     let hooks = match action {
@@ -101,7 +101,7 @@ pub fn run(start: &Path, out: &Output, action: HooksAction) -> Result<u8> {
             report.hooks.iter().map(|h| vec![h.hook.to_string(), h.done.describe().to_string(), h.path.clone()]).collect();
         output::table(&["hook", "done", "file"], &rows)
     });
-    Ok(0)
+    Ok(ExitStatus::Success)
 }
 
 /// Where the project sits in git.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, ExitStatus};
 use crate::fsutil;
 use crate::output::Output;
 use crate::settings::{PROJECT_FILE, STATE_DIR};
@@ -95,7 +95,7 @@ pub fn init(root: &Path, remote: Option<String>, endpoint: Option<String>, regio
 }
 
 /// `b2m init`.
-pub fn run(root: &Path, remote: Option<String>, endpoint: Option<String>, region: Option<String>, out: &Output) -> Result<u8> {
+pub fn run(root: &Path, remote: Option<String>, endpoint: Option<String>, region: Option<String>, out: &Output) -> Result<ExitStatus> {
     let done = init(root, remote, endpoint, region)?;
     out.result(&done, || {
         let mut text = format!("b2m is set up in `{}` with the bucket `{}`\n", done.root, done.remote);
@@ -104,5 +104,5 @@ pub fn run(root: &Path, remote: Option<String>, endpoint: Option<String>, region
         }
         text
     });
-    Ok(0)
+    Ok(ExitStatus::Success)
 }

@@ -4,12 +4,12 @@ use std::path::Path;
 
 use crate::engine::Context;
 use crate::engine::preflight::{self, Preflight};
-use crate::error::Result;
+use crate::error::{ExitStatus, Result};
 use crate::output::Output;
 use crate::settings::Settings;
 
 /// Runs preflight; exit 0 means the server may start.
-pub fn run(start: &Path, out: &Output, strict: bool) -> Result<u8> {
+pub fn run(start: &Path, out: &Output, strict: bool) -> Result<ExitStatus> {
     let mut settings = Settings::load(start)?;
     // Waiting for a changeset another machine runs is bounded by `preflight.changeset_wait`,
     // unless B2M_LEASE_WAIT_SECS says otherwise.
@@ -20,7 +20,7 @@ pub fn run(start: &Path, out: &Output, strict: bool) -> Result<u8> {
     let lock = ctx.lock()?;
     let done = preflight::preflight(&ctx, &lock, strict)?;
     ctx.out.result(&done, || summary(&done));
-    Ok(0)
+    Ok(ExitStatus::Success)
 }
 
 fn summary(done: &Preflight) -> String {

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::cli::ServerAction;
 use crate::engine::Context;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, ExitStatus};
 
 /// Splits a command line into words: whitespace separates, `'…'` and `"…"` group.
 pub fn split_words(line: &str) -> Result<Vec<String>> {
@@ -88,7 +88,7 @@ pub fn run_command(ctx: &Context, what: &str, command: &str, timeout: Duration) 
 }
 
 /// `b2m server stop|start`.
-pub fn run(ctx: &Context, action: ServerAction) -> Result<u8> {
+pub fn run(ctx: &Context, action: ServerAction) -> Result<ExitStatus> {
     let (what, command) = match (action, &ctx.settings.server) {
         (ServerAction::Stop, Some(s)) => ("stop", s.stop.clone()),
         (ServerAction::Start, Some(s)) => ("start", s.start.clone()),
@@ -106,7 +106,7 @@ pub fn run(ctx: &Context, action: ServerAction) -> Result<u8> {
     run_command(ctx, what, &command, timeout)?;
     let ran = Ran { action: what, command, millis: started.elapsed().as_millis() };
     ctx.out.result(&ran, || format!("ran `server.{}` (`{}`) in {} ms", ran.action, ran.command, ran.millis));
-    Ok(0)
+    Ok(ExitStatus::Success)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::engine::Context;
 use crate::engine::status::{DbStatus, Status, status_all};
-use crate::error::Result;
+use crate::error::{ExitStatus, Result};
 use crate::output::table;
 
 #[derive(Serialize)]
@@ -13,13 +13,13 @@ struct StatusReport<'a> {
 }
 
 /// Prints the status table (or JSON); with `--exit-code`, 1 unless all are up to date.
-pub fn run(ctx: &Context, only: &[String], exit_code: bool) -> Result<u8> {
+pub fn run(ctx: &Context, only: &[String], exit_code: bool) -> Result<ExitStatus> {
     // Finish an interrupted publish first when no other b2m is busy here (status never waits).
     let _lock = ctx.try_lock()?;
     let rows = status_all(ctx, only)?;
     ctx.out.result(&StatusReport { dbs: &rows }, || render(&rows));
     let all_good = rows.iter().all(|r| r.status == Status::UpToDate);
-    Ok(if exit_code && !all_good { 1 } else { 0 })
+    Ok(if exit_code && !all_good { ExitStatus::Failure } else { ExitStatus::Success })
 }
 
 /// The table for people.
