@@ -35,7 +35,7 @@ fn main() -> ExitCode {
             if let Some(hint) = e.hint() {
                 eprintln!("hint: {hint}");
             }
-            ExitCode::from(e.exit_code())
+            ExitCode::FAILURE
         }
     }
 }
