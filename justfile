@@ -55,6 +55,8 @@ test *ARGS:
 # Figures beside sha256sum, sqlite3 and aws s3 cp (SIZE_MB per database).
 bench SIZE_MB="256":
     bash bench/run.sh {{SIZE_MB}}
+    bash bench/preflight.sh {{SIZE_MB}}
+    bash bench/replay.sh
 
 # The main job end to end on a local-folder bucket (no credentials).
 demo:
