@@ -167,9 +167,12 @@ pub enum Command {
     },
     /// For CI: the local db.toml, the bucket's db.toml and the versions they pin agree (exit 1 if not).
     Check {
-        /// Check the local db.toml alone; read nothing from the bucket.
+        /// Check the local db.toml and changeset scripts alone; read nothing from the bucket.
         #[arg(long)]
         offline: bool,
+        /// Also download every pinned object and verify its sha256 and `PRAGMA quick_check`.
+        #[arg(long, conflicts_with = "offline")]
+        deep: bool,
     },
     /// Check credentials, bucket, prefix and clock, and probe conditional writes for `locking = "auto"`.
     Doctor,

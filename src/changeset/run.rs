@@ -39,7 +39,7 @@ pub struct Executed {
 }
 
 /// The claim lease's name for a changeset.
-fn claim_name(name: &str) -> String {
+pub(crate) fn claim_name(name: &str) -> String {
     format!("changeset-{name}")
 }
 

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use crate::cli::{Cli, Command};
 use crate::engine::Context;
-use crate::error::{Error, Result, ExitStatus};
+use crate::error::{Error, ExitStatus, Result};
 use crate::output::Output;
 use crate::settings::Settings;
 
@@ -51,10 +51,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
             clap_complete::generate(shell, &mut command, "b2m", &mut std::io::stdout());
             Ok(ExitStatus::Success)
         }
-        // (`check::run` says 0 or 1; it joins the exit-status type when its rewrite lands.)
-        Command::Check { offline, deep } => {
-            check::run(&open()?, offline, deep).map(|code| if code == 0 { ExitStatus::Success } else { ExitStatus::Failure })
-        }
+        Command::Check { offline, deep } => check::run(&open()?, offline, deep),
         Command::Doctor => coord::doctor(&open()?),
         Command::Gc { dry_run } => coord::gc(&open()?, dry_run),
     }

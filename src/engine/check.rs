@@ -83,13 +83,11 @@ impl Findings {
 /// Runs the check.
 pub fn check(ctx: &Context, scope: Scope) -> Result<Checked> {
     let mut found = Findings::default();
-    let local = local_manifest(ctx, &mut found)?;
-    let scripts = check_scripts(&ctx.settings.changesets, &mut found)?;
-    let mut databases = local.as_ref().map_or(0, |m| m.entries().len());
+    let local = local_manifest(ctx, scope.offline, &mut found)?;
+    let scripts = check_scripts(&ctx.settings.root, &ctx.settings.changesets, &mut found)?;
+    let mut databases = local.entries().len();
     if !scope.offline {
-        if let Some(local) = &local {
-            databases = check_databases(ctx, local, scope.deep, &mut found)?;
-        }
+        databases = check_databases(ctx, &local, scope.deep, &mut found)?;
         check_ledger(ctx.store.as_ref(), &scripts, &mut found)?;
     }
     let ok = found.0.iter().all(|f| f.level != Level::Error);
@@ -99,28 +97,24 @@ pub fn check(ctx: &Context, scope: Scope) -> Result<Checked> {
 // ---------------------------------------------------------------------------------------------
 // The local db.toml
 
-/// The local db.toml, with its unmanaged entries (errors) and unpinned ones (warnings) reported;
-/// `None`, reported, when it is not valid: the scripts are still checked.
-fn local_manifest(ctx: &Context, found: &mut Findings) -> Result<Option<Manifest>> {
-    let local = match ctx.local_manifest() {
-        Ok(local) => local,
-        Err(Error::Config { message, hint }) => {
-            let hint = hint.map(|h| format!(": {h}")).unwrap_or_default();
-            found.error("db.toml", format!("{message}{hint}"));
-            return Ok(None);
-        }
-        Err(e) => return Err(e),
-    };
+/// The local db.toml, with its unmanaged entries (errors) and, offline, its unpinned ones
+/// (warnings; online the comparison with the bucket says more). One that does not parse (or names
+/// a database twice) is a configuration error, exit 2, naming the line, as for every command.
+fn local_manifest(ctx: &Context, offline: bool, found: &mut Findings) -> Result<Manifest> {
+    let local = ctx.local_manifest()?;
     for u in local.unmanaged() {
         found.error(&u.key, format!("`{} = {}` is not a database b2m manages: {}", u.key, u.value, u.why));
     }
-    for e in local.entries().iter().filter(|e| e.sha256.is_none()) {
+    for e in local.entries().iter().filter(|e| offline && e.sha256.is_none()) {
         found.warning(
             &e.key,
-            format!("`{}` is not pinned in `[b2m.sha256]`: it was never published from here (`b2m upload {}` publishes it)", e.file, e.stem),
+            format!(
+                "`{}` is not pinned in `[b2m.sha256]`: it was never published from here (`b2m upload {}` publishes it)",
+                e.file, e.stem
+            ),
         );
     }
-    Ok(Some(local))
+    Ok(local)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -130,11 +124,13 @@ fn local_manifest(ctx: &Context, found: &mut Findings) -> Result<Option<Manifest
 struct LocalScript {
     name: String,
     path: PathBuf,
+    /// Its path for messages: relative to the project root, as it appears in git.
+    shown: String,
 }
 
 /// Checks the files in `changeset/scripts/`: names, one script per timestamp, the target line of
 /// SQL scripts. Returns the well-named scripts, in name order.
-fn check_scripts(changesets: &Path, found: &mut Findings) -> Result<Vec<LocalScript>> {
+fn check_scripts(root: &Path, changesets: &Path, found: &mut Findings) -> Result<Vec<LocalScript>> {
     let dir = changeset::scripts_dir(changesets);
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
@@ -149,21 +145,22 @@ fn check_scripts(changesets: &Path, found: &mut Findings) -> Result<Vec<LocalScr
         if file.starts_with('.') || path.is_dir() {
             continue;
         }
-        let parsed = file.rsplit_once('.').and_then(|(name, ext)| Some((name, Kind::from_ext(ext)?))).filter(|(name, _)| changeset::is_name(name));
+        let shown = path.strip_prefix(root).unwrap_or(&path).display().to_string();
+        let parsed =
+            file.rsplit_once('.').and_then(|(name, ext)| Some((name, Kind::from_ext(ext)?))).filter(|(name, _)| changeset::is_name(name));
         let Some((name, kind)) = parsed else {
             found.warning(
                 &file,
                 format!(
-                    "`{}` is not named `<19-digit ns timestamp>_<phrase>.{{py,sh,sql}}`, so it never runs: rename it, or make a new one with `b2m create-changeset PHRASE`",
-                    path.display()
+                    "`{shown}` is not named `<19-digit ns timestamp>_<phrase>.{{py,sh,sql}}`, so it never runs: rename it, or make a new one with `b2m create-changeset PHRASE`"
                 ),
             );
             continue;
         };
         if kind == Kind::Sql {
-            check_sql_targets(name, &path, found)?;
+            check_sql_targets(name, &path, &shown, found)?;
         }
-        scripts.push(LocalScript { name: name.to_string(), path });
+        scripts.push(LocalScript { name: name.to_string(), path, shown });
     }
     // Sorted by file name, so scripts sharing a timestamp are neighbours.
     let timestamp = |s: &LocalScript| s.name[..19].to_string();
@@ -172,7 +169,7 @@ fn check_scripts(changesets: &Path, found: &mut Findings) -> Result<Vec<LocalScr
         let same = scripts[i..].iter().take_while(|s| timestamp(s) == timestamp(&scripts[i])).count();
         if same > 1 {
             let group = &scripts[i..i + same];
-            let files: Vec<String> = group.iter().map(|s| format!("`{}`", file_name(&s.path))).collect();
+            let files: Vec<String> = group.iter().map(|s| format!("`{}`", s.shown)).collect();
             found.error(
                 &group[0].name,
                 format!(
@@ -188,23 +185,19 @@ fn check_scripts(changesets: &Path, found: &mut Findings) -> Result<Vec<LocalScr
 }
 
 /// A SQL script must say which database it runs on.
-fn check_sql_targets(name: &str, path: &Path, found: &mut Findings) -> Result<()> {
+fn check_sql_targets(name: &str, path: &Path, shown: &str, found: &mut Findings) -> Result<()> {
     let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
     let Ok(text) = String::from_utf8(bytes) else {
-        found.error(name, format!("`{}` is not UTF-8 text: save it as UTF-8", path.display()));
+        found.error(name, format!("`{shown}` is not UTF-8 text: save it as UTF-8"));
         return Ok(());
     };
     if sql::targets(&text).is_empty() {
         found.error(
             name,
-            format!("`{}` names no database: add a line `-- b2m: db = <stem>` (e.g. `-- b2m: db = ipm-db`) before its statements", path.display()),
+            format!("`{shown}` names no database: add a line `-- b2m: db = <stem>` (e.g. `-- b2m: db = ipm-db`) before its statements"),
         );
     }
     Ok(())
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -214,7 +207,18 @@ fn file_name(path: &Path) -> String {
 /// Returns the number of databases named in either.
 fn check_databases(ctx: &Context, local: &Manifest, deep: bool, found: &mut Findings) -> Result<usize> {
     let store = ctx.store.as_ref();
-    let remote = remote::read_manifest(store)?;
+    let remote = match remote::read_manifest(store) {
+        Ok(remote) => remote,
+        // The bucket's db.toml is not valid TOML, or not text: nothing can be compared with it.
+        Err(Error::Config { message, .. } | Error::Refused { message, .. }) => {
+            found.error(
+                "db.toml",
+                format!("the bucket's db.toml is unusable ({message}): restore it from a backup, or from a good local copy of a server's db.toml"),
+            );
+            return Ok(local.entries().len());
+        }
+        Err(e) => return Err(e),
+    };
     let local_entries = local.entries();
     let remote_entries = remote.as_ref().map(|m| m.manifest.entries()).unwrap_or_default();
     let mut stems: Vec<&str> = local_entries.iter().chain(&remote_entries).map(|e| e.stem.as_str()).collect();
@@ -243,12 +247,14 @@ fn check_databases(ctx: &Context, local: &Manifest, deep: bool, found: &mut Find
                     );
                     continue;
                 };
+                // Findings go under this db.toml's key when it names the database.
+                let key = ours.map_or(&theirs.key, |o| &o.key);
                 let mut history = History::list(store, head)?;
-                check_pinned(ctx, &mut history, &theirs.key, deep, found)?;
+                check_pinned(ctx, &mut history, key, deep, found)?;
                 if let Some(ours) = ours {
                     compare_pins(&mut history, ours, theirs, found)?;
                 }
-                report_orphans(&mut history, &theirs.key, found)?;
+                report_orphans(&mut history, key, found)?;
             }
             (None, None) => {}
         }
@@ -276,15 +282,25 @@ fn compare_pins(history: &mut History<'_>, ours: &Entry, theirs: &Entry, found: 
     if ours.key != theirs.key {
         found.warning(
             &ours.key,
-            format!("`{}` is `{}` here and `{}` in the bucket's db.toml: `b2m fetch-db-toml` takes the bucket's key", ours.stem, ours.key, theirs.key),
+            format!(
+                "`{}` is `{}` here and `{}` in the bucket's db.toml: `b2m fetch-db-toml` takes the bucket's key",
+                ours.stem, ours.key, theirs.key
+            ),
         );
     }
     let head = history.head.clone();
     let Some(pin) = VersionId::pinned(ours) else {
         // Unpinned (an older db.toml): judged by its version number alone.
         if ours.version <= head.version {
-            let how = if ours.version == head.version { "names the same version as".to_string() } else { format!("names v{}, behind", ours.version) };
-            found.warning(&ours.key, format!("`{}` {how} the bucket's v{} but pins nothing: run `b2m fetch-db-toml`", ours.file, head.version));
+            let how = if ours.version == head.version {
+                "names the same version as".to_string()
+            } else {
+                format!("names v{}, behind", ours.version)
+            };
+            found.warning(
+                &ours.key,
+                format!("`{}` {how} the bucket's v{} but pins nothing: run `b2m fetch-db-toml`", ours.file, head.version),
+            );
         } else {
             found.error(
                 &ours.key,
@@ -331,12 +347,16 @@ fn compare_pins(history: &mut History<'_>, ours: &Entry, theirs: &Entry, found: 
 fn check_pinned(ctx: &Context, history: &mut History<'_>, key: &str, deep: bool, found: &mut Findings) -> Result<()> {
     let head = history.head.clone();
     let listed = history.listed.get(&head).cloned().unwrap_or_default();
-    let restore = format!("restore it from a backup, or publish a good copy as a new version with `b2m upload {}`", head.stem);
+    let restore = format!(
+        "restore it from a backup of the bucket (servers where `b2m status` says `{}` is up_to_date still hold its content)",
+        head.stem
+    );
+    let missing = |what: &str, key: String| format!("the bucket pins `{}` but its {what} `{key}` is missing: {restore}", head.file());
     if listed.object.is_none() {
-        found.error(key, format!("the bucket pins `{}` but its object `{}` is missing: {restore}", head.file(), head.object_key()));
+        found.error(key, missing("object", head.object_key()));
     }
     if !listed.meta {
-        found.error(key, format!("the bucket pins `{}` but its metadata `{}` is missing: {restore}", head.file(), head.meta_key()));
+        found.error(key, missing("metadata", head.meta_key()));
     } else {
         match history.meta(&head)? {
             MetaRead::Read(meta) => {
@@ -366,9 +386,8 @@ fn check_pinned(ctx: &Context, history: &mut History<'_>, key: &str, deep: bool,
             MetaRead::Unreadable(why) => {
                 found.error(key, format!("metadata `{}` is unreadable ({why}): {restore}", head.meta_key()));
             }
-            MetaRead::Missing => {
-                found.error(key, format!("the bucket pins `{}` but its metadata `{}` is missing: {restore}", head.file(), head.meta_key()));
-            }
+            // Listed a moment ago, gone now.
+            MetaRead::Missing => found.error(key, missing("metadata", head.meta_key())),
         }
     }
     if deep && listed.object.is_some() {
@@ -440,7 +459,7 @@ enum Stop {
 struct History<'a> {
     store: &'a dyn Store,
     head: VersionId,
-    listed: BTreeMap<VersionId, Listed>,
+    listed: HashMap<VersionId, Listed>,
     /// Committed versions known so far, newest first: the head, then each parent read.
     chain: Vec<VersionId>,
     stop: Option<Stop>,
@@ -450,7 +469,7 @@ struct History<'a> {
 impl<'a> History<'a> {
     /// Lists `dbs/<stem>/` (one request).
     fn list(store: &'a dyn Store, head: VersionId) -> Result<Self> {
-        let mut listed: BTreeMap<VersionId, Listed> = BTreeMap::new();
+        let mut listed: HashMap<VersionId, Listed> = HashMap::new();
         for object in store.list(&format!("{}{}/", remote::VERSIONS_PREFIX, head.stem))? {
             let Some(id) = VersionId::from_key(&object.key) else { continue };
             let slot = listed.entry(id).or_default();
@@ -537,23 +556,17 @@ impl<'a> History<'a> {
         if let Some(lowest) = contested {
             self.walk_to(lowest)?;
         }
+        // Between the head and `reached` the chain is known exactly; below it only a walk that
+        // reached the root is.
         let reached = self.chain.last().map_or(head_version, |l| l.version);
         let complete = self.stop == Some(Stop::Root);
-        let mut out = Vec::new();
-        for (id, listed) in &self.listed {
-            let orphan = if self.chain.contains(id) {
-                false
-            } else if id.version >= reached || complete {
-                // The chain's member at this number is known (or there is none): this is not it.
-                id.version >= head_version || per_version.get(&id.version).copied().unwrap_or(0) > 1 || id.version >= reached
-            } else {
-                // Below what was walked: judged by the listing alone, as above.
-                false
-            };
-            if orphan {
-                out.push((id.clone(), listed.clone()));
-            }
-        }
+        let mut out: Vec<(VersionId, Listed)> = self
+            .listed
+            .iter()
+            .filter(|(id, _)| !self.chain.contains(id) && (id.version >= reached || complete))
+            .map(|(id, listed)| (id.clone(), listed.clone()))
+            .collect();
+        out.sort_by(|(a, _), (b, _)| (a.version, &a.sha256).cmp(&(b.version, &b.sha256)));
         Ok(out)
     }
 
@@ -599,7 +612,7 @@ fn check_ledger(store: &dyn Store, scripts: &[LocalScript], found: &mut Findings
                         name,
                         format!(
                             "`{}` changed after it ran ({}); a changeset that ran never runs again: restore the script as it ran (`git log -p` on it), and put the change in a new one (`b2m create-changeset PHRASE`)",
-                            script.path.display(),
+                            script.shown,
                             entry.describe()
                         ),
                     );
@@ -645,7 +658,7 @@ fn check_ledger(store: &dyn Store, scripts: &[LocalScript], found: &mut Findings
 /// The live lease of a changeset's claim, if any (one LIST, and one GET per lease object).
 fn live_claim(store: &dyn Store, name: &str, now: chrono::DateTime<chrono::Utc>) -> Result<Option<LeaseInfo>> {
     // The claim's lease name, as `changeset::run` takes it.
-    let folder = format!("{LOCKS_PREFIX}changeset-{name}/");
+    let folder = format!("{LOCKS_PREFIX}{}/", crate::changeset::run::claim_name(name));
     for object in store.list(&folder)? {
         let Some(found) = store.get(&object.key)? else { continue };
         if let Ok(info) = serde_json::from_slice::<LeaseInfo>(&found.body)
