@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use b2m::sqlite::replay::{Replayed, SoftDelete, replay};
+use b2m::sqlite::replay::{Replayed, SoftDelete, replay, replay_with_tail};
 use rusqlite::Connection;
 
 const SCHEMA: &str = "
@@ -371,4 +371,67 @@ fn a_soft_delete_value_that_is_not_one_expression_is_refused() {
         assert!(err.contains("is not an SQL expression"), "{bad}: {err}");
     }
     assert_eq!(f.rows("SELECT count(*) FROM users WHERE deleted_at IS NULL"), ["3"]);
+}
+
+#[test]
+fn a_soft_deleted_parent_keeps_its_children_and_key_updates_cascade() {
+    let f = Fixture::with(
+        "CREATE TABLE teams (id INTEGER PRIMARY KEY, name TEXT, deleted_at);\n\
+         CREATE TABLE members (id INTEGER PRIMARY KEY, team INTEGER REFERENCES teams (id) ON DELETE CASCADE ON UPDATE CASCADE, deleted_at);\n\
+         INSERT INTO teams VALUES (1, 'a', NULL), (2, 'b', NULL);\n\
+         INSERT INTO members VALUES (10, 1, NULL), (20, 2, NULL);\n\
+         DELETE FROM teams WHERE id = 1;\n\
+         UPDATE teams SET id = 3 WHERE id = 2;\n",
+    );
+    let r = f.ok("1");
+    assert_eq!((r.statements, r.soft_deleted), (6, 1));
+    assert_eq!(f.rows("SELECT id, deleted_at FROM teams ORDER BY id"), ["1|1", "3|∅"]);
+    assert_eq!(f.rows("SELECT id, team, deleted_at FROM members ORDER BY id"), ["10|1|∅", "20|3|∅"]);
+}
+
+#[test]
+fn a_tail_replayed_in_the_same_transaction_revives_rows_the_first_part_deleted() {
+    let first = "DELETE FROM users WHERE id = 2;\nINSERT INTO users (id, name) VALUES (4, 'ha";
+    let appended = "lf');\nINSERT INTO users (id, name) VALUES (2, 'bob');\n";
+    let soft = SoftDelete { column: "deleted_at".into(), value: "1".into() };
+
+    // Two calls of `replay` do not share what they soft-deleted: the tail's insert collides.
+    let apart = Fixture::with(first);
+    let r = apart.replay(0, "1").expect("first part");
+    apart.append(appended);
+    let err = apart.replay(r.end_offset, "1").expect_err("the tail collides").to_string();
+    assert!(err.contains("line 3:") && err.contains("UNIQUE constraint failed: users.id"), "{err}");
+
+    let f = Fixture::with(first);
+    let mut seen = None;
+    let [head, tail] = replay_with_tail(&f.db, &f.journal, &soft, |head| {
+        seen = Some(*head);
+        f.append(appended);
+        Ok(())
+    })
+    .unwrap_or_else(|e| panic!("replay failed: {e}"));
+    assert_eq!(seen, Some(head));
+    assert_eq!((head.statements, head.soft_deleted, head.revived, head.end_line), (1, 1, 0, 1));
+    assert_eq!((tail.statements, tail.soft_deleted, tail.revived), (2, 0, 1));
+    assert_eq!((tail.end_offset, tail.end_line), (journal_len(&f.journal) - 1, 3));
+    assert_eq!(f.rows("SELECT * FROM users WHERE id IN (2, 4) ORDER BY id"), ["2|bob|∅", "4|half|∅"]);
+}
+
+#[test]
+fn a_failing_tail_or_stop_keeps_nothing_of_either_part() {
+    let soft = SoftDelete { column: "deleted_at".into(), value: "1".into() };
+    let f = Fixture::with("DELETE FROM users WHERE id = 2;\nUPDATE users SET name = 'x' WHERE id = 1;\n");
+    let before = f.dump();
+    let err = replay_with_tail(&f.db, &f.journal, &soft, |_| Err(b2m::error::Error::refused("the server did not stop", "stop it")))
+        .expect_err("stop");
+    assert!(err.to_string().contains("did not stop"), "{err}");
+    assert_eq!(f.dump(), before);
+    let err = replay_with_tail(&f.db, &f.journal, &soft, |_| {
+        f.append("INSERT INTO users (id, name) VALUES (1, 'dup');\n");
+        Ok(())
+    })
+    .expect_err("tail fails")
+    .to_string();
+    assert!(err.contains("line 3:") && err.contains("UNIQUE"), "{err}");
+    assert_eq!(f.dump(), before);
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::engine::status::{DbStatus, status_all};
 use crate::engine::{Context, fetch, publish};
-use crate::error::{Error, Result, ExitStatus};
+use crate::error::{Error, ExitStatus, Result};
 use crate::output::Output;
 use crate::settings::Settings;
 

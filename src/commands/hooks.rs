@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::cli::HooksAction;
-use crate::error::{Error, Result, ExitStatus};
+use crate::error::{Error, ExitStatus, Result};
 use crate::fsutil;
 use crate::output::{self, Output};
 use crate::settings;

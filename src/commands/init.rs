@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::error::{Error, Result, ExitStatus};
+use crate::error::{Error, ExitStatus, Result};
 use crate::fsutil;
 use crate::output::Output;
 use crate::settings::{PROJECT_FILE, STATE_DIR};

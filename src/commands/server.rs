@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::cli::ServerAction;
 use crate::engine::Context;
-use crate::error::{Error, Result, ExitStatus};
+use crate::error::{Error, ExitStatus, Result};
 
 /// Splits a command line into words: whitespace separates, `'…'` and `"…"` group.
 pub fn split_words(line: &str) -> Result<Vec<String>> {

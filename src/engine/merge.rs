@@ -106,14 +106,15 @@ pub fn merge(ctx: &Context, arg: &str) -> Result<Merged> {
     std::fs::copy(&base, &working).map_err(|e| Error::io("cannot copy to", &working, e))?;
     log.line(&format!("downloaded v{} into `{}`", onto.version, dir.display()));
 
-    // While the server runs: replay what the journal holds now.
-    let first = replay::replay(&working, &journal, 0, &ctx.settings.soft_delete).inspect_err(|e| log.line(&format!("failed: {e}")))?;
-    log.line(&format!("replayed {} statement(s) up to line {}", first.statements, first.end_line));
-    // The tail, with the server stopped (if it has the file open): nothing more is appended.
+    // One transaction: what the journal holds now is replayed while the server runs; then the server
+    // is stopped (if it has the file open) and what it appended meanwhile is replayed too — so a
+    // row the first part soft-deleted and the tail inserts again is revived, not a collision.
     let outcome = (|| -> Result<Merged> {
-        swaps.prepare(&local_path)?;
-        let tail = replay::replay(&working, &journal, first.end_offset, &ctx.settings.soft_delete)?;
-        log.line(&format!("replayed the tail: {} statement(s)", tail.statements));
+        let [first, tail] = replay::replay_with_tail(&working, &journal, &ctx.settings.soft_delete, |_| swaps.prepare(&local_path))?;
+        log.line(&format!(
+            "replayed {} statement(s) with the server running, then {} more with it stopped",
+            first.statements, tail.statements
+        ));
         let snapshot = publish::snapshot_checked(ctx, &working)?;
         let id = VersionId { stem: stem.clone(), version, sha256: snapshot.hashes.sha256.clone() };
         let parent = ParentRef { version: onto.version, sha256: onto.sha256.clone() };

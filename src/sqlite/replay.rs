@@ -67,7 +67,11 @@ pub struct Replayed {
 ///   values — so the soft-delete column gets the insert's value for it, NULL unless the insert or
 ///   the column's default says otherwise — rather than failing. Collisions with any other row, and
 ///   on other UNIQUE constraints, fail as SQLite says. Only rows soft-deleted by this call are
-///   known: a later call does not revive rows an earlier one soft-deleted.
+///   known: a later call does not revive rows an earlier one soft-deleted ([`replay_with_tail`]
+///   replays the journal and its tail in one transaction, which does).
+/// - a soft delete and a revival are UPDATEs of the kept row: the table's own UPDATE triggers run
+///   for them, its DELETE and INSERT triggers do not. An UPDATE in the journal whose WHERE matches
+///   a row this replay soft-deleted changes that row too (on the server it was gone).
 /// - refused before they run, naming the line: `BEGIN`, `COMMIT`, `END`, `ROLLBACK` (but not
 ///   `ROLLBACK TO`; `SAVEPOINT` and `RELEASE` are fine), `VACUUM`, `ATTACH`, `DETACH`, statements
 ///   with parameters, and the PRAGMAs that would change how the database file is kept or break
@@ -82,11 +86,37 @@ pub struct Replayed {
 /// - CREATE, ALTER and DROP statements re-install the triggers, so tables the journal creates
 ///   are covered too.
 pub fn replay(db: &Path, journal: &Path, from: u64, soft: &SoftDelete) -> Result<Replayed> {
-    replay_in_chunks(db, journal, from, soft, CHUNK)
+    let parts = replay_in_chunks(db, journal, from, soft, CHUNK, None::<fn(&Replayed) -> Result<()>>)?;
+    Ok(parts[0])
 }
 
-/// [`replay`], reading `chunk` bytes at a time.
-fn replay_in_chunks(db: &Path, journal: &Path, from: u64, soft: &SoftDelete, chunk: usize) -> Result<Replayed> {
+/// [`replay`] from the start in two parts and ONE transaction: everything the journal holds now;
+/// then `between` runs (stop the server there, so that nothing more is appended) and the
+/// statements appended meanwhile are replayed too, and all is committed. Returns what each part
+/// did (the second's `end_offset` is where the journal's complete statements end).
+///
+/// Unlike two calls of [`replay`], an insert in the second part revives a row the first part
+/// soft-deleted. If `between` or the second part fails, nothing of either part is kept.
+pub fn replay_with_tail(
+    db: &Path,
+    journal: &Path,
+    soft: &SoftDelete,
+    between: impl FnOnce(&Replayed) -> Result<()>,
+) -> Result<[Replayed; 2]> {
+    let parts = replay_in_chunks(db, journal, 0, soft, CHUNK, Some(between))?;
+    Ok([parts[0], parts[1]])
+}
+
+/// [`replay`], reading `chunk` bytes at a time; with `between`, [`replay_with_tail`]. Returns
+/// what each part did.
+fn replay_in_chunks(
+    db: &Path,
+    journal: &Path,
+    from: u64,
+    soft: &SoftDelete,
+    chunk: usize,
+    mut between: Option<impl FnOnce(&Replayed) -> Result<()>>,
+) -> Result<Vec<Replayed>> {
     let mut reader = Journal::open(journal, from, chunk)?;
     super::db::check_header(db)?;
     let mut conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
@@ -98,28 +128,45 @@ fn replay_in_chunks(db: &Path, journal: &Path, from: u64, soft: &SoftDelete, chu
         .map_err(|e| Error::sqlite(db, e))?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| Error::sqlite(db, e))?;
     let mut guard = Guard::new(&tx, db, soft)?;
-    let mut statements = 0;
+    let mut parts: Vec<Replayed> = Vec::with_capacity(2);
     loop {
-        match next_statement(&reader.buf[reader.pos..]) {
-            Scan::Complete { len, first } => {
-                let text = &reader.buf[reader.pos..reader.pos + len];
-                if let Some(first) = first {
-                    let at = At { journal, line: reader.line + newlines(&text[..first]) };
-                    statements += run(&tx, &mut guard, text, first, &at)?;
+        let mut statements = 0;
+        loop {
+            match next_statement(&reader.buf[reader.pos..]) {
+                Scan::Complete { len, first } => {
+                    let text = &reader.buf[reader.pos..reader.pos + len];
+                    if let Some(first) = first {
+                        let at = At { journal, line: reader.line + newlines(&text[..first]) };
+                        statements += run(&tx, &mut guard, text, first, &at)?;
+                    }
+                    reader.line += newlines(text);
+                    reader.pos += len;
                 }
-                reader.line += newlines(text);
-                reader.pos += len;
-            }
-            Scan::Incomplete => {
-                if !reader.fill()? {
-                    break;
+                Scan::Incomplete => {
+                    if !reader.fill()? {
+                        break;
+                    }
                 }
             }
         }
+        let (soft_deleted, revived) = guard.counts(&tx)?;
+        let (before_deleted, before_revived) = parts.iter().fold((0, 0), |(d, r), p| (d + p.soft_deleted, r + p.revived));
+        parts.push(Replayed {
+            statements,
+            // Saturating: a `ROLLBACK TO` in the tail may undo counts of the first part.
+            soft_deleted: soft_deleted.saturating_sub(before_deleted),
+            revived: revived.saturating_sub(before_revived),
+            end_offset: reader.base + reader.pos as u64,
+            end_line: reader.line,
+        });
+        match between.take() {
+            Some(between) => between(&parts[0])?,
+            None => break,
+        }
     }
-    let (soft_deleted, revived) = guard.finish(&tx)?;
+    guard.finish(&tx)?;
     tx.commit().map_err(|e| Error::sqlite(db, e))?;
-    Ok(Replayed { statements, soft_deleted, revived, end_offset: reader.base + reader.pos as u64, end_line: reader.line })
+    Ok(parts)
 }
 
 /// The journal, read a chunk at a time from a statement boundary.
@@ -136,7 +183,8 @@ struct Journal<'p> {
 }
 
 impl<'p> Journal<'p> {
-    /// Opens the journal and counts the lines before `from`.
+    /// Opens the journal and counts the lines before `from` (reading that much of it again: the
+    /// line numbers in messages are the file's).
     fn open(path: &'p Path, from: u64, chunk: usize) -> Result<Self> {
         let mut file = File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
         let len = file.metadata().map_err(|e| Error::io("cannot read", path, e))?.len();
@@ -257,8 +305,9 @@ fn run(conn: &Connection, guard: &mut Guard, text: &[u8], first: usize, at: &At)
             let removed = conn.changes();
             if removed > 0 && !target.as_ref().is_some_and(|t| t.is_temp_or_internal(conn)) {
                 let table = target.as_ref().map_or("its table".to_string(), |t| format!("`{}`", t.table));
+                let rows = if removed == 1 { "row" } else { "rows" };
                 let why = format!(
-                    "it deleted {removed} rows of {table} for real (a virtual table cannot carry the trigger that keeps deleted rows)"
+                    "it deleted {removed} {rows} of {table} for real (a virtual table cannot carry the trigger that keeps deleted rows)"
                 );
                 return Err(at.failed(&statement, &why));
             }
@@ -646,13 +695,16 @@ impl<'a> Guard<'a> {
         }
     }
 
-    /// Reads the counts and drops every TEMP object of the replay.
-    fn finish(mut self, conn: &Connection) -> Result<(u64, u64)> {
+    /// Rows soft-deleted and revived so far.
+    fn counts(&self, conn: &Connection) -> Result<(u64, u64)> {
         let counts = conn.query_row("SELECT soft_deleted, revived FROM temp.b2m_replay_stats", [], |r| Ok((r.get(0)?, r.get(1)?)));
-        let counts = counts.map_err(|e| Error::sqlite(self.db, e))?;
+        counts.map_err(|e| Error::sqlite(self.db, e))
+    }
+
+    /// Drops every TEMP object of the replay.
+    fn finish(mut self, conn: &Connection) -> Result<()> {
         self.remove(conn).map_err(|e| Error::sqlite(self.db, e))?;
-        conn.execute_batch(TEARDOWN).map_err(|e| Error::sqlite(self.db, e))?;
-        Ok(counts)
+        conn.execute_batch(TEARDOWN).map_err(|e| Error::sqlite(self.db, e))
     }
 }
 
@@ -772,10 +824,12 @@ END",
         self.key.iter().map(|c| format!("{p}{0} = {other}.{0}", ident(c))).collect::<Vec<_>>().join(" AND ")
     }
 
-    /// What identifies `row` in `b2m_replay_soft`: its rowid, or its primary key quoted.
+    /// What identifies `row` in `b2m_replay_soft`: its rowid, or its primary key quoted. Neither
+    /// has an affinity (the unary `+` drops the rowid's), so that `k = …` searches the primary key
+    /// of `b2m_replay_soft` instead of scanning it.
     fn row_key(&self, row: &str) -> String {
         match self.rowid {
-            Some(rowid) if !self.without_rowid => format!("{row}.{rowid}"),
+            Some(rowid) if !self.without_rowid => format!("+{row}.{rowid}"),
             _ => self.key.iter().map(|c| format!("quote({row}.{})", ident(c))).collect::<Vec<_>>().join(" || ',' || "),
         }
     }
@@ -870,6 +924,41 @@ mod tests {
         assert_eq!(classify(b"CREATE TABLE u(x)"), Kind::Schema);
     }
 
+    #[test]
+    fn soft_deletes_and_inserts_cost_the_same_however_many_rows_were_soft_deleted() {
+        let conn = Connection::open_in_memory().expect("db");
+        conn.execute_batch(
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, deleted_at);
+             CREATE TABLE w(a TEXT, b INT, deleted_at, PRIMARY KEY (a, b)) WITHOUT ROWID;
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
+             INSERT INTO t SELECT i, 'v', NULL FROM n;
+             INSERT INTO w SELECT 'a', id, NULL FROM t;",
+        )
+        .expect("rows");
+        let soft = SoftDelete { column: "deleted_at".into(), value: "1".into() };
+        let _guard = Guard::new(&conn, Path::new(":memory:"), &soft).expect("triggers");
+        // The VM steps of a statement, its triggers' included: a scan of the soft-deleted rows
+        // would make them grow with their number.
+        let steps = |sql: &str| {
+            let mut stmt = conn.prepare(sql).expect("prepare");
+            stmt.raw_execute().expect("run");
+            stmt.get_status(rusqlite::StatementStatus::VmStep)
+        };
+        let few = [
+            steps("DELETE FROM t WHERE id = 1"),
+            steps("DELETE FROM w WHERE a = 'a' AND b = 1"),
+            steps("INSERT INTO t VALUES (5001, 'x', NULL)"),
+        ];
+        steps("DELETE FROM t WHERE id < 2999");
+        steps("DELETE FROM w WHERE b < 2999");
+        let many = [
+            steps("DELETE FROM t WHERE id = 2999"),
+            steps("DELETE FROM w WHERE a = 'a' AND b = 2999"),
+            steps("INSERT INTO t VALUES (5002, 'x', NULL)"),
+        ];
+        assert_eq!(few, many);
+    }
+
     fn dump(db: &Path) -> Vec<String> {
         let conn = Connection::open(db).expect("open");
         let mut stmt =
@@ -892,7 +981,7 @@ mod tests {
         for chunk in [1, 2, 3, 5, 8, 13, 64, CHUNK] {
             let db = dir.path().join(format!("{chunk}.db"));
             Connection::open(&db).expect("db").execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, deleted_at)").expect("schema");
-            let replayed = replay_in_chunks(&db, &journal, 0, &soft, chunk).expect("replay");
+            let replayed = replay_in_chunks(&db, &journal, 0, &soft, chunk, None::<fn(&Replayed) -> Result<()>>).expect("replay")[0];
             let result = (replayed, dump(&db));
             assert_eq!(result.0.end_offset, text.rfind("INSERT INTO t VALUES (4").expect("tail") as u64 - 1, "chunk {chunk}");
             match &seen {
