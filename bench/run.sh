@@ -10,7 +10,9 @@ SIZE_MB=${1:-256}
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 cargo build --release --quiet --bin b2m --example s3-server
-B2M=$ROOT/target/release/b2m
+# B2M_BIN: measure another b2m binary (an older build, to compare) against the same anchors.
+B2M=${B2M_BIN:-$ROOT/target/release/b2m}
+echo "b2m: $B2M ($(stat -c %s "$B2M") bytes)"
 command -v aws >/dev/null || python3 -m pip install --quiet awscli
 command -v sqlite3 >/dev/null || { echo "bench needs sqlite3 (apt-get install sqlite3)"; exit 1; }
 
