@@ -324,6 +324,8 @@ fn run_sql(ctx: &Context, script: &Script, targets: &[(String, String)], log: &P
 /// changeset's claim, by the tokens in their environment.
 fn run_child(ctx: &Context, lock: &LocalLock, script: &Script, claim: &HeldLease, log: &Path) -> Result<Vec<MadeVersion>> {
     let program = if script.kind == Kind::Py { "python3" } else { "sh" };
+    // The helper module a Python changeset imports, should this checkout lack it.
+    super::create::ensure_folder(&ctx.settings.changesets)?;
     let dir = workdir(ctx, &script.name);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
     let mut logger = Log::open(log)?;
