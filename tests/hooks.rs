@@ -351,3 +351,15 @@ fn outside_a_git_repository_is_a_configuration_error() {
     hooks(p.path(), &["install"]).fails(2, "is not in a git repository").fails(2, "`git init`");
     hooks(p.path(), &["uninstall"]).fails(2, "is not in a git repository");
 }
+
+/// `hooks/` in this repository holds the git hooks as `b2m hooks install` writes them for a
+/// project at the top of its repository (for projects that copy hooks by hand).
+#[test]
+fn the_hooks_folder_matches_what_install_writes() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for hook in ["post-merge", "post-checkout", "pre-push"] {
+        let template = std::fs::read_to_string(root.join("templates/hooks").join(hook)).expect("template");
+        let copy = std::fs::read_to_string(root.join("hooks").join(hook)).expect("hooks/ copy");
+        assert_eq!(copy, template.replace("{{project}}", "'.'"), "hooks/{hook} is out of date: regenerate it from templates/hooks/{hook}");
+    }
+}
