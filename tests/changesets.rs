@@ -19,15 +19,6 @@ fn changeset(p: &Project, phrase: &str, kind: &str, body: &str) -> String {
     created["name"].as_str().expect("name").to_string()
 }
 
-/// Copies `p`'s changeset scripts into `other` (as a `git pull` would).
-fn pull_scripts(from: &Project, to: &Project) {
-    let (src, dst) = (from.path().join("changeset/scripts"), to.path().join("changeset/scripts"));
-    std::fs::create_dir_all(&dst).expect("scripts dir");
-    for entry in std::fs::read_dir(src).expect("scripts").flatten() {
-        std::fs::copy(entry.path(), dst.join(entry.file_name())).expect("copy");
-    }
-}
-
 fn ledger(bucket: &Bucket, name: &str) -> serde_json::Value {
     serde_json::from_slice(&bucket.read(&format!("changesets/{name}.json")).expect("ledger entry")).expect("json")
 }
@@ -156,6 +147,12 @@ fn a_shell_changeset_passes_its_exit_code_through() {
     assert_eq!((entry["state"].as_str(), entry["exit_code"].as_i64()), (Some("failed"), Some(3)));
 }
 
+/// b2m started as a process group's leader (so a kill reaches the scripts it runs).
+fn spawn_in_group(p: &Project, args: &[&str]) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    b2m_command(p.path()).args(args).process_group(0).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn")
+}
+
 /// SIGKILL to a child started as a process group's leader and everything it started.
 fn kill_group(child: &std::process::Child) {
     let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).expect("pid")).expect("pid");
@@ -208,18 +205,11 @@ fn two_machines_starting_the_same_changeset_at_once_run_it_once() {
 
 #[test]
 fn a_run_killed_after_it_published_is_recorded_done_without_running_again() {
-    use std::os::unix::process::CommandExt;
     let bucket = Bucket::new(Backend::Local);
     let (_dev, server) = published_pair(&bucket, 1);
     let marker = tempfile::NamedTempFile::new().expect("marker");
     let name = counting_changeset(&server, marker.path(), 30_000, true);
-    let mut child = b2m_command(server.path())
-        .args(["execute-changeset", &name])
-        .process_group(0)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn_in_group(&server, &["execute-changeset", &name]);
     // Once v2 is committed (the script then sleeps), kill -9 the whole run.
     let started = Instant::now();
     while !bucket.current_object("ipm-db").starts_with("dbs/ipm-db/ipm-db-v2.") {
@@ -239,18 +229,11 @@ fn a_run_killed_after_it_published_is_recorded_done_without_running_again() {
 
 #[test]
 fn a_script_killed_before_it_published_is_failed_interrupted_never_rerun_silently() {
-    use std::os::unix::process::CommandExt;
     let bucket = Bucket::new(Backend::Local);
     let (_dev, server) = published_pair(&bucket, 1);
     let marker = tempfile::NamedTempFile::new().expect("marker");
     let name = counting_changeset(&server, marker.path(), 30_000, false);
-    let mut child = b2m_command(server.path())
-        .args(["execute-changeset", &name])
-        .process_group(0)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn_in_group(&server, &["execute-changeset", &name]);
     let started = Instant::now();
     while std::fs::read_to_string(marker.path()).unwrap_or_default().is_empty() {
         assert!(started.elapsed() < Duration::from_secs(30), "the changeset never started");

@@ -6,14 +6,6 @@ use std::process::Stdio;
 
 use common::*;
 
-fn pull_scripts(from: &Project, to: &Project) {
-    let (src, dst) = (from.path().join("changeset/scripts"), to.path().join("changeset/scripts"));
-    std::fs::create_dir_all(&dst).expect("scripts dir");
-    for entry in std::fs::read_dir(src).expect("scripts").flatten() {
-        std::fs::copy(entry.path(), dst.join(entry.file_name())).expect("copy");
-    }
-}
-
 /// A SQL changeset on ipm-db in `p`; returns its name.
 fn sql_changeset(p: &Project, phrase: &str, sql: &str) -> String {
     let run = p.b2m(&["create-changeset", phrase, "--kind", "sql", "--json"]);

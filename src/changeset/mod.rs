@@ -5,6 +5,7 @@
 
 pub mod create;
 pub mod ledger;
+pub mod log;
 pub mod run;
 pub mod sql;
 

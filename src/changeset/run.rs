@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::ledger::{self, Entry, MadeVersion, State};
+use super::log::Log;
 use super::{Kind, Script, script_sha256, sql};
 use crate::coord::HeldLease;
 use crate::engine::publish::{self, Guarded, ToCommit};
@@ -20,7 +21,6 @@ use crate::engine::remote::{self, ParentRef, VersionId};
 use crate::engine::status::{self, Status};
 use crate::engine::{Context, LocalLock, fetch};
 use crate::error::{Error, Result};
-use crate::sqlite::state::Pending;
 
 /// What running a changeset did.
 #[derive(Debug, Clone, Serialize)]
@@ -293,16 +293,7 @@ fn run_sql(ctx: &Context, script: &Script, targets: &[(String, String)], log: &P
         let parent_ref = ParentRef { version: parent.version, sha256: parent.sha256.clone() };
         let meta = publish::put_version(ctx, &id, &snapshot, Some(parent_ref.clone()), "changeset", Some(script.name.clone()))?;
         let key = targets.iter().find(|(s, _)| s == stem).map(|(_, k)| k.clone()).unwrap_or_default();
-        let pending = Pending {
-            stem: stem.clone(),
-            key,
-            version: id.version,
-            sha256: meta.sha256.clone(),
-            content_sha256: meta.content_sha256.clone(),
-            local_content_sha256: meta.content_sha256.clone(),
-            // Fetched afterwards, not renamed from the local file.
-            from_file: String::new(),
-        };
+        let pending = publish::pending_from_working_copy(stem, &key, &meta);
         to_commit.push(ToCommit { pending, parent: Some(parent_ref) });
     }
     publish::commit(ctx, Guarded { leases: &leases, db_leases, protocol }, &local, &to_commit)?;
@@ -377,28 +368,4 @@ fn run_child(ctx: &Context, lock: &LocalLock, script: &Script, claim: &HeldLease
         hint: Some(format!("see `{}`; fix it, then run `b2m execute-changeset {} --retry`", log.display(), script.name)),
         code,
     })
-}
-
-/// A changeset's log file: each run appends, under a header line.
-struct Log {
-    file: std::fs::File,
-}
-
-impl Log {
-    fn open(path: &Path) -> Result<Self> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
-        }
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io("cannot open", path, e))?;
-        let _ = writeln!(file, "== {} on {} ({})", crate::now_rfc3339(), crate::host_name(), crate::user_at_host());
-        Ok(Log { file })
-    }
-
-    fn line(&mut self, text: &str) {
-        let _ = writeln!(self.file, "{text}");
-    }
-
-    fn raw(&mut self, bytes: &[u8]) {
-        let _ = self.file.write_all(bytes);
-    }
 }

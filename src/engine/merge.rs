@@ -8,7 +8,6 @@
 //! swap, and no appended statement is ever archived unreplayed. A failure at any step leaves the
 //! server on its old file with its journal intact.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -21,7 +20,6 @@ use super::{Context, fetch, publish};
 use crate::error::{Error, Result};
 use crate::names::DbFileName;
 use crate::sqlite::replay;
-use crate::sqlite::state::Pending;
 
 /// What a merge did.
 #[derive(Debug, Clone, Serialize)]
@@ -91,7 +89,7 @@ pub fn merge(ctx: &Context, arg: &str) -> Result<Merged> {
     let stamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let name = format!("{stamp:019}_merge-{stem}");
     let dir = ctx.settings.changesets.join("dbs").join(&name);
-    let mut log = MergeLog::open(&ctx.settings.changesets.join("logs").join(format!("{name}.log")))?;
+    let mut log = crate::changeset::log::Log::open(&ctx.settings.changesets.join("logs").join(format!("{name}.log")))?;
     log.line(&format!(
         "merge `{stem}`: the server's v{} with its journal onto the bucket's v{} {}…",
         local.version,
@@ -119,15 +117,7 @@ pub fn merge(ctx: &Context, arg: &str) -> Result<Merged> {
         let id = VersionId { stem: stem.clone(), version, sha256: snapshot.hashes.sha256.clone() };
         let parent = ParentRef { version: onto.version, sha256: onto.sha256.clone() };
         let meta = publish::put_version(ctx, &id, &snapshot, Some(parent.clone()), "merge", None)?;
-        let pending = Pending {
-            stem: stem.clone(),
-            key: local.key.clone(),
-            version,
-            sha256: meta.sha256.clone(),
-            content_sha256: meta.content_sha256.clone(),
-            local_content_sha256: meta.content_sha256.clone(),
-            from_file: String::new(),
-        };
+        let pending = publish::pending_from_working_copy(&stem, &local.key, &meta);
         let to_commit = publish::ToCommit { pending, parent: Some(parent) };
         let guarded = publish::Guarded { leases: &leases, db_leases: vec![db_lease], protocol };
         publish::commit(ctx, guarded, &local_manifest, std::slice::from_ref(&to_commit))?;
@@ -160,23 +150,4 @@ pub fn merge(ctx: &Context, arg: &str) -> Result<Merged> {
         merged.statements, merged.from, merged.onto, merged.version, merged.soft_deleted
     ));
     Ok(merged)
-}
-
-/// The merge's log, in `changeset/logs/`.
-struct MergeLog {
-    file: std::fs::File,
-}
-
-impl MergeLog {
-    fn open(path: &Path) -> Result<Self> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
-        }
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io("cannot open", path, e))?;
-        Ok(MergeLog { file })
-    }
-
-    fn line(&mut self, text: &str) {
-        let _ = writeln!(self.file, "{} {text}", crate::now_rfc3339());
-    }
 }

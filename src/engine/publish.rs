@@ -242,6 +242,20 @@ pub fn put_version(
     Ok(meta)
 }
 
+/// The journal entry of a version published from a working copy (a changeset's, a merge's): the
+/// local file is fetched after the commit rather than renamed, so its content is the version's.
+pub fn pending_from_working_copy(stem: &str, key: &str, meta: &VersionMeta) -> Pending {
+    Pending {
+        stem: stem.to_string(),
+        key: key.to_string(),
+        version: meta.version,
+        sha256: meta.sha256.clone(),
+        content_sha256: meta.content_sha256.clone(),
+        local_content_sha256: meta.content_sha256.clone(),
+        from_file: String::new(),
+    }
+}
+
 /// The leases a commit is made under, and the bucket's protocol.
 pub struct Guarded<'a> {
     /// The bucket's leases.

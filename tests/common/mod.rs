@@ -526,3 +526,12 @@ impl Project {
         Connection::open(self.db(file)).expect("open db").execute_batch(sql).expect("sql");
     }
 }
+
+/// Copies `from`'s changeset scripts into `to` (as a `git pull` would).
+pub fn pull_scripts(from: &Project, to: &Project) {
+    let (src, dst) = (from.path().join("changeset/scripts"), to.path().join("changeset/scripts"));
+    std::fs::create_dir_all(&dst).expect("scripts dir");
+    for entry in std::fs::read_dir(src).expect("scripts").flatten() {
+        std::fs::copy(entry.path(), dst.join(entry.file_name())).expect("copy");
+    }
+}
