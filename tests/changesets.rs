@@ -311,3 +311,13 @@ fn create_changeset_writes_the_template_and_the_folder() {
     assert_eq!(bucket.version_objects("ipm-db"), before);
     assert!(bucket_keys.is_empty());
 }
+
+#[test]
+fn a_missing_python3_is_a_clear_error() {
+    let bucket = Bucket::new(Backend::Local);
+    let (_dev, server) = published_pair(&bucket, 1);
+    let name = changeset(&server, "needs-python", "py", "print('hi')\n");
+    let run = server.b2m_env(&["execute-changeset", &name], &[("PATH", "/nonexistent-b2m-test-path")]);
+    run.fails(2, "`python3` is not installed");
+    assert!(run.stderr.contains("install python3"), "{}", run.stderr);
+}
