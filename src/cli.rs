@@ -103,6 +103,11 @@ pub enum Command {
         /// The database (stem, db.toml key or file name).
         db: String,
     },
+    /// Every published version of a database, newest first.
+    History {
+        /// The database (stem, db.toml key or file name).
+        db: String,
+    },
     /// Write the bucket's db.toml to the local manifest path.
     FetchDbToml,
     /// Take a database's lease and keep it (others wait) until `b2m unlock`.

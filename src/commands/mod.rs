@@ -37,6 +37,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
         Command::Upload { db } => transfer::upload(&open()?, &db),
         Command::Download { db, force } => transfer::download(&open()?, &db, force),
         Command::Merge { db } => transfer::merge(&open()?, &db),
+        Command::History { db } => transfer::history(&open()?, &db),
         Command::FetchDbToml => transfer::fetch_db_toml(&open()?),
         Command::Lock { db } => coord::lock(&open()?, &db),
         Command::Unlock { db, force } => coord::unlock(&open()?, &db, force),

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::engine::{Context, fetch, merge, publish};
+use crate::engine::{Context, fetch, history, merge, publish};
 use crate::error::{ExitStatus, Result};
 
 /// `b2m upload DB`.
@@ -39,5 +39,42 @@ pub fn merge(ctx: &Context, db: &str) -> Result<ExitStatus> {
     let _lock = ctx.lock()?;
     let merged = merge::merge(ctx, db)?;
     ctx.out.result(&merged, String::new);
+    Ok(ExitStatus::Success)
+}
+
+/// `b2m history DB`.
+pub fn history(ctx: &Context, db: &str) -> Result<ExitStatus> {
+    let history = history::history(ctx, db)?;
+    ctx.out.result(&history, || {
+        let rows: Vec<Vec<String>> = history
+            .versions
+            .iter()
+            .map(|v| {
+                let by = match (&v.changeset, v.made_by.as_str()) {
+                    (Some(c), _) => format!("changeset {c}"),
+                    (None, made) => made.to_string(),
+                };
+                vec![
+                    format!("v{}{}", v.version, if v.current { " *" } else { "" }),
+                    v.sha256[..12.min(v.sha256.len())].to_string(),
+                    crate::output::human_bytes(v.size),
+                    v.created_at.clone(),
+                    v.created_by.clone(),
+                    by,
+                    v.parent.map_or_else(|| "-".into(), |p| format!("v{p}")),
+                    if v.schema_changed { "schema changed".into() } else { String::new() },
+                ]
+            })
+            .collect();
+        let mut text = crate::output::table(&["VERSION", "SHA256", "SIZE", "CREATED", "BY", "MADE BY", "PARENT", "NOTE"], &rows);
+        text.push_str("* = what the bucket's db.toml names\n");
+        if !history.complete {
+            text.push_str("the history goes on, but an older version's metadata is missing\n");
+        }
+        if history.orphans > 0 {
+            text.push_str(&format!("{} object(s) were never published (`b2m gc` removes them)\n", history.orphans));
+        }
+        text
+    });
     Ok(ExitStatus::Success)
 }

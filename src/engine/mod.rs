@@ -3,6 +3,7 @@
 pub mod check;
 pub mod fetch;
 pub mod gc;
+pub mod history;
 pub mod merge;
 pub mod preflight;
 pub mod publish;
