@@ -103,6 +103,14 @@ pub enum Command {
         /// The database (stem, db.toml key or file name).
         db: String,
     },
+    /// Republish an earlier version's content as the next version (default: the current one's parent).
+    Rollback {
+        /// The database (stem, db.toml key or file name).
+        db: String,
+        /// The version whose content to republish.
+        #[arg(long)]
+        to: Option<u64>,
+    },
     /// Every published version of a database, newest first.
     History {
         /// The database (stem, db.toml key or file name).

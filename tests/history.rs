@@ -31,3 +31,47 @@ both_backends!(history_lists_every_published_version_newest_first, |backend| {
     assert!(table.stdout.contains("v3 *") && table.stdout.contains("schema changed"), "{}", table.stdout);
     server.b2m(&["history", "nope"]).fails(2, "unknown database");
 });
+
+both_backends!(rollback_republishes_an_earlier_version_as_the_next_one, |backend| {
+    let bucket = Bucket::new(backend);
+    let (dev, server) = published_pair(&bucket, 1);
+    dev.insert("ipm-db-v1.db", "second");
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    dev.insert("ipm-db-v2.db", "bad data");
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    // Back to v3's parent (v2): published as v4, same bytes as v2.
+    let run = dev.b2m(&["rollback", "ipm-db", "--json"]);
+    run.ok();
+    let done: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    assert_eq!((done["from"].as_u64(), done["to"].as_u64(), done["version"].as_u64()), (Some(3), Some(2), Some(4)), "{done}");
+    let meta = bucket.current_meta("ipm-db");
+    assert_eq!(
+        (meta["made_by"].as_str(), meta["rollback_to"].as_u64(), meta["parent"]["version"].as_u64()),
+        (Some("rollback"), Some(2), Some(3))
+    );
+    let v4 = bucket.current_object("ipm-db");
+    assert!(v4.starts_with("dbs/ipm-db/ipm-db-v4."), "{v4}");
+    let v2_key = v4.replace("ipm-db-v4.", "ipm-db-v2.");
+    assert_eq!(bucket.read(&v4), bucket.read(&v2_key), "the same bytes as v2");
+    assert_eq!(dev.rows("ipm-db-v4.db"), vec!["row 0", "second"], "this machine followed");
+    // Any server takes it at its next preflight; older versions stay in the history.
+    server.b2m(&["preflight"]).ok();
+    assert_eq!(server.rows("ipm-db-v4.db"), vec!["row 0", "second"]);
+    dev.b2m(&["rollback", "ipm-db", "--to", "1"]).ok();
+    assert_eq!(dev.rows("ipm-db-v5.db"), vec!["row 0"]);
+    let history = server.b2m(&["history", "ipm-db", "--json"]);
+    history.ok();
+    let versions: serde_json::Value = serde_json::from_str(&history.stdout).expect("json");
+    assert_eq!(versions["versions"].as_array().map(Vec::len), Some(5));
+    // A version whose object is damaged is refused, and nothing is published.
+    let v3 = v4.replace("ipm-db-v4.", "ipm-db-v3.");
+    let v3 = bucket.keys().into_iter().find(|k| k.starts_with("dbs/ipm-db/ipm-db-v3.") && k.ends_with(".db")).unwrap_or(v3);
+    let mut bytes = bucket.read(&v3).expect("v3");
+    let at = bytes.len() - 10;
+    bytes[at] ^= 0xff;
+    std::fs::write(bucket.object_path(&v3), bytes).expect("damage");
+    let keys = bucket.keys();
+    dev.b2m(&["rollback", "ipm-db", "--to", "3"]).fails(1, "does not match its sha256");
+    assert_eq!(bucket.keys(), keys);
+    dev.b2m(&["rollback", "ipm-db", "--to", "9"]).fails(2, "is not earlier");
+});

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::engine::{Context, fetch, history, merge, publish};
+use crate::engine::{Context, fetch, history, merge, publish, rollback};
 use crate::error::{ExitStatus, Result};
 
 /// `b2m upload DB`.
@@ -76,5 +76,13 @@ pub fn history(ctx: &Context, db: &str) -> Result<ExitStatus> {
         }
         text
     });
+    Ok(ExitStatus::Success)
+}
+
+/// `b2m rollback DB [--to N]`.
+pub fn rollback(ctx: &Context, db: &str, to: Option<u64>) -> Result<ExitStatus> {
+    let _lock = ctx.lock()?;
+    let done = rollback::rollback(ctx, db, to)?;
+    ctx.out.result(&done, String::new);
     Ok(ExitStatus::Success)
 }

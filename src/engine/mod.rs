@@ -8,6 +8,7 @@ pub mod merge;
 pub mod preflight;
 pub mod publish;
 pub mod remote;
+pub mod rollback;
 pub mod status;
 pub mod swap;
 

@@ -235,6 +235,7 @@ pub fn put_version(
         created_by: crate::user_at_host(),
         made_by: made_by.to_string(),
         changeset,
+        rollback_to: None,
         schema_hash: snapshot.schema_hash.clone(),
     };
     let body = serde_json::to_vec_pretty(&meta).map_err(|e| Error::config(format!("cannot encode metadata: {e}")))?;

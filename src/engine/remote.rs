@@ -103,6 +103,9 @@ pub struct VersionMeta {
     /// The changeset that made it, if any.
     #[serde(default)]
     pub changeset: Option<String>,
+    /// For a rollback: the version whose content it republishes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_to: Option<u64>,
     /// sha256 of the schema (`sqlite_master` SQL), to spot schema changes between versions.
     #[serde(default)]
     pub schema_hash: Option<String>,

@@ -238,6 +238,17 @@ pub trait Store: Send + Sync {
         self.delete(key)
     }
 
+    /// Copies the object `from` to `to` (a rollback republishes an old version's bytes under a new
+    /// version's key). By default through this machine (download to a temp file, upload); stores
+    /// that copy inside the bucket do so.
+    fn copy(&self, from: &str, to: &str, sha256: &str) -> Result<(), StoreError> {
+        let failed = |e: std::io::Error| StoreError::LocalWrite { key: from.to_string(), source: e };
+        let mut tmp = tempfile::NamedTempFile::new().map_err(failed)?;
+        self.download(from, tmp.as_file_mut(), &ProgressBar::hidden())?;
+        tmp.as_file().sync_all().map_err(failed)?;
+        self.upload_file(to, tmp.path(), sha256, &ProgressBar::hidden())
+    }
+
     /// Multipart uploads under `prefix` that were never completed nor aborted.
     fn unfinished_uploads(&self, prefix: &str) -> Result<Vec<Unfinished>, StoreError> {
         let _ = prefix;
@@ -362,6 +373,10 @@ impl Store for Counted {
     fn unfinished_uploads(&self, prefix: &str) -> Result<Vec<Unfinished>, StoreError> {
         self.count();
         self.inner.unfinished_uploads(prefix)
+    }
+    fn copy(&self, from: &str, to: &str, sha256: &str) -> Result<(), StoreError> {
+        self.count();
+        self.inner.copy(from, to, sha256)
     }
     fn abort_upload(&self, upload: &Unfinished) -> Result<(), StoreError> {
         self.count();

@@ -374,6 +374,20 @@ fn unsupported<E: ProvideErrorMetadata>(err: &SdkError<E, aws_smithy_runtime_api
     S3Store::status_of(err) == Some(501) || err.code() == Some("NotImplemented")
 }
 
+/// `bucket/key` with everything but unreserved characters and `/` percent-encoded, as
+/// `x-amz-copy-source` wants it.
+fn percent_encode_path(path: &str) -> String {
+    path.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// The innermost cause of an error, which is the one a person can act on.
 fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     let mut current = err;
@@ -716,6 +730,30 @@ impl Store for S3Store {
                 Err(e) => return Err(self.error("GET LIFECYCLE", "", e)),
             }
             Ok(retention)
+        })
+    }
+
+    fn copy(&self, from: &str, to: &str, sha256: &str) -> Result<(), StoreError> {
+        // CopyObject keeps the object's metadata (our sha256) and moves no byte through here; it
+        // takes objects up to 5 GiB, larger ones go through this machine.
+        let size = self.head(from)?.map_or(0, |info| info.size);
+        if size > 5 << 30 {
+            let failed = |e: std::io::Error| StoreError::LocalWrite { key: from.to_string(), source: e };
+            let mut tmp = tempfile::NamedTempFile::new().map_err(failed)?;
+            self.download(from, tmp.as_file_mut(), &ProgressBar::hidden())?;
+            return self.upload_file(to, tmp.path(), sha256, &ProgressBar::hidden());
+        }
+        let source = format!("{}/{}", self.bucket, self.full_key(from));
+        self.runtime.block_on(async {
+            self.client
+                .copy_object()
+                .bucket(&self.bucket)
+                .key(self.full_key(to))
+                .copy_source(percent_encode_path(&source))
+                .send()
+                .await
+                .map_err(|e| self.error("COPY", from, e))?;
+            Ok(())
         })
     }
 
