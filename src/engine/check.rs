@@ -440,7 +440,7 @@ struct Listed {
 
 /// A metadata object, read.
 enum MetaRead {
-    Read(VersionMeta),
+    Read(Box<VersionMeta>),
     Missing,
     Unreadable(String),
 }
@@ -485,13 +485,13 @@ impl<'a> History<'a> {
     /// A version's metadata (one GET, once).
     fn meta(&mut self, id: &VersionId) -> Result<MetaRead> {
         if let Some(meta) = self.metas.get(id) {
-            return Ok(MetaRead::Read(meta.clone()));
+            return Ok(MetaRead::Read(Box::new(meta.clone())));
         }
         let Some(object) = self.store.get(&id.meta_key())? else { return Ok(MetaRead::Missing) };
         match serde_json::from_slice::<VersionMeta>(&object.body) {
             Ok(meta) => {
                 self.metas.insert(id.clone(), meta.clone());
-                Ok(MetaRead::Read(meta))
+                Ok(MetaRead::Read(Box::new(meta)))
             }
             Err(e) => Ok(MetaRead::Unreadable(e.to_string())),
         }
@@ -506,7 +506,7 @@ impl<'a> History<'a> {
         // A metadata object the listing lacks is not asked for.
         let read = if self.listed.get(&last).is_some_and(|l| l.meta) { self.meta(&last)? } else { MetaRead::Missing };
         let meta = match read {
-            MetaRead::Read(meta) if meta.sha256 == last.sha256 && meta.version == last.version => meta,
+            MetaRead::Read(meta) if meta.sha256 == last.sha256 && meta.version == last.version => *meta,
             _ => {
                 self.stop = Some(Stop::Broken(last));
                 return Ok(false);
