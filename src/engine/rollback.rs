@@ -53,7 +53,10 @@ pub fn rollback(ctx: &Context, arg: &str, to: Option<u64>) -> Result<RolledBack>
     let wanted = match to.or_else(|| head.parent.as_ref().map(|p| p.version)) {
         Some(v) => v,
         None => {
-            return Err(Error::refused(format!("`{stem}` v{} has no earlier version", current.version), "there is nothing to roll back to"));
+            return Err(Error::refused(
+                format!("`{stem}` v{} has no earlier version", current.version),
+                "there is nothing to roll back to",
+            ));
         }
     };
     if wanted >= current.version {
