@@ -195,6 +195,10 @@ pub enum Command {
         /// Only list; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Also remove committed versions beyond the newest N of each database (the pinned one
+        /// always stays), and changeset working folders beyond the newest N.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        keep: Option<u64>,
     },
     /// The main job end to end on a local-folder bucket, no credentials needed.
     Demo {

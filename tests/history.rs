@@ -75,3 +75,52 @@ both_backends!(rollback_republishes_an_earlier_version_as_the_next_one, |backend
     assert_eq!(bucket.keys(), keys);
     dev.b2m(&["rollback", "ipm-db", "--to", "9"]).fails(2, "is not earlier");
 });
+
+both_backends!(gc_keep_removes_committed_versions_beyond_the_newest_n_and_old_working_folders, |backend| {
+    let bucket = Bucket::new(backend);
+    let (dev, _server) = published_pair(&bucket, 1);
+    for (i, file) in ["ipm-db-v1.db", "ipm-db-v2.db", "ipm-db-v3.db"].iter().enumerate() {
+        dev.insert(file, &format!("more {i}"));
+        dev.b2m(&["upload", "ipm-db"]).ok();
+    }
+    assert_eq!(bucket.version_objects("ipm-db").len(), 4);
+    // Without --keep every committed version stays.
+    dev.b2m_env(&["gc"], &[("B2M_ORPHAN_AGE_SECS", "0")]).ok();
+    assert_eq!(bucket.version_objects("ipm-db").len(), 4);
+    let run = dev.b2m(&["gc", "--keep", "2", "--dry-run", "--json"]);
+    run.ok();
+    let listed: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    assert_eq!(listed["removed"].as_array().map(Vec::len), Some(4), "v1 and v2, object and metadata: {listed}");
+    assert_eq!(bucket.version_objects("ipm-db").len(), 4, "--dry-run changes nothing");
+    dev.b2m(&["gc", "--keep", "2"]).ok();
+    let left: Vec<String> = bucket.version_objects("ipm-db");
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.iter().any(|k| k.contains("ipm-db-v4.")) && left.iter().any(|k| k.contains("ipm-db-v3.")), "{left:?}");
+    // The trimmed history is whole: a later gc still collects orphans.
+    let orphan = format!("dbs/ipm-db/ipm-db-v5.{}.db", "cd".repeat(32));
+    std::fs::write(bucket.object_path(&orphan), b"half").expect("orphan");
+    dev.b2m_env(&["gc"], &[("B2M_ORPHAN_AGE_SECS", "0")]).ok();
+    assert!(!bucket.keys().contains(&orphan));
+    dev.b2m(&["gc", "--keep", "1"]).ok();
+    assert_eq!(bucket.version_objects("ipm-db").len(), 1, "the pinned one always stays");
+    assert_eq!(dev.status_of("ipm-db"), "up_to_date");
+    dev.b2m(&["gc", "--keep", "0"]).fails(2, "0");
+});
+
+#[test]
+fn gc_keep_removes_working_folders_beyond_the_newest_n() {
+    let bucket = Bucket::new(Backend::Local);
+    let (_dev, server) = published_pair(&bucket, 1);
+    for phrase in ["one", "two", "three"] {
+        let run = server.b2m(&["create-changeset", phrase, "--kind", "sql", "--json"]);
+        run.ok();
+        let created: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+        std::fs::write(created["path"].as_str().expect("path"), format!("-- b2m: db = ipm-db\nINSERT INTO t(v) VALUES ('{phrase}');\n"))
+            .expect("script");
+        server.b2m(&["execute-changeset", created["name"].as_str().expect("name")]).ok();
+    }
+    let folders = || std::fs::read_dir(server.path().join("changeset/dbs")).expect("dbs").count();
+    assert_eq!(folders(), 3);
+    server.b2m(&["gc", "--keep", "2"]).ok();
+    assert_eq!(folders(), 2);
+}

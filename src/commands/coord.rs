@@ -112,10 +112,10 @@ pub fn doctor(ctx: &Context) -> Result<ExitStatus> {
     Ok(if report.locking_agrees { ExitStatus::Success } else { ExitStatus::Error })
 }
 
-/// `b2m gc [--dry-run]`.
-pub fn gc(ctx: &Context, dry_run: bool) -> Result<ExitStatus> {
+/// `b2m gc [--keep N] [--dry-run]`.
+pub fn gc(ctx: &Context, dry_run: bool, keep: Option<u64>) -> Result<ExitStatus> {
     let _lock = if dry_run { None } else { Some(ctx.lock()?) };
-    let collected = gc::collect(ctx, dry_run)?;
+    let collected = gc::collect(ctx, dry_run, keep)?;
     ctx.out.result(&collected, || {
         let verb = if dry_run { "would remove" } else { "removed" };
         let mut lines: Vec<String> = collected.removed.iter().map(|g| format!("{verb} {}  ({})", g.key, g.reason)).collect();

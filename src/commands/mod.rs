@@ -55,6 +55,6 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
         }
         Command::Check { offline, deep } => check::run(&open()?, offline, deep),
         Command::Doctor => coord::doctor(&open()?),
-        Command::Gc { dry_run } => coord::gc(&open()?, dry_run),
+        Command::Gc { dry_run, keep } => coord::gc(&open()?, dry_run, keep),
     }
 }

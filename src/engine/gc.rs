@@ -50,8 +50,10 @@ fn old_enough(modified: Option<SystemTime>, min_age: Duration) -> bool {
 }
 
 /// Finds the garbage and, unless `dry_run`, removes it. A dry run takes no lease and changes
-/// nothing.
-pub fn collect(ctx: &Context, dry_run: bool) -> Result<Collected> {
+/// nothing. With `keep`, committed versions beyond the newest `keep` of each database db.toml
+/// names go too (counted back along the parent chain; the pinned one never goes), and changeset
+/// working folders beyond the newest `keep`.
+pub fn collect(ctx: &Context, dry_run: bool, keep: Option<u64>) -> Result<Collected> {
     let mut out = Collected::default();
     let store = ctx.store.as_ref();
     let min_age = ctx.settings.orphan_age;
@@ -81,17 +83,28 @@ pub fn collect(ctx: &Context, dry_run: bool) -> Result<Collected> {
             continue;
         };
         let chain = remote::chain(store, &head)?;
-        if !chain.complete {
+        // A history that ends where an earlier `--keep` removed a version (metadata and object
+        // both gone) is whole; a missing metadata object beside a present object is damage.
+        let trimmed = chain.missing.as_ref().is_some_and(|m| store.head(&m.object_key()).is_ok_and(|o| o.is_none()));
+        if !chain.complete && !trimmed {
             out.notes.push(format!("`{}`: its history could not be read whole, so none of its objects are removed", entry.stem));
             continue;
         }
-        let reachable: HashSet<VersionId> = chain.versions.iter().map(|m| m.id(&entry.stem)).chain([head]).collect();
+        let keep_n = keep.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX).max(1));
+        let reachable: HashSet<VersionId> = chain.versions.iter().take(keep_n).map(|m| m.id(&entry.stem)).chain([head]).collect();
+        let expired: HashSet<VersionId> = chain.versions.iter().skip(keep_n).map(|m| m.id(&entry.stem)).collect();
         for object in store.list(&format!("{}{}/", remote::VERSIONS_PREFIX, entry.stem))? {
             let Some(id) = VersionId::from_key(&object.key) else { continue };
-            if reachable.contains(&id) || !old_enough(object.last_modified, min_age) {
+            if reachable.contains(&id) {
                 continue;
             }
-            let reason = format!("v{} {}… was never published", id.version, id.short());
+            let reason = if expired.contains(&id) {
+                format!("v{} {}… is older than the newest {}", id.version, id.short(), keep.unwrap_or_default())
+            } else if old_enough(object.last_modified, min_age) {
+                format!("v{} {}… was never published", id.version, id.short())
+            } else {
+                continue;
+            };
             take(&mut out, Garbage { key: object.key, reason, bytes: object.size, upload_id: None })?;
         }
         for upload in store.unfinished_uploads(&format!("{}{}/", remote::VERSIONS_PREFIX, entry.stem))? {
@@ -101,10 +114,47 @@ pub fn collect(ctx: &Context, dry_run: bool) -> Result<Collected> {
             }
         }
     }
+    if let Some(n) = keep {
+        working_folders(ctx, dry_run, usize::try_from(n).unwrap_or(usize::MAX), &mut out)?;
+    }
     let now = chrono::Utc::now();
     for stale in lease::list_leases(store)?.into_iter().filter(|l| l.info.is_stale(now)) {
         let reason = format!("stale lease of {}", stale.info.describe());
         take(&mut out, Garbage { key: stale.key, reason, bytes: 0, upload_id: None })?;
     }
     Ok(out)
+}
+
+/// Changeset and merge working folders (`changeset/dbs/<name>/`) beyond the newest `keep`, of runs
+/// that ended: a folder whose changeset is still `running` in the ledger is kept.
+fn working_folders(ctx: &Context, dry_run: bool, keep: usize, out: &mut Collected) -> Result<()> {
+    let dir = ctx.settings.changesets.join("dbs");
+    let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(()) };
+    let mut folders: Vec<std::path::PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    folders.sort();
+    let old = folders.len().saturating_sub(keep);
+    for folder in folders.into_iter().take(old) {
+        let name = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if crate::changeset::ledger::read(ctx.store.as_ref(), &name)?.is_some_and(|e| e.state == crate::changeset::ledger::State::Running) {
+            continue;
+        }
+        let bytes = folder_size(&folder);
+        if !dry_run {
+            std::fs::remove_dir_all(&folder).map_err(|e| crate::error::Error::io("cannot remove", &folder, e))?;
+        }
+        out.bytes += bytes;
+        out.removed.push(Garbage {
+            key: folder.display().to_string(),
+            reason: format!("a working folder older than the newest {keep}"),
+            bytes,
+            upload_id: None,
+        });
+    }
+    Ok(())
+}
+
+fn folder_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries.flatten().map(|e| e.metadata().map_or(0, |m| if m.is_dir() { folder_size(&e.path()) } else { m.len() })).sum()
+    })
 }

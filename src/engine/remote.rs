@@ -173,6 +173,8 @@ pub struct Chain {
     /// False when a metadata object along the way was missing or unreadable, so older committed
     /// versions may exist that the walk could not see.
     pub complete: bool,
+    /// The version whose metadata the walk could not read, when it stopped early.
+    pub missing: Option<VersionId>,
 }
 
 /// Walks the parent chain from `head` (one GET per version).
@@ -182,18 +184,18 @@ pub fn chain(store: &dyn Store, head: &VersionId) -> Result<Chain> {
     while let Some(id) = next.take() {
         let meta = match read_meta(store, &id) {
             Ok(Some(meta)) => meta,
-            Ok(None) | Err(Error::Refused { .. }) => return Ok(Chain { versions, complete: false }),
+            Ok(None) | Err(Error::Refused { .. }) => return Ok(Chain { versions, complete: false, missing: Some(id) }),
             Err(e) => return Err(e),
         };
         next = meta.parent.as_ref().map(|p| VersionId { stem: id.stem.clone(), version: p.version, sha256: p.sha256.clone() });
         // A parent always has a lower number; anything else is damage, not history.
         if next.as_ref().is_some_and(|n| n.version >= meta.version) {
             versions.push(meta);
-            return Ok(Chain { versions, complete: false });
+            return Ok(Chain { versions, complete: false, missing: next });
         }
         versions.push(meta);
     }
-    Ok(Chain { versions, complete: true })
+    Ok(Chain { versions, complete: true, missing: None })
 }
 
 /// Whether `id` was committed: the bucket's db.toml pins it, or it lies on the parent chain of
