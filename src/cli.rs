@@ -111,6 +111,8 @@ pub enum Command {
         #[arg(long)]
         to: Option<u64>,
     },
+    /// Every server (as its last preflight recorded it), what it runs, and how far behind it is.
+    Fleet,
     /// Every published version of a database, newest first.
     History {
         /// The database (stem, db.toml key or file name).

@@ -107,6 +107,8 @@ pub struct Settings {
     pub changeset_wait: Duration,
     /// `[server]`, when configured.
     pub server: Option<Server>,
+    /// `server.name`: how this server appears in `b2m fleet` (default: its host name).
+    pub server_name: Option<String>,
     /// `merge.soft_delete_column` and `merge.soft_delete_value`: what a replayed DELETE sets.
     pub soft_delete: crate::sqlite::replay::SoftDelete,
     /// `B2M_CHANGESET`: the changeset this process runs for (its publishes name it).
@@ -254,7 +256,9 @@ impl Settings {
             column: get_str(&doc, "merge", "soft_delete_column", &origin)?.unwrap_or_else(|| "deleted_at".into()),
             value: get_str(&doc, "merge", "soft_delete_value", &origin)?.unwrap_or_else(|| "CURRENT_TIMESTAMP".into()),
         };
+        let server_name = get_str(&doc, "server", "name", &origin)?.filter(|s| !s.trim().is_empty());
         Ok(Settings {
+            server_name,
             soft_delete,
             allow_offline,
             changeset_wait,

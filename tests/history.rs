@@ -124,3 +124,38 @@ fn gc_keep_removes_working_folders_beyond_the_newest_n() {
     server.b2m(&["gc", "--keep", "2"]).ok();
     assert_eq!(folders(), 2);
 }
+
+#[test]
+fn the_fleet_view_shows_each_server_and_flags_one_left_behind() {
+    let bucket = Bucket::new(Backend::Local);
+    let dev = Project::new(&bucket);
+    dev.create_db("ipmdb", "ipm-db-v1.db", 1);
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    let servers: Vec<Project> = (0..3).map(|_| Project::new(&bucket)).collect();
+    for (i, s) in servers.iter().enumerate() {
+        s.append_config(&format!("[server]\nname = \"web-{i}\"\n"));
+        s.b2m(&["preflight"]).ok();
+    }
+    // A no-op preflight the same day writes nothing more: one request.
+    let again = servers[0].b2m(&["preflight", "--json"]);
+    again.ok();
+    assert!(again.stdout.contains("\"requests\": 1"), "{}", again.stdout);
+    // A new version; two servers take it, one is left behind.
+    dev.insert("ipm-db-v1.db", "x");
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    servers[0].b2m(&["preflight"]).ok();
+    servers[1].b2m(&["preflight"]).ok();
+    let run = dev.b2m(&["fleet", "--json"]);
+    run.ok();
+    let fleet: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    let rows = fleet.as_array().expect("servers");
+    assert_eq!(rows.len(), 3, "{fleet}");
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row["name"], format!("web-{i}"));
+        let (version, behind) = if i < 2 { (2, 0) } else { (1, 1) };
+        assert_eq!(row["dbs"][0]["version"], version, "{row}");
+        assert_eq!(row["behind"][0][1], behind, "{row}");
+    }
+    let table = dev.b2m(&["fleet"]);
+    assert!(table.stdout.contains("web-2") && table.stdout.contains("BEHIND 1"), "{}", table.stdout);
+}

@@ -38,6 +38,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
         Command::Download { db, force } => transfer::download(&open()?, &db, force),
         Command::Merge { db } => transfer::merge(&open()?, &db),
         Command::History { db } => transfer::history(&open()?, &db),
+        Command::Fleet => transfer::fleet(&open()?),
         Command::Rollback { db, to } => transfer::rollback(&open()?, &db, to),
         Command::FetchDbToml => transfer::fetch_db_toml(&open()?),
         Command::Lock { db } => coord::lock(&open()?, &db),

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::engine::{Context, fetch, history, merge, publish, rollback};
+use crate::engine::{Context, fetch, fleet, history, merge, publish, rollback};
 use crate::error::{ExitStatus, Result};
 
 /// `b2m upload DB`.
@@ -84,5 +84,42 @@ pub fn rollback(ctx: &Context, db: &str, to: Option<u64>) -> Result<ExitStatus> 
     let _lock = ctx.lock()?;
     let done = rollback::rollback(ctx, db, to)?;
     ctx.out.result(&done, String::new);
+    Ok(ExitStatus::Success)
+}
+
+/// `b2m fleet`.
+pub fn fleet(ctx: &Context) -> Result<ExitStatus> {
+    let servers = fleet::fleet(ctx)?;
+    ctx.out.result(&servers, || {
+        if servers.is_empty() {
+            return "no server has run `b2m preflight` yet".into();
+        }
+        let rows: Vec<Vec<String>> = servers
+            .iter()
+            .map(|s| {
+                let dbs: Vec<String> = s
+                    .record
+                    .dbs
+                    .iter()
+                    .zip(&s.behind)
+                    .map(|(d, (_, behind))| {
+                        if *behind > 0 {
+                            format!("{} v{} (BEHIND {behind})", d.stem, d.version)
+                        } else {
+                            format!("{} v{}", d.stem, d.version)
+                        }
+                    })
+                    .collect();
+                vec![
+                    s.record.name.clone(),
+                    s.record.at.clone(),
+                    dbs.join(", "),
+                    s.record.last_changeset.clone().unwrap_or_else(|| "-".into()),
+                    s.record.b2m_version.clone(),
+                ]
+            })
+            .collect();
+        crate::output::table(&["SERVER", "SEEN", "RUNS", "LAST CHANGESET", "B2M"], &rows)
+    });
     Ok(ExitStatus::Success)
 }

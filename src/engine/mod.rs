@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod fetch;
+pub mod fleet;
 pub mod gc;
 pub mod history;
 pub mod merge;

@@ -77,6 +77,14 @@ pub fn preflight(ctx: &Context, lock: &LocalLock, strict: bool) -> Result<Prefli
         sync(ctx, remote.as_ref(), &swaps, &mut done)?;
     }
     done.stopped_server = swaps.stopped();
+    // What this server runs, for `b2m fleet`: written when it changed, else once a day.
+    let last_changeset = changeset::scripts(&ctx.settings.changesets)?
+        .into_iter()
+        .map(|s| s.name)
+        .rfind(|n| ctx.state.changeset_known_done(n).unwrap_or(false));
+    if let Err(e) = super::fleet::heartbeat(ctx, last_changeset) {
+        ctx.out.info(&format!("warning: could not record this server in the fleet view: {e}"));
+    }
     if strict && !done.ready_to_upload.is_empty() {
         return Err(Error::refused(
             format!("{} has local data that is not in the bucket (`--strict`)", done.ready_to_upload.join(", ")),

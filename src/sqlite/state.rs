@@ -103,6 +103,8 @@ impl State {
              CREATE TABLE IF NOT EXISTS pending_v2 (
                  stem TEXT PRIMARY KEY, key TEXT NOT NULL, version INTEGER NOT NULL, sha256 TEXT NOT NULL,
                  content_sha256 TEXT NOT NULL, local_content_sha256 TEXT NOT NULL, from_file TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS heartbeat (
+                 id INTEGER PRIMARY KEY CHECK (id = 1), body TEXT NOT NULL, at TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS changesets_done (
                  name TEXT PRIMARY KEY, script_sha256 TEXT NOT NULL, seen_at TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS bad_objects (
@@ -251,6 +253,22 @@ impl State {
     /// Forgets a pending publish.
     pub fn clear_pending(&self, stem: &str) -> Result<()> {
         self.conn.execute("DELETE FROM pending_v2 WHERE stem = ?1", [stem]).map_err(self.err())?;
+        Ok(())
+    }
+
+    /// The last fleet record this machine wrote, and when.
+    pub fn heartbeat(&self) -> Result<Option<(String, String)>> {
+        self.conn
+            .query_row("SELECT body, at FROM heartbeat WHERE id = 1", [], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()
+            .map_err(self.err())
+    }
+
+    /// Records the fleet record just written.
+    pub fn set_heartbeat(&self, body: &str) -> Result<()> {
+        self.conn
+            .execute("INSERT OR REPLACE INTO heartbeat (id, body, at) VALUES (1, ?1, ?2)", params![body, crate::now_rfc3339()])
+            .map_err(self.err())?;
         Ok(())
     }
 
