@@ -12,11 +12,12 @@ pub mod error;
 pub mod fsutil;
 pub mod manifest;
 pub mod names;
+pub mod notify;
 pub mod output;
 pub mod settings;
 pub mod sqlite;
 pub mod store;
-mod telemetry;
+pub(crate) mod telemetry;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

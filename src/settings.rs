@@ -107,6 +107,10 @@ pub struct Settings {
     pub changeset_wait: Duration,
     /// `[server]`, when configured.
     pub server: Option<Server>,
+    /// `notify.webhook`: a Discord/Slack-style URL that gets `{"content": "…"}` POSTed.
+    pub notify_webhook: Option<String>,
+    /// `notify.command`: run with the event as JSON on stdin.
+    pub notify_command: Option<String>,
     /// `server.name`: how this server appears in `b2m fleet` (default: its host name).
     pub server_name: Option<String>,
     /// `merge.soft_delete_column` and `merge.soft_delete_value`: what a replayed DELETE sets.
@@ -257,7 +261,11 @@ impl Settings {
             value: get_str(&doc, "merge", "soft_delete_value", &origin)?.unwrap_or_else(|| "CURRENT_TIMESTAMP".into()),
         };
         let server_name = get_str(&doc, "server", "name", &origin)?.filter(|s| !s.trim().is_empty());
+        let notify_webhook = get_str(&doc, "notify", "webhook", &origin)?.filter(|s| !s.trim().is_empty());
+        let notify_command = get_str(&doc, "notify", "command", &origin)?.filter(|s| !s.trim().is_empty());
         Ok(Settings {
+            notify_webhook,
+            notify_command,
             server_name,
             soft_delete,
             allow_offline,

@@ -25,12 +25,50 @@ pub use init::init;
 /// Runs a parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> Result<ExitStatus> {
     let out = Output::new(cli.global.json, cli.global.quiet, cli.global.verbose);
-    let start = match cli.global.directory {
+    let start = match &cli.global.directory {
         Some(dir) => std::fs::canonicalize(&dir).map_err(|e| Error::config(format!("cannot use `-C {}`: {e}", dir.display())))?,
         None => std::env::current_dir().map_err(|e| Error::io("cannot read", PathBuf::from("."), e))?,
     };
     let open = || Context::open(Settings::load(&start)?, out.clone());
-    match cli.command {
+    let notable = notable(&cli.command);
+    let result = dispatch(cli.command, &start, &out, open);
+    if let Some(event) = notable.and_then(|(name, on_success)| event_of(name, on_success, &result))
+        && let Ok(settings) = Settings::load(&start)
+    {
+        crate::notify::send(&settings, &out, &crate::notify::Event::new(&settings, &event.0, &event.1));
+    }
+    result
+}
+
+/// Commands whose outcome may be worth a notification: their name, and whether success is news.
+fn notable(command: &Command) -> Option<(&'static str, bool)> {
+    match command {
+        Command::Preflight { .. } => Some(("preflight", false)),
+        Command::ExecuteChangeset { .. } => Some(("changeset", false)),
+        Command::Merge { .. } => Some(("merge", false)),
+        Command::Rollback { .. } => Some(("rollback", true)),
+        Command::Upload { .. } | Command::Download { .. } | Command::Status { .. } => Some(("sync", false)),
+        _ => None,
+    }
+}
+
+/// The event (kind, message) a command's outcome makes, if any.
+fn event_of(name: &str, on_success: bool, result: &Result<ExitStatus>) -> Option<(String, String)> {
+    match result {
+        Ok(_) if on_success => Some((name.to_string(), format!("{name} done"))),
+        Ok(_) => None,
+        Err(e) if e.kind() == "conflict" => Some(("conflict".into(), e.to_string())),
+        Err(e) if name == "preflight" => Some(("preflight_stopped".into(), format!("a server start was stopped: {e}"))),
+        Err(e) if name == "changeset" || e.kind() == "changeset_failed" => Some(("changeset_failed".into(), e.to_string())),
+        Err(e) if name == "merge" => Some(("merge_failed".into(), e.to_string())),
+        Err(_) => None,
+    }
+}
+
+fn dispatch(command: Command, start: &std::path::Path, out: &Output, open: impl Fn() -> Result<Context>) -> Result<ExitStatus> {
+    let start = start.to_path_buf();
+    let out = out.clone();
+    match command {
         Command::Init { remote, endpoint, region } => init::run(&start, remote, endpoint, region, &out),
         Command::Demo { dir } => demo::run(dir, &out),
         Command::Status { dbs, exit_code } => status::run(&open()?, &dbs, exit_code),

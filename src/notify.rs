@@ -1,0 +1,102 @@
+//! Notifications: on a conflict, a failed changeset or merge, a preflight that stopped a start,
+//! and a rollback, b2m POSTs `{"content": "…"}` to `notify.webhook` (Discord- and
+//! Slack-compatible) and/or runs `notify.command` with the event as JSON on stdin. A failing
+//! notification is a warning: it never fails the operation it reports on, and never blocks longer
+//! than a few seconds.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::output::Output;
+use crate::settings::Settings;
+
+/// How long a notification may take.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What happened.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// `conflict`, `changeset_failed`, `merge_failed`, `preflight_stopped`, `rollback`.
+    pub event: String,
+    /// One line for people.
+    pub content: String,
+    /// The project folder.
+    pub project: String,
+    /// `user@host`.
+    pub by: String,
+    /// RFC 3339.
+    pub at: String,
+}
+
+impl Event {
+    /// An event of `kind` in the project of `settings`, described by `message`.
+    pub fn new(settings: &Settings, kind: &str, message: &str) -> Self {
+        let host = crate::host_name();
+        Event {
+            event: kind.to_string(),
+            content: format!("b2m on {host} ({}): {message}", settings.root.display()),
+            project: settings.root.display().to_string(),
+            by: crate::user_at_host(),
+            at: crate::now_rfc3339(),
+        }
+    }
+}
+
+/// Sends `event` where `settings` say; failures are warnings on `out`.
+pub fn send(settings: &Settings, out: &Output, event: &Event) {
+    if let Some(url) = &settings.notify_webhook
+        && let Err(e) = post(url, event)
+    {
+        out.info(&format!("warning: the notification webhook failed ({e}); the operation itself is unaffected"));
+    }
+    if let Some(command) = &settings.notify_command
+        && let Err(e) = run(settings, command, event)
+    {
+        out.info(&format!("warning: `notify.command` failed ({e}); the operation itself is unaffected"));
+    }
+}
+
+fn post(url: &str, event: &Event) -> Result<(), String> {
+    let body = serde_json::json!({"content": event.content, "event": event}).to_string();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .map_err(|e| e.to_string())?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build::<_, http_body_util::Full<hyper::body::Bytes>>(https);
+        let request = hyper::Request::post(url)
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let response = tokio::time::timeout(TIMEOUT, client.request(request))
+            .await
+            .map_err(|_| format!("no answer within {} s", TIMEOUT.as_secs()))?
+            .map_err(|e| crate::telemetry::redact(&e.to_string()))?;
+        if response.status().is_success() { Ok(()) } else { Err(format!("HTTP {}", response.status())) }
+    })
+}
+
+fn run(settings: &Settings, command: &str, event: &Event) -> Result<(), String> {
+    let words = crate::commands::server::split_words(command).map_err(|e| e.to_string())?;
+    let Some((program, args)) = words.split_first() else { return Err("it is empty".into()) };
+    let json = serde_json::to_vec(event).map_err(|e| e.to_string())?;
+    let handle =
+        duct::cmd(program, args).dir(&settings.root).stdin_bytes(json).stdout_to_stderr().unchecked().start().map_err(|e| e.to_string())?;
+    let started = std::time::Instant::now();
+    loop {
+        match handle.try_wait().map_err(|e| e.to_string())? {
+            Some(output) if output.status.success() => return Ok(()),
+            Some(output) => return Err(format!("it exited with {}", output.status)),
+            None if started.elapsed() > TIMEOUT => {
+                let _ = handle.kill();
+                return Err(format!("it did not finish within {} s", TIMEOUT.as_secs()));
+            }
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
