@@ -26,7 +26,7 @@ pub use init::init;
 pub fn run(cli: Cli) -> Result<ExitStatus> {
     let out = Output::new(cli.global.json, cli.global.quiet, cli.global.verbose);
     let start = match &cli.global.directory {
-        Some(dir) => std::fs::canonicalize(&dir).map_err(|e| Error::config(format!("cannot use `-C {}`: {e}", dir.display())))?,
+        Some(dir) => std::fs::canonicalize(dir).map_err(|e| Error::config(format!("cannot use `-C {}`: {e}", dir.display())))?,
         None => std::env::current_dir().map_err(|e| Error::io("cannot read", PathBuf::from("."), e))?,
     };
     let open = || Context::open(Settings::load(&start)?, out.clone());
