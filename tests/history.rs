@@ -120,7 +120,7 @@ fn gc_keep_removes_working_folders_beyond_the_newest_n() {
         server.b2m(&["execute-changeset", created["name"].as_str().expect("name")]).ok();
     }
     let folders = || std::fs::read_dir(server.path().join("changeset/dbs")).expect("dbs").count();
-    assert_eq!(folders(), 3);
+    assert_eq!(folders(), 6, "each run's working folder, and each replaced file's");
     server.b2m(&["gc", "--keep", "2"]).ok();
     assert_eq!(folders(), 2);
 }
@@ -158,4 +158,25 @@ fn the_fleet_view_shows_each_server_and_flags_one_left_behind() {
     }
     let table = dev.b2m(&["fleet"]);
     assert!(table.stdout.contains("web-2") && table.stdout.contains("BEHIND 1"), "{}", table.stdout);
+}
+
+#[test]
+fn a_replaced_file_is_kept_in_a_working_folder_until_gc() {
+    let bucket = Bucket::new(Backend::Local);
+    let (dev, server) = published_pair(&bucket, 1);
+    server.insert_row("ipm-db-v1.db", "PRAGMA user_version = 7");
+    dev.insert("ipm-db-v1.db", "x");
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    server.b2m(&["download", "ipm-db", "--force"]).ok();
+    let kept: Vec<std::path::PathBuf> = std::fs::read_dir(server.path().join("changeset/dbs"))
+        .expect("dbs")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().ends_with("_replaced-ipm-db")))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(rows_of(&kept[0].join("ipm-db-v1.db")), vec!["row 0"], "the file from before the upgrade");
+    assert_eq!(server.files(), vec!["db.toml", "ipm-db-v2.db"]);
+    server.b2m(&["gc", "--keep", "1"]).ok();
+    server.b2m(&["gc", "--keep", "1"]).ok();
 }

@@ -119,13 +119,33 @@ pub fn install(ctx: &Context, id: &VersionId, key: &str, old: Option<&Entry>, sw
     let base = Base { version: id.version, sha256: id.sha256.clone(), content_sha256: content.clone(), local_content_sha256: content };
     ctx.state.set_base(&id.stem, &base)?;
     if let Some(old) = old {
-        let old_path = ctx.db_path(&old.file);
-        fsutil::remove_if_exists(&old_path)?;
-        for sidecar in fsutil::sidecars(&old_path) {
-            fsutil::remove_if_exists(&sidecar)?;
-        }
+        keep_replaced(ctx, &ctx.db_path(&old.file), &id.stem)?;
     }
     Ok(bytes)
+}
+
+/// Moves a replaced file (and its sidecars) out of the db folder into a working folder
+/// `changeset/dbs/<ns>_replaced-<stem>/`, where it stays until `b2m gc --keep N`: a snapshot from
+/// before the upgrade, to put back by hand if the new version misbehaves.
+fn keep_replaced(ctx: &Context, old: &std::path::Path, stem: &str) -> Result<()> {
+    if !old.exists() {
+        return Ok(());
+    }
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let dir = ctx.settings.changesets.join("dbs").join(format!("{stamp:019}_replaced-{stem}"));
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
+    let mut files = vec![old.to_path_buf()];
+    files.extend(fsutil::sidecars(old));
+    for file in files.into_iter().filter(|f| f.exists()) {
+        let to = dir.join(file.file_name().unwrap_or_default());
+        if std::fs::rename(&file, &to).is_err() {
+            // Another file system: copy, then remove.
+            std::fs::copy(&file, &to).map_err(|e| Error::io("cannot keep a copy of", &file, e))?;
+            fsutil::remove_if_exists(&file)?;
+        }
+    }
+    tracing::info!(dir = %dir.display(), "kept the replaced file");
+    Ok(())
 }
 
 /// Streams the object `id` names into a temp file in `dir`, checks it against its sha256 (the
