@@ -82,21 +82,11 @@ fn post(url: &str, event: &Event) -> Result<(), String> {
 }
 
 fn run(settings: &Settings, command: &str, event: &Event) -> Result<(), String> {
-    let words = crate::commands::server::split_words(command).map_err(|e| e.to_string())?;
-    let Some((program, args)) = words.split_first() else { return Err("it is empty".into()) };
+    use crate::commands::server::{Ended, run_bounded};
     let json = serde_json::to_vec(event).map_err(|e| e.to_string())?;
-    let handle =
-        duct::cmd(program, args).dir(&settings.root).stdin_bytes(json).stdout_to_stderr().unchecked().start().map_err(|e| e.to_string())?;
-    let started = std::time::Instant::now();
-    loop {
-        match handle.try_wait().map_err(|e| e.to_string())? {
-            Some(output) if output.status.success() => return Ok(()),
-            Some(output) => return Err(format!("it exited with {}", output.status)),
-            None if started.elapsed() > TIMEOUT => {
-                let _ = handle.kill();
-                return Err(format!("it did not finish within {} s", TIMEOUT.as_secs()));
-            }
-            None => std::thread::sleep(Duration::from_millis(20)),
-        }
+    match run_bounded(&settings.root, command, Some(json), TIMEOUT).map_err(|e| e.to_string())? {
+        Ended::Succeeded => Ok(()),
+        Ended::Failed(status) => Err(format!("it exited with {status}")),
+        Ended::TimedOut => Err(format!("it did not finish within {} s", TIMEOUT.as_secs())),
     }
 }

@@ -52,38 +52,55 @@ struct Ran {
     millis: u128,
 }
 
-/// Runs `command` in the project root within `timeout`; its output goes to stderr.
-pub fn run_command(ctx: &Context, what: &str, command: &str, timeout: Duration) -> Result<()> {
+/// How a bounded command ended.
+pub(crate) enum Ended {
+    /// It exited 0.
+    Succeeded,
+    /// It exited otherwise.
+    Failed(std::process::ExitStatus),
+    /// It ran past its time and was killed.
+    TimedOut,
+}
+
+/// Runs the command line `command` (split into words, no shell) in `dir`, its output on stderr
+/// and `stdin` (or nothing) on its stdin; kills it past `timeout`.
+pub(crate) fn run_bounded(dir: &std::path::Path, command: &str, stdin: Option<Vec<u8>>, timeout: Duration) -> Result<Ended> {
     let words = split_words(command)?;
-    let Some((program, args)) = words.split_first() else {
-        return Err(Error::config(format!("`server.{what}` is empty")));
+    let Some((program, args)) = words.split_first() else { return Err(Error::config(format!("the command `{command}` is empty"))) };
+    let expr = duct::cmd(program, args).dir(dir).stdout_to_stderr().unchecked();
+    let expr = match stdin {
+        Some(bytes) => expr.stdin_bytes(bytes),
+        None => expr.stdin_null(),
     };
-    let handle = duct::cmd(program, args)
-        .dir(&ctx.settings.root)
-        .stdout_to_stderr()
-        .stdin_null()
-        .unchecked()
-        .start()
-        .map_err(|e| Error::config_hint(format!("cannot run `server.{what}` (`{command}`): {e}"), "fix `[server]` in `b2m.toml`"))?;
+    let handle = expr.start().map_err(|e| Error::io("cannot run", std::path::PathBuf::from(program), e))?;
     let started = Instant::now();
     loop {
         match handle.try_wait().map_err(|e| Error::io("cannot wait for", std::path::PathBuf::from(program), e))? {
-            Some(output) if output.status.success() => return Ok(()),
-            Some(output) => {
-                return Err(Error::refused(
-                    format!("`server.{what}` (`{command}`) failed with {}", output.status),
-                    "see its output above, and fix `[server]` in `b2m.toml` or the server",
-                ));
-            }
+            Some(output) if output.status.success() => return Ok(Ended::Succeeded),
+            Some(output) => return Ok(Ended::Failed(output.status)),
             None if started.elapsed() > timeout => {
                 let _ = handle.kill();
-                return Err(Error::refused(
-                    format!("`server.{what}` (`{command}`) did not return within {} s; it was stopped", timeout.as_secs()),
-                    "a start must return (daemonise the server), or raise `server.timeout` in `b2m.toml`",
-                ));
+                return Ok(Ended::TimedOut);
             }
-            None => std::thread::sleep(Duration::from_millis(50)),
+            None => std::thread::sleep(Duration::from_millis(20)),
         }
+    }
+}
+
+/// Runs `server.<what>` (`command`) in the project root within `timeout`; its output goes to stderr.
+pub fn run_command(ctx: &Context, what: &str, command: &str, timeout: Duration) -> Result<()> {
+    let ended = run_bounded(&ctx.settings.root, command, None, timeout)
+        .map_err(|e| Error::config_hint(format!("cannot run `server.{what}` (`{command}`): {e}"), "fix `[server]` in `b2m.toml`"))?;
+    match ended {
+        Ended::Succeeded => Ok(()),
+        Ended::Failed(status) => Err(Error::refused(
+            format!("`server.{what}` (`{command}`) failed with {status}"),
+            "see its output above, and fix `[server]` in `b2m.toml` or the server",
+        )),
+        Ended::TimedOut => Err(Error::refused(
+            format!("`server.{what}` (`{command}`) did not return within {} s; it was stopped", timeout.as_secs()),
+            "a start must return (daemonise the server), or raise `server.timeout` in `b2m.toml`",
+        )),
     }
 }
 

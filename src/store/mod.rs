@@ -242,11 +242,7 @@ pub trait Store: Send + Sync {
     /// version's key). By default through this machine (download to a temp file, upload); stores
     /// that copy inside the bucket do so.
     fn copy(&self, from: &str, to: &str, sha256: &str) -> Result<(), StoreError> {
-        let failed = |e: std::io::Error| StoreError::LocalWrite { key: from.to_string(), source: e };
-        let mut tmp = tempfile::NamedTempFile::new().map_err(failed)?;
-        self.download(from, tmp.as_file_mut(), &ProgressBar::hidden())?;
-        tmp.as_file().sync_all().map_err(failed)?;
-        self.upload_file(to, tmp.path(), sha256, &ProgressBar::hidden())
+        copy_through_here(self, from, to, sha256)
     }
 
     /// Multipart uploads under `prefix` that were never completed nor aborted.
@@ -275,6 +271,15 @@ pub trait Store: Send + Sync {
     fn atomic_conditional_writes(&self) -> bool {
         false
     }
+}
+
+/// Copies an object through this machine: download to a temp file, upload.
+pub(crate) fn copy_through_here<S: Store + ?Sized>(store: &S, from: &str, to: &str, sha256: &str) -> Result<(), StoreError> {
+    let failed = |e: std::io::Error| StoreError::LocalWrite { key: from.to_string(), source: e };
+    let mut tmp = tempfile::NamedTempFile::new().map_err(failed)?;
+    store.download(from, tmp.as_file_mut(), &ProgressBar::hidden())?;
+    tmp.as_file().sync_all().map_err(failed)?;
+    store.upload_file(to, tmp.path(), sha256, &ProgressBar::hidden())
 }
 
 /// Opens the store a remote names.

@@ -738,10 +738,7 @@ impl Store for S3Store {
         // takes objects up to 5 GiB, larger ones go through this machine.
         let size = self.head(from)?.map_or(0, |info| info.size);
         if size > 5 << 30 {
-            let failed = |e: std::io::Error| StoreError::LocalWrite { key: from.to_string(), source: e };
-            let mut tmp = tempfile::NamedTempFile::new().map_err(failed)?;
-            self.download(from, tmp.as_file_mut(), &ProgressBar::hidden())?;
-            return self.upload_file(to, tmp.path(), sha256, &ProgressBar::hidden());
+            return super::copy_through_here(self, from, to, sha256);
         }
         let source = format!("{}/{}", self.bucket, self.full_key(from));
         self.runtime.block_on(async {
