@@ -26,7 +26,8 @@ use crate::manifest::Manifest;
 use crate::sqlite::db;
 use crate::sqlite::hash::{Hashes, hash_file};
 use crate::sqlite::state::{Base, Pending};
-use crate::store::PutOutcome;
+use crate::store::{PutOutcome, Upload};
+use sha2::{Digest, Sha256};
 
 /// Compare-and-swap attempts on the bucket's db.toml before giving up.
 const COMMIT_TRIES: usize = 20;
@@ -108,22 +109,33 @@ pub fn upload(ctx: &Context, arg: &str) -> Result<Published> {
     if crate::names::DbFileName::file_name(&stem, version) != local.file {
         swaps.check(&local_path)?;
     }
-    let phase = Instant::now();
-    let snapshot = snapshot_checked(ctx, &local_path)?;
-    tracing::info!(ms = phase.elapsed().as_millis() as u64, "snapshot, integrity check and hash");
-    let id = VersionId { stem: stem.clone(), version, sha256: snapshot.hashes.sha256.clone() };
-    let phase = Instant::now();
     // Run by a changeset's script: the version names the changeset (how a rerun after a crash
     // knows the work was published).
     let made_by = if ctx.settings.changeset.is_some() { "changeset" } else { "upload" };
-    let meta = put_version(ctx, &id, &snapshot, parent.clone(), made_by, ctx.settings.changeset.clone())?;
-    let uploaded_at = Instant::now();
-    tracing::info!(ms = phase.elapsed().as_millis() as u64, "object and metadata sent");
-    // The local file's content when the snapshot was taken: what the new base stands for here.
-    let local_content = match row.local_content {
-        Some(content) => content,
-        None => snapshot.hashes.content_sha256.clone(),
+    let about = About { parent: parent.clone(), made_by, changeset: ctx.settings.changeset.clone() };
+    let phase = Instant::now();
+    let live = match row.local_content.as_deref() {
+        Some(content) => send_live(ctx, &local_path, &VersionId { stem: stem.clone(), version, sha256: content.to_string() }, &about)?,
+        None => None,
     };
+    let (id, meta) = match live {
+        Some(sent) => {
+            tracing::info!(ms = phase.elapsed().as_millis() as u64, "integrity check, hash and upload of the live file, side by side");
+            sent
+        }
+        None => {
+            let snapshot = snapshot_checked(ctx, &local_path)?;
+            tracing::info!(ms = phase.elapsed().as_millis() as u64, "snapshot, integrity check and hash");
+            let id = VersionId { stem: stem.clone(), version, sha256: snapshot.hashes.sha256.clone() };
+            let phase = Instant::now();
+            let meta = put_version(ctx, &id, &snapshot, about.parent.clone(), made_by, about.changeset.clone())?;
+            tracing::info!(ms = phase.elapsed().as_millis() as u64, "object and metadata sent");
+            (id, meta)
+        }
+    };
+    let uploaded_at = Instant::now();
+    // The local file's content when it was sent: what the new base stands for here.
+    let local_content = row.local_content.unwrap_or_else(|| meta.content_sha256.clone());
     let pending = Pending {
         stem: stem.clone(),
         key: local.key.clone(),
@@ -208,6 +220,16 @@ pub fn snapshot_checked(ctx: &Context, path: &std::path::Path) -> Result<Snapsho
     Ok(Snapshot { path: snapshot, size, hashes, schema_hash })
 }
 
+/// What a version's metadata says of where it came from.
+pub struct About {
+    /// The version it replaces.
+    pub parent: Option<ParentRef>,
+    /// `upload`, `merge`, `changeset`…
+    pub made_by: &'static str,
+    /// The changeset that made it.
+    pub changeset: Option<String>,
+}
+
 /// Uploads the content-addressed object and, unless that version's metadata already exists (an
 /// earlier attempt with identical bytes: the same version), its metadata. Publishes nothing.
 pub fn put_version(
@@ -222,13 +244,28 @@ pub fn put_version(
     let bar = ctx.out.bytes_bar(snapshot.size, "upload");
     ctx.store.upload_file(&id.object_key(), &snapshot.path, &id.sha256, &bar)?;
     bar.finish_and_clear();
+    put_meta(ctx, id, snapshot.size, snapshot.schema_hash.clone(), parent, made_by, changeset)
+}
+
+/// Writes a version's metadata beside its object (created once: an existing one, from an earlier
+/// attempt with identical bytes, is the same version's and is kept). Its content hash is its
+/// sha256: every object b2m sends has a canonical header.
+fn put_meta(
+    ctx: &Context,
+    id: &VersionId,
+    size: u64,
+    schema_hash: Option<String>,
+    parent: Option<ParentRef>,
+    made_by: &str,
+    changeset: Option<String>,
+) -> Result<VersionMeta> {
     if let Some(existing) = remote::read_meta(ctx.store.as_ref(), id)? {
         return Ok(existing);
     }
     let meta = VersionMeta {
         sha256: id.sha256.clone(),
-        content_sha256: snapshot.hashes.content_sha256.clone(),
-        size: snapshot.size,
+        content_sha256: id.sha256.clone(),
+        size,
         version: id.version,
         parent,
         created_at: crate::now_rfc3339(),
@@ -236,11 +273,79 @@ pub fn put_version(
         made_by: made_by.to_string(),
         changeset,
         rollback_to: None,
-        schema_hash: snapshot.schema_hash.clone(),
+        schema_hash,
     };
     let body = serde_json::to_vec_pretty(&meta).map_err(|e| Error::config(format!("cannot encode metadata: {e}")))?;
     ctx.store.put(&id.meta_key(), &body, crate::store::Condition::None)?;
     Ok(meta)
+}
+
+/// Sends the live file itself, with no snapshot copy, when it can be held still ([`db::Held`]):
+/// the integrity check, the sha256 and the upload run side by side over the same bytes, and the
+/// object appears only once the check passed and the bytes sent hash to `id.sha256` (the content
+/// hash status found: sent with a canonical header, the bytes' sha256 is the content hash). A
+/// failed check is an error, and its object never appears. Returns `None`, leaving nothing
+/// behind, when the file cannot be held still or its bytes are not what status hashed: the caller
+/// then snapshots it.
+fn send_live(ctx: &Context, path: &std::path::Path, id: &VersionId, about: &About) -> Result<Option<(VersionId, VersionMeta)>> {
+    let Some(held) = db::Held::open(path)? else {
+        tracing::info!(path = %path.display(), "the live file cannot be held still: sending a snapshot");
+        return Ok(None);
+    };
+    let head = held.header;
+    let source = Upload { path, size: held.size, head: &head };
+    let interrupt = held.conn().get_interrupt_handle();
+    crate::failpoint("before-object-upload");
+    let bar = ctx.out.bytes_bar(source.size, "upload");
+    let (sent, checked, hashed) = std::thread::scope(|scope| {
+        let check = scope.spawn(move || {
+            let checked = held.check().map(|()| schema_hash_of(held.conn()));
+            (held, checked)
+        });
+        let hash = scope.spawn(|| {
+            let mut hasher = Sha256::new();
+            source.stream(|chunk| {
+                hasher.update(chunk);
+                Ok(())
+            })?;
+            Ok::<_, std::io::Error>(hex::encode(hasher.finalize()))
+        });
+        let (mut check, mut hash) = (Some(check), Some(hash));
+        // The transaction stays open until every byte was read: the held database is kept here.
+        let (mut kept, mut checked, mut hashed) = (None, None, None);
+        let mut settle = || {
+            if let Some((held, result)) = check.take().and_then(|h| h.join().ok()) {
+                kept = Some(held);
+                checked = Some(result);
+            }
+            hashed = hash.take().and_then(|h| h.join().ok());
+            matches!(checked, Some(Ok(_))) && matches!(&hashed, Some(Ok(sha)) if *sha == id.sha256)
+        };
+        let sent = ctx.store.upload(&id.object_key(), &source, &id.sha256, &bar, &mut settle);
+        if sent.is_err() {
+            interrupt.interrupt();
+        }
+        drop(kept);
+        (sent, checked, hashed)
+    });
+    bar.finish_and_clear();
+    let sent = sent?;
+    let schema_hash = match checked {
+        Some(Err(e)) => return Err(e),
+        Some(Ok(schema_hash)) => schema_hash,
+        None => return Err(Error::refused("the integrity check crashed", "run the command again")),
+    };
+    match hashed {
+        Some(Ok(sha)) if sha == id.sha256 && sent => {}
+        Some(Ok(sha)) => {
+            tracing::info!(expected = %id.sha256, sent = %sha, "the file changed after status hashed it: sending a snapshot");
+            return Ok(None);
+        }
+        Some(Err(e)) => return Err(Error::io("cannot read", path, e)),
+        None => return Err(Error::refused("hashing crashed", "run the command again")),
+    }
+    let meta = put_meta(ctx, id, source.size, schema_hash, about.parent.clone(), about.made_by, about.changeset.clone())?;
+    Ok(Some((id.clone(), meta)))
 }
 
 /// The journal entry of a version published from a working copy (a changeset's, a merge's): the
@@ -489,8 +594,12 @@ pub fn finish_pending(ctx: &Context) -> Result<()> {
 
 /// sha256 of the schema's SQL, in a stable order.
 pub fn schema_hash(path: &std::path::Path) -> Option<String> {
-    use sha2::{Digest, Sha256};
     let conn = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+    schema_hash_of(&conn)
+}
+
+/// [`schema_hash`] on an open connection.
+fn schema_hash_of(conn: &rusqlite::Connection) -> Option<String> {
     let mut stmt = conn.prepare("SELECT type, name, COALESCE(sql, '') FROM sqlite_master ORDER BY type, name").ok()?;
     let mut hasher = Sha256::new();
     let rows =

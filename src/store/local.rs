@@ -11,7 +11,7 @@ use fs2::FileExt;
 use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
 
-use super::{Condition, Object, ObjectInfo, PutOutcome, Store, StoreError};
+use super::{Condition, Object, ObjectInfo, PutOutcome, Store, StoreError, Upload};
 use crate::fsutil;
 
 /// Folder for temp files and the compare-and-swap lock, inside the bucket folder so renames stay
@@ -160,14 +160,27 @@ impl Store for LocalStore {
         self.place(key, tmp, &dest, condition)
     }
 
-    fn upload_file(&self, key: &str, path: &Path, _sha256: &str, progress: &ProgressBar) -> Result<(), StoreError> {
+    fn upload(
+        &self,
+        key: &str,
+        source: &Upload<'_>,
+        _sha256: &str,
+        progress: &ProgressBar,
+        settle: &mut dyn FnMut() -> bool,
+    ) -> Result<bool, StoreError> {
         let dest = self.path(key)?;
         let tmp = self.temp_with(key, |f| {
-            let mut src = BufReader::with_capacity(fsutil::BUF_SIZE, File::open(path)?);
-            io::copy(&mut src, &mut progress.wrap_write(f))?;
-            Ok(())
+            source.stream(|chunk| {
+                f.write_all(chunk)?;
+                progress.inc(chunk.len() as u64);
+                Ok(())
+            })
         })?;
-        self.place(key, tmp, &dest, Condition::None).map(|_| ())
+        // Dropping the temp file removes it: an abandoned upload leaves nothing.
+        if !settle() {
+            return Ok(false);
+        }
+        self.place(key, tmp, &dest, Condition::None).map(|_| true)
     }
 
     fn download(&self, key: &str, sink: &mut dyn Write, progress: &ProgressBar) -> Result<u64, StoreError> {

@@ -13,6 +13,7 @@ use indicatif::ProgressBar;
 pub use local::LocalStore;
 pub use s3::S3Store;
 
+
 use crate::error::{Error, Result};
 use crate::settings::Remote;
 
@@ -36,6 +37,52 @@ pub struct Object {
     pub body: Vec<u8>,
     /// Its ETag, for a later compare-and-swap.
     pub etag: Option<String>,
+}
+
+/// What an upload sends: the first `size` bytes of a file, read as they are sent, the start of
+/// them replaced by `head` (a live database's canonical header: see `sqlite::hash`).
+#[derive(Debug, Clone, Copy)]
+pub struct Upload<'a> {
+    /// The file.
+    pub path: &'a Path,
+    /// How many of its bytes.
+    pub size: u64,
+    /// What its first bytes are sent as (empty: as they are).
+    pub head: &'a [u8],
+}
+
+impl<'a> Upload<'a> {
+    /// A whole file, as it is.
+    pub fn file(path: &'a Path) -> std::io::Result<Self> {
+        Ok(Upload { path, size: std::fs::metadata(path)?.len(), head: &[] })
+    }
+
+    /// Fills `buf` with the bytes sent at `offset`.
+    pub fn read_at(&self, file: &std::fs::File, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        file.read_exact_at(buf, offset)?;
+        let head_len = self.head.len() as u64;
+        if offset < head_len {
+            let from = usize::try_from(offset).unwrap_or(usize::MAX);
+            let n = (self.head.len() - from).min(buf.len());
+            buf[..n].copy_from_slice(&self.head[from..from + n]);
+        }
+        Ok(())
+    }
+
+    /// Streams the bytes sent, in order and in constant memory, through `feed`.
+    pub fn stream(&self, mut feed: impl FnMut(&[u8]) -> std::io::Result<()>) -> std::io::Result<()> {
+        let file = std::fs::File::open(self.path)?;
+        let mut buf = vec![0u8; crate::fsutil::BUF_SIZE];
+        let mut offset = 0;
+        while offset < self.size {
+            let n = usize::try_from(self.size - offset).unwrap_or(usize::MAX).min(buf.len());
+            self.read_at(&file, offset, &mut buf[..n])?;
+            feed(&buf[..n])?;
+            offset += n as u64;
+        }
+        Ok(())
+    }
 }
 
 /// A precondition on a write.
@@ -213,8 +260,30 @@ pub trait Store: Send + Sync {
         self.put(key, body, condition)
     }
 
-    /// Uploads a file, streamed in constant memory; `sha256` goes into the object's metadata.
-    fn upload_file(&self, key: &str, path: &Path, sha256: &str, progress: &ProgressBar) -> Result<(), StoreError>;
+    /// Uploads `source`, streamed in constant memory, with `sha256` in the object's metadata.
+    /// `settle` is asked once every byte was read and sent, and before the object can appear
+    /// under `key` (a multipart upload's completion, a local file's rename; an upload of one
+    /// request asks before sending): when it answers false the upload is abandoned, nothing
+    /// appears under `key` and nothing is left behind, and this returns `Ok(false)`.
+    fn upload(
+        &self,
+        key: &str,
+        source: &Upload<'_>,
+        sha256: &str,
+        progress: &ProgressBar,
+        settle: &mut dyn FnMut() -> bool,
+    ) -> Result<bool, StoreError>;
+
+    /// Uploads a whole file as it is (see [`Store::upload`]).
+    fn upload_file(&self, key: &str, path: &Path, sha256: &str, progress: &ProgressBar) -> Result<(), StoreError> {
+        let source = Upload::file(path).map_err(|e| StoreError::Failed {
+            operation: "READ",
+            key: key.to_string(),
+            location: path.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        self.upload(key, &source, sha256, progress, &mut || true).map(drop)
+    }
 
     /// Streams an object into `sink`; returns the bytes written.
     fn download(&self, key: &str, sink: &mut dyn Write, progress: &ProgressBar) -> Result<u64, StoreError>;
@@ -271,6 +340,13 @@ pub trait Store: Send + Sync {
     fn atomic_conditional_writes(&self) -> bool {
         false
     }
+
+    /// The requests this store sent, counted where they leave (every attempt: a retry, a part of
+    /// a multipart upload, a page of a listing each count); `None` for a store that does not
+    /// count its own (the local folder: one call is one request).
+    fn requests_sent(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Copies an object through this machine: download to a temp file, upload.
@@ -307,9 +383,9 @@ pub fn open(remote: &Remote) -> Result<Box<dyn Store>> {
     ))
 }
 
-/// A store that counts the requests made through it (each call is at least one request; a
-/// listing's pages and a multipart upload's parts are counted as one call): `-v` and `--json`
-/// report it, and tests hold commands to their budgets (status: 2, a no-op preflight: 1).
+/// A store that counts the requests made through it: those the store counts where they are sent
+/// (S3: every HTTP attempt), else one per call. `-v` and `--json` report it, and tests hold
+/// commands to their budgets (status: 2, a no-op preflight: 1).
 pub struct Counted {
     inner: Box<dyn Store>,
     calls: std::sync::atomic::AtomicU64,
@@ -321,9 +397,9 @@ impl Counted {
         Counted { inner, calls: std::sync::atomic::AtomicU64::new(0) }
     }
 
-    /// Calls made so far.
+    /// Requests made so far.
     pub fn calls(&self) -> u64 {
-        self.calls.load(std::sync::atomic::Ordering::Relaxed)
+        self.inner.requests_sent().unwrap_or_else(|| self.calls.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     fn count(&self) {
@@ -351,9 +427,16 @@ impl Store for Counted {
         self.count();
         self.inner.put_within(key, body, condition, within)
     }
-    fn upload_file(&self, key: &str, path: &Path, sha256: &str, progress: &ProgressBar) -> Result<(), StoreError> {
+    fn upload(
+        &self,
+        key: &str,
+        source: &Upload<'_>,
+        sha256: &str,
+        progress: &ProgressBar,
+        settle: &mut dyn FnMut() -> bool,
+    ) -> Result<bool, StoreError> {
         self.count();
-        self.inner.upload_file(key, path, sha256, progress)
+        self.inner.upload(key, source, sha256, progress, settle)
     }
     fn download(&self, key: &str, sink: &mut dyn Write, progress: &ProgressBar) -> Result<u64, StoreError> {
         self.count();
@@ -397,5 +480,8 @@ impl Store for Counted {
     }
     fn atomic_conditional_writes(&self) -> bool {
         self.inner.atomic_conditional_writes()
+    }
+    fn requests_sent(&self) -> Option<u64> {
+        Some(self.calls())
     }
 }

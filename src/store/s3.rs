@@ -6,10 +6,14 @@
 //! unfinished uploads, retention). Blocking methods over a private tokio runtime.
 
 use std::io::Write;
-use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_s3::error::BoxError;
 use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, Length};
@@ -19,17 +23,18 @@ use aws_smithy_types::timeout::TimeoutConfig;
 use futures::{StreamExt, TryStreamExt};
 use indicatif::ProgressBar;
 
-use super::{Condition, Object, ObjectInfo, PutOutcome, Retention, Store, StoreError, Unfinished};
+use super::{Condition, Object, ObjectInfo, PutOutcome, Retention, Store, StoreError, Unfinished, Upload};
 use crate::settings::Remote;
 
-/// Files up to this size go in one PUT; larger ones in parts.
-const MULTIPART_THRESHOLD: u64 = 32 << 20;
-/// The smallest part we send (S3 allows 5 MiB; B2 recommends 100 MB for speed on big files).
-const MIN_PART_SIZE: u64 = 16 << 20;
+/// The part size: files up to it go in one PUT, larger ones in parts of it (S3 allows 5 MiB and
+/// up; `B2M_PART_SIZE_MIB` overrides it). Tuned by `bench/bench.py`: see docs/decisions.md.
+const PART_SIZE: u64 = 16 << 20;
 /// S3's limit on parts per upload, with room to spare.
 const MAX_PARTS: u64 = 9_000;
-/// Parts in flight at once.
-const PART_CONCURRENCY: usize = 4;
+/// Parts in flight at once (`B2M_PARTS_IN_FLIGHT` overrides it).
+const PARTS_IN_FLIGHT: usize = 4;
+/// Reads of a file being sent (the SDK's default is 4 KiB: a thread hand-off per page).
+const READ_BUFFER: usize = 1 << 20;
 /// Tries of a download that breaks off mid-stream, resumed with a Range request.
 const DOWNLOAD_TRIES: u32 = 4;
 /// Time to open a connection.
@@ -47,6 +52,47 @@ pub struct S3Store {
     prefix: String,
     endpoint: String,
     location: String,
+    tuning: Tuning,
+    /// Requests sent (every attempt), counted by [`CountRequests`].
+    sent: Arc<AtomicU64>,
+}
+
+/// Part size and parts in flight, for uploads and downloads.
+#[derive(Debug, Clone, Copy)]
+struct Tuning {
+    part_size: u64,
+    parts_in_flight: usize,
+}
+
+impl Tuning {
+    /// The defaults, or what `B2M_PART_SIZE_MIB` and `B2M_PARTS_IN_FLIGHT` say.
+    fn from_env() -> Self {
+        let number = |name: &str| std::env::var(name).ok().and_then(|v| v.trim().parse::<u64>().ok()).filter(|&n| n > 0);
+        Tuning {
+            part_size: number("B2M_PART_SIZE_MIB").map_or(PART_SIZE, |mib| mib.clamp(5, 5 << 10) << 20),
+            parts_in_flight: number("B2M_PARTS_IN_FLIGHT").map_or(PARTS_IN_FLIGHT, |n| usize::try_from(n.min(64)).unwrap_or(64)),
+        }
+    }
+}
+
+/// Counts every request the client sends, retries included, as it leaves.
+#[derive(Debug)]
+struct CountRequests(Arc<AtomicU64>);
+
+impl Intercept for CountRequests {
+    fn name(&self) -> &'static str {
+        "CountRequests"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
 }
 
 impl S3Store {
@@ -58,6 +104,7 @@ impl S3Store {
             StoreError::Failed { operation: "START", key: String::new(), location: location.clone(), detail: e.to_string() }
         })?;
         let region = remote.region.clone().unwrap_or_else(|| "us-east-1".into());
+        let sent = Arc::new(AtomicU64::new(0));
         let credentials = remote
             .credentials
             .as_ref()
@@ -86,13 +133,15 @@ impl S3Store {
                 }
             }
             let config = aws_sdk_s3::config::Builder::from(&shared)
+                .interceptor(CountRequests(sent.clone()))
                 .force_path_style(true)
                 .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
                 .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
                 .build();
             Ok(Client::from_conf(config))
         })?;
-        Ok(S3Store { client, runtime, bucket: bucket.to_string(), prefix: prefix.to_string(), endpoint, location })
+        let tuning = Tuning::from_env();
+        Ok(S3Store { client, runtime, bucket: bucket.to_string(), prefix: prefix.to_string(), endpoint, location, tuning, sent })
     }
 
     /// The key in the bucket: the remote's prefix, then `key`.
@@ -278,12 +327,46 @@ impl S3Store {
         }
     }
 
-    /// Uploads a large file in parts, sent concurrently. Any failure aborts the upload, so no
-    /// unfinished upload is left behind to be billed for; a completion whose answer was lost (the
-    /// SDK's retry then hears `NoSuchUpload`) is recognised by the object it made.
-    fn upload_parts(&self, key: &str, path: &Path, size: u64, sha256: &str, progress: &ProgressBar) -> Result<(), StoreError> {
+    /// The body of the bytes of `source` at `offset`: read from the file as it is sent, in large
+    /// reads; a stretch that holds the replaced head is read into memory first.
+    async fn body(&self, key: &str, source: &Upload<'_>, offset: u64, length: u64) -> Result<ByteStream, StoreError> {
+        let read_failed = |detail: String| StoreError::Failed {
+            operation: "READ",
+            key: key.to_string(),
+            location: source.path.display().to_string(),
+            detail,
+        };
+        if offset < source.head.len() as u64 {
+            let mut bytes = vec![0u8; usize::try_from(length).unwrap_or(usize::MAX)];
+            let file = std::fs::File::open(source.path).map_err(|e| read_failed(e.to_string()))?;
+            source.read_at(&file, offset, &mut bytes).map_err(|e| read_failed(e.to_string()))?;
+            return Ok(ByteStream::from(bytes));
+        }
+        ByteStream::read_from()
+            .path(source.path)
+            .offset(offset)
+            .length(Length::Exact(length))
+            .buffer_size(READ_BUFFER)
+            .build()
+            .await
+            .map_err(|e| read_failed(e.to_string()))
+    }
+
+    /// Uploads a large source in parts, `parts_in_flight` at a time. Any failure aborts the
+    /// upload, so no unfinished upload is left behind to be billed for, and so does `settle`
+    /// answering false before the completion; a completion whose answer was lost (the SDK's retry
+    /// then hears `NoSuchUpload`) is recognised by the object it made.
+    fn upload_parts(
+        &self,
+        key: &str,
+        source: &Upload<'_>,
+        sha256: &str,
+        progress: &ProgressBar,
+        settle: &mut dyn FnMut() -> bool,
+    ) -> Result<bool, StoreError> {
         let full = self.full_key(key);
-        let part_size = MIN_PART_SIZE.max(size.div_ceil(MAX_PARTS));
+        let size = source.size;
+        let part_size = self.tuning.part_size.max(size.div_ceil(MAX_PARTS));
         self.runtime.block_on(async {
             let created = self
                 .client
@@ -307,15 +390,7 @@ impl S3Store {
                 let length = part_size.min(size - offset);
                 let (full, upload_id) = (&full, &upload_id);
                 async move {
-                    let body =
-                        ByteStream::read_from().path(path).offset(offset).length(Length::Exact(length)).build().await.map_err(|e| {
-                            StoreError::Failed {
-                                operation: "READ",
-                                key: key.to_string(),
-                                location: path.display().to_string(),
-                                detail: e.to_string(),
-                            }
-                        })?;
+                    let body = self.body(key, source, offset, length).await?;
                     let number = i32::try_from(i + 1).unwrap_or(i32::MAX);
                     let done = self
                         .client
@@ -334,7 +409,7 @@ impl S3Store {
                 }
             });
             let result: Result<Vec<CompletedPart>, StoreError> =
-                futures::stream::iter(parts).buffer_unordered(PART_CONCURRENCY).try_collect().await;
+                futures::stream::iter(parts).buffer_unordered(self.tuning.parts_in_flight).try_collect().await;
             let mut completed = match result {
                 Ok(parts) => parts,
                 Err(e) => {
@@ -342,6 +417,10 @@ impl S3Store {
                     return Err(e);
                 }
             };
+            if !settle() {
+                self.abort_quietly(&full, &upload_id).await;
+                return Ok(false);
+            }
             completed.sort_by_key(|p| p.part_number());
             let finished = self
                 .client
@@ -352,7 +431,7 @@ impl S3Store {
                 .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
                 .send()
                 .await;
-            let Err(e) = finished else { return Ok(()) };
+            let Err(e) = finished else { return Ok(true) };
             let error = self.error("COMPLETE MULTIPART", key, e);
             let landed = self.landed(&full, size, sha256).await;
             // Whether or not the object landed, the upload must not stay open: after a completion
@@ -360,7 +439,7 @@ impl S3Store {
             self.abort_quietly(&full, &upload_id).await;
             if landed {
                 tracing::debug!(key, "the completion's answer was lost, but the object is ours: {error}");
-                Ok(())
+                Ok(true)
             } else {
                 Err(error)
             }
@@ -502,19 +581,23 @@ impl Store for S3Store {
         self.runtime.block_on(self.put_object(key, body, condition, Some(within)))
     }
 
-    fn upload_file(&self, key: &str, path: &Path, sha256: &str, progress: &ProgressBar) -> Result<(), StoreError> {
-        let read_failed = |e: &dyn std::error::Error| StoreError::Failed {
-            operation: "READ",
-            key: key.to_string(),
-            location: path.display().to_string(),
-            detail: e.to_string(),
-        };
-        let size = std::fs::metadata(path).map_err(|e| read_failed(&e))?.len();
-        if size > MULTIPART_THRESHOLD {
-            return self.upload_parts(key, path, size, sha256, progress);
+    fn upload(
+        &self,
+        key: &str,
+        source: &Upload<'_>,
+        sha256: &str,
+        progress: &ProgressBar,
+        settle: &mut dyn FnMut() -> bool,
+    ) -> Result<bool, StoreError> {
+        if source.size > self.tuning.part_size {
+            return self.upload_parts(key, source, sha256, progress, settle);
+        }
+        // One PUT: once it is sent the object is there, so settle first.
+        if !settle() {
+            return Ok(false);
         }
         self.runtime.block_on(async {
-            let body = ByteStream::from_path(path).await.map_err(|e| read_failed(&e))?;
+            let body = self.body(key, source, 0, source.size).await?;
             self.client
                 .put_object()
                 .bucket(&self.bucket)
@@ -524,8 +607,8 @@ impl Store for S3Store {
                 .send()
                 .await
                 .map_err(|e| self.error("PUT", key, e))?;
-            progress.inc(size);
-            Ok(())
+            progress.inc(source.size);
+            Ok(true)
         })
     }
 
@@ -752,6 +835,10 @@ impl Store for S3Store {
                 .map_err(|e| self.error("COPY", from, e))?;
             Ok(())
         })
+    }
+
+    fn requests_sent(&self) -> Option<u64> {
+        Some(self.sent.load(Ordering::Relaxed))
     }
 
     fn check_bucket(&self) -> Result<(), StoreError> {
