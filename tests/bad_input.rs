@@ -85,6 +85,21 @@ fn a_non_sqlite_or_truncated_file_is_refused_before_anything_is_sent() {
     assert!(bucket.keys().is_empty(), "nothing sent: {:?}", bucket.keys());
 }
 
+both_backends!(a_damaged_database_sent_beside_its_integrity_check_never_appears, |backend| {
+    // Bigger than a part: the upload goes on beside the check, and is abandoned when it fails.
+    let bucket = Bucket::new(backend);
+    let dev = Project::new(&bucket);
+    dev.create_big_db("ipmdb", "ipm-db-v1.db", 24 * 256);
+    let mut bytes = std::fs::read(dev.db("ipm-db-v1.db")).expect("read");
+    let middle = bytes.len() / 2 / 4096 * 4096;
+    for b in &mut bytes[middle..middle + 600] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(dev.db("ipm-db-v1.db"), &bytes).expect("damage");
+    dev.b2m(&["upload", "ipm-db"]).fails(1, "is not a usable SQLite database");
+    assert!(bucket.keys().is_empty(), "nothing appeared, not even an orphan: {:?}", bucket.keys());
+});
+
 #[test]
 fn an_unreachable_endpoint_is_named() {
     // A port nothing listens on.

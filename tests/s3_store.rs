@@ -293,6 +293,35 @@ fn multipart_upload_completes_with_sha256_metadata_and_leaves_no_upload() {
 }
 
 #[test]
+fn an_upload_settle_refuses_is_abandoned_and_leaves_nothing() {
+    // The integrity check runs beside the upload: until it answers, nothing may appear.
+    let moto = MotoServer::start();
+    let store = open(&moto.endpoint);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (path, sha256, size) = big_file(dir.path());
+    let small = dir.path().join("small.db");
+    std::fs::write(&small, bytes(1 << 20, 9)).expect("write");
+    for (path, key, in_parts) in [(&path, "dbs/big/big-v1.x.db", true), (&small, "dbs/small/small-v1.x.db", false)] {
+        let mut asked_after = None;
+        let progress = ProgressBar::hidden();
+        let appeared = store
+            .upload(key, path, &sha256, &progress, &mut || {
+                asked_after = Some(progress.position());
+                false
+            })
+            .expect("upload");
+        assert!(!appeared, "the upload was abandoned");
+        assert!(store.head(key).expect("head").is_none(), "no object under `{key}`");
+        assert_eq!(uploads(&moto), Vec::<String>::new(), "no unfinished upload");
+        if in_parts {
+            assert_eq!(asked_after, Some(size), "a multipart upload settles once every part was sent");
+        } else {
+            assert_eq!(asked_after, Some(0), "a one-request upload settles before it sends");
+        }
+    }
+}
+
+#[test]
 fn multipart_completion_whose_answers_were_all_lost_counts_as_done() {
     // moto completes idempotently (as AWS does), so a single lost answer is healed by the SDK's
     // retry; losing every try's answer leaves the store to find out by a HEAD.
@@ -385,6 +414,53 @@ fn cut_download(upstream: &str, replace: bool) -> (Vec<u8>, Result<u64, StoreErr
     let mut sink = Vec::new();
     let result = store.download(key, &mut sink, &ProgressBar::hidden());
     (original, result, sink, proxy.pending() == 0)
+}
+
+/// A 20 MiB object (three stretches of a download), written directly; the download goes through a
+/// proxy that cuts one of the GETs after the first, mid-stretch.
+fn cut_later_stretch(upstream: &str, replace: bool) -> (Vec<u8>, Result<u64, StoreError>, Vec<u8>, bool) {
+    let key = "dbs/ipm-db/ipm-db-v2.abc.db";
+    let direct = open(upstream);
+    let original = bytes(20 << 20, 3);
+    direct.put(key, &original, Condition::None).expect("put");
+    let replacement = bytes(20 << 20, 4);
+    let writer = open(upstream);
+    let proxy = Proxy::start(upstream);
+    proxy.pass_next("GET", key, "");
+    proxy.cut_answer_of_next_then("GET", key, "", 3 << 20, move || {
+        if replace {
+            writer.put(key, &replacement, Condition::None).expect("replace the object");
+        }
+    });
+    let store = open(&proxy.endpoint);
+    let mut sink = Vec::new();
+    let result = store.download(key, &mut sink, &ProgressBar::hidden());
+    let gets = proxy.requests().iter().filter(|r| r.method == "GET").count();
+    assert!(gets >= 4, "the object came in stretches, one resumed ({gets} GETs)");
+    (original, result, sink, proxy.pending() == 0)
+}
+
+#[test]
+fn download_in_stretches_resumes_a_broken_one_from_the_same_object() {
+    let (s3s, moto) = (S3Server::start(), MotoServer::start());
+    for upstream in [&s3s.endpoint, &moto.endpoint] {
+        let (original, result, sink, fired) = cut_later_stretch(upstream, false);
+        assert!(fired, "the proxy cut a stretch");
+        assert_eq!(result.expect("the download resumed"), original.len() as u64);
+        assert!(sink == original, "the download is the object, byte for byte, in order");
+    }
+}
+
+#[test]
+fn download_in_stretches_refuses_an_object_replaced_between_them() {
+    // s3s-fs ignores If-Match on GET (the ETag gives the change away); moto answers 412.
+    let (s3s, moto) = (S3Server::start(), MotoServer::start());
+    for upstream in [&s3s.endpoint, &moto.endpoint] {
+        let (_, result, _, fired) = cut_later_stretch(upstream, true);
+        assert!(fired, "the proxy cut a stretch");
+        let err = result.expect_err("stretches of two objects are not spliced");
+        assert!(err.to_string().contains("the object changed while it was downloaded; run the command again"), "{err}");
+    }
 }
 
 #[test]

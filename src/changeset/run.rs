@@ -285,13 +285,12 @@ fn run_sql(ctx: &Context, script: &Script, targets: &[(String, String)], log: &P
     logger.line(&format!("ran {statements} statement(s) in one transaction"));
     let mut to_commit = Vec::new();
     for (((stem, copy), parent), schema_before) in working.iter().zip(&parents).zip(before) {
-        let snapshot = publish::snapshot_checked(ctx, copy)?;
-        if snapshot.schema_hash != schema_before {
+        let parent_ref = ParentRef { version: parent.version, sha256: parent.sha256.clone() };
+        let about = publish::About { parent: Some(parent_ref.clone()), made_by: "changeset", changeset: Some(script.name.clone()) };
+        let (_, meta) = publish::send_version(ctx, copy, stem, parent.version + 1, &about)?;
+        if meta.schema_hash != schema_before {
             logger.line(&format!("{stem}: the schema changed"));
         }
-        let id = VersionId { stem: stem.clone(), version: parent.version + 1, sha256: snapshot.hashes.sha256.clone() };
-        let parent_ref = ParentRef { version: parent.version, sha256: parent.sha256.clone() };
-        let meta = publish::put_version(ctx, &id, &snapshot, Some(parent_ref.clone()), "changeset", Some(script.name.clone()))?;
         let key = targets.iter().find(|(s, _)| s == stem).map(|(_, k)| k.clone()).unwrap_or_default();
         let pending = publish::pending_from_working_copy(stem, &key, &meta);
         to_commit.push(ToCommit { pending, parent: Some(parent_ref) });

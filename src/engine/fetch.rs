@@ -4,7 +4,7 @@
 //! names the new one, and not while another process holds it open; a failed download leaves it
 //! untouched.
 
-use std::io::{BufWriter, Read};
+use std::io::Read;
 
 use serde::Serialize;
 
@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::manifest::Entry;
 use crate::sqlite::db;
-use crate::sqlite::hash::{HashingWriter, content_hash_file, is_canonical};
+use crate::sqlite::hash::{Trailing, content_hash_file, is_canonical};
 use crate::sqlite::state::Base;
 
 /// What a download did.
@@ -160,11 +160,22 @@ pub fn download_verified(ctx: &Context, id: &VersionId, dir: &std::path::Path) -
         .map_err(|e| Error::io("cannot create a temp file in", dir, e))?;
     let object_key = id.object_key();
     let bar = ctx.out.bytes_bar(0, "download");
-    let mut sink = HashingWriter::new(BufWriter::with_capacity(fsutil::BUF_SIZE, tmp.as_file()));
-    let bytes = ctx.store.download(&object_key, &mut sink, &bar)?;
-    let (writer, sha256) = sink.finish();
-    writer.into_inner().map_err(|e| Error::io("cannot write", tmp.path(), e.into_error()))?;
+    let phase = std::time::Instant::now();
+    // Stretches land where they belong, several at once; the hash follows them in order.
+    let file = tmp.as_file();
+    let follow = file.try_clone().map_err(|e| Error::io("cannot read", tmp.path(), e))?;
+    let trailing = Trailing::new(follow);
+    let received = ctx.store.download_to(&object_key, file, &|offset, len| trailing.landed(offset, len), &bar);
     bar.finish_and_clear();
+    let bytes = match received {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            trailing.abandon();
+            return Err(e.into());
+        }
+    };
+    let sha256 = trailing.finish(bytes).map_err(|e| Error::io("cannot read", tmp.path(), e))?;
+    tracing::info!(ms = phase.elapsed().as_millis() as u64, bytes, "received, hashed and written");
     if sha256 != id.sha256 {
         ctx.state.mark_bad_object(&object_key, &id.sha256, &sha256)?;
         return Err(Error::refused(
@@ -175,18 +186,23 @@ pub fn download_verified(ctx: &Context, id: &VersionId, dir: &std::path::Path) -
             "the object is damaged: restore it from a backup or publish a new version; local files were left as they were",
         ));
     }
-    tmp.as_file().sync_all().map_err(|e| Error::io("cannot sync", tmp.path(), e))?;
+    // Made durable and checked side by side: the quick check reads the file once, from memory.
     // An object b2m published has a canonical header: its sha256 is its content hash. Any other
-    // is hashed for content beside the quick check, which reads the file anyway.
+    // is hashed for content beside them.
+    let phase = std::time::Instant::now();
     let spinner = ctx.out.spinner("check");
-    let (checked, content) = std::thread::scope(|scope| {
+    let (synced, checked, content) = std::thread::scope(|scope| {
+        let sync = scope.spawn(|| tmp.as_file().sync_all());
         let check = scope.spawn(|| db::verify(tmp.path(), true));
         let mut header = [0u8; crate::sqlite::hash::HEADER];
         let canonical = std::fs::File::open(tmp.path()).and_then(|mut f| f.read_exact(&mut header)).is_ok() && is_canonical(&header);
         let content = if canonical { Ok(sha256.clone()) } else { content_hash_file(tmp.path(), &indicatif::ProgressBar::hidden()) };
-        (check.join().unwrap_or_else(|_| Err(Error::refused("the quick check crashed", "run the command again"))), content)
+        let synced = sync.join().unwrap_or_else(|_| Err(std::io::Error::other("fsync crashed")));
+        (synced, check.join().unwrap_or_else(|_| Err(Error::refused("the quick check crashed", "run the command again"))), content)
     });
     spinner.finish_and_clear();
+    tracing::info!(ms = phase.elapsed().as_millis() as u64, "fsync and quick check");
+    synced.map_err(|e| Error::io("cannot sync", tmp.path(), e))?;
     checked?;
     ctx.state.clear_bad_object(&object_key)?;
     Ok((tmp, bytes, content?))

@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::remote::{self, ParentRef, VersionId};
+use super::remote::{self, ParentRef};
 use super::status::{self, Status};
 use super::swap::Swaps;
 use super::{Context, fetch, publish};
@@ -113,10 +113,9 @@ pub fn merge(ctx: &Context, arg: &str) -> Result<Merged> {
             "replayed {} statement(s) with the server running, then {} more with it stopped",
             first.statements, tail.statements
         ));
-        let snapshot = publish::snapshot_checked(ctx, &working)?;
-        let id = VersionId { stem: stem.clone(), version, sha256: snapshot.hashes.sha256.clone() };
         let parent = ParentRef { version: onto.version, sha256: onto.sha256.clone() };
-        let meta = publish::put_version(ctx, &id, &snapshot, Some(parent.clone()), "merge", None)?;
+        let about = publish::About { parent: Some(parent.clone()), made_by: "merge", changeset: None };
+        let (id, meta) = publish::send_version(ctx, &working, &stem, version, &about)?;
         let pending = publish::pending_from_working_copy(&stem, &local.key, &meta);
         let to_commit = publish::ToCommit { pending, parent: Some(parent) };
         let guarded = publish::Guarded { leases: &leases, db_leases: vec![db_lease], protocol };

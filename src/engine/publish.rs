@@ -12,7 +12,6 @@ use std::os::unix::fs::MetadataExt;
 use std::time::Instant;
 
 use serde::Serialize;
-use tempfile::TempPath;
 
 use super::Context;
 use super::remote::{self, ParentRef, RemoteManifest, VersionId, VersionMeta};
@@ -24,9 +23,9 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::manifest::Manifest;
 use crate::sqlite::db;
-use crate::sqlite::hash::{Hashes, hash_file};
+use crate::sqlite::hash::sha256_file;
 use crate::sqlite::state::{Base, Pending};
-use crate::store::{PutOutcome, Upload};
+use crate::store::PutOutcome;
 use sha2::{Digest, Sha256};
 
 /// Compare-and-swap attempts on the bucket's db.toml before giving up.
@@ -114,25 +113,8 @@ pub fn upload(ctx: &Context, arg: &str) -> Result<Published> {
     let made_by = if ctx.settings.changeset.is_some() { "changeset" } else { "upload" };
     let about = About { parent: parent.clone(), made_by, changeset: ctx.settings.changeset.clone() };
     let phase = Instant::now();
-    let live = match row.local_content.as_deref() {
-        Some(content) => send_live(ctx, &local_path, &VersionId { stem: stem.clone(), version, sha256: content.to_string() }, &about)?,
-        None => None,
-    };
-    let (id, meta) = match live {
-        Some(sent) => {
-            tracing::info!(ms = phase.elapsed().as_millis() as u64, "integrity check, hash and upload of the live file, side by side");
-            sent
-        }
-        None => {
-            let snapshot = snapshot_checked(ctx, &local_path)?;
-            tracing::info!(ms = phase.elapsed().as_millis() as u64, "snapshot, integrity check and hash");
-            let id = VersionId { stem: stem.clone(), version, sha256: snapshot.hashes.sha256.clone() };
-            let phase = Instant::now();
-            let meta = put_version(ctx, &id, &snapshot, about.parent.clone(), made_by, about.changeset.clone())?;
-            tracing::info!(ms = phase.elapsed().as_millis() as u64, "object and metadata sent");
-            (id, meta)
-        }
-    };
+    let (id, meta) = send_version(ctx, &local_path, &stem, version, &about)?;
+    tracing::info!(ms = phase.elapsed().as_millis() as u64, "snapshot, hash, and upload beside the integrity check");
     let uploaded_at = Instant::now();
     // The local file's content when it was sent: what the new base stands for here.
     let local_content = row.local_content.unwrap_or_else(|| meta.content_sha256.clone());
@@ -175,51 +157,6 @@ pub fn upload(ctx: &Context, arg: &str) -> Result<Published> {
     })
 }
 
-/// A consistent snapshot of a local database that passed `PRAGMA integrity_check`, hashed.
-pub struct Snapshot {
-    /// The snapshot file (removed when dropped).
-    pub path: TempPath,
-    /// Its size.
-    pub size: u64,
-    /// Its byte and content hashes.
-    pub hashes: Hashes,
-    /// sha256 of its schema.
-    pub schema_hash: Option<String>,
-}
-
-/// Snapshots `path` through the online backup API (committed WAL frames included), then runs the
-/// integrity check and the hash side by side. Nothing is sent before the check passes.
-pub fn snapshot_checked(ctx: &Context, path: &std::path::Path) -> Result<Snapshot> {
-    std::fs::create_dir_all(ctx.tmp_dir()).map_err(|e| Error::io("cannot create", ctx.tmp_dir(), e))?;
-    let snapshot = tempfile::Builder::new()
-        .prefix(".b2m-snapshot-")
-        .suffix(".db")
-        .tempfile_in(ctx.tmp_dir())
-        .map_err(|e| Error::io("cannot create a snapshot in", ctx.tmp_dir(), e))?
-        .into_temp_path();
-    let bar = ctx.out.pages_bar("snapshot");
-    db::snapshot(path, &snapshot, &bar)?;
-    bar.finish_and_clear();
-    // Published objects carry a canonical header: their sha256 is then their content hash.
-    db::canonicalize_header(&snapshot)?;
-    let size = std::fs::metadata(&snapshot).map_err(|e| Error::io("cannot read", &snapshot, e))?.len();
-    let bar = ctx.out.bytes_bar(size, "check+hash");
-    let (checked, hashed) = std::thread::scope(|scope| {
-        let check = scope.spawn(|| db::verify(&snapshot, false));
-        let hashed = hash_file(&snapshot, &bar);
-        let checked = check.join().unwrap_or_else(|_| Err(Error::refused("the integrity check crashed", "run the command again")));
-        (checked, hashed)
-    });
-    bar.finish_and_clear();
-    checked.map_err(|e| match e {
-        Error::BadDatabase { reason, .. } => Error::BadDatabase { path: path.to_path_buf(), reason },
-        other => other,
-    })?;
-    let (hashes, _) = hashed?;
-    let schema_hash = schema_hash(&snapshot);
-    Ok(Snapshot { path: snapshot, size, hashes, schema_hash })
-}
-
 /// What a version's metadata says of where it came from.
 pub struct About {
     /// The version it replaces.
@@ -230,35 +167,67 @@ pub struct About {
     pub changeset: Option<String>,
 }
 
-/// Uploads the content-addressed object and, unless that version's metadata already exists (an
-/// earlier attempt with identical bytes: the same version), its metadata. Publishes nothing.
-pub fn put_version(
-    ctx: &Context,
-    id: &VersionId,
-    snapshot: &Snapshot,
-    parent: Option<ParentRef>,
-    made_by: &str,
-    changeset: Option<String>,
-) -> Result<VersionMeta> {
-    crate::failpoint("before-object-upload");
-    let bar = ctx.out.bytes_bar(snapshot.size, "upload");
-    ctx.store.upload_file(&id.object_key(), &snapshot.path, &id.sha256, &bar)?;
+/// Steps 3 and 4 of a publish: snapshots `path` through the online backup API (committed WAL
+/// frames included) with a canonical header, hashes the snapshot (its sha256 names the object)
+/// and uploads it, while `PRAGMA integrity_check` runs beside the hash and the upload. The object
+/// appears only once the check passed — a multipart upload is completed, a local file renamed,
+/// a one-request upload sent — so a damaged database leaves nothing behind, not even an orphan.
+/// Then the version's metadata. Publishes nothing.
+pub fn send_version(ctx: &Context, path: &std::path::Path, stem: &str, version: u64, about: &About) -> Result<(VersionId, VersionMeta)> {
+    std::fs::create_dir_all(ctx.tmp_dir()).map_err(|e| Error::io("cannot create", ctx.tmp_dir(), e))?;
+    let snapshot = tempfile::Builder::new()
+        .prefix(".b2m-snapshot-")
+        .suffix(".db")
+        .tempfile_in(ctx.tmp_dir())
+        .map_err(|e| Error::io("cannot create a snapshot in", ctx.tmp_dir(), e))?
+        .into_temp_path();
+    let phase = Instant::now();
+    let bar = ctx.out.pages_bar("snapshot");
+    db::snapshot(path, &snapshot, &bar)?;
     bar.finish_and_clear();
-    put_meta(ctx, id, snapshot.size, snapshot.schema_hash.clone(), parent, made_by, changeset)
+    // Published objects carry a canonical header: their sha256 is then their content hash.
+    db::canonicalize_header(&snapshot)?;
+    tracing::info!(ms = phase.elapsed().as_millis() as u64, "snapshot");
+    let mut checked = None;
+    let sent = std::thread::scope(|scope| {
+        let check = scope.spawn(|| db::verify(&snapshot, false).map(|()| schema_hash(&snapshot)));
+        let mut check = Some(check);
+        let mut settle = || {
+            checked = check
+                .take()
+                .map(|h| h.join().unwrap_or_else(|_| Err(Error::refused("the integrity check crashed", "run the command again"))));
+            matches!(checked, Some(Ok(_)))
+        };
+        let phase = Instant::now();
+        let bar = ctx.out.bytes_bar(0, "hash");
+        let (sha256, size) = sha256_file(&snapshot, &bar)?;
+        bar.finish_and_clear();
+        tracing::info!(ms = phase.elapsed().as_millis() as u64, "hash");
+        let id = VersionId { stem: stem.to_string(), version, sha256 };
+        crate::failpoint("before-object-upload");
+        let bar = ctx.out.bytes_bar(size, "upload");
+        let appeared = ctx.store.upload(&id.object_key(), &snapshot, &id.sha256, &bar, &mut settle)?;
+        bar.finish_and_clear();
+        Ok::<_, Error>((id, size, appeared))
+    });
+    let schema_hash = match checked {
+        Some(Err(Error::BadDatabase { reason, .. })) => return Err(Error::BadDatabase { path: path.to_path_buf(), reason }),
+        Some(Err(e)) => return Err(e),
+        Some(Ok(schema_hash)) => schema_hash,
+        None => None,
+    };
+    let (id, size, appeared) = sent?;
+    if !appeared {
+        return Err(Error::refused("the integrity check did not finish", "run the command again"));
+    }
+    let meta = put_meta(ctx, &id, size, schema_hash, about)?;
+    Ok((id, meta))
 }
 
 /// Writes a version's metadata beside its object (created once: an existing one, from an earlier
 /// attempt with identical bytes, is the same version's and is kept). Its content hash is its
 /// sha256: every object b2m sends has a canonical header.
-fn put_meta(
-    ctx: &Context,
-    id: &VersionId,
-    size: u64,
-    schema_hash: Option<String>,
-    parent: Option<ParentRef>,
-    made_by: &str,
-    changeset: Option<String>,
-) -> Result<VersionMeta> {
+fn put_meta(ctx: &Context, id: &VersionId, size: u64, schema_hash: Option<String>, about: &About) -> Result<VersionMeta> {
     if let Some(existing) = remote::read_meta(ctx.store.as_ref(), id)? {
         return Ok(existing);
     }
@@ -267,85 +236,17 @@ fn put_meta(
         content_sha256: id.sha256.clone(),
         size,
         version: id.version,
-        parent,
+        parent: about.parent.clone(),
         created_at: crate::now_rfc3339(),
         created_by: crate::user_at_host(),
-        made_by: made_by.to_string(),
-        changeset,
+        made_by: about.made_by.to_string(),
+        changeset: about.changeset.clone(),
         rollback_to: None,
         schema_hash,
     };
     let body = serde_json::to_vec_pretty(&meta).map_err(|e| Error::config(format!("cannot encode metadata: {e}")))?;
     ctx.store.put(&id.meta_key(), &body, crate::store::Condition::None)?;
     Ok(meta)
-}
-
-/// Sends the live file itself, with no snapshot copy, when it can be held still ([`db::Held`]):
-/// the integrity check, the sha256 and the upload run side by side over the same bytes, and the
-/// object appears only once the check passed and the bytes sent hash to `id.sha256` (the content
-/// hash status found: sent with a canonical header, the bytes' sha256 is the content hash). A
-/// failed check is an error, and its object never appears. Returns `None`, leaving nothing
-/// behind, when the file cannot be held still or its bytes are not what status hashed: the caller
-/// then snapshots it.
-fn send_live(ctx: &Context, path: &std::path::Path, id: &VersionId, about: &About) -> Result<Option<(VersionId, VersionMeta)>> {
-    let Some(held) = db::Held::open(path)? else {
-        tracing::info!(path = %path.display(), "the live file cannot be held still: sending a snapshot");
-        return Ok(None);
-    };
-    let head = held.header;
-    let source = Upload { path, size: held.size, head: &head };
-    let interrupt = held.conn().get_interrupt_handle();
-    crate::failpoint("before-object-upload");
-    let bar = ctx.out.bytes_bar(source.size, "upload");
-    let (sent, checked, hashed) = std::thread::scope(|scope| {
-        let check = scope.spawn(move || {
-            let checked = held.check().map(|()| schema_hash_of(held.conn()));
-            (held, checked)
-        });
-        let hash = scope.spawn(|| {
-            let mut hasher = Sha256::new();
-            source.stream(|chunk| {
-                hasher.update(chunk);
-                Ok(())
-            })?;
-            Ok::<_, std::io::Error>(hex::encode(hasher.finalize()))
-        });
-        let (mut check, mut hash) = (Some(check), Some(hash));
-        // The transaction stays open until every byte was read: the held database is kept here.
-        let (mut kept, mut checked, mut hashed) = (None, None, None);
-        let mut settle = || {
-            if let Some((held, result)) = check.take().and_then(|h| h.join().ok()) {
-                kept = Some(held);
-                checked = Some(result);
-            }
-            hashed = hash.take().and_then(|h| h.join().ok());
-            matches!(checked, Some(Ok(_))) && matches!(&hashed, Some(Ok(sha)) if *sha == id.sha256)
-        };
-        let sent = ctx.store.upload(&id.object_key(), &source, &id.sha256, &bar, &mut settle);
-        if sent.is_err() {
-            interrupt.interrupt();
-        }
-        drop(kept);
-        (sent, checked, hashed)
-    });
-    bar.finish_and_clear();
-    let sent = sent?;
-    let schema_hash = match checked {
-        Some(Err(e)) => return Err(e),
-        Some(Ok(schema_hash)) => schema_hash,
-        None => return Err(Error::refused("the integrity check crashed", "run the command again")),
-    };
-    match hashed {
-        Some(Ok(sha)) if sha == id.sha256 && sent => {}
-        Some(Ok(sha)) => {
-            tracing::info!(expected = %id.sha256, sent = %sha, "the file changed after status hashed it: sending a snapshot");
-            return Ok(None);
-        }
-        Some(Err(e)) => return Err(Error::io("cannot read", path, e)),
-        None => return Err(Error::refused("hashing crashed", "run the command again")),
-    }
-    let meta = put_meta(ctx, id, source.size, schema_hash, about.parent.clone(), about.made_by, about.changeset.clone())?;
-    Ok(Some((id.clone(), meta)))
 }
 
 /// The journal entry of a version published from a working copy (a changeset's, a merge's): the

@@ -108,16 +108,11 @@ pub fn canonicalize_header(path: &Path) -> Result<()> {
     file.sync_all().map_err(|e| Error::io("cannot sync", path, e))
 }
 
-/// Runs `PRAGMA integrity_check` (or `quick_check`) and refuses a database that fails it.
+/// Runs `PRAGMA integrity_check` (or `quick_check`) and refuses a database that fails it. Pages
+/// are read, not memory-mapped: a map would count the whole file in this process's memory.
 pub fn verify(path: &Path, quick: bool) -> Result<()> {
     check_header(path)?;
     let conn = open(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    check_with(&conn, path, quick)
-}
-
-/// The check, on an open connection (inside its transaction, if it has one). Pages are read, not
-/// memory-mapped: a map would count the whole file in this process's memory.
-fn check_with(conn: &Connection, path: &Path, quick: bool) -> Result<()> {
     let pragma = if quick { "PRAGMA quick_check(1)" } else { "PRAGMA integrity_check(1)" };
     let result: String = conn.query_row(pragma, [], |row| row.get(0)).map_err(|e| match e {
         rusqlite::Error::SqliteFailure(f, msg) => bad(path, msg.unwrap_or_else(|| f.to_string())),
@@ -127,76 +122,6 @@ fn check_with(conn: &Connection, path: &Path, quick: bool) -> Result<()> {
         return Err(bad(path, format!("integrity check failed: {result}")));
     }
     Ok(())
-}
-
-/// A live database held still: a read transaction keeps every writer's commit and every
-/// checkpoint off the file's bytes (a writer in WAL mode appends to the `-wal` meanwhile; in
-/// rollback-journal mode it waits), and those bytes hold all the content the transaction reads.
-/// An upload can then send the file itself, with no snapshot copy.
-pub struct Held {
-    conn: Connection,
-    path: std::path::PathBuf,
-    /// The file's size: every byte of it is a page.
-    pub size: u64,
-    /// Its header with the volatile fields set to their canonical values (`sqlite::hash`).
-    pub header: [u8; crate::sqlite::hash::HEADER],
-}
-
-impl Held {
-    /// Holds `path` still, or answers `None` when its bytes cannot stand for its content now:
-    /// committed frames still only in the `-wal`, a writer busy, a size that is not whole pages, or
-    /// a database in rollback-journal mode that another process has open (holding it would stall
-    /// that process's writes for the whole upload).
-    pub fn open(path: &Path) -> Result<Option<Held>> {
-        check_header(path)?;
-        let mut header = [0u8; crate::sqlite::hash::HEADER];
-        File::open(path).and_then(|mut f| f.read_exact(&mut header)).map_err(|e| Error::io("cannot read", path, e))?;
-        let wal_mode = header[18] == 2 && header[19] == 2;
-        if !wal_mode && fsutil::open_by_others(path).is_some() {
-            return Ok(None);
-        }
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .map_err(|e| Error::sqlite(path, e))?;
-        conn.busy_timeout(Duration::from_millis(200)).map_err(|e| Error::sqlite(path, e))?;
-        match conn.execute_batch("BEGIN; SELECT count(*) FROM sqlite_master;") {
-            Ok(()) => {}
-            Err(rusqlite::Error::SqliteFailure(f, _))
-                if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) =>
-            {
-                return Ok(None);
-            }
-            Err(e) => return Err(Error::sqlite(path, e)),
-        }
-        // Under the transaction: frames it reads that are not yet in the file are copied now, up
-        // to what it reads and no further; if a writer committed since it began, they cannot be.
-        if !checkpoint(path)? {
-            return Ok(None);
-        }
-        File::open(path).and_then(|mut f| f.read_exact(&mut header)).map_err(|e| Error::io("cannot read", path, e))?;
-        let size = std::fs::metadata(path).map_err(|e| Error::io("cannot read", path, e))?.len();
-        let page_size = match u16::from_be_bytes([header[16], header[17]]) {
-            1 => 65536,
-            n => u64::from(n),
-        };
-        let pages = u64::from(u32::from_be_bytes([header[28], header[29], header[30], header[31]]));
-        if page_size < 512 || size % page_size != 0 || (header[24..28] == header[92..96] && pages * page_size != size) {
-            return Ok(None);
-        }
-        for (range, value) in crate::sqlite::hash::VOLATILE {
-            header[range].fill(value);
-        }
-        Ok(Some(Held { conn, path: path.to_path_buf(), size, header }))
-    }
-
-    /// `PRAGMA integrity_check` of exactly the content held.
-    pub fn check(&self) -> Result<()> {
-        check_with(&self.conn, &self.path, false)
-    }
-
-    /// The connection, inside the transaction.
-    pub fn conn(&self) -> &Connection {
-        &self.conn
-    }
 }
 
 /// Copies a consistent snapshot of `src` (including committed frames still in its WAL) into a new

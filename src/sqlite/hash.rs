@@ -159,9 +159,138 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// Hashes a file in order while its stretches land in it out of order (a download's): a thread
+/// follows the stretch written so far from the start, reading it back from the page cache just
+/// behind the writes, so the hash is ready as soon as the last byte is.
+pub struct Trailing {
+    shared: std::sync::Arc<(std::sync::Mutex<Landed>, std::sync::Condvar)>,
+    thread: std::thread::JoinHandle<io::Result<(String, u64)>>,
+}
+
+/// What has landed: everything before `contiguous`, and the stretches beyond (start → end).
+#[derive(Default)]
+struct Landed {
+    contiguous: u64,
+    beyond: std::collections::BTreeMap<u64, u64>,
+    /// `Some(true)` once every byte landed, `Some(false)` when the download was abandoned.
+    finished: Option<bool>,
+}
+
+impl Trailing {
+    /// Follows the writes into `file`.
+    pub fn new(file: File) -> Self {
+        use std::os::unix::fs::FileExt;
+        let shared = std::sync::Arc::new((std::sync::Mutex::new(Landed::default()), std::sync::Condvar::new()));
+        let follow = shared.clone();
+        let thread = std::thread::spawn(move || {
+            let (landed, moved) = &*follow;
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0u8; BUF_SIZE];
+            let mut hashed = 0u64;
+            loop {
+                let (upto, finished) = {
+                    let mut state = landed.lock().map_err(|_| io::Error::other("the download crashed"))?;
+                    while state.contiguous == hashed && state.finished.is_none() {
+                        state = moved.wait(state).map_err(|_| io::Error::other("the download crashed"))?;
+                    }
+                    (state.contiguous, state.finished)
+                };
+                if finished == Some(false) {
+                    return Err(io::Error::other("the download was abandoned"));
+                }
+                while hashed < upto {
+                    let n = usize::try_from(upto - hashed).unwrap_or(usize::MAX).min(buf.len());
+                    file.read_exact_at(&mut buf[..n], hashed)?;
+                    hasher.update(&buf[..n]);
+                    hashed += n as u64;
+                }
+                if finished == Some(true) {
+                    return Ok((hex::encode(hasher.finalize()), hashed));
+                }
+            }
+        });
+        Trailing { shared, thread }
+    }
+
+    /// `len` bytes at `offset` are written.
+    pub fn landed(&self, offset: u64, len: u64) {
+        let (landed, moved) = &*self.shared;
+        let Ok(mut guard) = landed.lock() else { return };
+        let state = &mut *guard;
+        if offset == state.contiguous {
+            state.contiguous += len;
+            while let Some(end) = state.beyond.remove(&state.contiguous) {
+                state.contiguous = end;
+            }
+            moved.notify_one();
+        } else if let Some((_, end)) = state.beyond.range_mut(..offset).next_back().filter(|(_, end)| **end == offset) {
+            *end += len;
+        } else {
+            state.beyond.insert(offset, offset + len);
+        }
+    }
+
+    /// Once every byte landed: the hex sha256 of the first `total` bytes, or an error if some
+    /// never landed.
+    pub fn finish(self, total: u64) -> io::Result<String> {
+        self.end(true);
+        let (sha256, hashed) = self.thread.join().map_err(|_| io::Error::other("hashing crashed"))??;
+        if hashed != total {
+            return Err(io::Error::other(format!("{hashed} of {total} bytes arrived in order")));
+        }
+        Ok(sha256)
+    }
+
+    /// The download failed: stops following it.
+    pub fn abandon(self) {
+        self.end(false);
+        let _ = self.thread.join();
+    }
+
+    fn end(&self, complete: bool) {
+        let (landed, moved) = &*self.shared;
+        if let Ok(mut state) = landed.lock() {
+            state.finished = Some(complete);
+            moved.notify_one();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trailing_hashes_stretches_landed_out_of_order_as_the_whole_file() {
+        use std::os::unix::fs::FileExt;
+        let data: Vec<u8> = (0..(5 * BUF_SIZE + 12345)).map(|i| (i * 7 % 251) as u8).collect();
+        let whole = hex::encode(Sha256::digest(&data));
+        let file = tempfile::tempfile().unwrap();
+        let trailing = Trailing::new(file.try_clone().unwrap());
+        // Stretches of 1.5 MiB, landing last first, each in chunks of 64 KiB.
+        let stretches: Vec<(usize, usize)> =
+            (0..data.len()).step_by(3 * BUF_SIZE / 2).map(|s| (s, (s + 3 * BUF_SIZE / 2).min(data.len()))).collect();
+        for &(start, end) in stretches.iter().rev() {
+            for chunk in (start..end).step_by(1 << 16) {
+                let chunk_end = (chunk + (1 << 16)).min(end);
+                file.write_all_at(&data[chunk..chunk_end], chunk as u64).unwrap();
+                trailing.landed(chunk as u64, (chunk_end - chunk) as u64);
+            }
+        }
+        assert_eq!(trailing.finish(data.len() as u64).unwrap(), whole);
+    }
+
+    #[test]
+    fn trailing_refuses_a_file_with_a_stretch_that_never_landed() {
+        use std::os::unix::fs::FileExt;
+        let file = tempfile::tempfile().unwrap();
+        let trailing = Trailing::new(file.try_clone().unwrap());
+        file.write_all_at(&[1; 100], 0).unwrap();
+        trailing.landed(0, 100);
+        file.write_all_at(&[2; 100], 200).unwrap();
+        trailing.landed(200, 100);
+        assert!(trailing.finish(300).is_err(), "bytes 100..200 never landed");
+    }
 
     fn content_of(chunks: &[&[u8]]) -> String {
         let mut h = ContentHasher::default();

@@ -11,7 +11,7 @@ use fs2::FileExt;
 use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
 
-use super::{Condition, Object, ObjectInfo, PutOutcome, Store, StoreError, Upload};
+use super::{Condition, Object, ObjectInfo, PutOutcome, Store, StoreError};
 use crate::fsutil;
 
 /// Folder for temp files and the compare-and-swap lock, inside the bucket folder so renames stay
@@ -163,18 +163,16 @@ impl Store for LocalStore {
     fn upload(
         &self,
         key: &str,
-        source: &Upload<'_>,
+        path: &Path,
         _sha256: &str,
         progress: &ProgressBar,
         settle: &mut dyn FnMut() -> bool,
     ) -> Result<bool, StoreError> {
         let dest = self.path(key)?;
         let tmp = self.temp_with(key, |f| {
-            source.stream(|chunk| {
-                f.write_all(chunk)?;
-                progress.inc(chunk.len() as u64);
-                Ok(())
-            })
+            let mut src = BufReader::with_capacity(fsutil::BUF_SIZE, File::open(path)?);
+            io::copy(&mut src, &mut progress.wrap_write(f))?;
+            Ok(())
         })?;
         // Dropping the temp file removes it: an abandoned upload leaves nothing.
         if !settle() {

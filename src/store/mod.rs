@@ -13,7 +13,6 @@ use indicatif::ProgressBar;
 pub use local::LocalStore;
 pub use s3::S3Store;
 
-
 use crate::error::{Error, Result};
 use crate::settings::Remote;
 
@@ -37,52 +36,6 @@ pub struct Object {
     pub body: Vec<u8>,
     /// Its ETag, for a later compare-and-swap.
     pub etag: Option<String>,
-}
-
-/// What an upload sends: the first `size` bytes of a file, read as they are sent, the start of
-/// them replaced by `head` (a live database's canonical header: see `sqlite::hash`).
-#[derive(Debug, Clone, Copy)]
-pub struct Upload<'a> {
-    /// The file.
-    pub path: &'a Path,
-    /// How many of its bytes.
-    pub size: u64,
-    /// What its first bytes are sent as (empty: as they are).
-    pub head: &'a [u8],
-}
-
-impl<'a> Upload<'a> {
-    /// A whole file, as it is.
-    pub fn file(path: &'a Path) -> std::io::Result<Self> {
-        Ok(Upload { path, size: std::fs::metadata(path)?.len(), head: &[] })
-    }
-
-    /// Fills `buf` with the bytes sent at `offset`.
-    pub fn read_at(&self, file: &std::fs::File, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        use std::os::unix::fs::FileExt;
-        file.read_exact_at(buf, offset)?;
-        let head_len = self.head.len() as u64;
-        if offset < head_len {
-            let from = usize::try_from(offset).unwrap_or(usize::MAX);
-            let n = (self.head.len() - from).min(buf.len());
-            buf[..n].copy_from_slice(&self.head[from..from + n]);
-        }
-        Ok(())
-    }
-
-    /// Streams the bytes sent, in order and in constant memory, through `feed`.
-    pub fn stream(&self, mut feed: impl FnMut(&[u8]) -> std::io::Result<()>) -> std::io::Result<()> {
-        let file = std::fs::File::open(self.path)?;
-        let mut buf = vec![0u8; crate::fsutil::BUF_SIZE];
-        let mut offset = 0;
-        while offset < self.size {
-            let n = usize::try_from(self.size - offset).unwrap_or(usize::MAX).min(buf.len());
-            self.read_at(&file, offset, &mut buf[..n])?;
-            feed(&buf[..n])?;
-            offset += n as u64;
-        }
-        Ok(())
-    }
 }
 
 /// A precondition on a write.
@@ -260,7 +213,7 @@ pub trait Store: Send + Sync {
         self.put(key, body, condition)
     }
 
-    /// Uploads `source`, streamed in constant memory, with `sha256` in the object's metadata.
+    /// Uploads a file, streamed in constant memory, with `sha256` in the object's metadata.
     /// `settle` is asked once every byte was read and sent, and before the object can appear
     /// under `key` (a multipart upload's completion, a local file's rename; an upload of one
     /// request asks before sending): when it answers false the upload is abandoned, nothing
@@ -268,25 +221,26 @@ pub trait Store: Send + Sync {
     fn upload(
         &self,
         key: &str,
-        source: &Upload<'_>,
+        path: &Path,
         sha256: &str,
         progress: &ProgressBar,
         settle: &mut dyn FnMut() -> bool,
     ) -> Result<bool, StoreError>;
 
-    /// Uploads a whole file as it is (see [`Store::upload`]).
+    /// Uploads a file (see [`Store::upload`]), with nothing to settle.
     fn upload_file(&self, key: &str, path: &Path, sha256: &str, progress: &ProgressBar) -> Result<(), StoreError> {
-        let source = Upload::file(path).map_err(|e| StoreError::Failed {
-            operation: "READ",
-            key: key.to_string(),
-            location: path.display().to_string(),
-            detail: e.to_string(),
-        })?;
-        self.upload(key, &source, sha256, progress, &mut || true).map(drop)
+        self.upload(key, path, sha256, progress, &mut || true).map(drop)
     }
 
     /// Streams an object into `sink`; returns the bytes written.
     fn download(&self, key: &str, sink: &mut dyn Write, progress: &ProgressBar) -> Result<u64, StoreError>;
+
+    /// Downloads an object into `file` (empty), each stretch written where it belongs, possibly
+    /// several at once and out of order, and reported to `landed(offset, len)` once written.
+    /// Returns the object's size. By default one stream, in order.
+    fn download_to(&self, key: &str, file: &std::fs::File, landed: &dyn Fn(u64, u64), progress: &ProgressBar) -> Result<u64, StoreError> {
+        self.download(key, &mut InOrder::new(file, landed), progress)
+    }
 
     /// Every object whose key starts with `prefix`, in key order.
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError>;
@@ -346,6 +300,33 @@ pub trait Store: Send + Sync {
     /// count its own (the local folder: one call is one request).
     fn requests_sent(&self) -> Option<u64> {
         None
+    }
+}
+
+/// A download in one stream, written in order into a file, each write reported once written.
+pub(crate) struct InOrder<'a> {
+    file: &'a std::fs::File,
+    landed: &'a dyn Fn(u64, u64),
+    offset: u64,
+}
+
+impl<'a> InOrder<'a> {
+    pub(crate) fn new(file: &'a std::fs::File, landed: &'a dyn Fn(u64, u64)) -> Self {
+        InOrder { file, landed, offset: 0 }
+    }
+}
+
+impl Write for InOrder<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        self.file.write_all_at(data, self.offset)?;
+        (self.landed)(self.offset, data.len() as u64);
+        self.offset += data.len() as u64;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -430,17 +411,21 @@ impl Store for Counted {
     fn upload(
         &self,
         key: &str,
-        source: &Upload<'_>,
+        path: &Path,
         sha256: &str,
         progress: &ProgressBar,
         settle: &mut dyn FnMut() -> bool,
     ) -> Result<bool, StoreError> {
         self.count();
-        self.inner.upload(key, source, sha256, progress, settle)
+        self.inner.upload(key, path, sha256, progress, settle)
     }
     fn download(&self, key: &str, sink: &mut dyn Write, progress: &ProgressBar) -> Result<u64, StoreError> {
         self.count();
         self.inner.download(key, sink, progress)
+    }
+    fn download_to(&self, key: &str, file: &std::fs::File, landed: &dyn Fn(u64, u64), progress: &ProgressBar) -> Result<u64, StoreError> {
+        self.count();
+        self.inner.download_to(key, file, landed, progress)
     }
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         self.count();

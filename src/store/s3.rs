@@ -6,6 +6,7 @@
 //! unfinished uploads, retention). Blocking methods over a private tokio runtime.
 
 use std::io::Write;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -13,8 +14,8 @@ use std::time::Duration;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
-use aws_sdk_s3::error::BoxError;
 use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::error::BoxError;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ExpirationStatus, LifecycleRule};
@@ -23,7 +24,7 @@ use aws_smithy_types::timeout::TimeoutConfig;
 use futures::{StreamExt, TryStreamExt};
 use indicatif::ProgressBar;
 
-use super::{Condition, Object, ObjectInfo, PutOutcome, Retention, Store, StoreError, Unfinished, Upload};
+use super::{Condition, InOrder, Object, ObjectInfo, PutOutcome, Retention, Store, StoreError, Unfinished};
 use crate::settings::Remote;
 
 /// The part size: files up to it go in one PUT, larger ones in parts of it (S3 allows 5 MiB and
@@ -33,6 +34,10 @@ const PART_SIZE: u64 = 16 << 20;
 const MAX_PARTS: u64 = 9_000;
 /// Parts in flight at once (`B2M_PARTS_IN_FLIGHT` overrides it).
 const PARTS_IN_FLIGHT: usize = 4;
+/// The stretch of an object each GET of a download asks for (`B2M_STRETCH_MIB` overrides it).
+const STRETCH: u64 = 8 << 20;
+/// Stretches in flight at once (`B2M_STRETCHES_IN_FLIGHT` overrides it).
+const STRETCHES_IN_FLIGHT: usize = 8;
 /// Reads of a file being sent (the SDK's default is 4 KiB: a thread hand-off per page).
 const READ_BUFFER: usize = 1 << 20;
 /// Tries of a download that breaks off mid-stream, resumed with a Range request.
@@ -62,6 +67,8 @@ pub struct S3Store {
 struct Tuning {
     part_size: u64,
     parts_in_flight: usize,
+    stretch: u64,
+    stretches_in_flight: usize,
 }
 
 impl Tuning {
@@ -71,6 +78,9 @@ impl Tuning {
         Tuning {
             part_size: number("B2M_PART_SIZE_MIB").map_or(PART_SIZE, |mib| mib.clamp(5, 5 << 10) << 20),
             parts_in_flight: number("B2M_PARTS_IN_FLIGHT").map_or(PARTS_IN_FLIGHT, |n| usize::try_from(n.min(64)).unwrap_or(64)),
+            stretch: number("B2M_STRETCH_MIB").map_or(STRETCH, |mib| mib.min(1 << 10) << 20),
+            stretches_in_flight: number("B2M_STRETCHES_IN_FLIGHT")
+                .map_or(STRETCHES_IN_FLIGHT, |n| usize::try_from(n.min(64)).unwrap_or(64)),
         }
     }
 }
@@ -327,45 +337,194 @@ impl S3Store {
         }
     }
 
-    /// The body of the bytes of `source` at `offset`: read from the file as it is sent, in large
-    /// reads; a stretch that holds the replaced head is read into memory first.
-    async fn body(&self, key: &str, source: &Upload<'_>, offset: u64, length: u64) -> Result<ByteStream, StoreError> {
-        let read_failed = |detail: String| StoreError::Failed {
-            operation: "READ",
-            key: key.to_string(),
-            location: source.path.display().to_string(),
-            detail,
-        };
-        if offset < source.head.len() as u64 {
-            let mut bytes = vec![0u8; usize::try_from(length).unwrap_or(usize::MAX)];
-            let file = std::fs::File::open(source.path).map_err(|e| read_failed(e.to_string()))?;
-            source.read_at(&file, offset, &mut bytes).map_err(|e| read_failed(e.to_string()))?;
-            return Ok(ByteStream::from(bytes));
+    /// Streams the whole object in one GET (resumed where it broke off, on the very same object).
+    async fn download_whole(&self, key: &str, sink: &mut dyn Write, progress: &ProgressBar) -> Result<u64, StoreError> {
+        let write_failed = |source| StoreError::LocalWrite { key: key.to_string(), source };
+        {
+            let mut written = 0u64;
+            let mut tries = 0;
+            // The first answer's ETag and size: a resume must read the very same object, never
+            // splice the tail of a newer one onto the head of an older one.
+            let mut first: Option<(Option<String>, Option<i64>)> = None;
+            loop {
+                tries += 1;
+                let mut request = self.client.get_object().bucket(&self.bucket).key(self.full_key(key));
+                if let Some((etag, _)) = &first {
+                    // Only resumed with an ETag to hold the server to (see below).
+                    request = request.set_if_match(etag.clone()).range(format!("bytes={written}-"));
+                }
+                let response = match request.send().await {
+                    Ok(r) => r,
+                    // 412: the ETag moved on; 404: the object is gone; 416: it shrank.
+                    Err(e) if first.is_some() && matches!(Self::status_of(&e), Some(404 | 412 | 416)) => return Err(self.changed(key)),
+                    Err(e) => return Err(self.error("GET", key, e)),
+                };
+                match &first {
+                    None => first = Some((response.e_tag().map(str::to_string), response.content_length())),
+                    Some((etag, total)) => {
+                        // A server that ignores If-Match (or Range) must not slip a different
+                        // object, or the whole of it, past us.
+                        let range = response.content_range().unwrap_or("");
+                        let same = response.e_tag() == etag.as_deref()
+                            && range.starts_with(&format!("bytes {written}-"))
+                            && total.is_none_or(|total| range.ends_with(&format!("/{total}")));
+                        if !same {
+                            tracing::debug!(key, written, range, etag = response.e_tag(), "the resumed download is of another object");
+                            return Err(self.changed(key));
+                        }
+                    }
+                }
+                let mut body = response.body;
+                let broke = loop {
+                    match body.try_next().await {
+                        Ok(Some(chunk)) => {
+                            sink.write_all(&chunk).map_err(write_failed)?;
+                            written += chunk.len() as u64;
+                            progress.inc(chunk.len() as u64);
+                        }
+                        Ok(None) => break None,
+                        Err(e) => break Some(e),
+                    }
+                };
+                let resumable = first.as_ref().is_some_and(|(etag, _)| etag.is_some());
+                match broke {
+                    None => return Ok(written),
+                    Some(e) if tries < DOWNLOAD_TRIES && resumable => {
+                        tracing::warn!(key, written, "download broke off, resuming: {e}");
+                        tokio::time::sleep(Duration::from_millis(200 * u64::from(tries))).await;
+                    }
+                    Some(e) => {
+                        let unsafe_to_resume = if resumable { "" } else { " (the store gave no ETag to resume it safely)" };
+                        return Err(StoreError::Failed {
+                            operation: "GET",
+                            key: key.to_string(),
+                            location: self.location.clone(),
+                            detail: format!("{}{unsafe_to_resume}", root_cause(&e)),
+                        });
+                    }
+                }
+            }
         }
-        ByteStream::read_from()
-            .path(source.path)
-            .offset(offset)
-            .length(Length::Exact(length))
-            .buffer_size(READ_BUFFER)
-            .build()
-            .await
-            .map_err(|e| read_failed(e.to_string()))
     }
 
-    /// Uploads a large source in parts, `parts_in_flight` at a time. Any failure aborts the
+    /// Downloads an object into `file` in stretches, `stretches_in_flight` at a time, each written
+    /// where it belongs as it arrives (memory holds no stretch whole) and reported to `landed`.
+    /// Every stretch after the first names the first one's ETag, so all come from the very same
+    /// object. A server that ignores ranges, or gives no ETag, is read in one GET.
+    async fn download_stretches(
+        &self,
+        key: &str,
+        file: &std::fs::File,
+        landed: &dyn Fn(u64, u64),
+        progress: &ProgressBar,
+    ) -> Result<u64, StoreError> {
+        let full = self.full_key(key);
+        let stretch = self.tuning.stretch;
+        let first = self.client.get_object().bucket(&self.bucket).key(&full).range(format!("bytes=0-{}", stretch - 1)).send().await;
+        let first = match first {
+            Ok(r) => r,
+            // An empty object has no first byte to range over.
+            Err(e) if Self::status_of(&e) == Some(416) => return self.download_whole(key, &mut InOrder::new(file, landed), progress).await,
+            Err(e) => return Err(self.error("GET", key, e)),
+        };
+        let ranged = first.content_range().and_then(parse_content_range).filter(|&(start, _, _)| start == 0);
+        let (Some((_, first_end, total)), Some(etag)) = (ranged, first.e_tag().map(str::to_string)) else {
+            drop(first);
+            return self.download_whole(key, &mut InOrder::new(file, landed), progress).await;
+        };
+        let stretches = std::iter::once((0, first_end)).chain(
+            (first_end + 1..total)
+                .step_by(usize::try_from(stretch).unwrap_or(usize::MAX))
+                .map(|start| (start, (start + stretch).min(total) - 1)),
+        );
+        let mut first = Some(first);
+        let fetches = stretches.map(|span| {
+            let (full, etag, response) = (&full, &etag, first.take());
+            let at = Landing { file, landed, total };
+            async move { self.fetch_stretch(key, full, etag, span, response, &at, progress).await }
+        });
+        futures::stream::iter(fetches).buffer_unordered(self.tuning.stretches_in_flight).try_collect::<()>().await?;
+        Ok(total)
+    }
+
+    /// Writes the bytes `start..=end` of the object whose ETag is `etag` where they belong in
+    /// `at`, whole: resumed where the stream broke off, never from another object. `response` is
+    /// an answer already received for exactly this stretch.
+    async fn fetch_stretch(
+        &self,
+        key: &str,
+        full: &str,
+        etag: &str,
+        (start, end): (u64, u64),
+        mut response: Option<aws_sdk_s3::operation::get_object::GetObjectOutput>,
+        at: &Landing<'_>,
+        progress: &ProgressBar,
+    ) -> Result<(), StoreError> {
+        let mut next = start;
+        let mut tries = 0;
+        loop {
+            let answer = match response.take() {
+                Some(r) => r,
+                None => {
+                    tries += 1;
+                    let request =
+                        self.client.get_object().bucket(&self.bucket).key(full).if_match(etag).range(format!("bytes={next}-{end}"));
+                    match request.send().await {
+                        Ok(r) => r,
+                        // 412: the ETag moved on; 404: the object is gone; 416: it shrank.
+                        Err(e) if matches!(Self::status_of(&e), Some(404 | 412 | 416)) => return Err(self.changed(key)),
+                        Err(e) => return Err(self.error("GET", key, e)),
+                    }
+                }
+            };
+            // A server that ignores If-Match or Range must not slip other bytes past us.
+            if answer.e_tag() != Some(etag) || answer.content_range().and_then(parse_content_range) != Some((next, end, at.total)) {
+                tracing::debug!(key, next, end, range = answer.content_range(), etag = answer.e_tag(), "a stretch of another object");
+                return Err(self.changed(key));
+            }
+            let mut body = answer.body;
+            let broke = loop {
+                match body.try_next().await {
+                    Ok(Some(chunk)) if next + chunk.len() as u64 <= end + 1 => {
+                        at.write(next, &chunk).map_err(|source| StoreError::LocalWrite { key: key.to_string(), source })?;
+                        next += chunk.len() as u64;
+                        progress.inc(chunk.len() as u64);
+                    }
+                    Ok(Some(_)) => return Err(self.changed(key)),
+                    Ok(None) if next == end + 1 => return Ok(()),
+                    Ok(None) => break "the answer ended early".to_string(),
+                    Err(e) => break root_cause(&e),
+                }
+            };
+            if tries >= DOWNLOAD_TRIES {
+                return Err(StoreError::Failed { operation: "GET", key: key.to_string(), location: self.location.clone(), detail: broke });
+            }
+            tracing::warn!(key, next, "download broke off, resuming: {broke}");
+            tokio::time::sleep(Duration::from_millis(200 * u64::from(tries.max(1)))).await;
+        }
+    }
+
+    /// The body of `length` bytes of a file from `offset`, read as it is sent, in large reads.
+    async fn body(&self, key: &str, path: &Path, offset: u64, length: u64) -> Result<ByteStream, StoreError> {
+        ByteStream::read_from().path(path).offset(offset).length(Length::Exact(length)).buffer_size(READ_BUFFER).build().await.map_err(
+            |e| StoreError::Failed { operation: "READ", key: key.to_string(), location: path.display().to_string(), detail: e.to_string() },
+        )
+    }
+
+    /// Uploads a large file in parts, `parts_in_flight` at a time. Any failure aborts the
     /// upload, so no unfinished upload is left behind to be billed for, and so does `settle`
     /// answering false before the completion; a completion whose answer was lost (the SDK's retry
     /// then hears `NoSuchUpload`) is recognised by the object it made.
     fn upload_parts(
         &self,
         key: &str,
-        source: &Upload<'_>,
+        path: &Path,
+        size: u64,
         sha256: &str,
         progress: &ProgressBar,
         settle: &mut dyn FnMut() -> bool,
     ) -> Result<bool, StoreError> {
         let full = self.full_key(key);
-        let size = source.size;
         let part_size = self.tuning.part_size.max(size.div_ceil(MAX_PARTS));
         self.runtime.block_on(async {
             let created = self
@@ -390,7 +549,7 @@ impl S3Store {
                 let length = part_size.min(size - offset);
                 let (full, upload_id) = (&full, &upload_id);
                 async move {
-                    let body = self.body(key, source, offset, length).await?;
+                    let body = self.body(key, path, offset, length).await?;
                     let number = i32::try_from(i + 1).unwrap_or(i32::MAX);
                     let done = self
                         .client
@@ -445,6 +604,30 @@ impl S3Store {
             }
         })
     }
+}
+
+/// Where a download's stretches land: positioned writes into a file, each reported once written.
+struct Landing<'a> {
+    file: &'a std::fs::File,
+    landed: &'a dyn Fn(u64, u64),
+    /// The object's size.
+    total: u64,
+}
+
+impl Landing<'_> {
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.file.write_all_at(data, offset)?;
+        (self.landed)(offset, data.len() as u64);
+        Ok(())
+    }
+}
+
+/// `bytes START-END/TOTAL` → (start, end, total).
+fn parse_content_range(range: &str) -> Option<(u64, u64, u64)> {
+    let (span, total) = range.strip_prefix("bytes ")?.split_once('/')?;
+    let (start, end) = span.split_once('-')?;
+    Some((start.trim().parse().ok()?, end.trim().parse().ok()?, total.trim().parse().ok()?))
 }
 
 /// Whether the service said it does not implement the operation (Backblaze B2 and s3s-fs answer
@@ -584,20 +767,28 @@ impl Store for S3Store {
     fn upload(
         &self,
         key: &str,
-        source: &Upload<'_>,
+        path: &Path,
         sha256: &str,
         progress: &ProgressBar,
         settle: &mut dyn FnMut() -> bool,
     ) -> Result<bool, StoreError> {
-        if source.size > self.tuning.part_size {
-            return self.upload_parts(key, source, sha256, progress, settle);
+        let size = std::fs::metadata(path)
+            .map_err(|e| StoreError::Failed {
+                operation: "READ",
+                key: key.to_string(),
+                location: path.display().to_string(),
+                detail: e.to_string(),
+            })?
+            .len();
+        if size > self.tuning.part_size {
+            return self.upload_parts(key, path, size, sha256, progress, settle);
         }
         // One PUT: once it is sent the object is there, so settle first.
         if !settle() {
             return Ok(false);
         }
         self.runtime.block_on(async {
-            let body = self.body(key, source, 0, source.size).await?;
+            let body = self.body(key, path, 0, size).await?;
             self.client
                 .put_object()
                 .bucket(&self.bucket)
@@ -607,78 +798,17 @@ impl Store for S3Store {
                 .send()
                 .await
                 .map_err(|e| self.error("PUT", key, e))?;
-            progress.inc(source.size);
+            progress.inc(size);
             Ok(true)
         })
     }
 
     fn download(&self, key: &str, sink: &mut dyn Write, progress: &ProgressBar) -> Result<u64, StoreError> {
-        let write_failed = |source| StoreError::LocalWrite { key: key.to_string(), source };
-        self.runtime.block_on(async {
-            let mut written = 0u64;
-            let mut tries = 0;
-            // The first answer's ETag and size: a resume must read the very same object, never
-            // splice the tail of a newer one onto the head of an older one.
-            let mut first: Option<(Option<String>, Option<i64>)> = None;
-            loop {
-                tries += 1;
-                let mut request = self.client.get_object().bucket(&self.bucket).key(self.full_key(key));
-                if let Some((etag, _)) = &first {
-                    // Only resumed with an ETag to hold the server to (see below).
-                    request = request.set_if_match(etag.clone()).range(format!("bytes={written}-"));
-                }
-                let response = match request.send().await {
-                    Ok(r) => r,
-                    // 412: the ETag moved on; 404: the object is gone; 416: it shrank.
-                    Err(e) if first.is_some() && matches!(Self::status_of(&e), Some(404 | 412 | 416)) => return Err(self.changed(key)),
-                    Err(e) => return Err(self.error("GET", key, e)),
-                };
-                match &first {
-                    None => first = Some((response.e_tag().map(str::to_string), response.content_length())),
-                    Some((etag, total)) => {
-                        // A server that ignores If-Match (or Range) must not slip a different
-                        // object, or the whole of it, past us.
-                        let range = response.content_range().unwrap_or("");
-                        let same = response.e_tag() == etag.as_deref()
-                            && range.starts_with(&format!("bytes {written}-"))
-                            && total.is_none_or(|total| range.ends_with(&format!("/{total}")));
-                        if !same {
-                            tracing::debug!(key, written, range, etag = response.e_tag(), "the resumed download is of another object");
-                            return Err(self.changed(key));
-                        }
-                    }
-                }
-                let mut body = response.body;
-                let broke = loop {
-                    match body.try_next().await {
-                        Ok(Some(chunk)) => {
-                            sink.write_all(&chunk).map_err(write_failed)?;
-                            written += chunk.len() as u64;
-                            progress.inc(chunk.len() as u64);
-                        }
-                        Ok(None) => break None,
-                        Err(e) => break Some(e),
-                    }
-                };
-                let resumable = first.as_ref().is_some_and(|(etag, _)| etag.is_some());
-                match broke {
-                    None => return Ok(written),
-                    Some(e) if tries < DOWNLOAD_TRIES && resumable => {
-                        tracing::warn!(key, written, "download broke off, resuming: {e}");
-                        tokio::time::sleep(Duration::from_millis(200 * u64::from(tries))).await;
-                    }
-                    Some(e) => {
-                        let unsafe_to_resume = if resumable { "" } else { " (the store gave no ETag to resume it safely)" };
-                        return Err(StoreError::Failed {
-                            operation: "GET",
-                            key: key.to_string(),
-                            location: self.location.clone(),
-                            detail: format!("{}{unsafe_to_resume}", root_cause(&e)),
-                        });
-                    }
-                }
-            }
-        })
+        self.runtime.block_on(self.download_whole(key, sink, progress))
+    }
+
+    fn download_to(&self, key: &str, file: &std::fs::File, landed: &dyn Fn(u64, u64), progress: &ProgressBar) -> Result<u64, StoreError> {
+        self.runtime.block_on(self.download_stretches(key, file, landed, progress))
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {

@@ -70,6 +70,8 @@ impl Mishap {
 
 /// What a `Mishap` does to its request.
 enum Act {
+    /// `pass_next`: forwarded as usual.
+    Pass,
     /// `lose_answer_of_next`.
     Lose,
     /// `cut_answer_of_next` and `cut_answer_of_next_then`.
@@ -163,6 +165,12 @@ impl Proxy {
         then: impl FnOnce() + Send + 'static,
     ) {
         self.queue(method, path_suffix, query_part, Act::Cut { after_body_bytes, then: Box::new(then) });
+    }
+
+    /// The next request matching as for `lose_answer_of_next` is forwarded as usual: queued before
+    /// another mishap, it lets that one apply to a later request. Returns at once; applies once.
+    pub fn pass_next(&self, method: &str, path_suffix: &str, query_part: &str) {
+        self.queue(method, path_suffix, query_part, Act::Pass);
     }
 
     /// The next request matching as for `lose_answer_of_next` is not forwarded: the proxy reads
@@ -469,7 +477,7 @@ fn serve_one(reader: &mut BufReader<TcpStream>, writer: &mut TcpStream, shared: 
             then();
             Ok(false)
         }
-        Some(Act::Refuse { .. }) | None => {
+        Some(Act::Refuse { .. } | Act::Pass) | None => {
             writer.write_all(&encoded)?;
             writer.flush()?;
             Ok(!client_closes)
