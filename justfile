@@ -52,11 +52,14 @@ ci:
 test *ARGS:
     cargo test {{ARGS}}
 
-# Figures beside sha256sum, sqlite3 and aws s3 cp (SIZE_MB per database).
-bench SIZE_MB="256":
-    bash bench/run.sh {{SIZE_MB}}
-    bash bench/preflight.sh {{SIZE_MB}}
-    bash bench/replay.sh
+# Figures beside aws s3 cp, rclone, sqlite3 and sha256sum, written to bench/results/
+# (e.g. `just bench --sizes 64 --runs 3`; `--no-build` skips cargo build).
+bench *ARGS:
+    python3 bench/bench.py {{ARGS}}
+
+# The bench harness end to end in under 2 minutes (4 MiB, 1 run), as CI runs it.
+bench-smoke *ARGS:
+    python3 bench/bench.py --smoke {{ARGS}}
 
 # The main job end to end on a local-folder bucket (no credentials).
 demo:

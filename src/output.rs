@@ -16,13 +16,15 @@ pub struct Output {
     /// `-v` count.
     pub verbose: u8,
     progress: bool,
+    /// The bucket requests of the command's store, once it has one: every JSON result names them.
+    requests: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<crate::store::Counted>>>,
 }
 
 impl Output {
     /// Output for the given flags; progress bars only on a terminal, never with `--json`, `-q`, `-v`.
     pub fn new(json: bool, quiet: bool, verbose: u8) -> Self {
         let progress = !json && !quiet && verbose == 0 && std::io::stderr().is_terminal();
-        Output { json, quiet, verbose, progress }
+        Output { json, quiet, verbose, progress, requests: Default::default() }
     }
 
     /// A message for the user, on stderr.
@@ -68,10 +70,23 @@ impl Output {
         bar
     }
 
-    /// Prints a command's result: JSON with `--json`, else the human text (if any).
+    /// Counts `store`'s requests into the results (the first store a command opens).
+    pub fn count_requests_of(&self, store: std::sync::Arc<crate::store::Counted>) {
+        let _ = self.requests.set(store);
+    }
+
+    /// Prints a command's result: JSON with `--json`, else the human text (if any). A JSON object
+    /// gains `"requests"`, the bucket requests the command made, unless it names them itself.
     pub fn result<T: Serialize>(&self, value: &T, human: impl FnOnce() -> String) {
         if self.json {
-            match serde_json::to_string_pretty(value) {
+            let mut value = match serde_json::to_value(value) {
+                Ok(value) => value,
+                Err(e) => return eprintln!("error: cannot render the result as JSON: {e}"),
+            };
+            if let (serde_json::Value::Object(fields), Some(store)) = (&mut value, self.requests.get()) {
+                fields.entry("requests").or_insert_with(|| store.calls().into());
+            }
+            match serde_json::to_string_pretty(&value) {
                 Ok(text) => println!("{text}"),
                 Err(e) => eprintln!("error: cannot render the result as JSON: {e}"),
             }

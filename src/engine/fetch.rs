@@ -234,6 +234,8 @@ fn keep_backup(ctx: &Context, path: &std::path::Path) -> Result<std::path::PathB
     let bar = ctx.out.pages_bar("backup");
     db::snapshot(path, &dest, &bar)?;
     bar.finish_and_clear();
+    let kept = std::fs::File::open(&dest).and_then(|f| f.sync_all()).and_then(|()| fsutil::sync_dir(&dir));
+    kept.map_err(|e| Error::io("cannot sync", &dest, e))?;
     ctx.out.info(&format!("kept the local changes of `{name}` in `{}`", dest.display()));
     Ok(dest)
 }

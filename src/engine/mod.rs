@@ -58,6 +58,7 @@ impl Context {
     pub fn open(settings: Settings, out: Output) -> Result<Self> {
         let counted = Arc::new(crate::store::Counted::new(crate::store::open(&settings.remote)?));
         let store: Arc<dyn Store> = counted.clone();
+        out.count_requests_of(counted.clone());
         let state = State::open(&settings.state_dir)?;
         Ok(Context { settings, store, counted, state, out })
     }

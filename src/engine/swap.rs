@@ -14,6 +14,9 @@ use super::Context;
 use crate::error::{Error, Result};
 use crate::fsutil::open_by_others;
 
+/// How long a stopped server's processes may take to let go of the files.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The swaps one command makes.
 pub struct Swaps<'a> {
     ctx: &'a Context,
@@ -54,7 +57,14 @@ impl<'a> Swaps<'a> {
                 self.stopped.set(true);
             }
         }
-        match open_by_others(path) {
+        let mut holder = open_by_others(path);
+        // A stop command may return before the process is gone (`kill` does): give it a moment.
+        let deadline = std::time::Instant::now() + STOP_GRACE;
+        while holder.is_some() && self.stopped.get() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            holder = open_by_others(path);
+        }
+        match holder {
             Some(holder) if self.stopped.get() => Err(Error::refused(
                 format!("{holder} still has `{}` open after `server.stop`; nothing was swapped", path.display()),
                 "make `server.stop` in `b2m.toml` stop every process that opens the databases",

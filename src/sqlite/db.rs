@@ -104,8 +104,7 @@ pub fn canonicalize_header(path: &Path) -> Result<()> {
     for (range, value) in crate::sqlite::hash::VOLATILE {
         header[range].fill(value);
     }
-    file.seek(SeekFrom::Start(0)).and_then(|_| file.write_all(&header)).map_err(|e| Error::io("cannot write", path, e))?;
-    file.sync_all().map_err(|e| Error::io("cannot sync", path, e))
+    file.seek(SeekFrom::Start(0)).and_then(|_| file.write_all(&header)).map_err(|e| Error::io("cannot write", path, e))
 }
 
 /// Runs `PRAGMA integrity_check` (or `quick_check`) and refuses a database that fails it. Pages
@@ -125,11 +124,15 @@ pub fn verify(path: &Path, quick: bool) -> Result<()> {
 }
 
 /// Copies a consistent snapshot of `src` (including committed frames still in its WAL) into a new
-/// file `dest` through SQLite's online backup API. `dest` is in rollback-journal mode.
+/// file `dest` through SQLite's online backup API. `dest` is in rollback-journal mode, and not
+/// synced: a snapshot that is sent and thrown away needs no trip to the disk; a kept one is synced
+/// by its keeper.
 pub fn snapshot(src: &Path, dest: &Path, progress: &ProgressBar) -> Result<()> {
     check_header(src)?;
     let source = open(src, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let mut target = open(dest, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
+    // No fsync while copying: the copy is synced by whoever keeps it (see above).
+    target.pragma_update(None, "synchronous", "OFF").map_err(|e| Error::sqlite(dest, e))?;
     {
         let backup = rusqlite::backup::Backup::new(&source, &mut target).map_err(|e| Error::sqlite(dest, e))?;
         let failed = |e: rusqlite::Error| match e {
@@ -157,8 +160,5 @@ pub fn snapshot(src: &Path, dest: &Path, progress: &ProgressBar) -> Result<()> {
         }
     }
     target.pragma_update(None, "journal_mode", "DELETE").map_err(|e| Error::sqlite(dest, e))?;
-    target.close().map_err(|(_, e)| Error::sqlite(dest, e))?;
-    let file = File::open(dest).map_err(|e| Error::io("cannot open", dest, e))?;
-    file.sync_all().map_err(|e| Error::io("cannot sync", dest, e))?;
-    Ok(())
+    target.close().map_err(|(_, e)| Error::sqlite(dest, e))
 }

@@ -372,6 +372,12 @@ pub struct Counted {
     calls: std::sync::atomic::AtomicU64,
 }
 
+impl std::fmt::Debug for Counted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Counted").field("location", &self.inner.location()).field("requests", &self.calls()).finish()
+    }
+}
+
 impl Counted {
     /// Counts the calls made to `inner`.
     pub fn new(inner: Box<dyn Store>) -> Self {
