@@ -124,8 +124,12 @@ fn replay_in_chunks(
     conn.busy_timeout(Duration::from_secs(5)).map_err(|e| Error::sqlite(db, e))?;
     // TEMP objects in memory; recursive triggers off so that REPLACE's own deletes stay real
     // deletes, as they were on the server (the journal may not turn it on).
-    conn.execute_batch("PRAGMA temp_store = MEMORY; PRAGMA recursive_triggers = OFF; PRAGMA foreign_keys = ON;")
-        .map_err(|e| Error::sqlite(db, e))?;
+    // A page cache of 32 MiB: a long transaction's working set stays in memory rather than being
+    // spilled to the file and read back (the default is 2 MiB).
+    conn.execute_batch(
+        "PRAGMA temp_store = MEMORY; PRAGMA recursive_triggers = OFF; PRAGMA foreign_keys = ON; PRAGMA cache_size = -32768;",
+    )
+    .map_err(|e| Error::sqlite(db, e))?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| Error::sqlite(db, e))?;
     let mut guard = Guard::new(&tx, db, soft)?;
     let mut parts: Vec<Replayed> = Vec::with_capacity(2);
@@ -608,14 +612,10 @@ const NO_COLUMN: &str = "b2m replay: no soft-delete column in table ";
 /// table the quoted primary key), and the counts.
 const SETUP: &str = "
 CREATE TEMP TABLE b2m_replay_soft (tbl TEXT NOT NULL, k NOT NULL, PRIMARY KEY (tbl, k)) WITHOUT ROWID;
-CREATE TEMP TABLE b2m_replay_stats (soft_deleted INTEGER NOT NULL, revived INTEGER NOT NULL);
-INSERT INTO temp.b2m_replay_stats VALUES (0, 0);
-CREATE TEMP TRIGGER b2m_replay_count AFTER INSERT ON b2m_replay_soft BEGIN
-  UPDATE b2m_replay_stats SET soft_deleted = soft_deleted + 1;
-END;";
+CREATE TEMP TABLE b2m_replay_stats (revived INTEGER NOT NULL);
+INSERT INTO temp.b2m_replay_stats VALUES (0);";
 
 const TEARDOWN: &str = "
-DROP TRIGGER temp.b2m_replay_count;
 DROP TABLE temp.b2m_replay_soft;
 DROP TABLE temp.b2m_replay_stats;";
 
@@ -697,7 +697,12 @@ impl<'a> Guard<'a> {
 
     /// Rows soft-deleted and revived so far.
     fn counts(&self, conn: &Connection) -> Result<(u64, u64)> {
-        let counts = conn.query_row("SELECT soft_deleted, revived FROM temp.b2m_replay_stats", [], |r| Ok((r.get(0)?, r.get(1)?)));
+        // Each revive takes its row out of `b2m_replay_soft`: every soft delete is still there or
+        // was revived.
+        let counts =
+            conn.query_row("SELECT (SELECT count(*) FROM temp.b2m_replay_soft) + revived, revived FROM temp.b2m_replay_stats", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            });
         counts.map_err(|e| Error::sqlite(self.db, e))
     }
 
@@ -718,6 +723,8 @@ struct Table {
     key: Vec<String>,
     /// A name for the rowid no column hides (`rowid`, `_rowid_` or `oid`).
     rowid: Option<&'static str>,
+    /// The primary key's one column when it is the rowid itself (an `INTEGER PRIMARY KEY`).
+    rowid_key: Option<String>,
 }
 
 /// The database's own tables (not views, virtual tables or their shadow tables, nor `sqlite_*`).
@@ -727,6 +734,7 @@ fn tables(conn: &Connection) -> rusqlite::Result<Vec<Table>> {
     )?;
     let names = list.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
     let mut info = conn.prepare("SELECT name, pk, hidden FROM pragma_table_xinfo(?1, 'main') ORDER BY cid")?;
+    let mut pk_index = conn.prepare("SELECT 1 FROM pragma_index_list(?1, 'main') WHERE origin = 'pk'")?;
     let mut tables = Vec::with_capacity(names.len());
     for (name, without_rowid) in names {
         let columns = info
@@ -735,7 +743,13 @@ fn tables(conn: &Connection) -> rusqlite::Result<Vec<Table>> {
         let mut key: Vec<_> = columns.iter().filter(|c| c.1 > 0).collect();
         key.sort_by_key(|c| c.1);
         let rowid = ["rowid", "_rowid_", "oid"].into_iter().find(|r| !columns.iter().any(|c| c.0.eq_ignore_ascii_case(r)));
+        // A one-column primary key of a rowid table is the rowid unless SQLite made an index for it.
+        let rowid_key = match key.as_slice() {
+            [only] if !without_rowid && !pk_index.exists([&name])? => Some(only.0.clone()),
+            _ => None,
+        };
         tables.push(Table {
+            rowid_key,
             key: key.into_iter().map(|c| c.0.clone()).collect(),
             columns: columns.iter().filter(|c| c.2 == 0).map(|c| c.0.clone()).collect(),
             name,
@@ -795,13 +809,22 @@ END",
         let revive = format!("b2m_replay_revive_{i}");
         let revive_sql = format!(
             "CREATE TEMP TRIGGER {revive} BEFORE INSERT ON main.{table}
-WHEN EXISTS (SELECT 1 FROM {table} AS r JOIN b2m_replay_soft AS s ON s.tbl = {tbl} AND s.k = {r_key} WHERE {r_collides})
+WHEN {soft_collision}
 BEGIN
   DELETE FROM b2m_replay_soft WHERE tbl = {tbl} AND k = (SELECT {r_key} FROM {table} AS r WHERE {r_collides});
   UPDATE {table} SET {set} WHERE {collides};
   UPDATE b2m_replay_stats SET revived = revived + 1;
   SELECT RAISE(IGNORE);
 END",
+            soft_collision = match (&self.rowid_key, self.rowid) {
+                // The key is the rowid: one search of the (small) table of soft-deleted rows.
+                (Some(key), Some(_)) => format!("EXISTS (SELECT 1 FROM b2m_replay_soft WHERE tbl = {tbl} AND k = +NEW.{})", ident(key)),
+                _ => format!(
+                    "EXISTS (SELECT 1 FROM {table} AS r JOIN b2m_replay_soft AS s ON s.tbl = {tbl} AND s.k = {} WHERE {})",
+                    self.row_key("r"),
+                    collides("r")
+                ),
+            },
             r_key = self.row_key("r"),
             r_collides = collides("r"),
             collides = collides(""),
@@ -957,6 +980,57 @@ mod tests {
             steps("INSERT INTO t VALUES (5002, 'x', NULL)"),
         ];
         assert_eq!(few, many);
+    }
+
+    #[test]
+    fn a_reinserted_key_revives_its_soft_deleted_row_whatever_the_key_is() {
+        // The rowid itself (one search), a one-column key that is not the rowid (`TEXT`, `DESC`:
+        // SQLite indexes them), and a WITHOUT ROWID table.
+        let dir = tempfile::tempdir().expect("dir");
+        let db = dir.path().join("k.db");
+        Connection::open(&db)
+            .expect("db")
+            .execute_batch(
+                "CREATE TABLE a(id INTEGER PRIMARY KEY, v, deleted_at);
+                 CREATE TABLE b(code TEXT PRIMARY KEY, v, deleted_at);
+                 CREATE TABLE c(id INTEGER PRIMARY KEY DESC, v, deleted_at);
+                 CREATE TABLE d(x, y, v, deleted_at, PRIMARY KEY (x, y)) WITHOUT ROWID;
+                 INSERT INTO a VALUES (1, 'old', NULL), (2, 'kept', NULL);
+                 INSERT INTO b VALUES ('k1', 'old', NULL), ('k2', 'kept', NULL);
+                 INSERT INTO c VALUES (1, 'old', NULL), (2, 'kept', NULL);
+                 INSERT INTO d VALUES (1, 1, 'old', NULL), (2, 2, 'kept', NULL);",
+            )
+            .expect("schema");
+        let journal = dir.path().join("j.sql");
+        std::fs::write(
+            &journal,
+            "DELETE FROM a WHERE id = 1; INSERT INTO a(id, v) VALUES (1, 'new'); INSERT INTO a(v) VALUES ('auto');
+             DELETE FROM b WHERE code = 'k1'; INSERT INTO b(code, v) VALUES ('k1', 'new');
+             DELETE FROM c WHERE id = 1; INSERT INTO c(id, v) VALUES (1, 'new');
+             DELETE FROM d WHERE x = 1; INSERT INTO d(x, y, v) VALUES (1, 1, 'new');
+             DELETE FROM a WHERE id = 2; DELETE FROM b WHERE code = 'k2';
+",
+        )
+        .expect("journal");
+        let soft = SoftDelete { column: "deleted_at".into(), value: "'gone'".into() };
+        let replayed = replay(&db, &journal, 0, &soft).expect("replay");
+        assert_eq!((replayed.soft_deleted, replayed.revived), (6, 4));
+        let conn = Connection::open(&db).expect("open");
+        for table in ["a", "b", "c", "d"] {
+            let rows: Vec<(String, Option<String>)> = conn
+                .prepare(&format!("SELECT v, deleted_at FROM {table} ORDER BY v"))
+                .expect("query")
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .expect("rows")
+                .collect::<rusqlite::Result<_>>()
+                .expect("rows");
+            let kept = if matches!(table, "a" | "b") { Some("gone".to_string()) } else { None };
+            let mut expected = vec![("kept".to_string(), kept), ("new".to_string(), None)];
+            if table == "a" {
+                expected.insert(0, ("auto".to_string(), None));
+            }
+            assert_eq!(rows, expected, "table {table}");
+        }
     }
 
     fn dump(db: &Path) -> Vec<String> {
