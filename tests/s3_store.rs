@@ -435,11 +435,11 @@ fn cut_later_stretch(upstream: &str, replace: bool) -> (Vec<u8>, Result<u64, Sto
     let store = open(&proxy.endpoint);
     let file = tempfile::tempfile().expect("temp file");
     let landed = std::sync::Mutex::new(0u64);
-    let result = store.download_to(key, &file, &|_, len| *landed.lock().unwrap() += len, &ProgressBar::hidden());
+    let result = store.download_to(key, &file, &|_, len| *landed.lock().expect("lock") += len, &ProgressBar::hidden());
     let mut sink = Vec::new();
     std::io::Read::read_to_end(&mut &file, &mut sink).expect("read back");
     if result.is_ok() {
-        assert_eq!(*landed.lock().unwrap(), sink.len() as u64, "every byte written was reported once");
+        assert_eq!(*landed.lock().expect("lock"), sink.len() as u64, "every byte written was reported once");
     }
     let gets = proxy.requests().iter().filter(|r| r.method == "GET").count();
     assert!(gets >= 4, "the object came in stretches, one resumed ({gets} GETs)");

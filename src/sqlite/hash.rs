@@ -265,29 +265,29 @@ mod tests {
         use std::os::unix::fs::FileExt;
         let data: Vec<u8> = (0..(5 * BUF_SIZE + 12345)).map(|i| (i * 7 % 251) as u8).collect();
         let whole = hex::encode(Sha256::digest(&data));
-        let file = tempfile::tempfile().unwrap();
-        let trailing = Trailing::new(file.try_clone().unwrap());
+        let file = tempfile::tempfile().expect("temp file");
+        let trailing = Trailing::new(file.try_clone().expect("clone"));
         // Stretches of 1.5 MiB, landing last first, each in chunks of 64 KiB.
         let stretches: Vec<(usize, usize)> =
             (0..data.len()).step_by(3 * BUF_SIZE / 2).map(|s| (s, (s + 3 * BUF_SIZE / 2).min(data.len()))).collect();
         for &(start, end) in stretches.iter().rev() {
             for chunk in (start..end).step_by(1 << 16) {
                 let chunk_end = (chunk + (1 << 16)).min(end);
-                file.write_all_at(&data[chunk..chunk_end], chunk as u64).unwrap();
+                file.write_all_at(&data[chunk..chunk_end], chunk as u64).expect("write");
                 trailing.landed(chunk as u64, (chunk_end - chunk) as u64);
             }
         }
-        assert_eq!(trailing.finish(data.len() as u64).unwrap(), whole);
+        assert_eq!(trailing.finish(data.len() as u64).expect("hash"), whole);
     }
 
     #[test]
     fn trailing_refuses_a_file_with_a_stretch_that_never_landed() {
         use std::os::unix::fs::FileExt;
-        let file = tempfile::tempfile().unwrap();
-        let trailing = Trailing::new(file.try_clone().unwrap());
-        file.write_all_at(&[1; 100], 0).unwrap();
+        let file = tempfile::tempfile().expect("temp file");
+        let trailing = Trailing::new(file.try_clone().expect("clone"));
+        file.write_all_at(&[1; 100], 0).expect("write");
         trailing.landed(0, 100);
-        file.write_all_at(&[2; 100], 200).unwrap();
+        file.write_all_at(&[2; 100], 200).expect("write");
         trailing.landed(200, 100);
         assert!(trailing.finish(300).is_err(), "bytes 100..200 never landed");
     }

@@ -437,28 +437,24 @@ impl S3Store {
                 .step_by(usize::try_from(stretch).unwrap_or(usize::MAX))
                 .map(|start| (start, (start + stretch).min(total) - 1)),
         );
+        let object = Stretches { key, full: &full, etag: &etag, total, file, landed, progress };
         let mut first = Some(first);
         let fetches = stretches.map(|span| {
-            let (full, etag, response) = (&full, &etag, first.take());
-            let at = Landing { file, landed, total };
-            async move { self.fetch_stretch(key, full, etag, span, response, &at, progress).await }
+            let (object, response) = (&object, first.take());
+            async move { self.fetch_stretch(object, span, response).await }
         });
         futures::stream::iter(fetches).buffer_unordered(self.tuning.stretches_in_flight).try_collect::<()>().await?;
         Ok(total)
     }
 
-    /// Writes the bytes `start..=end` of the object whose ETag is `etag` where they belong in
-    /// `at`, whole: resumed where the stream broke off, never from another object. `response` is
-    /// an answer already received for exactly this stretch.
+    /// Writes the bytes `start..=end` of `object` where they belong, whole: resumed where the
+    /// stream broke off, never from another object. `response` is an answer already received for
+    /// exactly this stretch.
     async fn fetch_stretch(
         &self,
-        key: &str,
-        full: &str,
-        etag: &str,
+        object: &Stretches<'_>,
         (start, end): (u64, u64),
         mut response: Option<aws_sdk_s3::operation::get_object::GetObjectOutput>,
-        at: &Landing<'_>,
-        progress: &ProgressBar,
     ) -> Result<(), StoreError> {
         let mut next = start;
         let mut tries = 0;
@@ -467,39 +463,58 @@ impl S3Store {
                 Some(r) => r,
                 None => {
                     tries += 1;
-                    let request =
-                        self.client.get_object().bucket(&self.bucket).key(full).if_match(etag).range(format!("bytes={next}-{end}"));
+                    let request = self
+                        .client
+                        .get_object()
+                        .bucket(&self.bucket)
+                        .key(object.full)
+                        .if_match(object.etag)
+                        .range(format!("bytes={next}-{end}"));
                     match request.send().await {
                         Ok(r) => r,
                         // 412: the ETag moved on; 404: the object is gone; 416: it shrank.
-                        Err(e) if matches!(Self::status_of(&e), Some(404 | 412 | 416)) => return Err(self.changed(key)),
-                        Err(e) => return Err(self.error("GET", key, e)),
+                        Err(e) if matches!(Self::status_of(&e), Some(404 | 412 | 416)) => return Err(self.changed(object.key)),
+                        Err(e) => return Err(self.error("GET", object.key, e)),
                     }
                 }
             };
             // A server that ignores If-Match or Range must not slip other bytes past us.
-            if answer.e_tag() != Some(etag) || answer.content_range().and_then(parse_content_range) != Some((next, end, at.total)) {
-                tracing::debug!(key, next, end, range = answer.content_range(), etag = answer.e_tag(), "a stretch of another object");
-                return Err(self.changed(key));
+            if answer.e_tag() != Some(object.etag)
+                || answer.content_range().and_then(parse_content_range) != Some((next, end, object.total))
+            {
+                tracing::debug!(
+                    key = object.key,
+                    next,
+                    end,
+                    range = answer.content_range(),
+                    etag = answer.e_tag(),
+                    "a stretch of another object"
+                );
+                return Err(self.changed(object.key));
             }
             let mut body = answer.body;
             let broke = loop {
                 match body.try_next().await {
                     Ok(Some(chunk)) if next + chunk.len() as u64 <= end + 1 => {
-                        at.write(next, &chunk).map_err(|source| StoreError::LocalWrite { key: key.to_string(), source })?;
+                        object.write(next, &chunk).map_err(|source| StoreError::LocalWrite { key: object.key.to_string(), source })?;
                         next += chunk.len() as u64;
-                        progress.inc(chunk.len() as u64);
+                        object.progress.inc(chunk.len() as u64);
                     }
-                    Ok(Some(_)) => return Err(self.changed(key)),
+                    Ok(Some(_)) => return Err(self.changed(object.key)),
                     Ok(None) if next == end + 1 => return Ok(()),
                     Ok(None) => break "the answer ended early".to_string(),
                     Err(e) => break root_cause(&e),
                 }
             };
             if tries >= DOWNLOAD_TRIES {
-                return Err(StoreError::Failed { operation: "GET", key: key.to_string(), location: self.location.clone(), detail: broke });
+                return Err(StoreError::Failed {
+                    operation: "GET",
+                    key: object.key.to_string(),
+                    location: self.location.clone(),
+                    detail: broke,
+                });
             }
-            tracing::warn!(key, next, "download broke off, resuming: {broke}");
+            tracing::warn!(key = object.key, next, "download broke off, resuming: {broke}");
             tokio::time::sleep(Duration::from_millis(200 * u64::from(tries.max(1)))).await;
         }
     }
@@ -606,15 +621,21 @@ impl S3Store {
     }
 }
 
-/// Where a download's stretches land: positioned writes into a file, each reported once written.
-struct Landing<'a> {
-    file: &'a std::fs::File,
-    landed: &'a dyn Fn(u64, u64),
+/// One object downloaded in stretches, and where they land: positioned writes into a file, each
+/// reported once written.
+struct Stretches<'a> {
+    key: &'a str,
+    full: &'a str,
+    /// The first answer's: every stretch must come from the very same object.
+    etag: &'a str,
     /// The object's size.
     total: u64,
+    file: &'a std::fs::File,
+    landed: &'a dyn Fn(u64, u64),
+    progress: &'a ProgressBar,
 }
 
-impl Landing<'_> {
+impl Stretches<'_> {
     fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt;
         self.file.write_all_at(data, offset)?;
