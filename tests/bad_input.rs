@@ -89,7 +89,7 @@ both_backends!(a_damaged_database_sent_beside_its_integrity_check_never_appears,
     // Bigger than a part: the upload goes on beside the check, and is abandoned when it fails.
     let bucket = Bucket::new(backend);
     let dev = Project::new(&bucket);
-    dev.create_big_db("ipmdb", "ipm-db-v1.db", 24 * 256);
+    dev.create_big_db("ipmdb", "ipm-db-v1.db", 40 * 256);
     let mut bytes = std::fs::read(dev.db("ipm-db-v1.db")).expect("read");
     let middle = bytes.len() / 2 / 4096 * 4096;
     for b in &mut bytes[middle..middle + 600] {

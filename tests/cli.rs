@@ -81,7 +81,7 @@ fn every_json_result_counts_the_bucket_requests_the_command_sent() {
     // Counted as they leave the S3 client: each stretch of a download is a GET of its own.
     let bucket = Bucket::new(Backend::S3);
     let dev = Project::new(&bucket);
-    dev.create_big_db("ipmdb", "ipm-db-v1.db", 20 * 256);
+    dev.create_big_db("ipmdb", "ipm-db-v1.db", 40 * 256);
     let json = |project: &Project, args: &[&str]| -> serde_json::Value {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);
@@ -91,13 +91,13 @@ fn every_json_result_counts_the_bucket_requests_the_command_sent() {
     };
     let upload = json(&dev, &["upload", "ipm-db"]);
     let size = upload["size"].as_u64().expect("size");
-    assert!(upload["requests"].as_u64().expect("requests") > size.div_ceil(16 << 20), "{upload}");
+    assert!(upload["requests"].as_u64().expect("requests") > size.div_ceil(32 << 20), "{upload}");
     assert_eq!(json(&dev, &["status"])["requests"], 2, "status: db.toml and one listing of locks/");
     let server = Project::new(&bucket);
     server.b2m(&["fetch-db-toml"]).ok();
     let download = json(&server, &["download", "ipm-db"]);
-    // db.toml, then one GET per 8 MiB stretch.
-    assert_eq!(download["requests"].as_u64(), Some(1 + size.div_ceil(8 << 20)), "{download}");
+    // db.toml, then one GET per 16 MiB stretch.
+    assert_eq!(download["requests"].as_u64(), Some(1 + size.div_ceil(16 << 20)), "{download}");
     let nothing = json(&server, &["download", "ipm-db"]);
     assert_eq!(nothing["requests"], 1, "up to date: db.toml only ({nothing})");
 }

@@ -416,14 +416,14 @@ fn cut_download(upstream: &str, replace: bool) -> (Vec<u8>, Result<u64, StoreErr
     (original, result, sink, proxy.pending() == 0)
 }
 
-/// A 20 MiB object (three stretches of a download), written directly; the download goes through a
+/// A 40 MiB object (three stretches of a download), written directly; the download goes through a
 /// proxy that cuts one of the GETs after the first, mid-stretch.
 fn cut_later_stretch(upstream: &str, replace: bool) -> (Vec<u8>, Result<u64, StoreError>, Vec<u8>, bool) {
     let key = "dbs/ipm-db/ipm-db-v2.abc.db";
     let direct = open(upstream);
-    let original = bytes(20 << 20, 3);
+    let original = bytes(40 << 20, 3);
     direct.put(key, &original, Condition::None).expect("put");
-    let replacement = bytes(20 << 20, 4);
+    let replacement = bytes(40 << 20, 4);
     let writer = open(upstream);
     let proxy = Proxy::start(upstream);
     proxy.pass_next("GET", key, "");

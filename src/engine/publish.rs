@@ -190,7 +190,8 @@ pub fn send_version(ctx: &Context, path: &std::path::Path, stem: &str, version: 
     tracing::info!(ms = phase.elapsed().as_millis() as u64, "snapshot");
     let mut checked = None;
     let sent = std::thread::scope(|scope| {
-        let check = scope.spawn(|| db::verify(&snapshot, false).map(|()| schema_hash(&snapshot)));
+        let checked_path = snapshot.to_path_buf();
+        let check = scope.spawn(move || db::verify(&checked_path, false).map(|()| schema_hash(&checked_path)));
         let mut check = Some(check);
         let mut settle = || {
             checked = check
@@ -206,7 +207,7 @@ pub fn send_version(ctx: &Context, path: &std::path::Path, stem: &str, version: 
         let id = VersionId { stem: stem.to_string(), version, sha256 };
         crate::failpoint("before-object-upload");
         let bar = ctx.out.bytes_bar(size, "upload");
-        let appeared = ctx.store.upload(&id.object_key(), &snapshot, &id.sha256, &bar, &mut settle)?;
+        let appeared = ctx.store.upload_owned(&id.object_key(), snapshot, &id.sha256, &bar, &mut settle)?;
         bar.finish_and_clear();
         Ok::<_, Error>((id, size, appeared))
     });

@@ -227,6 +227,19 @@ pub trait Store: Send + Sync {
         settle: &mut dyn FnMut() -> bool,
     ) -> Result<bool, StoreError>;
 
+    /// [`Store::upload`] of a file the caller gives away (a snapshot made to be sent): a store on
+    /// this machine may move it into place instead of copying it.
+    fn upload_owned(
+        &self,
+        key: &str,
+        file: tempfile::TempPath,
+        sha256: &str,
+        progress: &ProgressBar,
+        settle: &mut dyn FnMut() -> bool,
+    ) -> Result<bool, StoreError> {
+        self.upload(key, &file, sha256, progress, settle)
+    }
+
     /// Uploads a file (see [`Store::upload`]), with nothing to settle.
     fn upload_file(&self, key: &str, path: &Path, sha256: &str, progress: &ProgressBar) -> Result<(), StoreError> {
         self.upload(key, path, sha256, progress, &mut || true).map(drop)
@@ -432,6 +445,17 @@ impl Store for Counted {
     fn download_to(&self, key: &str, file: &std::fs::File, landed: &dyn Fn(u64, u64), progress: &ProgressBar) -> Result<u64, StoreError> {
         self.count();
         self.inner.download_to(key, file, landed, progress)
+    }
+    fn upload_owned(
+        &self,
+        key: &str,
+        file: tempfile::TempPath,
+        sha256: &str,
+        progress: &ProgressBar,
+        settle: &mut dyn FnMut() -> bool,
+    ) -> Result<bool, StoreError> {
+        self.count();
+        self.inner.upload_owned(key, file, sha256, progress, settle)
     }
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         self.count();

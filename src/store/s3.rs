@@ -29,13 +29,13 @@ use crate::settings::Remote;
 
 /// The part size: files up to it go in one PUT, larger ones in parts of it (S3 allows 5 MiB and
 /// up; `B2M_PART_SIZE_MIB` overrides it). Tuned by `bench/bench.py`: see docs/decisions.md.
-const PART_SIZE: u64 = 16 << 20;
+const PART_SIZE: u64 = 32 << 20;
 /// S3's limit on parts per upload, with room to spare.
 const MAX_PARTS: u64 = 9_000;
 /// Parts in flight at once (`B2M_PARTS_IN_FLIGHT` overrides it).
 const PARTS_IN_FLIGHT: usize = 4;
 /// The stretch of an object each GET of a download asks for (`B2M_STRETCH_MIB` overrides it).
-const STRETCH: u64 = 8 << 20;
+const STRETCH: u64 = 16 << 20;
 /// Stretches in flight at once (`B2M_STRETCHES_IN_FLIGHT` overrides it).
 const STRETCHES_IN_FLIGHT: usize = 8;
 /// Reads of a file being sent (the SDK's default is 4 KiB: a thread hand-off per page).
