@@ -10,9 +10,9 @@ B=${B2M_BIN:-$(pwd)/target/release/b2m}
 W=$(mktemp -d /tmp/b2m-tune.XXXXXX)
 export B2M_ACCESS_KEY_ID=k B2M_SECRET_ACCESS_KEY=s
 PORT=$(python3 -c "import socket; s=socket.socket(); s.bind((\"127.0.0.1\",0)); print(s.getsockname()[1])")
+mkdir -p $W/s3/bench
 target/release/examples/s3-server $W/s3 $PORT k s 2>/dev/null & SP=$!
 trap 'kill $SP; rm -rf $W' EXIT
-mkdir -p $W/s3/bench
 sleep 0.5
 proj() { mkdir -p $1/db/all_dbs; printf '[remote]\nurl = "s3://bench/p"\nendpoint = "http://127.0.0.1:%s"\nregion = "us-east-1"\n' $PORT > $1/b2m.toml; printf '[db]\nbigdb = "big-db-v1.db"\npath = "%s/db/all_dbs/"\n' $1 > $1/db/all_dbs/db.toml; }
 proj $W/dev

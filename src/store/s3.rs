@@ -39,7 +39,7 @@ const STRETCH: u64 = 16 << 20;
 /// Stretches in flight at once (`B2M_STRETCHES_IN_FLIGHT` overrides it).
 const STRETCHES_IN_FLIGHT: usize = 8;
 /// Reads of a file being sent (the SDK's default is 4 KiB: a thread hand-off per page).
-const READ_BUFFER: usize = 1 << 20;
+const READ_BUFFER: usize = 256 << 10;
 /// Tries of a download that breaks off mid-stream, resumed with a Range request.
 const DOWNLOAD_TRIES: u32 = 4;
 /// Time to open a connection.
@@ -110,7 +110,7 @@ impl S3Store {
     pub fn open(remote: &Remote, bucket: &str, prefix: &str) -> Result<Self, StoreError> {
         let location = if prefix.is_empty() { format!("s3://{bucket}") } else { format!("s3://{bucket}/{prefix}") };
         let endpoint = remote.endpoint.clone().unwrap_or_else(|| "https://s3.amazonaws.com".into());
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).max_blocking_threads(8).enable_all().build().map_err(|e| {
             StoreError::Failed { operation: "START", key: String::new(), location: location.clone(), detail: e.to_string() }
         })?;
         let region = remote.region.clone().unwrap_or_else(|| "us-east-1".into());
