@@ -32,15 +32,6 @@ pub fn is_canonical(header: &[u8]) -> bool {
     header.len() >= HEADER && VOLATILE.iter().all(|(range, value)| header[range.clone()].iter().all(|b| b == value))
 }
 
-/// The two hashes of a database file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hashes {
-    /// sha256 of the bytes: the object's key and what `sha256sum` prints.
-    pub sha256: String,
-    /// sha256 of the content (header's volatile fields zeroed).
-    pub content_sha256: String,
-}
-
 /// The content hash, fed in order.
 pub struct ContentHasher {
     hasher: Sha256,
@@ -102,24 +93,6 @@ pub fn sha256_file(path: &Path, progress: &ProgressBar) -> Result<(String, u64)>
     let mut hasher = Sha256::new();
     let size = stream(path, progress, |data| hasher.update(data))?;
     Ok((hex::encode(hasher.finalize()), size))
-}
-
-/// Both hashes of a file, and its size. A file with a canonical header (every snapshot b2m
-/// publishes) is read once: its sha256 is its content hash.
-pub fn hash_file(path: &Path, progress: &ProgressBar) -> Result<(Hashes, u64)> {
-    let mut header = [0u8; HEADER];
-    let canonical = File::open(path).and_then(|mut f| f.read_exact(&mut header)).is_ok() && is_canonical(&header);
-    if canonical {
-        let (sha256, size) = sha256_file(path, progress)?;
-        return Ok((Hashes { content_sha256: sha256.clone(), sha256 }, size));
-    }
-    std::thread::scope(|scope| {
-        let content = scope.spawn(|| content_hash_file(path, &ProgressBar::hidden()));
-        let bytes = sha256_file(path, progress);
-        let content = content.join().unwrap_or_else(|_| Err(Error::refused("hashing crashed", "run the command again")));
-        let ((sha256, size), content_sha256) = (bytes?, content?);
-        Ok((Hashes { sha256, content_sha256 }, size))
-    })
 }
 
 /// The content hash of a file.
@@ -327,9 +300,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("x.db");
         std::fs::write(&path, &a).expect("write");
-        let (hashes, size) = hash_file(&path, &ProgressBar::hidden()).expect("hash");
-        assert_eq!(size, 300);
-        assert_eq!(hashes.sha256, hex::encode(Sha256::digest(&a)));
-        assert_eq!(hashes.content_sha256, content_of(&[&a]));
+        assert_eq!(sha256_file(&path, &ProgressBar::hidden()).expect("hash"), (hex::encode(Sha256::digest(&a)), 300));
+        assert_eq!(content_hash_file(&path, &ProgressBar::hidden()).expect("hash"), content_of(&[&a]));
     }
 }

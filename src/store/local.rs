@@ -181,33 +181,33 @@ impl Store for LocalStore {
         self.place(key, tmp, &dest, Condition::None).map(|_| true)
     }
 
-    fn upload_owned(
+    fn upload_snapshot(
         &self,
         key: &str,
-        file: tempfile::TempPath,
+        path: &Path,
         sha256: &str,
         progress: &ProgressBar,
         settle: &mut dyn FnMut() -> bool,
     ) -> Result<bool, StoreError> {
-        // Moved rather than copied when it is on the bucket's file system: once settled (the file
-        // is read meanwhile), so that nothing reads it under a name that is gone.
-        if !settle() {
-            return Ok(false);
-        }
+        // Linked rather than copied when it is on the bucket's file system: nobody writes to it.
         let dest = self.path(key)?;
         let dir = self.root.join(TMP_DIR);
         fs::create_dir_all(&dir).map_err(self.io("PUT", key))?;
-        let moved = dir.join(format!(".moved-{}", uuid::Uuid::new_v4().simple()));
-        if fs::rename(&file, &moved).is_err() {
-            return self.upload(key, &file, sha256, progress, &mut || true);
+        let linked = dir.join(format!(".linked-{}", uuid::Uuid::new_v4().simple()));
+        if fs::hard_link(path, &linked).is_err() {
+            return self.upload(key, path, sha256, progress, settle);
         }
-        let moved = tempfile::TempPath::try_from_path(moved).map_err(self.io("PUT", key))?;
-        let size = File::open(&moved).and_then(|f| {
+        // Removed on every way out but the placing.
+        let linked = tempfile::TempPath::try_from_path(linked).map_err(self.io("PUT", key))?;
+        let size = File::open(&linked).and_then(|f| {
             f.sync_all()?;
             f.metadata()
         });
         progress.inc(size.map_err(self.io("PUT", key))?.len());
-        self.place(key, moved, &dest, Condition::None).map(|_| true)
+        if !settle() {
+            return Ok(false);
+        }
+        self.place(key, linked, &dest, Condition::None).map(|_| true)
     }
 
     fn download(&self, key: &str, sink: &mut dyn Write, progress: &ProgressBar) -> Result<u64, StoreError> {

@@ -227,17 +227,17 @@ pub trait Store: Send + Sync {
         settle: &mut dyn FnMut() -> bool,
     ) -> Result<bool, StoreError>;
 
-    /// [`Store::upload`] of a file the caller gives away (a snapshot made to be sent): a store on
-    /// this machine may move it into place instead of copying it.
-    fn upload_owned(
+    /// [`Store::upload`] of a file nobody writes to any more (a snapshot made to be sent): a store
+    /// on this machine may link it into place rather than copy it.
+    fn upload_snapshot(
         &self,
         key: &str,
-        file: tempfile::TempPath,
+        path: &Path,
         sha256: &str,
         progress: &ProgressBar,
         settle: &mut dyn FnMut() -> bool,
     ) -> Result<bool, StoreError> {
-        self.upload(key, &file, sha256, progress, settle)
+        self.upload(key, path, sha256, progress, settle)
     }
 
     /// Uploads a file (see [`Store::upload`]), with nothing to settle.
@@ -446,16 +446,16 @@ impl Store for Counted {
         self.count();
         self.inner.download_to(key, file, landed, progress)
     }
-    fn upload_owned(
+    fn upload_snapshot(
         &self,
         key: &str,
-        file: tempfile::TempPath,
+        path: &Path,
         sha256: &str,
         progress: &ProgressBar,
         settle: &mut dyn FnMut() -> bool,
     ) -> Result<bool, StoreError> {
         self.count();
-        self.inner.upload_owned(key, file, sha256, progress, settle)
+        self.inner.upload_snapshot(key, path, sha256, progress, settle)
     }
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         self.count();

@@ -110,9 +110,10 @@ impl S3Store {
     pub fn open(remote: &Remote, bucket: &str, prefix: &str) -> Result<Self, StoreError> {
         let location = if prefix.is_empty() { format!("s3://{bucket}") } else { format!("s3://{bucket}/{prefix}") };
         let endpoint = remote.endpoint.clone().unwrap_or_else(|| "https://s3.amazonaws.com".into());
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).max_blocking_threads(8).enable_all().build().map_err(|e| {
-            StoreError::Failed { operation: "START", key: String::new(), location: location.clone(), detail: e.to_string() }
-        })?;
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).max_blocking_threads(8).enable_all().build().map_err(|e| {
+                StoreError::Failed { operation: "START", key: String::new(), location: location.clone(), detail: e.to_string() }
+            })?;
         let region = remote.region.clone().unwrap_or_else(|| "us-east-1".into());
         let sent = Arc::new(AtomicU64::new(0));
         let credentials = remote
