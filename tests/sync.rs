@@ -290,35 +290,3 @@ fn b2m_remote_overrides_the_configured_bucket_and_json_results_stand_alone() {
     let fetched: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
     assert_eq!(fetched["bytes"], 0, "already up to date: {fetched}");
 }
-
-both_backends!(bytes_sent_under_a_name_that_is_not_theirs_never_appear, |backend| {
-    // The object is named by the content hash status found before the snapshot; its sha256 is
-    // computed beside the upload. A wrong name (here: a poisoned hash cache) is caught before the
-    // object appears, and the bytes go up again under their own name.
-    let bucket = Bucket::new(backend);
-    let dev = Project::new(&bucket);
-    dev.create_big_db("ipmdb", "ipm-db-v1.db", 40 * 256);
-    dev.b2m(&["upload", "ipm-db"]).ok();
-    dev.insert("ipm-db-v1.db", "more");
-    let file = std::fs::File::options().write(true).open(dev.db("ipm-db-v1.db")).expect("open");
-    file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(60)).expect("backdate");
-    drop(file);
-    assert_eq!(dev.status_of("ipm-db"), "ready_to_upload");
-    let wrong = "0".repeat(64);
-    let state = rusqlite::Connection::open(dev.path().join(".b2m/state.db")).expect("state");
-    let poisoned = state.execute("UPDATE content_cache SET content_sha256 = ?1 WHERE path LIKE '%ipm-db-v1.db'", [&wrong]).expect("poison");
-    assert_eq!(poisoned, 1, "the hash cache held the file");
-    drop(state);
-    dev.b2m(&["upload", "ipm-db"]).ok();
-    let object = bucket.current_object("ipm-db");
-    let bytes = bucket.read(&object).expect("the object");
-    assert!(object.contains(&hex_sha256(&bytes)), "{object} is named by its bytes");
-    assert!(!bucket.keys().iter().any(|k| k.contains(&wrong)), "nothing under the wrong name: {:?}", bucket.keys());
-    assert_eq!(bucket.version_objects("ipm-db").len(), 2, "{:?}", bucket.keys());
-    assert_eq!(dev.status_of("ipm-db"), "up_to_date");
-});
-
-fn hex_sha256(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
-}

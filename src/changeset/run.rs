@@ -287,7 +287,7 @@ fn run_sql(ctx: &Context, script: &Script, targets: &[(String, String)], log: &P
     for (((stem, copy), parent), schema_before) in working.iter().zip(&parents).zip(before) {
         let parent_ref = ParentRef { version: parent.version, sha256: parent.sha256.clone() };
         let about = publish::About { parent: Some(parent_ref.clone()), made_by: "changeset", changeset: Some(script.name.clone()) };
-        let (_, meta) = publish::send_version(ctx, copy, stem, parent.version + 1, &about, None)?;
+        let (_, meta) = publish::send_version(ctx, copy, stem, parent.version + 1, &about)?;
         if meta.schema_hash != schema_before {
             logger.line(&format!("{stem}: the schema changed"));
         }

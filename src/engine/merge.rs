@@ -115,7 +115,7 @@ pub fn merge(ctx: &Context, arg: &str) -> Result<Merged> {
         ));
         let parent = ParentRef { version: onto.version, sha256: onto.sha256.clone() };
         let about = publish::About { parent: Some(parent.clone()), made_by: "merge", changeset: None };
-        let (id, meta) = publish::send_version(ctx, &working, &stem, version, &about, None)?;
+        let (id, meta) = publish::send_version(ctx, &working, &stem, version, &about)?;
         let pending = publish::pending_from_working_copy(&stem, &local.key, &meta);
         let to_commit = publish::ToCommit { pending, parent: Some(parent) };
         let guarded = publish::Guarded { leases: &leases, db_leases: vec![db_lease], protocol };

@@ -107,18 +107,6 @@ pub fn canonicalize_header(path: &Path) -> Result<()> {
     file.seek(SeekFrom::Start(0)).and_then(|_| file.write_all(&header)).map_err(|e| Error::io("cannot write", path, e))
 }
 
-/// Gives the snapshot `dest` of `src` the schema cookie (header bytes 40–43) `src` has: the backup
-/// API sets its own, and with `src`'s the snapshot is, byte for byte, `src` with a canonical
-/// header whenever `src` did not change meanwhile. Any value is valid in a closed file.
-pub fn keep_schema_cookie(src: &Path, dest: &Path) -> Result<()> {
-    use std::io::{Seek, SeekFrom, Write};
-    let mut cookie = [0u8; 4];
-    let mut source = File::open(src).map_err(|e| Error::io("cannot open", src, e))?;
-    source.seek(SeekFrom::Start(40)).and_then(|_| source.read_exact(&mut cookie)).map_err(|e| Error::io("cannot read", src, e))?;
-    let mut file = std::fs::OpenOptions::new().write(true).open(dest).map_err(|e| Error::io("cannot open", dest, e))?;
-    file.seek(SeekFrom::Start(40)).and_then(|_| file.write_all(&cookie)).map_err(|e| Error::io("cannot write", dest, e))
-}
-
 /// Runs `PRAGMA integrity_check` (or `quick_check`) and refuses a database that fails it. Pages
 /// are read, not memory-mapped: a map would count the whole file in this process's memory.
 pub fn verify(path: &Path, quick: bool) -> Result<()> {

@@ -66,14 +66,7 @@ pub struct State {
 
 /// What identifies a file's state without reading it: (device, inode, size, mtime, ctime) of the
 /// database and (size, mtime) of its `-wal` (zeros when there is none).
-pub type FileKey = [i64; 7];
-
-/// What a file and its `-wal` look like now (device, inode, size, times): equal stamps taken
-/// before and after some work mean, to the file system's clock, that nothing wrote to it between.
-pub fn file_stamp(path: &Path) -> Result<FileKey> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io("cannot read", path, e))?;
-    Ok(file_key(path, &meta))
-}
+type FileKey = [i64; 7];
 
 fn file_key(path: &Path, meta: &std::fs::Metadata) -> FileKey {
     let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
