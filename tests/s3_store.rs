@@ -394,44 +394,49 @@ fn multipart_completion_refused_aborts_the_upload() {
 // ---------------------------------------------------------------------------------------------
 // Downloads that break off.
 
-/// A 1 MiB object, written directly; the download goes through a proxy that cuts its first GET.
-fn cut_download(upstream: &str, replace: bool) -> (Vec<u8>, Result<u64, StoreError>, Vec<u8>, bool) {
-    let key = "dbs/ipm-db/ipm-db-v1.abc.db";
-    let direct = open(upstream);
-    let original = bytes(1 << 20, 1);
-    direct.put(key, &original, Condition::None).expect("put");
-    let replacement = bytes(1 << 20, 2);
+/// An object of `len` bytes under `key`, written directly, and a proxy in front of `upstream`
+/// that lets `skip` GETs of it through, then cuts the next one after `cut_after` bytes, first
+/// replacing the object (when asked) while the client still waits for the rest. Returns the
+/// object's bytes and the proxy.
+fn object_behind_a_cutting_proxy(
+    upstream: &str,
+    key: &'static str,
+    len: usize,
+    skip: usize,
+    cut_after: usize,
+    replace: bool,
+) -> (Vec<u8>, Proxy) {
+    let original = bytes(len, 1);
+    open(upstream).put(key, &original, Condition::None).expect("put");
+    let replacement = bytes(len, 2);
     let writer = open(upstream);
     let proxy = Proxy::start(upstream);
-    // The first GET is the whole object (a resume asks for a Range): cut it, replacing the object
-    // (when asked) while the client still waits for the rest.
-    proxy.cut_answer_of_next_then("GET", key, "", 200_000, move || {
+    for _ in 0..skip {
+        proxy.pass_next("GET", key, "");
+    }
+    proxy.cut_answer_of_next_then("GET", key, "", cut_after, move || {
         if replace {
             writer.put(key, &replacement, Condition::None).expect("replace the object");
         }
     });
+    (original, proxy)
+}
+
+/// A 1 MiB object downloaded in one stream whose first GET (the whole object: a resume asks for a
+/// Range) is cut.
+fn cut_download(upstream: &str, replace: bool) -> (Vec<u8>, Result<u64, StoreError>, Vec<u8>, bool) {
+    let key = "dbs/ipm-db/ipm-db-v1.abc.db";
+    let (original, proxy) = object_behind_a_cutting_proxy(upstream, key, 1 << 20, 0, 200_000, replace);
     let store = open(&proxy.endpoint);
     let mut sink = Vec::new();
     let result = store.download(key, &mut sink, &ProgressBar::hidden());
     (original, result, sink, proxy.pending() == 0)
 }
 
-/// A 40 MiB object (three stretches of a download), written directly; the download goes through a
-/// proxy that cuts one of the GETs after the first, mid-stretch.
+/// A 40 MiB object (three stretches of a download) whose second GET is cut mid-stretch.
 fn cut_later_stretch(upstream: &str, replace: bool) -> (Vec<u8>, Result<u64, StoreError>, Vec<u8>, bool) {
     let key = "dbs/ipm-db/ipm-db-v2.abc.db";
-    let direct = open(upstream);
-    let original = bytes(40 << 20, 3);
-    direct.put(key, &original, Condition::None).expect("put");
-    let replacement = bytes(40 << 20, 4);
-    let writer = open(upstream);
-    let proxy = Proxy::start(upstream);
-    proxy.pass_next("GET", key, "");
-    proxy.cut_answer_of_next_then("GET", key, "", 3 << 20, move || {
-        if replace {
-            writer.put(key, &replacement, Condition::None).expect("replace the object");
-        }
-    });
+    let (original, proxy) = object_behind_a_cutting_proxy(upstream, key, 40 << 20, 1, 3 << 20, replace);
     let store = open(&proxy.endpoint);
     let file = tempfile::tempfile().expect("temp file");
     let landed = std::sync::Mutex::new(0u64);
