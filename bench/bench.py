@@ -55,6 +55,7 @@ DB_KEY, DB_STEM = "bigdb", "big-db"
 DB_DIR = Path("db") / "all_dbs"
 PROXY_DELAY_MS = 20
 COMMAND_TIMEOUT_SECS = 1800
+APT_TIMEOUT_SECS = 600  # a CI machine without a package mirror must not hang the smoke run
 NOOP_RUNS = 5  # a no-op preflight takes milliseconds, where noise is large: 5× the runs
 WORDS = ["red", "blue", "bolt", "nut", "gear", "wheel", "axle", "pin", "spring", "plate",
          "north", "south", "alpha", "delta"]
@@ -250,11 +251,14 @@ def apt_install(package):
     for update_first in (False, True):
         try:
             if update_first:
-                subprocess.run([*sudo, "apt-get", "update", "-qq"], capture_output=True, env=env)
+                subprocess.run([*sudo, "apt-get", "update", "-qq"], capture_output=True, env=env,
+                               timeout=APT_TIMEOUT_SECS)
             done = subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", package],
-                                  capture_output=True, text=True, env=env)
+                                  capture_output=True, text=True, env=env, timeout=APT_TIMEOUT_SECS)
         except OSError as e:
             return f"{e.filename}: {e.strerror}"
+        except subprocess.TimeoutExpired:
+            return f"apt-get took over {APT_TIMEOUT_SECS} s"
         if done.returncode == 0:
             return None
         why = last_line(done.stderr)
