@@ -80,6 +80,21 @@ impl LocalStore {
         })
     }
 
+    /// An upload's last step: places `tmp` under `key` once `settle` agrees; otherwise drops it
+    /// (which removes it), so an abandoned upload leaves nothing.
+    fn settle_and_place(
+        &self,
+        key: &str,
+        tmp: tempfile::TempPath,
+        dest: &Path,
+        settle: &mut dyn FnMut() -> bool,
+    ) -> Result<bool, StoreError> {
+        if !settle() {
+            return Ok(false);
+        }
+        self.place(key, tmp, dest, Condition::None).map(|_| true)
+    }
+
     fn place(&self, key: &str, tmp: tempfile::TempPath, dest: &Path, condition: Condition) -> Result<PutOutcome, StoreError> {
         let etag = {
             let meta = fs::metadata(&tmp).map_err(self.io("PUT", key))?;
@@ -174,11 +189,7 @@ impl Store for LocalStore {
             io::copy(&mut src, &mut progress.wrap_write(f))?;
             Ok(())
         })?;
-        // Dropping the temp file removes it: an abandoned upload leaves nothing.
-        if !settle() {
-            return Ok(false);
-        }
-        self.place(key, tmp, &dest, Condition::None).map(|_| true)
+        self.settle_and_place(key, tmp, &dest, settle)
     }
 
     fn upload_snapshot(
@@ -204,10 +215,7 @@ impl Store for LocalStore {
             f.metadata()
         });
         progress.inc(size.map_err(self.io("PUT", key))?.len());
-        if !settle() {
-            return Ok(false);
-        }
-        self.place(key, linked, &dest, Condition::None).map(|_| true)
+        self.settle_and_place(key, linked, &dest, settle)
     }
 
     fn download(&self, key: &str, sink: &mut dyn Write, progress: &ProgressBar) -> Result<u64, StoreError> {

@@ -522,9 +522,8 @@ impl S3Store {
 
     /// The body of `length` bytes of a file from `offset`, read as it is sent, in large reads.
     async fn body(&self, key: &str, path: &Path, offset: u64, length: u64) -> Result<ByteStream, StoreError> {
-        ByteStream::read_from().path(path).offset(offset).length(Length::Exact(length)).buffer_size(READ_BUFFER).build().await.map_err(
-            |e| StoreError::Failed { operation: "READ", key: key.to_string(), location: path.display().to_string(), detail: e.to_string() },
-        )
+        let body = ByteStream::read_from().path(path).offset(offset).length(Length::Exact(length)).buffer_size(READ_BUFFER).build();
+        body.await.map_err(|e| read_failed(key, path, &e))
     }
 
     /// Uploads a large file in parts, `parts_in_flight` at a time. Any failure aborts the
@@ -643,6 +642,11 @@ impl Stretches<'_> {
         (self.landed)(offset, data.len() as u64);
         Ok(())
     }
+}
+
+/// The error of a local file that could not be read for an upload.
+fn read_failed(key: &str, path: &Path, e: &dyn std::error::Error) -> StoreError {
+    StoreError::Failed { operation: "READ", key: key.to_string(), location: path.display().to_string(), detail: e.to_string() }
 }
 
 /// `bytes START-END/TOTAL` → (start, end, total).
@@ -794,14 +798,7 @@ impl Store for S3Store {
         progress: &ProgressBar,
         settle: &mut dyn FnMut() -> bool,
     ) -> Result<bool, StoreError> {
-        let size = std::fs::metadata(path)
-            .map_err(|e| StoreError::Failed {
-                operation: "READ",
-                key: key.to_string(),
-                location: path.display().to_string(),
-                detail: e.to_string(),
-            })?
-            .len();
+        let size = std::fs::metadata(path).map_err(|e| read_failed(key, path, &e))?.len();
         if size > self.tuning.part_size {
             return self.upload_parts(key, path, size, sha256, progress, settle);
         }
