@@ -44,6 +44,21 @@ impl Output {
         self.bar(0, message, "{msg:>12} [{bar:30}] {pos}/{len} pages")
     }
 
+    /// A page-counting bar drawn only once [`Output::show`] is called: for work that starts beside
+    /// another bar (two bars on one line would overwrite each other).
+    pub fn later_pages_bar(&self, message: &str) -> ProgressBar {
+        let bar = self.pages_bar(message);
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+        bar
+    }
+
+    /// Starts drawing a bar from [`Output::later_pages_bar`].
+    pub fn show(&self, bar: &ProgressBar) {
+        if self.progress {
+            bar.set_draw_target(ProgressDrawTarget::stderr());
+        }
+    }
+
     /// A spinner for work of unknown length (integrity checks).
     pub fn spinner(&self, message: &str) -> ProgressBar {
         if !self.progress {

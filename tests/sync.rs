@@ -68,6 +68,35 @@ both_backends!(whole_flow_from_new_local_to_second_version, |backend| {
     assert_eq!(server.status_of("ipm-db"), "up_to_date");
 });
 
+// The snapshot starts beside the judge: an upload that publishes nothing gives it up and leaves
+// no copy behind.
+both_backends!(an_upload_that_publishes_nothing_leaves_no_snapshot, |backend| {
+    let bucket = Bucket::new(backend);
+    let dev = Project::new(&bucket);
+    dev.create_big_db("ipmdb", "ipm-db-v1.db", 16 * 256);
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    let snapshots = || -> Vec<String> {
+        let tmp = dev.path().join(".b2m").join("tmp");
+        let names = std::fs::read_dir(tmp).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect());
+        names.unwrap_or_default()
+    };
+    let run = dev.b2m(&["upload", "ipm-db"]);
+    run.ok();
+    assert!(run.stderr.contains("up to date; nothing to upload"), "{}", run.stderr);
+    assert_eq!(snapshots(), Vec::<String>::new());
+
+    let other = Project::new(&bucket);
+    other.b2m(&["fetch-db-toml"]).ok();
+    other.b2m(&["download", "ipm-db"]).ok();
+    other.insert("ipm-db-v1.db", "other row");
+    other.b2m(&["upload", "ipm-db"]).ok();
+    dev.insert("ipm-db-v1.db", "dev row");
+    dev.b2m(&["upload", "ipm-db"]).fails(1, "outdated_db");
+    assert_eq!(snapshots(), Vec::<String>::new());
+    assert_eq!(bucket.version_objects("ipm-db").len(), 2, "nothing more was sent");
+    assert_eq!(dev.rows("ipm-db-v1.db").last().map(String::as_str), Some("dev row"), "the local change is kept");
+});
+
 both_backends!(local_changes_block_a_download, |backend| {
     let bucket = Bucket::new(backend);
     let (dev, server) = published_pair(&bucket, 1);

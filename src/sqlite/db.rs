@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use indicatif::ProgressBar;
@@ -128,6 +129,11 @@ pub fn verify(path: &Path, quick: bool) -> Result<()> {
 /// synced: a snapshot that is sent and thrown away needs no trip to the disk; a kept one is synced
 /// by its keeper.
 pub fn snapshot(src: &Path, dest: &Path, progress: &ProgressBar) -> Result<()> {
+    snapshot_unless(src, dest, progress, &AtomicBool::new(false))
+}
+
+/// [`snapshot`], given up between steps once `stop` is set (an error: `dest` is then no copy).
+pub fn snapshot_unless(src: &Path, dest: &Path, progress: &ProgressBar, stop: &AtomicBool) -> Result<()> {
     check_header(src)?;
     let source = open(src, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let mut target = open(dest, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
@@ -144,6 +150,9 @@ pub fn snapshot(src: &Path, dest: &Path, progress: &ProgressBar) -> Result<()> {
             other => Error::sqlite(src, other),
         };
         loop {
+            if stop.load(Ordering::Relaxed) {
+                return Err(Error::refused(format!("the snapshot of `{}` was given up", src.display()), "run the command again"));
+            }
             let step = backup.step(BACKUP_STEP_PAGES).map_err(failed)?;
             let p = backup.progress();
             let total = u64::try_from(p.pagecount).unwrap_or(0);
