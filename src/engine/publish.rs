@@ -160,7 +160,7 @@ fn judge_upload(
     local: &crate::manifest::Entry,
     remote_entry: Option<&crate::manifest::Entry>,
 ) -> Result<Judged> {
-    let row = status::assess(ctx, &stem, Some(local), remote_entry)?;
+    let row = status::assess(ctx, stem, Some(local), remote_entry)?;
     let (version, parent) = match (row.status, &row.remote_id) {
         (Status::UpToDate, Some(current)) => {
             ctx.out.info(&format!("`{stem}` v{} is up to date; nothing to upload", current.version));
