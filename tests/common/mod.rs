@@ -45,6 +45,8 @@ impl S3Server {
             let http = ConnBuilder::new(TokioExecutor::new());
             loop {
                 let Ok((socket, _)) = listener.accept().await else { continue };
+                // As S3 endpoints do (else each small answer waits 40 ms for a delayed ACK).
+                let _ = socket.set_nodelay(true);
                 let conn = http.serve_connection(TokioIo::new(socket), service.clone()).into_owned();
                 tokio::spawn(async move {
                     let _ = conn.await;
