@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use common::*;
 
 /// The server: reads db.toml once at start (as real servers do), then serves "requests" every
-/// 10 ms, each through a fresh connection: `write` inserts a numbered row, `read` counts rows.
+/// 10 ms, each through a fresh connection: `write` inserts a numbered row (in WAL mode;
+/// `write-rollback` in rollback-journal mode), `read` counts rows.
 /// On SIGTERM it finishes the request in hand and exits. Errors go to `err.log`.
 const SERVER: &str = r#"
 import os, signal, sqlite3, sys, time, tomllib
@@ -29,8 +30,8 @@ with open(os.path.join(root, "served.log"), "a") as log:
     while not stop:
         try:
             conn = sqlite3.connect(path, isolation_level=None, timeout=5)
-            if mode == "write":
-                conn.execute("PRAGMA journal_mode=WAL")
+            if mode.startswith("write"):
+                conn.execute("PRAGMA journal_mode=" + ("DELETE" if mode == "write-rollback" else "WAL"))
                 conn.execute("INSERT INTO t(v) VALUES (?)", (f"request {n + 1}",))
                 n += 1
                 open(os.path.join(root, "counter"), "w").write(str(n))
@@ -136,4 +137,59 @@ fn a_download_beside_a_reading_server_swaps_the_file_between_its_requests() {
     assert_eq!(errors(&root), "", "the server saw no error");
     assert_eq!(server.files(), vec!["db.toml", "ipm-db-v2.db"]);
     assert_eq!(server.status_of("ipm-db"), "up_to_date");
+}
+
+/// A server that writes every 10 ms into a 64 MiB db while b2m uploads it: SQLite's backup,
+/// copied in steps, starts again whenever another process commits between two steps, so a busy
+/// server could keep the snapshot from ever finishing. The upload must finish (the server is
+/// then stopped for the swap), and no row may be lost, in WAL and in rollback-journal mode.
+fn an_upload_finishes_beside_a_server_that_keeps_writing(mode: &str) {
+    let bucket = Bucket::new(Backend::Local);
+    let dev = Project::new(&bucket);
+    dev.create_big_db("ipmdb", "ipm-db-v1.db", 64 * 256);
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    let server = Project::new(&bucket);
+    server.b2m(&["fetch-db-toml"]).ok();
+    server.b2m(&["download", "ipm-db"]).ok();
+    install_server(&server, mode);
+    run_script(&server, "start.sh");
+    let root: PathBuf = server.path().to_path_buf();
+    wait_for("the server's first rows", || counter(&root) >= 20);
+    let mut upload = b2m_command(server.path()).args(["upload", "ipm-db"]).stderr(std::process::Stdio::piped()).spawn().expect("b2m");
+    let started = Instant::now();
+    let finished = loop {
+        if let Some(status) = upload.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            let _ = upload.kill();
+            let _ = upload.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = std::io::read_to_string(upload.stderr.take().expect("stderr")).unwrap_or_default();
+    if finished.is_none() {
+        run_script(&server, "stop.sh");
+        panic!("the upload beside a writing server ({mode}) did not finish in 120 s: {stderr}");
+    }
+    assert!(finished.is_some_and(|s| s.success()), "{stderr}");
+    wait_for("the server to start again on v2", || served(&root).contains("start ipm-db-v2.db"));
+    let after = counter(&root);
+    wait_for("rows written to v2", || counter(&root) >= after + 5);
+    run_script(&server, "stop.sh");
+    assert_eq!(errors(&root), "", "the server saw no error");
+    let requests: Vec<String> = server.rows("ipm-db-v2.db").into_iter().filter(|r| r.starts_with("request ")).collect();
+    let expected: Vec<String> = (1..=counter(&root)).map(|i| format!("request {i}")).collect();
+    assert_eq!(requests, expected, "every request's row, in order, none lost");
+}
+
+#[test]
+fn an_upload_finishes_beside_a_server_that_keeps_writing_in_wal_mode() {
+    an_upload_finishes_beside_a_server_that_keeps_writing("write");
+}
+
+#[test]
+fn an_upload_finishes_beside_a_server_that_keeps_writing_in_rollback_mode() {
+    an_upload_finishes_beside_a_server_that_keeps_writing("write-rollback");
 }

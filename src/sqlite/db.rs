@@ -17,6 +17,8 @@ use crate::fsutil;
 const HEADER: &[u8; 16] = b"SQLite format 3\0";
 /// Pages copied per backup step: large steps are fast, and the source is re-read if it changes.
 const BACKUP_STEP_PAGES: i32 = 4096;
+/// Times a backup may start over (another process committed) before it holds the source still.
+const RESTARTS_BEFORE_HOLDING: u32 = 2;
 
 fn bad(path: &Path, reason: impl Into<String>) -> Error {
     Error::BadDatabase { path: path.to_path_buf(), reason: reason.into() }
@@ -149,6 +151,8 @@ pub fn snapshot_unless(src: &Path, dest: &Path, progress: &ProgressBar, stop: &A
             rusqlite::Error::SqliteFailure(f, msg) => bad(src, msg.unwrap_or_else(|| f.to_string())),
             other => Error::sqlite(src, other),
         };
+        let mut remaining = i32::MAX;
+        let mut restarts = 0;
         loop {
             if stop.load(Ordering::Relaxed) {
                 return Err(Error::refused(format!("the snapshot of `{}` was given up", src.display()), "run the command again"));
@@ -158,6 +162,18 @@ pub fn snapshot_unless(src: &Path, dest: &Path, progress: &ProgressBar, stop: &A
             let total = u64::try_from(p.pagecount).unwrap_or(0);
             progress.set_length(total);
             progress.set_position(total.saturating_sub(u64::try_from(p.remaining).unwrap_or(0)));
+            // Another process committed between two steps, and the backup started over. A server
+            // that commits more often than a step takes would keep it starting over for ever: from
+            // the second time, the source stays in one read transaction until the copy is whole
+            // (in WAL mode writers go on; in rollback-journal mode they wait for it, ~1 s per GiB).
+            if p.remaining > remaining {
+                restarts += 1;
+                if restarts == RESTARTS_BEFORE_HOLDING {
+                    tracing::info!(path = %src.display(), "the source keeps changing: the snapshot holds one read transaction");
+                    source.execute_batch("BEGIN; SELECT count(*) FROM sqlite_schema;").map_err(failed)?;
+                }
+            }
+            remaining = p.remaining;
             match step {
                 StepResult::Done => break,
                 StepResult::More => {}
