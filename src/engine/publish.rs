@@ -12,10 +12,9 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use tempfile::TempPath;
-
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use tempfile::TempPath;
 
 use super::Context;
 use super::remote::{self, ParentRef, RemoteManifest, VersionId, VersionMeta};
