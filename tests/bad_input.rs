@@ -1,9 +1,7 @@
 //! Bad input: each gets one `error:` line naming the thing and what to do, a non-zero exit, and
 //! nothing changed.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 fn published() -> (Bucket, Project) {
     let bucket = Bucket::new(Backend::Local);

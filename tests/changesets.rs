@@ -1,12 +1,10 @@
 //! Changesets: run once for the whole fleet, SQL natively, Python and shell as children with the
 //! helper, exactly once across races and crashes.
 
-mod common;
-
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// Creates a changeset of `kind` in `p` with `body` after the template's header lines; returns
 /// its name.

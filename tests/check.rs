@@ -2,11 +2,9 @@
 //! db.toml, the pinned versions and the ledger agree. One drift per test, each asserted by its
 //! level, its key and what the message tells the user to run.
 
-mod common;
-
 use std::path::PathBuf;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// `b2m check --json` with `args`; the exit code and the parsed result.

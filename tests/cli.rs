@@ -1,8 +1,6 @@
 //! The command line as users of just, uv and cargo expect it.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// Every `` `b2m <command> …` `` a message, hint or document names (src/, templates/, README.md,
 /// docs/) is a command that exists.

@@ -1,11 +1,9 @@
 //! Many machines, one bucket: races of real processes on every kind of store, leases, doctor.
 
-mod common;
-
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const RACERS: usize = 6;
 const ROUNDS: usize = 3;

@@ -2,12 +2,10 @@
 //! file, the bucket's db.toml always names an object that matches its metadata, no partial file
 //! sits under a database's name, and a rerun finishes without a person (no TTL to wait out).
 
-mod common;
-
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use sha2::{Digest, Sha256};
 
 const KILLS: usize = 12;

@@ -1,10 +1,8 @@
 //! A full disk: the command fails with one clear line, and nothing is lost or half-written.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 /// A small tmpfs, mounted for one test (needs root, as CI and the dev machines have).
 struct TinyDisk {

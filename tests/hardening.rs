@@ -3,12 +3,10 @@
 //! whose answer was lost, gc racing a publish, the request count of status, stale sidecars and
 //! keys that differ between the local and the bucket's db.toml.
 
-mod common;
-
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use rusqlite::Connection;
 
 /// Waits until `locks/<stem>/` holds a lease in state `held`.

@@ -1,8 +1,6 @@
 //! `b2m history`: every published version, newest first, from the parent chain.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 both_backends!(history_lists_every_published_version_newest_first, |backend| {
     let bucket = Bucket::new(backend);

@@ -1,14 +1,12 @@
 //! `b2m hooks install|uninstall`: git hooks beside the project's own, which keep running, and taken
 //! out leaving exactly what was there.
 
-mod common;
-
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_b2m");
 const HOOKS: [&str; 3] = ["post-merge", "post-checkout", "pre-push"];

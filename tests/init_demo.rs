@@ -1,8 +1,6 @@
 //! `b2m init` and `b2m demo`: the first commands a person runs.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn init_sets_up_a_project_that_works_and_can_rerun() {

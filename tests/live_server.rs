@@ -2,12 +2,10 @@
 //! start for every request, writing or reading, while b2m uploads or downloads. With `[server]`
 //! configured, no row is lost, its log shows no error, and it comes back on the new file.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// The server: reads db.toml once at start (as real servers do), then serves "requests" every
 /// 10 ms, each through a fresh connection: `write` inserts a numbered row (in WAL mode;

@@ -1,8 +1,6 @@
 //! `b2m merge`: the server's journaled rows carried onto the bucket's newer version.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use rusqlite::Connection;
 
 /// A dev and a server on `ipm-db` v1: `t(id, v, deleted_at)` with rows 'row 0'..'row 3'.

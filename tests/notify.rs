@@ -1,12 +1,10 @@
 //! Notifications: a webhook on 127.0.0.1 receives the events; one that refuses connections does
 //! not fail the command; `notify.command` gets the event as JSON on stdin.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::{Arc, Mutex};
 
-use common::*;
+use crate::common::*;
 
 /// A webhook receiver: records every POSTed body, answers 204.
 fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {

@@ -1,10 +1,8 @@
 //! `b2m preflight`: what every server start runs.
 
-mod common;
-
 use std::process::Stdio;
 
-use common::*;
+use crate::common::*;
 
 /// A SQL changeset on ipm-db in `p`; returns its name.
 fn sql_changeset(p: &Project, phrase: &str, sql: &str) -> String {

@@ -1,15 +1,13 @@
 //! The test proxy (tests/common/proxy.rs) checked on its own: byte-level framing against a raw
 //! upstream, then the real `b2m` binary through it to the S3 server.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 fn count(seen: &[Seen], method: &str, path_suffix: &str, query_part: &str) -> usize {
     seen.iter().filter(|s| s.method == method && s.path.ends_with(path_suffix) && s.query.contains(query_part)).count()

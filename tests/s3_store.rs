@@ -4,14 +4,12 @@
 //! The test proxy (`common::Proxy`) stands in for a bad network: it loses the answer to a multipart
 //! completion, refuses a completion, or cuts a download mid-stream.
 
-mod common;
-
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use b2m::store::{Condition, PutOutcome, Store, StoreError};
-use common::*;
 use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
 

@@ -1,9 +1,7 @@
 //! The sync engine end to end: status, upload, download, on the local-folder store and on a real
 //! S3 server.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 both_backends!(whole_flow_from_new_local_to_second_version, |backend| {
     let bucket = Bucket::new(backend);

@@ -1,9 +1,7 @@
 //! Every entry of `[db]` is managed or reported, never skipped in silence; two keys for one
 //! database is a configuration error naming both lines.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// A published `ipm-db`, plus the kinds of entry b2m cannot manage.
 fn project_with_unmanaged_entries() -> (Bucket, Project) {

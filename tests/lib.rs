@@ -1,0 +1,26 @@
+//! The test crate: one binary (linking the S3 SDK once), a module per feature. The harness is
+//! `common`: a project in a temp folder, the real `b2m` binary, a real S3 server.
+
+#[macro_use]
+mod common;
+
+mod bad_input;
+mod changesets;
+mod check;
+mod cli;
+mod coordination;
+mod crash;
+mod disk_full;
+mod hardening;
+mod history;
+mod hooks;
+mod init_demo;
+mod live_server;
+mod merge;
+mod notify;
+mod preflight;
+mod proxy_selftest;
+mod replay;
+mod s3_store;
+mod sync;
+mod unmanaged;
