@@ -12,6 +12,7 @@ mod coordination;
 mod crash;
 mod disk_full;
 mod hardening;
+mod hardening2;
 mod history;
 mod hooks;
 mod init_demo;
