@@ -113,6 +113,13 @@ impl Error {
         Error::Refused { message: message.into(), hint: Some(hint.into()) }
     }
 
+    /// A failure after a version was committed: the message says first what was published
+    /// (`done`), then what failed; the hint stays what to do about the failure (exit 1).
+    pub fn after_publish(done: &str, e: Error) -> Self {
+        let hint = e.hint();
+        Error::Refused { message: format!("{done}; but then: {e}"), hint }
+    }
+
     /// An I/O error on a path.
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { action, path: path.into(), source }

@@ -360,9 +360,7 @@ both_backends!(ctrl_c_releases_the_lease_removes_temp_files_and_exits_130, |back
         .spawn()
         .expect("spawn");
     wait_until("the lease", Duration::from_secs(20), || bucket.keys().iter().any(|k| k.starts_with("locks/ipm-db/")));
-    wait_until("the snapshot", Duration::from_secs(20), || {
-        std::fs::read_dir(server.path().join(".b2m/tmp")).is_ok_and(|d| d.count() > 0)
-    });
+    wait_until("the snapshot", Duration::from_secs(20), || std::fs::read_dir(server.path().join(".b2m/tmp")).is_ok_and(|d| d.count() > 0));
     let ok = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().is_ok_and(|s| s.success());
     assert!(ok);
     let started = Instant::now();
@@ -387,7 +385,7 @@ fn one_non_sqlite_file_blocks_only_itself_and_download_force_replaces_it() {
     let row = |name: &str| status["dbs"].as_array().expect("dbs").iter().find(|d| d["name"] == name).cloned().expect("row");
     assert_eq!(row("ipm-db")["status"], "up_to_date", "{status}");
     assert_eq!(row("emoji-db")["status"], "conflict", "{status}");
-    assert!(row("emoji-db")["detail"].as_str().is_some_and(|d| d.contains("not a SQLite database")), "{status}");
+    assert!(row("emoji-db")["detail"].as_str().is_some_and(|d| d.contains("not a usable SQLite database")), "{status}");
     server.b2m(&["preflight"]).fails(1, "emoji-db");
     server.b2m(&["download", "emoji-db", "--force"]).ok();
     assert_eq!(server.rows("emoji-db-v1.db"), vec!["row 0"]);

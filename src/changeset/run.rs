@@ -301,7 +301,7 @@ fn run_sql(ctx: &Context, script: &Script, targets: &[(String, String)], log: &P
     for v in &to_commit {
         let id = VersionId { stem: v.pending.stem.clone(), version: v.pending.version, sha256: v.pending.sha256.clone() };
         logger.line(&format!("{}: published v{} {}…", id.stem, id.version, id.short()));
-        fetch::install(ctx, &id, &v.pending.key, local.entry_for_stem(&id.stem).as_ref(), &swaps)?;
+        fetch::install(ctx, &id, &v.pending.key, local.entry_for_stem(&id.stem).as_ref(), None, &swaps)?;
         ctx.state.clear_pending(&id.stem)?;
         made.push(MadeVersion::from(&id));
     }

@@ -92,22 +92,52 @@ pub fn download(ctx: &Context, arg: &str, force: bool) -> Result<Fetched> {
     if let Some(l) = &local {
         swaps.check(&ctx.db_path(&l.file))?;
     }
-    let bytes = install(ctx, &id, &key, local.as_ref(), &swaps)?;
-    swaps.restart(&format!("downloaded `{stem}` v{}", id.version))?;
+    // Dropping local changes was asked for (`--force`): the file is not judged again.
+    let judged = if force { None } else { row.local_content.as_deref() };
+    let installed = install(ctx, &id, &key, local.as_ref(), judged, &swaps);
+    // A server this stopped is started again, on the new file or, after a refusal, the old one.
+    let restarted = swaps.restart(&match &installed {
+        Ok(_) => format!("downloaded `{stem}` v{}", id.version),
+        Err(_) => format!("the download of `{stem}` v{} was not installed", id.version),
+    });
+    let bytes = installed?;
+    restarted?;
     ctx.out.info(&format!("downloaded `{stem}` v{} → `{}`", id.version, ctx.db_path(&id.file()).display()));
     Ok(Fetched { name: stem, version: id.version, file: id.file(), bytes, backup: backup.map(|p| p.display().to_string()) })
 }
 
-/// Brings the committed version `id` here: fetches and verifies it under its own name, then
-/// (the server stopped through `swaps` if it has the old file open) names and pins it in the local
-/// db.toml under `key` (the local key, never a second one), records the base, and only then
-/// removes the file it replaces (`old`). Returns the bytes fetched.
-pub fn install(ctx: &Context, id: &VersionId, key: &str, old: Option<&Entry>, swaps: &Swaps<'_>) -> Result<u64> {
-    let (bytes, content) = fetch_version(ctx, id)?;
-    let old = old.filter(|l| l.file != id.file());
-    if let Some(old) = old {
-        swaps.prepare(&ctx.db_path(&old.file))?;
+/// Brings the committed version `id` here: fetches and verifies it into a temp file, then stops
+/// the server through `swaps` (it has the old file open, under the old name or the same one),
+/// judges the old file again when `judged` says what it held when the swap was decided (a row the
+/// server committed since then refuses the swap: nothing of the new version is placed), places the
+/// new file, names and pins it in the local db.toml under `key` (the local key, never a second
+/// one), records the base, and only then moves the replaced file (`old`) out of the db folder.
+/// Returns the bytes fetched.
+pub fn install(ctx: &Context, id: &VersionId, key: &str, old: Option<&Entry>, judged: Option<&str>, swaps: &Swaps<'_>) -> Result<u64> {
+    let target = ctx.db_path(&id.file());
+    let (tmp, bytes, content) = download_verified(ctx, id, &ctx.settings.db_dir)?;
+    crate::failpoint("before-swap");
+    let old_path = old.map(|l| ctx.db_path(&l.file)).filter(|p| p.is_file());
+    // Every swap stops the server first, a replacement under the same name included.
+    if let Some(replaced) = old_path.clone().or_else(|| Some(target.clone()).filter(|t| t.is_file())) {
+        swaps.prepare(&replaced)?;
     }
+    if let (Some(path), Some(judged)) = (&old_path, judged) {
+        let now = status::local_content(ctx, path)?;
+        if now.as_deref() != Some(judged) {
+            return Err(Error::refused(
+                format!(
+                    "outdated_db: `{}` took new rows while `{}` v{} was being fetched (local changes); nothing was swapped",
+                    path.display(),
+                    id.stem,
+                    id.version
+                ),
+                format!("run `b2m merge {}` to carry them onto v{}", id.stem, id.version),
+            ));
+        }
+    }
+    place(ctx, tmp, &target, &content)?;
+    let old = old.filter(|l| l.file != id.file());
     let mut manifest = ctx.local_manifest()?;
     let named = manifest.entry_for_stem(&id.stem);
     if named.as_ref().map(|e| (e.file.as_str(), e.sha256.as_deref())) != Some((id.file().as_str(), Some(id.sha256.as_str())))
@@ -208,21 +238,17 @@ pub fn download_verified(ctx: &Context, id: &VersionId, dir: &std::path::Path) -
     Ok((tmp, bytes, content?))
 }
 
-/// Fetches the object `id` names (see [`download_verified`]) and renames it into place beside
-/// the database, clearing stale sidecars first. Returns the bytes fetched and the content hash.
-pub fn fetch_version(ctx: &Context, id: &VersionId) -> Result<(u64, String)> {
-    let target = ctx.db_path(&id.file());
-    let (tmp, bytes, content) = download_verified(ctx, id, &ctx.settings.db_dir)?;
+/// Renames a fetched and verified temp file into place as `target`, clearing stale sidecars first.
+fn place(ctx: &Context, tmp: tempfile::NamedTempFile, target: &std::path::Path, content: &str) -> Result<()> {
     // Install: no stale WAL or hot journal may be applied to the new file, so its sidecars go first.
-    for sidecar in fsutil::sidecars(&target) {
+    for sidecar in fsutil::sidecars(target) {
         fsutil::remove_if_exists(&sidecar)?;
     }
     crate::failpoint("before-install");
-    tmp.persist(&target).map_err(|e| Error::io("cannot rename into", &target, e.error))?;
+    tmp.persist(target).map_err(|e| Error::io("cannot rename into", target, e.error))?;
     crate::failpoint("after-install");
     fsutil::sync_dir(&ctx.settings.db_dir).map_err(|e| Error::io("cannot sync", &ctx.settings.db_dir, e))?;
-    ctx.state.remember_written(&target, &content)?;
-    Ok((bytes, content))
+    ctx.state.remember_written(target, content)
 }
 
 /// Keeps a consistent copy of a local database before it is replaced; returns where.
@@ -232,8 +258,16 @@ fn keep_backup(ctx: &Context, path: &std::path::Path) -> Result<std::path::PathB
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let dest = dir.join(format!("{}.{}.db", name.trim_end_matches(".db"), chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")));
     let bar = ctx.out.pages_bar("backup");
-    db::snapshot(path, &dest, &bar)?;
+    let copied = db::snapshot(path, &dest, &bar);
     bar.finish_and_clear();
+    match copied {
+        Ok(()) => {}
+        // A file SQLite cannot read is kept byte for byte.
+        Err(Error::BadDatabase { .. }) => {
+            std::fs::copy(path, &dest).map_err(|e| Error::io("cannot keep a copy of", path, e))?;
+        }
+        Err(e) => return Err(e),
+    }
     let kept = std::fs::File::open(&dest).and_then(|f| f.sync_all()).and_then(|()| fsutil::sync_dir(&dir));
     kept.map_err(|e| Error::io("cannot sync", &dest, e))?;
     ctx.out.info(&format!("kept the local changes of `{name}` in `{}`", dest.display()));

@@ -121,7 +121,7 @@ pub fn merge(ctx: &Context, arg: &str) -> Result<Merged> {
         let guarded = publish::Guarded { leases: &leases, db_leases: vec![db_lease], protocol };
         publish::commit(ctx, guarded, &local_manifest, std::slice::from_ref(&to_commit))?;
         log.line(&format!("published v{version} {}…", id.short()));
-        fetch::install(ctx, &id, &local.key, Some(&local), &swaps)?;
+        fetch::install(ctx, &id, &local.key, Some(&local), None, &swaps)?;
         ctx.state.clear_pending(&stem)?;
         // The journal's every statement is in the published version: archive it.
         let archived = dir.join(journal.file_name().unwrap_or_default());

@@ -59,7 +59,14 @@ impl Context {
         let counted = Arc::new(crate::store::Counted::new(crate::store::open(&settings.remote)?));
         let store: Arc<dyn Store> = counted.clone();
         out.count_requests_of(counted.clone());
-        let state = State::open(&settings.state_dir)?;
+        let (state, damaged) = State::open_or_rebuild(&settings.state_dir)?;
+        if let Some(aside) = damaged {
+            out.info(&format!(
+                "warning: the local state `{}` was damaged; moved it aside as `{}` and rebuilt it from db.toml and the files",
+                settings.state_dir.join("state.db").display(),
+                aside.display()
+            ));
+        }
         Ok(Context { settings, store, counted, state, out })
     }
 

@@ -95,10 +95,13 @@ pub fn preflight(ctx: &Context, lock: &LocalLock, strict: bool) -> Result<Prefli
     Ok(done)
 }
 
-/// Brings every database the bucket's db.toml names to the version it pins.
+/// Brings every database the bucket's db.toml names to the version it pins. One that cannot be
+/// (local changes behind the bucket, a conflict, an unreadable file) stops the start, but only
+/// after every other database was brought forward.
 fn sync(ctx: &Context, remote: Option<&RemoteManifest>, swaps: &Swaps<'_>, done: &mut Preflight) -> Result<()> {
     let Some(remote) = remote else { return Ok(()) };
     let local = ctx.local_manifest()?;
+    let mut blocked: Vec<Error> = Vec::new();
     for r in remote.manifest.entries() {
         let l = local.entry_for_stem(&r.stem);
         let row = status::assess(ctx, &r.stem, l.as_ref(), Some(&r))?;
@@ -110,36 +113,47 @@ fn sync(ctx: &Context, remote: Option<&RemoteManifest>, swaps: &Swaps<'_>, done:
                 if let Some(l) = &l {
                     swaps.check(&ctx.db_path(&l.file))?;
                 }
-                fetch::install(ctx, &id, &key, l.as_ref(), swaps)?;
+                match fetch::install(ctx, &id, &key, l.as_ref(), row.local_content.as_deref(), swaps) {
+                    Ok(_) => {}
+                    Err(e @ Error::Refused { .. }) => {
+                        blocked.push(e);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
                 ctx.out.info(&format!("fetched `{}` v{}", r.stem, id.version));
                 done.fetched.push(Fetched { name: r.stem.clone(), from: row.local_version, to: id.version });
             }
-            Status::OutdatedDb => {
-                return Err(Error::refused(
-                    format!(
-                        "outdated_db: the bucket has `{}` v{}, and this server's v{} has local changes",
-                        r.stem,
-                        r.version,
-                        row.local_version.unwrap_or(0)
-                    ),
-                    format!("run `b2m merge {}` to carry them onto the new version, then start again", r.stem),
-                ));
-            }
+            Status::OutdatedDb => blocked.push(Error::refused(
+                format!(
+                    "outdated_db: the bucket has `{}` v{}, and this server's v{} has local changes",
+                    r.stem,
+                    r.version,
+                    row.local_version.unwrap_or(0)
+                ),
+                format!("run `b2m merge {}` to carry them onto the new version, then start again", r.stem),
+            )),
             Status::ReadyToUpload => {
                 ctx.out.info(&format!("`{}` has local data that is not in the bucket (ready_to_upload)", r.stem));
                 if !done.ready_to_upload.contains(&r.stem) {
                     done.ready_to_upload.push(r.stem.clone());
                 }
             }
-            _ => {
-                return Err(Error::refused(
-                    format!("conflict: `{}`: {}", r.stem, row.detail.unwrap_or_else(|| "its state is unclear".into())),
-                    "a person must decide; `b2m status` shows the details",
-                ));
-            }
+            _ => blocked.push(Error::refused(
+                format!("conflict: `{}`: {}", r.stem, row.detail.unwrap_or_else(|| "its state is unclear".into())),
+                "a person must decide; `b2m status` shows the details",
+            )),
         }
     }
-    Ok(())
+    match blocked.len() {
+        0 => Ok(()),
+        1 => Err(blocked.remove(0)),
+        _ => {
+            let hint = blocked[0].hint().unwrap_or_default();
+            let message = blocked.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+            Err(Error::refused(message, hint))
+        }
+    }
 }
 
 /// Runs the changesets not known done here, in name order; returns whether any may have published.

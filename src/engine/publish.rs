@@ -70,6 +70,7 @@ pub fn upload(ctx: &Context, arg: &str) -> Result<Published> {
     // (about 0.6 s per GiB): the two overlap on two cores, and the snapshot is given up if there
     // is nothing to publish. Committed WAL frames go into the file first, so the snapshot's reads
     // cannot keep the judge's checkpoint from finishing.
+    status::settle(ctx, &local_path)?;
     db::checkpoint(&local_path)?;
     let tmp_dir = ctx.tmp_dir();
     let stop = AtomicBool::new(false);
@@ -128,8 +129,11 @@ pub fn upload(ctx: &Context, arg: &str) -> Result<Published> {
     tracing::info!(ms = uploaded_at.elapsed().as_millis() as u64, "committed");
     crate::failpoint("after-commit");
     let phase = Instant::now();
-    finish_local(ctx, &pending, &swaps)?;
-    swaps.restart(&format!("published `{stem}` v{version}"))?;
+    let done = format!("published `{stem}` v{version}");
+    let finished = finish_local(ctx, &pending, &swaps);
+    let restarted = swaps.restart(&done);
+    finished.map_err(|e| Error::after_publish(&done, e))?;
+    restarted?;
     tracing::info!(ms = phase.elapsed().as_millis() as u64, "local file renamed, db.toml and base recorded");
     ctx.out.info(&format!("published `{stem}` v{version} ({}), {}", crate::output::human_bytes(meta.size), ctx.store.location()));
     Ok(Published {
@@ -546,7 +550,7 @@ pub fn finish_pending(ctx: &Context) -> Result<()> {
             let swaps = Swaps::new(ctx);
             if p.from_file.is_empty() {
                 // Published from a working copy (a changeset): the local file is fetched.
-                super::fetch::install(ctx, &ours, &p.key, Some(&entry), &swaps)?;
+                super::fetch::install(ctx, &ours, &p.key, Some(&entry), None, &swaps)?;
                 ctx.state.clear_pending(&p.stem)?;
             } else {
                 finish_local(ctx, &p, &swaps)?;

@@ -108,8 +108,11 @@ pub fn rollback(ctx: &Context, arg: &str, to: Option<u64>) -> Result<RolledBack>
     let guarded = publish::Guarded { leases: &leases, db_leases: vec![db_lease], protocol };
     publish::commit(ctx, guarded, &local, std::slice::from_ref(&to_commit))?;
     if install {
-        fetch::install(ctx, &id, &key, local_entry.as_ref(), &swaps)?;
-        swaps.restart(&format!("rolled `{stem}` back to v{wanted}'s content as v{}", id.version))?;
+        let done = format!("rolled `{stem}` back to v{wanted}'s content, published as v{}", id.version);
+        let installed = fetch::install(ctx, &id, &key, local_entry.as_ref(), row.local_content.as_deref(), &swaps);
+        let restarted = swaps.restart(&done);
+        installed.map_err(|e| Error::after_publish(&done, e))?;
+        restarted?;
     }
     ctx.state.clear_pending(&stem)?;
     ctx.out

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::Context;
 use super::remote::{self, RemoteManifest, VersionId};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::manifest::Entry;
 use crate::sqlite::db;
 use crate::sqlite::state::Base;
@@ -98,6 +98,7 @@ pub fn pair_entries(local: &[Entry], remote: &[Entry]) -> Vec<(String, Option<En
 /// `-wal` (a reader of the server pins them): then its bytes are not its content, and it has
 /// local changes. Never waits for the server; an unchanged file is not hashed again.
 pub fn local_content(ctx: &Context, path: &std::path::Path) -> Result<Option<String>> {
+    settle(ctx, path)?;
     db::check_header(path)?;
     if !db::checkpoint(path)? {
         tracing::info!(path = %path.display(), "committed frames are still in the WAL (a reader pins them)");
@@ -108,6 +109,18 @@ pub fn local_content(ctx: &Context, path: &std::path::Path) -> Result<Option<Str
     let sha = ctx.state.content_hash(path, &bar)?;
     bar.finish_and_clear();
     Ok(Some(sha))
+}
+
+/// Before a local file is judged or copied: a transaction a dead writer left unfinished (a hot
+/// rollback journal) is rolled back, as SQLite would on the next read, and the person told.
+pub fn settle(ctx: &Context, path: &std::path::Path) -> Result<()> {
+    if db::roll_back_hot_journal(path)? {
+        ctx.out.info(&format!(
+            "rolled back an unfinished transaction in `{}` (a writer died inside it and left its `-journal`)",
+            path.display()
+        ));
+    }
+    Ok(())
 }
 
 /// Judges one database. With no base, adopts the version the local db.toml names when the local
@@ -157,7 +170,24 @@ pub fn assess(ctx: &Context, stem: &str, local: Option<&Entry>, remote: Option<&
         }
         return Ok(row);
     };
-    let content = local_content(ctx, &path)?;
+    let content = match local_content(ctx, &path) {
+        Ok(content) => content,
+        // One unusable file is that database's conflict, never every database's error.
+        Err(e @ Error::BadDatabase { .. }) => {
+            row.local_changes = true;
+            row.detail = Some(format!("{e}; `b2m download --force` replaces it and keeps it as a backup"));
+            return Ok(row);
+        }
+        Err(Error::Sqlite { source, .. }) if crate::sqlite::db::is_damage(&source) => {
+            row.local_changes = true;
+            row.detail = Some(format!(
+                "`{}` is not a usable SQLite database: {source}; `b2m download --force` replaces it and keeps it as a backup",
+                path.display()
+            ));
+            return Ok(row);
+        }
+        Err(e) => return Err(e),
+    };
     row.local_content = content.clone();
     let Some(remote_id) = remote_id else {
         row.status = Status::NewLocal;

@@ -62,6 +62,41 @@ pub fn has_wal_frames(path: &Path) -> bool {
     std::fs::metadata(wal).is_ok_and(|m| m.len() > WAL_HEADER)
 }
 
+/// The first bytes of a rollback journal that still holds a transaction to undo.
+const JOURNAL_MAGIC: [u8; 8] = [0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7];
+
+/// Rolls back a hot journal beside `path` (a writer in rollback-journal mode that died inside a
+/// transaction left its `-journal`), as SQLite would on the next read: the file's bytes are then
+/// its committed content again. Only when no other process has the file open (a live writer's
+/// journal is not hot, and it rolls back its own). Returns whether a transaction was rolled back.
+pub fn roll_back_hot_journal(path: &Path) -> Result<bool> {
+    let [_, _, journal] = fsutil::sidecars(path);
+    let mut magic = [0u8; 8];
+    let hot = File::open(&journal).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && magic == JOURNAL_MAGIC;
+    if !hot || fsutil::open_by_others(path).is_some() {
+        return Ok(false);
+    }
+    check_header(path)?;
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(|e| Error::sqlite(path, e))?;
+    conn.busy_timeout(Duration::ZERO).map_err(|e| Error::sqlite(path, e))?;
+    // The first read of the schema finds the hot journal and plays it back.
+    let read = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0));
+    match read {
+        Ok(_) => {}
+        Err(rusqlite::Error::SqliteFailure(f, _))
+            if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) =>
+        {
+            return Ok(false);
+        }
+        Err(rusqlite::Error::SqliteFailure(f, msg)) => return Err(bad(path, msg.unwrap_or_else(|| f.to_string()))),
+        Err(e) => return Err(Error::sqlite(path, e)),
+    }
+    drop(conn);
+    let still_hot = File::open(&journal).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && magic == JOURNAL_MAGIC;
+    Ok(!still_hot)
+}
+
 fn open(path: &Path, flags: OpenFlags) -> Result<Connection> {
     let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(|e| Error::sqlite(path, e))?;
     conn.busy_timeout(Duration::from_secs(30)).map_err(|e| Error::sqlite(path, e))?;
@@ -186,4 +221,9 @@ pub fn snapshot_unless(src: &Path, dest: &Path, progress: &ProgressBar, stop: &A
     }
     target.pragma_update(None, "journal_mode", "DELETE").map_err(|e| Error::sqlite(dest, e))?;
     target.close().map_err(|(_, e)| Error::sqlite(dest, e))
+}
+
+/// Whether SQLite's error says the file is not a database or is corrupt.
+pub fn is_damage(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt))
 }

@@ -88,7 +88,30 @@ impl State {
     /// Opens (creating) the state in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
-        let path = dir.join("state.db");
+        Self::open_at(dir.join("state.db"))
+    }
+
+    /// [`State::open`], but a damaged `state.db` (not a database, or corrupt) is moved aside as
+    /// `state.db.damaged-<time>` and a new one is started: everything in it can be rebuilt from
+    /// db.toml's pins, the files and the bucket (bases are adopted again, hashes recomputed).
+    /// Returns where the damaged file went, for the caller to say so.
+    pub fn open_or_rebuild(dir: &Path) -> Result<(Self, Option<PathBuf>)> {
+        match Self::open(dir) {
+            Ok(state) => Ok((state, None)),
+            Err(Error::Sqlite { source, .. }) if crate::sqlite::db::is_damage(&source) => {
+                let path = dir.join("state.db");
+                let aside = dir.join(format!("state.db.damaged-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")));
+                std::fs::rename(&path, &aside).map_err(|e| Error::io("cannot move aside", &path, e))?;
+                for sidecar in crate::fsutil::sidecars(&path) {
+                    crate::fsutil::remove_if_exists(&sidecar)?;
+                }
+                Ok((Self::open(dir)?, Some(aside)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn open_at(path: PathBuf) -> Result<Self> {
         let conn = Connection::open(&path).map_err(|e| Error::sqlite(&path, e))?;
         conn.busy_timeout(Duration::from_secs(30)).map_err(|e| Error::sqlite(&path, e))?;
         conn.execute_batch(
