@@ -10,10 +10,12 @@ pub mod coord;
 pub mod engine;
 pub mod error;
 pub mod fsutil;
+pub mod interrupt;
 pub mod manifest;
 pub mod names;
 pub mod notify;
 pub mod output;
+pub mod process;
 pub mod settings;
 pub mod sqlite;
 pub mod store;
@@ -54,6 +56,13 @@ pub fn rewrite_legacy(args: Vec<OsString>) -> Vec<OsString> {
 
 /// The one entry point: parse, run, print an error once, return the exit code.
 pub fn main() -> ExitCode {
+    if let Some(code) = process::launch_if_asked() {
+        return code;
+    }
+    // A b2m call made by a changeset's script dies with the script (and so with its runner).
+    if std::env::var_os("B2M_CHANGESET").is_some() {
+        let _ = process::die_with_parent(None);
+    }
     let args = rewrite_legacy(std::env::args_os().collect());
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
@@ -64,6 +73,7 @@ pub fn main() -> ExitCode {
         }
     };
     telemetry::init(cli.global.verbose);
+    interrupt::install();
     let json = cli.global.json;
     match commands::run(cli) {
         Ok(status) => status.into(),

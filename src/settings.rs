@@ -70,6 +70,9 @@ pub struct Remote {
     pub locking: Locking,
     /// Static credentials, when given in the environment.
     pub credentials: Option<StaticCredentials>,
+    /// `remote.timeout`: how long connecting, and then waiting for the first byte of an answer,
+    /// may take (seconds, default 10). A transfer's body may take as long as it needs.
+    pub timeout: Duration,
 }
 
 /// `[server]`: how to stop and start the server that reads the databases.
@@ -105,6 +108,12 @@ pub struct Settings {
     pub allow_offline: bool,
     /// `preflight.changeset_wait`: how long preflight waits for a changeset another machine runs.
     pub changeset_wait: Duration,
+    /// `preflight.offline_after`: how long preflight tries to read the bucket's db.toml before it
+    /// counts the bucket unreachable (seconds, default 15).
+    pub offline_after: Duration,
+    /// How long a command waits for another b2m in this project to let go of the local lock
+    /// (`B2M_LOCK_WAIT_SECS`, default the lease wait, 600 s).
+    pub local_lock_wait: Duration,
     /// `[server]`, when configured.
     pub server: Option<Server>,
     /// `notify.webhook`: a Discord/Slack-style URL that gets `{"content": "…"}` POSTed.
@@ -215,6 +224,7 @@ impl Settings {
             region: get_str(&doc, "remote", "region", &origin)?.filter(|s| !s.is_empty()),
             locking,
             credentials: env_credentials(),
+            timeout: Duration::from_secs(10),
         };
         let rel = |key: &str, default: &str| -> Result<PathBuf> {
             let value = get_str(&doc, "paths", key, &origin)?.unwrap_or_else(|| default.to_string());
@@ -231,12 +241,17 @@ impl Settings {
                 Error::config_hint(format!("`{origin}`: `preflight.allow_offline` must be true or false"), format!("fix `{origin}`"))
             })?,
         };
-        let changeset_wait = match doc.get("preflight").and_then(|t| t.get("changeset_wait")) {
-            None => Duration::from_secs(600),
-            Some(item) => item.as_integer().filter(|&n| n >= 0).map(|n| Duration::from_secs(n.unsigned_abs())).ok_or_else(|| {
-                Error::config_hint(format!("`{origin}`: `preflight.changeset_wait` must be a number of seconds"), format!("fix `{origin}`"))
-            })?,
+        let seconds = |table: &str, key: &str, default: u64, least: i64| -> Result<Duration> {
+            match doc.get(table).and_then(|t| t.get(key)) {
+                None => Ok(Duration::from_secs(default)),
+                Some(item) => item.as_integer().filter(|&n| n >= least).map(|n| Duration::from_secs(n.unsigned_abs())).ok_or_else(|| {
+                    Error::config_hint(format!("`{origin}`: `{table}.{key}` must be a number of seconds"), format!("fix `{origin}`"))
+                }),
+            }
         };
+        let changeset_wait = seconds("preflight", "changeset_wait", 600, 0)?;
+        let offline_after = seconds("preflight", "offline_after", 15, 1)?;
+        let remote = Remote { timeout: seconds("remote", "timeout", 10, 1)?, ..remote };
         let server = match doc.get("server") {
             None => None,
             Some(_) => {
@@ -270,6 +285,8 @@ impl Settings {
             soft_delete,
             allow_offline,
             changeset_wait,
+            offline_after,
+            local_lock_wait: env_secs("B2M_LOCK_WAIT_SECS").unwrap_or_else(|| env_leases().wait),
             server,
             changesets: rel("changesets", "changeset")?,
             state_dir: root.join(STATE_DIR),

@@ -413,7 +413,8 @@ fn a_tail_replayed_in_the_same_transaction_revives_rows_the_first_part_deleted()
     assert_eq!(seen, Some(head));
     assert_eq!((head.statements, head.soft_deleted, head.revived, head.end_line), (1, 1, 0, 1));
     assert_eq!((tail.statements, tail.soft_deleted, tail.revived), (2, 0, 1));
-    assert_eq!((tail.end_offset, tail.end_line), (journal_len(&f.journal) - 1, 3));
+    // With the server stopped the tail is read to the journal's end (a last statement needs no `;`).
+    assert_eq!((tail.end_offset, tail.end_line), (journal_len(&f.journal), 4));
     assert_eq!(f.rows("SELECT * FROM users WHERE id IN (2, 4) ORDER BY id"), ["2|bob|∅", "4|half|∅"]);
 }
 

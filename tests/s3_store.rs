@@ -24,6 +24,7 @@ fn remote(endpoint: &str) -> b2m::settings::Remote {
             access_key_id: ACCESS_KEY.into(),
             secret_access_key: b2m::settings::Secret::new(SECRET_KEY.into()),
         }),
+        timeout: std::time::Duration::from_secs(10),
     }
 }
 

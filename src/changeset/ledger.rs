@@ -48,6 +48,12 @@ pub struct MadeVersion {
     pub sha256: String,
 }
 
+/// "published `ipm-db` v2 and `emoji-db` v3", or `None` when nothing was published.
+pub fn published(versions: &[MadeVersion]) -> Option<String> {
+    let names: Vec<String> = versions.iter().map(|v| format!("`{}` v{}", v.stem, v.version)).collect();
+    (!names.is_empty()).then(|| format!("published {}", names.join(" and ")))
+}
+
 impl From<&VersionId> for MadeVersion {
     fn from(id: &VersionId) -> Self {
         MadeVersion { stem: id.stem.clone(), version: id.version, sha256: id.sha256.clone() }

@@ -7,7 +7,7 @@
 //! SQL changeset (transactional, and nothing of it was published) simply runs; a `.py`/`.sh` one
 //! is marked `failed (interrupted)`, never re-run silently: its effects are unknown.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -40,7 +40,7 @@ pub struct Executed {
 
 /// The claim lease's name for a changeset.
 pub(crate) fn claim_name(name: &str) -> String {
-    format!("changeset-{name}")
+    crate::coord::lease::changeset_claim(name)
 }
 
 /// The changeset's working folder, kept as the backup of what it replaced.
@@ -80,37 +80,47 @@ pub fn execute(ctx: &Context, lock: &LocalLock, script: &Script, retry: bool) ->
                 return Ok(executed("already_done", entry));
             }
             State::Failed if !retry => {
+                let published = ledger::published(&entry.versions).map(|p| format!("; it {p}")).unwrap_or_default();
                 return Err(Error::refused(
-                    format!("changeset `{name}` failed ({}): {}", entry.describe(), entry.error.as_deref().unwrap_or("see its log")),
+                    format!(
+                        "changeset `{name}` failed ({}): {}{published}",
+                        entry.describe(),
+                        entry.error.as_deref().unwrap_or("see its log")
+                    ),
                     format!("fix it, then run `b2m execute-changeset {name} --retry`"),
                 ));
             }
-            State::Failed => {}
+            State::Failed => warn_already_published(ctx, name, &entry.versions),
             State::Running => {
-                // We hold the claim, so the run that wrote this is gone. Was its work published?
+                // We hold the claim, so the run that wrote this is gone. What did it publish?
                 let made = versions_naming(ctx, name, &entry.started_at)?;
-                if !made.is_empty() {
+                // A SQL changeset publishes all its databases in one commit: published is done.
+                if script.kind == Kind::Sql && !made.is_empty() {
                     let done = Entry { state: State::Done, finished_at: Some(crate::now_rfc3339()), versions: made, ..entry };
                     ledger::write(ctx.store.as_ref(), &done, leases.budget(&[&claim])?)?;
                     ctx.out.info(&format!("`{name}` was interrupted after it published; recorded it as done without running it again"));
                     return Ok(executed("recovered", done));
                 }
+                // A script's other effects are unknown, whatever it published: never done.
                 if script.kind != Kind::Sql && !retry {
+                    let published = ledger::published(&made).map_or_else(|| "published nothing".to_string(), |p| format!("had {p}"));
                     let failed = Entry {
                         state: State::Failed,
                         finished_at: Some(crate::now_rfc3339()),
-                        error: Some(format!("interrupted on {} while running; its effects are unknown", entry.host)),
+                        error: Some(format!("interrupted on {} while running ({published}); its other effects are unknown", entry.host)),
+                        versions: made,
                         ..entry.clone()
                     };
                     ledger::write(ctx.store.as_ref(), &failed, leases.budget(&[&claim])?)?;
                     return Err(Error::refused(
                         format!(
-                            "changeset `{name}` was interrupted on {} ({}) and published nothing; its effects are unknown",
+                            "changeset `{name}` was interrupted on {} ({}) and {published}; its other effects are unknown",
                             entry.host, entry.owner
                         ),
                         format!("check what it changes (`b2m status`), then run `b2m execute-changeset {name} --retry`"),
                     ));
                 }
+                warn_already_published(ctx, name, &made);
             }
         }
     }
@@ -163,8 +173,24 @@ pub fn execute(ctx: &Context, lock: &LocalLock, script: &Script, retry: bool) ->
             }
             entry.versions = versions_naming(ctx, name, &entry.started_at)?;
             ledger::write(ctx.store.as_ref(), &entry, leases.budget(&[&claim])?)?;
-            Err(e)
+            // What it published before it failed is in the bucket: say so first.
+            Err(match (ledger::published(&entry.versions), e) {
+                (Some(published), Error::Child { message, hint, code }) => {
+                    let why = message.strip_prefix(&format!("changeset `{name}` failed: ")).unwrap_or(&message);
+                    Error::Child { message: format!("changeset `{name}` {published}, then failed: {why}"), hint, code }
+                }
+                (Some(published), e) => Error::after_publish(&format!("changeset `{name}` {published}"), e),
+                (None, e) => e,
+            })
         }
+    }
+}
+
+/// Before a retry: what an earlier run already put in the bucket stays there, and the script runs
+/// on top of it.
+fn warn_already_published(ctx: &Context, name: &str, versions: &[MadeVersion]) {
+    if let Some(published) = ledger::published(versions) {
+        ctx.out.info(&format!("warning: an earlier run of `{name}` already {published}; running it again applies it on top of that"));
     }
 }
 
@@ -309,51 +335,69 @@ fn run_sql(ctx: &Context, script: &Script, targets: &[(String, String)], log: &P
     Ok(made)
 }
 
-/// Runs a `.py`/`.sh` changeset as a child process (duct; no shell string is built): its output
-/// goes to the terminal and the log; its `b2m` calls act under this process's local lock and the
-/// changeset's claim, by the tokens in their environment.
+/// Runs a `.py`/`.sh` changeset as a child process (duct; no shell string is built) in a process
+/// group of its own, under the launcher that makes it die with this process (`crate::process`):
+/// its `b2m` calls act under this process's local lock and the changeset's claim, by the tokens in
+/// their environment. Its output goes to the log file, never to a pipe of ours — a daemon it starts
+/// (a server) may keep that file open for as long as it runs without holding this run open — and
+/// is copied to the terminal as it comes. The run ends when the script does.
 fn run_child(ctx: &Context, lock: &LocalLock, script: &Script, claim: &HeldLease, log: &Path) -> Result<Vec<MadeVersion>> {
+    use std::io::{Read, Seek};
     let program = if script.kind == Kind::Py { "python3" } else { "sh" };
     // The helper module a Python changeset imports, should this checkout lack it.
     super::create::ensure_folder(&ctx.settings.changesets)?;
     let dir = workdir(ctx, &script.name);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
     let mut logger = Log::open(log)?;
+    let Some(interpreter) = crate::process::find_program(program) else {
+        return Err(Error::config_hint(
+            format!("`{program}` is not installed, and changeset `{}` needs it", script.name),
+            format!("install {program} on this machine"),
+        ));
+    };
     let exe = std::env::current_exe().map_err(|e| Error::io("cannot find", PathBuf::from("b2m"), e))?;
+    let output = std::fs::OpenOptions::new().append(true).open(log).map_err(|e| Error::io("cannot open", log, e))?;
+    let from = output.metadata().map_err(|e| Error::io("cannot read", log, e))?.len();
+    let output_too = output.try_clone().map_err(|e| Error::io("cannot open", log, e))?;
     let token = ctx.lend_lock_token(lock)?;
-    let expr = duct::cmd(program, [&script.path])
+    let expr = duct::cmd(&exe, [interpreter.as_os_str(), script.path.as_os_str()])
         .dir(&ctx.settings.root)
+        .env(crate::process::LAUNCH, std::process::id().to_string())
         .env("B2M", &exe)
         .env("B2M_CHANGESET", &script.name)
         .env("B2M_WORKDIR", &dir)
         .env("B2M_LOG", log)
         .env("B2M_LEASE_TOKEN", claim.info().id)
         .env("B2M_LOCAL_LOCK_TOKEN", &token)
-        .stderr_to_stdout()
+        .stdout_file(output)
+        .stderr_file(output_too)
         .stdin_null()
-        .unchecked();
+        .unchecked()
+        .before_spawn(|cmd| {
+            std::os::unix::process::CommandExt::process_group(cmd, 0);
+            Ok(())
+        });
     let ran = (|| -> Result<std::process::ExitStatus> {
-        let reader = expr.reader().map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::config_hint(
-                format!("`{program}` is not installed, and changeset `{}` needs it", script.name),
-                format!("install {program} on this machine"),
-            ),
-            _ => Error::io("cannot run", &script.path, e),
-        })?;
-        let mut lines = BufReader::new(&reader);
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            let n = lines.read_until(b'\n', &mut line).map_err(|e| Error::io("cannot read the output of", &script.path, e))?;
-            if n == 0 {
-                break;
+        let handle = expr.start().map_err(|e| Error::io("cannot run", &script.path, e))?;
+        crate::interrupt::kill_group_on_interrupt(handle.pids().first().copied());
+        let mut follow = std::fs::File::open(log).map_err(|e| Error::io("cannot read", log, e))?;
+        follow.seek(std::io::SeekFrom::Start(from)).map_err(|e| Error::io("cannot read", log, e))?;
+        let mut copy = || {
+            let mut new = Vec::new();
+            if follow.read_to_end(&mut new).is_ok() && !new.is_empty() {
+                // The result goes to stdout; a script's output is a message, so stderr.
+                let _ = std::io::stderr().write_all(&new);
             }
-            // The result goes to stdout; a script's output is a message, so stderr.
-            let _ = std::io::stderr().write_all(&line);
-            logger.raw(&line);
+        };
+        loop {
+            let waited = handle.try_wait().map_err(|e| Error::io("cannot wait for", &script.path, e))?;
+            copy();
+            if let Some(output) = waited {
+                crate::interrupt::kill_group_on_interrupt(None);
+                return Ok(output.status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        let output = reader.try_wait().map_err(|e| Error::io("cannot wait for", &script.path, e))?;
-        output.map(|o| o.status).ok_or_else(|| Error::refused(format!("`{}` did not finish", script.name), "run it again"))
     })();
     ctx.revoke_lock_token()?;
     let status = ran?;

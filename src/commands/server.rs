@@ -62,20 +62,46 @@ pub(crate) enum Ended {
     TimedOut,
 }
 
-/// Runs the command line `command` (split into words, no shell) in `dir`, its output on stderr
-/// and `stdin` (or nothing) on its stdin; kills it past `timeout`.
-pub(crate) fn run_bounded(dir: &std::path::Path, command: &str, stdin: Option<Vec<u8>>, timeout: Duration) -> Result<Ended> {
+/// Runs the command line `command` (split into words, no shell) in `dir`, with `stdin` (or
+/// nothing) on its stdin; kills it past `timeout`. Its output is appended to the file `output`
+/// and copied to stderr as it comes, until the command returns: never a pipe of ours, so a daemon
+/// it starts (`nohup ./serve &`) may keep writing there without holding b2m open, or dying of
+/// SIGPIPE once b2m is gone.
+pub(crate) fn run_bounded(
+    dir: &std::path::Path,
+    command: &str,
+    stdin: Option<Vec<u8>>,
+    timeout: Duration,
+    output: &std::path::Path,
+) -> Result<Ended> {
+    use std::io::{Read, Seek, Write};
     let words = split_words(command)?;
     let Some((program, args)) = words.split_first() else { return Err(Error::config(format!("the command `{command}` is empty"))) };
-    let expr = duct::cmd(program, args).dir(dir).stdout_to_stderr().unchecked();
+    if let Some(parent) = output.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io("cannot create", parent, e))?;
+    }
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(output).map_err(|e| Error::io("cannot open", output, e))?;
+    let from = file.metadata().map_err(|e| Error::io("cannot read", output, e))?.len();
+    let file_too = file.try_clone().map_err(|e| Error::io("cannot open", output, e))?;
+    let expr = duct::cmd(program, args).dir(dir).stdout_file(file).stderr_file(file_too).unchecked();
     let expr = match stdin {
         Some(bytes) => expr.stdin_bytes(bytes),
         None => expr.stdin_null(),
     };
     let handle = expr.start().map_err(|e| Error::io("cannot run", std::path::PathBuf::from(program), e))?;
+    let mut follow = std::fs::File::open(output).map_err(|e| Error::io("cannot read", output, e))?;
+    follow.seek(std::io::SeekFrom::Start(from)).map_err(|e| Error::io("cannot read", output, e))?;
+    let mut copy = || {
+        let mut new = Vec::new();
+        if follow.read_to_end(&mut new).is_ok() && !new.is_empty() {
+            let _ = std::io::stderr().write_all(&new);
+        }
+    };
     let started = Instant::now();
     loop {
-        match handle.try_wait().map_err(|e| Error::io("cannot wait for", std::path::PathBuf::from(program), e))? {
+        let waited = handle.try_wait().map_err(|e| Error::io("cannot wait for", std::path::PathBuf::from(program), e))?;
+        copy();
+        match waited {
             Some(output) if output.status.success() => return Ok(Ended::Succeeded),
             Some(output) => return Ok(Ended::Failed(output.status)),
             None if started.elapsed() > timeout => {
@@ -89,7 +115,8 @@ pub(crate) fn run_bounded(dir: &std::path::Path, command: &str, stdin: Option<Ve
 
 /// Runs `server.<what>` (`command`) in the project root within `timeout`; its output goes to stderr.
 pub fn run_command(ctx: &Context, what: &str, command: &str, timeout: Duration) -> Result<()> {
-    let ended = run_bounded(&ctx.settings.root, command, None, timeout)
+    let output = ctx.settings.state_dir.join("server.out");
+    let ended = run_bounded(&ctx.settings.root, command, None, timeout, &output)
         .map_err(|e| Error::config_hint(format!("cannot run `server.{what}` (`{command}`): {e}"), "fix `[server]` in `b2m.toml`"))?;
     match ended {
         Ended::Succeeded => Ok(()),

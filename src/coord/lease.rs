@@ -23,6 +23,11 @@ use crate::store::{Condition, PutOutcome, Store};
 
 /// The folder of lease objects in the bucket.
 pub const LOCKS_PREFIX: &str = "locks/";
+/// The lease that claims changeset `name` for one run across the fleet.
+pub fn changeset_claim(name: &str) -> String {
+    format!("changeset-{name}")
+}
+
 /// The lease name that guards the bucket's db.toml.
 pub const MANIFEST_LEASE: &str = "_manifest";
 /// Clocks of two machines may disagree by this much before a lease counts as expired; `b2m
@@ -217,6 +222,8 @@ pub struct Leases {
 pub struct HeldLease {
     inner: Arc<HeldInner>,
     renewer: Option<std::thread::JoinHandle<()>>,
+    /// Releases the lease should the command be interrupted (Ctrl-C).
+    on_interrupt: Option<crate::interrupt::Registration>,
 }
 
 struct HeldInner {
@@ -363,7 +370,36 @@ impl Leases {
             let inner = inner.clone();
             std::thread::spawn(move || inner.renew_until_stopped())
         });
-        HeldLease { inner, renewer }
+        let on_interrupt = (!borrowed && !manual).then(|| {
+            let inner = Arc::downgrade(&inner);
+            crate::interrupt::on_interrupt(move || {
+                if let Some(inner) = inner.upgrade() {
+                    inner.release();
+                }
+            })
+        });
+        HeldLease { inner, renewer, on_interrupt }
+    }
+
+    /// The lease `name` this process acts under by its token (`B2M_LEASE_TOKEN`): a changeset's
+    /// child acting under its runner's claim. Refused unless the bucket holds it, held and live
+    /// (neither expired nor left by a holder that died on this host). Never renewed or released
+    /// here; a write guarded by it is bounded by what is left of it, like any lease.
+    pub fn borrow(&self, name: &str) -> Result<HeldLease> {
+        let not_live = |why: &str| {
+            Error::refused(
+                format!("the claim `{name}` this process acts under {why}; nothing was published"),
+                "its run is over: see `b2m changesets`, and run the changeset again with `b2m execute-changeset`",
+            )
+        };
+        let Some(token) = &self.config.token else { return Err(not_live("has no token")) };
+        let key = format!("{}{token}.json", folder(name));
+        let Some(object) = self.store.get(&key)? else { return Err(not_live("is gone")) };
+        let Ok(info) = serde_json::from_slice::<LeaseInfo>(&object.body) else { return Err(not_live("is unreadable")) };
+        if info.state != "held" || info.is_stale(Utc::now()) {
+            return Err(not_live("is no longer live"));
+        }
+        Ok(self.held(key, info, Vec::new(), true))
     }
 
     /// How long a write guarded by all of `leases` may take, retries included, so that it lands
@@ -456,6 +492,10 @@ impl HeldInner {
         if current.id != id || current.state != "held" {
             return Ok(false);
         }
+        // A borrowed lease whose holder died here is over, though its time has not run out.
+        if self.borrowed && current.holder_is_dead_here() {
+            return Ok(false);
+        }
         // A lease we act under by its token is renewed by its holder: take its latest expiry.
         if self.borrowed {
             *self.info.lock().unwrap_or_else(|e| e.into_inner()) = current;
@@ -532,6 +572,7 @@ impl HeldLease {
 
     /// Leaves the lease in the bucket (a manual lock).
     fn keep(mut self) {
+        self.on_interrupt.take();
         self.inner.stop_renewing();
         if let Some(handle) = self.renewer.take() {
             let _ = handle.join();

@@ -113,6 +113,14 @@ pub fn merge(ctx: &Context, arg: &str) -> Result<Merged> {
             "replayed {} statement(s) with the server running, then {} more with it stopped",
             first.statements, tail.statements
         ));
+        // The journal is archived below: every byte of it must be in what is published.
+        let len = std::fs::metadata(&journal).map_err(|e| Error::io("cannot read", &journal, e))?.len();
+        if len != tail.end_offset {
+            return Err(Error::refused(
+                format!("`{}` grew to {len} bytes after the server was stopped, past the {} replayed", journal.display(), tail.end_offset),
+                "make `server.stop` stop every process that appends to the journal, then merge again",
+            ));
+        }
         let parent = ParentRef { version: onto.version, sha256: onto.sha256.clone() };
         let about = publish::About { parent: Some(parent.clone()), made_by: "merge", changeset: None };
         let (id, meta) = publish::send_version(ctx, &working, &stem, version, &about)?;

@@ -48,11 +48,12 @@ pub struct Context {
 pub struct LocalLock {
     /// `None` when this process acts under its parent's lock (a changeset's child).
     _file: Option<File>,
+    /// Removes this command's temporary files should it be interrupted.
+    _on_interrupt: Option<crate::interrupt::Registration>,
 }
 
 /// The file holding the token a changeset's child acts under the parent's local lock with.
 const LOCK_TOKEN_FILE: &str = "lock.token";
-
 impl Context {
     /// Opens the project's store and state.
     pub fn open(settings: Settings, out: Output) -> Result<Self> {
@@ -70,23 +71,42 @@ impl Context {
         Ok(Context { settings, store, counted, state, out })
     }
 
-    /// Takes the local lock, waiting (and saying so) while another b2m holds it; then clears
-    /// what an interrupted run left behind and finishes its committed publishes.
+    /// Takes the local lock, waiting (and saying for whom) while another b2m holds it, at most
+    /// `local_lock_wait`; then clears what an interrupted run left behind and finishes its
+    /// committed publishes.
     pub fn lock(&self) -> Result<LocalLock> {
-        if self.under_parent_lock() {
-            return Ok(LocalLock { _file: None });
-        }
         let file = self.lock_file()?;
-        if file.try_lock_exclusive().is_err() {
-            let holder = std::fs::read_to_string(self.settings.state_dir.join("lock.owner")).unwrap_or_default();
-            self.out.info(&format!("waiting for another b2m in this project to finish ({})", holder.trim()));
-            file.lock_exclusive().map_err(|e| Error::io("cannot lock", self.settings.state_dir.join("lock"), e))?;
+        if file.try_lock_exclusive().is_ok() {
+            return self.locked(file);
         }
-        self.locked(file)
+        if self.under_parent_lock() {
+            return Ok(LocalLock { _file: None, _on_interrupt: None });
+        }
+        let holder = || std::fs::read_to_string(self.settings.state_dir.join("lock.owner")).unwrap_or_default().trim().to_string();
+        self.out.info(&format!("waiting for another b2m in this project to finish ({})", holder()));
+        let started = std::time::Instant::now();
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            if file.try_lock_exclusive().is_ok() {
+                return self.locked(file);
+            }
+            if started.elapsed() >= self.settings.local_lock_wait {
+                return Err(Error::refused(
+                    format!(
+                        "another b2m in this project ({}) still holds `{}` after {} s",
+                        holder(),
+                        self.settings.state_dir.join("lock").display(),
+                        self.settings.local_lock_wait.as_secs()
+                    ),
+                    "let it finish and run the command again (`B2M_LOCK_WAIT_SECS` sets how long to wait)",
+                ));
+            }
+        }
     }
 
     /// Whether this process is a changeset's child acting under its parent's local lock: its
-    /// `B2M_LOCAL_LOCK_TOKEN` is the token the parent wrote while holding the lock.
+    /// `B2M_LOCAL_LOCK_TOKEN` is the token the parent wrote while holding the lock. Asked only
+    /// once the lock was found held: a token left by a parent that died counts for nothing.
     fn under_parent_lock(&self) -> bool {
         let Some(token) = &self.settings.local_lock_token else { return false };
         std::fs::read_to_string(self.settings.state_dir.join(LOCK_TOKEN_FILE)).is_ok_and(|held| held.trim() == token)
@@ -107,14 +127,14 @@ impl Context {
 
     /// Takes the local lock if no other b2m holds it (for read-only commands, which never wait).
     pub fn try_lock(&self) -> Result<Option<LocalLock>> {
-        if self.under_parent_lock() {
-            return Ok(Some(LocalLock { _file: None }));
-        }
         let file = self.lock_file()?;
-        if file.try_lock_exclusive().is_err() {
-            return Ok(None);
+        if file.try_lock_exclusive().is_ok() {
+            return self.locked(file).map(Some);
         }
-        self.locked(file).map(Some)
+        if self.under_parent_lock() {
+            return Ok(Some(LocalLock { _file: None, _on_interrupt: None }));
+        }
+        Ok(None)
     }
 
     fn lock_file(&self) -> Result<File> {
@@ -133,7 +153,15 @@ impl Context {
     fn locked(&self, file: File) -> Result<LocalLock> {
         let owner = format!("pid {} on {}", std::process::id(), crate::host_name());
         let _ = std::fs::write(self.settings.state_dir.join("lock.owner"), owner);
-        let lock = LocalLock { _file: Some(file) };
+        // Nobody else holds the lock: a token a dead parent left lets nobody in.
+        self.revoke_lock_token()?;
+        let dirs = [self.settings.db_dir.clone(), self.tmp_dir()];
+        let on_interrupt = crate::interrupt::on_interrupt(move || {
+            for dir in &dirs {
+                let _ = remove_temps(dir);
+            }
+        });
+        let lock = LocalLock { _file: Some(file), _on_interrupt: Some(on_interrupt) };
         self.remove_stale_temps()?;
         publish::finish_pending(self)?;
         Ok(lock)
@@ -142,17 +170,8 @@ impl Context {
     /// Temp files of a killed download or snapshot: no b2m runs while we hold the lock, so any
     /// left is stale. They never carry a database's name, so nothing else is touched.
     fn remove_stale_temps(&self) -> Result<()> {
-        for dir in [self.settings.db_dir.clone(), self.tmp_dir()] {
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if name.starts_with(".b2m-") {
-                    tracing::debug!(file = %entry.path().display(), "removing a stale temp file");
-                    crate::fsutil::remove_if_exists(&entry.path())?;
-                }
-            }
-        }
-        Ok(())
+        remove_temps(&self.settings.db_dir)?;
+        remove_temps(&self.tmp_dir())
     }
 
     /// The protocol this bucket follows (its `bucket.json`; one GET), checked against
@@ -198,6 +217,19 @@ impl Context {
     pub fn db_path(&self, file: &str) -> PathBuf {
         self.settings.db_dir.join(file)
     }
+}
+
+/// Removes b2m's temp files (`.b2m-…`) from `dir`.
+fn remove_temps(dir: &std::path::Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".b2m-") {
+            tracing::debug!(file = %entry.path().display(), "removing a temp file");
+            crate::fsutil::remove_if_exists(&entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 impl Drop for Context {

@@ -60,7 +60,7 @@ pub struct Preflight {
 pub fn preflight(ctx: &Context, lock: &LocalLock, strict: bool) -> Result<Preflight> {
     let mut done = Preflight::default();
     let swaps = Swaps::new(ctx);
-    let remote = match remote::read_manifest(ctx.store.as_ref()) {
+    let remote = match remote::read_manifest_within(ctx.store.as_ref(), ctx.settings.offline_after) {
         Ok(remote) => remote,
         Err(Error::Store(e @ StoreError::Unreachable { .. })) => return offline(ctx, e, done),
         Err(e) => return Err(e),

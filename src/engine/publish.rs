@@ -367,6 +367,11 @@ impl ToCommit {
 /// its leases to expire and its journal for the next command.
 pub fn commit(ctx: &Context, guarded: Guarded<'_>, local_manifest: &Manifest, versions: &[ToCommit]) -> Result<()> {
     let Guarded { leases, db_leases, protocol } = guarded;
+    // A changeset's child publishes only while its runner's claim is live, and within it.
+    let claim = match &ctx.settings.changeset {
+        Some(name) => Some(leases.borrow(&crate::coord::lease::changeset_claim(name))?),
+        None => None,
+    };
     let manifest_lease = leases.acquire(MANIFEST_LEASE, "commit")?;
     let names = versions.iter().map(|v| format!("`{}` v{}", v.pending.stem, v.pending.version)).collect::<Vec<_>>().join(", ");
     let landed =
@@ -399,11 +404,15 @@ pub fn commit(ctx: &Context, guarded: Guarded<'_>, local_manifest: &Manifest, ve
             manifest.set_version(&v.pending.key, &v.id().file(), &v.pending.sha256);
             ctx.state.set_pending(&v.pending)?;
         }
-        let mut guards: Vec<&HeldLease> = db_leases.iter().collect();
+        let mut guards: Vec<&HeldLease> = db_leases.iter().chain(claim.iter()).collect();
         guards.push(&manifest_lease);
         let within = leases.budget(&guards)?;
         crate::failpoint("commit-put");
-        match ctx.store.put_within(remote::MANIFEST_KEY, manifest.render().as_bytes(), condition, within) {
+        // No lease may be released (Ctrl-C) while this write is in flight.
+        let critical = crate::interrupt::critical();
+        let written = ctx.store.put_within(remote::MANIFEST_KEY, manifest.render().as_bytes(), condition, within);
+        drop(critical);
+        match written {
             Ok(PutOutcome::Written { .. }) => return Ok(()),
             Ok(PutOutcome::ConditionFailed) => {
                 tracing::info!("db.toml changed under the commit (or our answer was lost); reading it again")

@@ -135,7 +135,16 @@ impl RemoteManifest {
 
 /// Reads the bucket's db.toml; `None` when the bucket has none yet.
 pub fn read_manifest(store: &dyn Store) -> Result<Option<RemoteManifest>> {
-    let Some(object) = store.get(MANIFEST_KEY)? else {
+    read_manifest_from(store, store.get(MANIFEST_KEY)?)
+}
+
+/// [`read_manifest`], given up (as unreachable) unless the bucket answers within `within`.
+pub fn read_manifest_within(store: &dyn Store, within: std::time::Duration) -> Result<Option<RemoteManifest>> {
+    read_manifest_from(store, store.get_within(MANIFEST_KEY, within)?)
+}
+
+fn read_manifest_from(store: &dyn Store, object: Option<crate::store::Object>) -> Result<Option<RemoteManifest>> {
+    let Some(object) = object else {
         // Some servers answer NoSuchKey for a missing bucket: make sure there is one.
         store.check_bucket()?;
         return Ok(None);

@@ -93,7 +93,9 @@ pub fn replay(db: &Path, journal: &Path, from: u64, soft: &SoftDelete) -> Result
 /// [`replay`] from the start in two parts and ONE transaction: everything the journal holds now;
 /// then `between` runs (stop the server there, so that nothing more is appended) and the
 /// statements appended meanwhile are replayed too, and all is committed. Returns what each part
-/// did (the second's `end_offset` is where the journal's complete statements end).
+/// did. The second part is read to the journal's end: with the server stopped, its last statement
+/// needs no `;` (a complete one runs, an incomplete one is refused naming its line), so the
+/// second's `end_offset` is the journal's length.
 ///
 /// Unlike two calls of [`replay`], an insert in the second part revives a row the first part
 /// soft-deleted. If `between` or the second part fails, nothing of either part is kept.
@@ -133,6 +135,7 @@ fn replay_in_chunks(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| Error::sqlite(db, e))?;
     let mut guard = Guard::new(&tx, db, soft)?;
     let mut parts: Vec<Replayed> = Vec::with_capacity(2);
+    let with_tail = between.is_some();
     loop {
         let mut statements = 0;
         loop {
@@ -152,6 +155,29 @@ fn replay_in_chunks(
                     }
                 }
             }
+        }
+        // The tail, read with the server stopped: nothing more will be appended, so what follows
+        // the last `;` is the journal's last statement. A complete one runs; an incomplete one
+        // (cut off mid-write) is refused, never left unreplayed behind an archived journal.
+        if with_tail && parts.len() == 1 {
+            let rest = &reader.buf[reader.pos..];
+            let mut closed = rest.to_vec();
+            closed.extend_from_slice(b"\n;");
+            match next_statement(&closed) {
+                Scan::Complete { len, first: Some(first) } if len == closed.len() => {
+                    let at = At { journal, line: reader.line + newlines(&rest[..first.min(rest.len())]) };
+                    statements += run(&tx, &mut guard, &closed, first, &at)?;
+                }
+                Scan::Complete { first: None, .. } => {}
+                _ if rest.iter().all(u8::is_ascii_whitespace) => {}
+                _ => {
+                    let first = rest.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(0);
+                    let at = At { journal, line: reader.line + newlines(&rest[..first]) };
+                    return Err(at.refused(&String::from_utf8_lossy(rest), "the journal's last statement is incomplete"));
+                }
+            }
+            reader.line += newlines(rest);
+            reader.pos = reader.buf.len();
         }
         let (soft_deleted, revived) = guard.counts(&tx)?;
         let (before_deleted, before_revived) = parts.iter().fold((0, 0), |(d, r), p| (d + p.soft_deleted, r + p.revived));

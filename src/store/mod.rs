@@ -198,6 +198,13 @@ pub trait Store: Send + Sync {
     /// Reads a small object whole; `None` when absent.
     fn get(&self, key: &str) -> Result<Option<Object>, StoreError>;
 
+    /// [`Store::get`] that gives up (with [`StoreError::Unreachable`]) unless it finishes,
+    /// retries included, within `within`: a start decides within it whether the bucket answers.
+    fn get_within(&self, key: &str, within: Duration) -> Result<Option<Object>, StoreError> {
+        let _ = within;
+        self.get(key)
+    }
+
     /// Size and ETag of an object; `None` when absent.
     fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError>;
 
@@ -414,6 +421,10 @@ impl Store for Counted {
     fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
         self.count();
         self.inner.get(key)
+    }
+    fn get_within(&self, key: &str, within: Duration) -> Result<Option<Object>, StoreError> {
+        self.count();
+        self.inner.get_within(key, within)
     }
     fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
         self.count();

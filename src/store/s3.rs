@@ -42,10 +42,11 @@ const STRETCHES_IN_FLIGHT: usize = 8;
 const READ_BUFFER: usize = 256 << 10;
 /// Tries of a download that breaks off mid-stream, resumed with a Range request.
 const DOWNLOAD_TRIES: u32 = 4;
-/// Time to open a connection.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time a response may stay silent.
-const READ_TIMEOUT: Duration = Duration::from_secs(120);
+/// Attempts of a request (the first and three retries).
+const ATTEMPTS: u32 = 4;
+/// The slowest link a transfer is given time for: a part (or a one-PUT object) of `n` bytes may
+/// take `remote.timeout` plus `n` at this rate before its answer comes.
+const SLOWEST_LINK: u64 = 64 << 10;
 /// What a download says when the object under its key was replaced between two of its requests.
 const CHANGED: &str = "the object changed while it was downloaded; run the command again";
 
@@ -60,6 +61,8 @@ pub struct S3Store {
     tuning: Tuning,
     /// Requests sent (every attempt), counted by [`CountRequests`].
     sent: Arc<AtomicU64>,
+    /// `remote.timeout`: to connect, and to the first byte of an answer.
+    timeout: Duration,
 }
 
 /// Part size and parts in flight, for uploads and downloads.
@@ -120,11 +123,18 @@ impl S3Store {
             .credentials
             .as_ref()
             .map(|c| Credentials::new(c.access_key_id.clone(), c.secret_access_key.expose(), None, None, "b2m-environment"));
-        let timeouts = TimeoutConfig::builder().connect_timeout(CONNECT_TIMEOUT).read_timeout(READ_TIMEOUT).build();
+        // A silent endpoint (connections accepted, never answered) costs `remote.timeout` per
+        // attempt, and a whole request with its retries at most ATTEMPTS of them: a start is never
+        // held for minutes. Transfers of a body get more (see `sending`).
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(remote.timeout)
+            .read_timeout(remote.timeout)
+            .operation_timeout(remote.timeout * ATTEMPTS)
+            .build();
         let client = runtime.block_on(async {
             let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
                 .region(Region::new(region))
-                .retry_config(RetryConfig::standard().with_max_attempts(4))
+                .retry_config(RetryConfig::standard().with_max_attempts(ATTEMPTS))
                 .timeout_config(timeouts);
             if let Some(endpoint) = &remote.endpoint {
                 loader = loader.endpoint_url(endpoint);
@@ -152,7 +162,8 @@ impl S3Store {
             Ok(Client::from_conf(config))
         })?;
         let tuning = Tuning::from_env();
-        Ok(S3Store { client, runtime, bucket: bucket.to_string(), prefix: prefix.to_string(), endpoint, location, tuning, sent })
+        let timeout = remote.timeout;
+        Ok(S3Store { client, runtime, bucket: bucket.to_string(), prefix: prefix.to_string(), endpoint, location, tuning, sent, timeout })
     }
 
     /// The key in the bucket: the remote's prefix, then `key`.
@@ -222,6 +233,14 @@ impl S3Store {
         if let Some(base) = self.client.config().timeout_config() {
             timeouts.take_defaults_from(base);
         }
+        aws_sdk_s3::config::Builder::default().timeout_config(timeouts)
+    }
+
+    /// A per-request configuration for a request that sends `bytes` of body: its answer comes only
+    /// once the body is sent, so the wait for it grows with the body (at the slowest link).
+    fn sending(&self, bytes: u64) -> aws_sdk_s3::config::Builder {
+        let wait = self.timeout + Duration::from_secs(bytes / SLOWEST_LINK);
+        let timeouts = TimeoutConfig::builder().read_timeout(wait).operation_timeout(wait * ATTEMPTS).build();
         aws_sdk_s3::config::Builder::default().timeout_config(timeouts)
     }
 
@@ -575,6 +594,8 @@ impl S3Store {
                         .part_number(number)
                         .content_length(i64::try_from(length).unwrap_or(i64::MAX))
                         .body(body)
+                        .customize()
+                        .config_override(self.sending(length))
                         .send()
                         .await
                         .map_err(|e| self.error("UPLOAD PART", key, e))?;
@@ -750,21 +771,11 @@ impl Store for S3Store {
     }
 
     fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
-        self.runtime.block_on(async {
-            let response = match self.client.get_object().bucket(&self.bucket).key(self.full_key(key)).send().await {
-                Ok(r) => r,
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
-                Err(e) => return Err(self.error("GET", key, e)),
-            };
-            let etag = response.e_tag().map(str::to_string);
-            let body = response.body.collect().await.map_err(|e| StoreError::Failed {
-                operation: "GET",
-                key: key.to_string(),
-                location: self.location.clone(),
-                detail: root_cause(&e),
-            })?;
-            Ok(Some(Object { body: body.to_vec(), etag }))
-        })
+        self.get_bounded(key, None)
+    }
+
+    fn get_within(&self, key: &str, within: Duration) -> Result<Option<Object>, StoreError> {
+        self.get_bounded(key, Some(within))
     }
 
     fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
@@ -814,6 +825,8 @@ impl Store for S3Store {
                 .key(self.full_key(key))
                 .metadata("sha256", sha256)
                 .body(body)
+                .customize()
+                .config_override(self.sending(size))
                 .send()
                 .await
                 .map_err(|e| self.error("PUT", key, e))?;
@@ -999,6 +1012,32 @@ impl Store for S3Store {
                 }
                 Err(e) => Err(self.error("HEAD BUCKET", "", e)),
             }
+        })
+    }
+}
+
+impl S3Store {
+    /// GetObject, read whole; with `within`, the request and its retries give up once it is spent.
+    fn get_bounded(&self, key: &str, within: Option<Duration>) -> Result<Option<Object>, StoreError> {
+        self.runtime.block_on(async {
+            let request = self.client.get_object().bucket(&self.bucket).key(self.full_key(key));
+            let sent = match within {
+                None => request.send().await,
+                Some(budget) => request.customize().config_override(self.within(budget)).send().await,
+            };
+            let response = match sent {
+                Ok(r) => r,
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+                Err(e) => return Err(self.error("GET", key, e)),
+            };
+            let etag = response.e_tag().map(str::to_string);
+            let body = response.body.collect().await.map_err(|e| StoreError::Failed {
+                operation: "GET",
+                key: key.to_string(),
+                location: self.location.clone(),
+                detail: root_cause(&e),
+            })?;
+            Ok(Some(Object { body: body.to_vec(), etag }))
         })
     }
 }

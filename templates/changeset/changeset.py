@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 __all__ = ["B2MError", "db_status", "db_path", "db_download", "db_upload", "merge", "fetch_db_toml",
            "stop_server", "start_server", "log"]
@@ -26,17 +27,22 @@ class B2MError(Exception):
 
 def _b2m(*args):
     exe = os.environ.get("B2M", "b2m")
-    proc = subprocess.run([exe, "--json", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if proc.stderr:
-        sys.stderr.write(proc.stderr)
+    # The result comes back through a file, not a pipe: a server that `start_server()` starts
+    # inherits the command's output, and a pipe would keep this call waiting until it exits.
+    # b2m's messages go straight to this script's stderr (the changeset's log).
+    with tempfile.TemporaryFile() as result:
+        sys.stderr.flush()
+        code = subprocess.run([exe, "--json", *args], stdout=result, stdin=subprocess.DEVNULL).returncode
+        result.seek(0)
+        text = result.read().decode("utf-8", "replace")
     try:
-        out = json.loads(proc.stdout) if proc.stdout.strip() else {}
+        out = json.loads(text) if text.strip() else {}
     except ValueError:
         out = {}
-    if proc.returncode != 0:
+    if code != 0:
         err = out.get("error", {}) if isinstance(out, dict) else {}
-        message = err.get("message") or proc.stderr.strip() or f"exit code {proc.returncode}"
-        raise B2MError(args, proc.returncode, err.get("kind"), message, err.get("hint"))
+        message = err.get("message") or f"exit code {code}"
+        raise B2MError(args, code, err.get("kind"), message, err.get("hint"))
     return out
 
 

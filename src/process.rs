@@ -1,0 +1,58 @@
+//! Processes b2m starts that must not outlive it. A changeset's script runs under a launcher —
+//! this same binary, started with `B2M_EXEC_WITH_PARENT=<pid>` — that asks the kernel to kill it
+//! when its parent dies and then becomes the script (exec keeps that request). The b2m commands a
+//! script runs ask the same for themselves. So a runner killed with `kill -9` takes its script,
+//! and the script's b2m calls, with it: nothing it started publishes after its claim is gone.
+
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Set (to the parent's pid) when this process is only to launch the program in its arguments.
+pub const LAUNCH: &str = "B2M_EXEC_WITH_PARENT";
+
+/// When this process is a launcher: arranges to die with the parent, then execs the program its
+/// arguments name (returning only if that failed, with the exit code to end with).
+pub fn launch_if_asked() -> Option<ExitCode> {
+    let parent = std::env::var(LAUNCH).ok()?;
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    if let Err(e) = die_with_parent(parent.trim().parse().ok()) {
+        eprintln!("error: the changeset was not started: {e}");
+        return Some(ExitCode::from(1));
+    }
+    let Some((program, rest)) = args.split_first() else {
+        eprintln!("error: `{LAUNCH}` is set but no program was named");
+        return Some(ExitCode::from(2));
+    };
+    let err = std::process::Command::new(program).args(rest).env_remove(LAUNCH).exec();
+    eprintln!("error: cannot run `{}`: {err}", program.to_string_lossy());
+    Some(ExitCode::from(if err.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 }))
+}
+
+/// Asks the kernel to kill this process when its parent dies. With `expected`, fails if the
+/// parent is already another process (the one that started us died before we asked).
+pub fn die_with_parent(expected: Option<i32>) -> std::io::Result<()> {
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+    let parent = rustix::process::getppid().map(|p| p.as_raw_pid());
+    if let Some(expected) = expected
+        && parent != Some(expected)
+    {
+        return Err(std::io::Error::other(format!("its runner (pid {expected}) is gone")));
+    }
+    Ok(())
+}
+
+/// `program` as the `PATH` finds it (a path with a `/` is taken as it is).
+pub fn find_program(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Some(PathBuf::from(program)).filter(|p| p.is_file());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| is_executable(p))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
