@@ -624,6 +624,9 @@ impl S3Store {
                 .key(&full)
                 .upload_id(&upload_id)
                 .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
+                // The server assembles the parts before it answers (s3s-fs reads them all again).
+                .customize()
+                .config_override(self.sending(size))
                 .send()
                 .await;
             let Err(e) = finished else { return Ok(true) };
@@ -992,6 +995,9 @@ impl Store for S3Store {
                 .bucket(&self.bucket)
                 .key(self.full_key(to))
                 .copy_source(percent_encode_path(&source))
+                // A server-side copy answers once it is done: give it the time a transfer gets.
+                .customize()
+                .config_override(self.sending(5 << 30))
                 .send()
                 .await
                 .map_err(|e| self.error("COPY", from, e))?;
