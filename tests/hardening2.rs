@@ -225,16 +225,26 @@ fn a_killed_runner_takes_its_child_with_it_and_nothing_is_published_after() {
     let (_dev, server) = published_pair(&bucket, 1);
     let marker = server.path().join("marker");
     let body = format!(
-        "{HELPER}open({m:?}, 'a').write('started\\n')\ntime.sleep(3)\nc = sqlite3.connect(cs.db_path('ipm-db')); c.execute(\"INSERT INTO t(v) VALUES ('orphan')\"); c.commit(); c.close()\ncs.db_upload('ipm-db')\nopen({m:?}, 'a').write('uploaded\\n')\n",
+        "{HELPER}open({m:?}, 'a').write('started %d\\n' % os.getpid())\ntime.sleep(8)\nc = sqlite3.connect(cs.db_path('ipm-db')); c.execute(\"INSERT INTO t(v) VALUES ('orphan')\"); c.commit(); c.close()\ncs.db_upload('ipm-db')\nopen({m:?}, 'a').write('uploaded\\n')\n",
         m = marker.display().to_string()
     );
     let name = changeset(&server, "slow", "py", &body);
     let mut runner =
         b2m_command(server.path()).args(["execute-changeset", &name]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
     wait_until("the script to start", Duration::from_secs(30), || std::fs::read_to_string(&marker).is_ok_and(|m| m.contains("started")));
+    let script_pid: u32 = std::fs::read_to_string(&marker)
+        .expect("marker")
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("the script's pid");
     runner.kill().expect("kill -9 the runner alone");
     let _ = runner.wait();
-    std::thread::sleep(Duration::from_secs(6));
+    // It sleeps 8 s before its upload: dead within 3 s means it died with its runner.
+    wait_until("the script to die with its runner", Duration::from_secs(3), || {
+        // Gone, or a zombie nobody has reaped yet.
+        std::fs::read_to_string(format!("/proc/{script_pid}/stat")).map_or(true, |s| s.split_whitespace().nth(2) == Some("Z"))
+    });
     assert!(!std::fs::read_to_string(&marker).expect("marker").contains("uploaded"), "the child died with its runner");
     assert!(bucket.current_object("ipm-db").starts_with("dbs/ipm-db/ipm-db-v1."), "nothing was published after the runner died");
     // A stale token file does not let a process skip the local lock, and a claim that is not live
