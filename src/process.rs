@@ -56,3 +56,34 @@ fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
+
+/// Waits for the process `handle` runs, copying to stderr what it appends to the file `output`
+/// (from byte `from` on) as it comes. Past `timeout` it is killed and `None` returned. The wait is
+/// for the process, not for its output: whoever else keeps the file open (a daemon it started)
+/// holds nothing up.
+pub fn follow(
+    handle: &duct::Handle,
+    output: &Path,
+    from: u64,
+    timeout: Option<std::time::Duration>,
+) -> std::io::Result<Option<std::process::ExitStatus>> {
+    use std::io::{Read, Seek, Write};
+    let mut file = std::fs::File::open(output)?;
+    file.seek(std::io::SeekFrom::Start(from))?;
+    let started = std::time::Instant::now();
+    loop {
+        let waited = handle.try_wait()?.map(|o| o.status);
+        let mut new = Vec::new();
+        if file.read_to_end(&mut new).is_ok() && !new.is_empty() {
+            let _ = std::io::stderr().write_all(&new);
+        }
+        if waited.is_some() {
+            return Ok(waited);
+        }
+        if timeout.is_some_and(|t| started.elapsed() > t) {
+            let _ = handle.kill();
+            return Ok(None);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

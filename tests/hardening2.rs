@@ -114,16 +114,7 @@ both_backends!(download_force_at_the_same_version_stops_the_server_before_the_sw
 
 /// A dev and a server on `ipm-db` v1 (`t(id, v, deleted_at)`), and v2 published by the dev.
 fn merge_setup(bucket: &Bucket) -> Project {
-    let dev = Project::new(bucket);
-    let conn = Connection::open(dev.db("ipm-db-v1.db")).expect("db");
-    conn.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, deleted_at TEXT); INSERT INTO t(v) VALUES ('row 0');")
-        .expect("schema");
-    drop(conn);
-    dev.add_entry("ipmdb", "ipm-db-v1.db");
-    dev.b2m(&["upload", "ipm-db"]).ok();
-    let server = Project::new(bucket);
-    server.b2m(&["fetch-db-toml"]).ok();
-    server.b2m(&["download", "ipm-db"]).ok();
+    let (dev, server) = crate::merge::shop(bucket);
     dev.insert_row("ipm-db-v1.db", "INSERT INTO t(v) VALUES ('dev row')");
     dev.b2m(&["upload", "ipm-db"]).ok();
     server
@@ -232,12 +223,8 @@ fn a_killed_runner_takes_its_child_with_it_and_nothing_is_published_after() {
     let mut runner =
         b2m_command(server.path()).args(["execute-changeset", &name]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
     wait_until("the script to start", Duration::from_secs(30), || std::fs::read_to_string(&marker).is_ok_and(|m| m.contains("started")));
-    let script_pid: u32 = std::fs::read_to_string(&marker)
-        .expect("marker")
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .expect("the script's pid");
+    let script_pid: u32 =
+        std::fs::read_to_string(&marker).expect("marker").split_whitespace().nth(1).and_then(|p| p.parse().ok()).expect("the script's pid");
     runner.kill().expect("kill -9 the runner alone");
     let _ = runner.wait();
     // It sleeps 8 s before its upload: dead within 3 s means it died with its runner.

@@ -4,7 +4,7 @@ use crate::common::*;
 use rusqlite::Connection;
 
 /// A dev and a server on `ipm-db` v1: `t(id, v, deleted_at)` with rows 'row 0'..'row 3'.
-fn shop(bucket: &Bucket) -> (Project, Project) {
+pub(crate) fn shop(bucket: &Bucket) -> (Project, Project) {
     let dev = Project::new(bucket);
     let conn = Connection::open(dev.db("ipm-db-v1.db")).expect("db");
     conn.execute_batch(

@@ -7,7 +7,6 @@
 //! SQL changeset (transactional, and nothing of it was published) simply runs; a `.py`/`.sh` one
 //! is marked `failed (interrupted)`, never re-run silently: its effects are unknown.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -342,7 +341,6 @@ fn run_sql(ctx: &Context, script: &Script, targets: &[(String, String)], log: &P
 /// (a server) may keep that file open for as long as it runs without holding this run open — and
 /// is copied to the terminal as it comes. The run ends when the script does.
 fn run_child(ctx: &Context, lock: &LocalLock, script: &Script, claim: &HeldLease, log: &Path) -> Result<Vec<MadeVersion>> {
-    use std::io::{Read, Seek};
     let program = if script.kind == Kind::Py { "python3" } else { "sh" };
     // The helper module a Python changeset imports, should this checkout lack it.
     super::create::ensure_folder(&ctx.settings.changesets)?;
@@ -380,24 +378,9 @@ fn run_child(ctx: &Context, lock: &LocalLock, script: &Script, claim: &HeldLease
     let ran = (|| -> Result<std::process::ExitStatus> {
         let handle = expr.start().map_err(|e| Error::io("cannot run", &script.path, e))?;
         crate::interrupt::kill_group_on_interrupt(handle.pids().first().copied());
-        let mut follow = std::fs::File::open(log).map_err(|e| Error::io("cannot read", log, e))?;
-        follow.seek(std::io::SeekFrom::Start(from)).map_err(|e| Error::io("cannot read", log, e))?;
-        let mut copy = || {
-            let mut new = Vec::new();
-            if follow.read_to_end(&mut new).is_ok() && !new.is_empty() {
-                // The result goes to stdout; a script's output is a message, so stderr.
-                let _ = std::io::stderr().write_all(&new);
-            }
-        };
-        loop {
-            let waited = handle.try_wait().map_err(|e| Error::io("cannot wait for", &script.path, e))?;
-            copy();
-            if let Some(output) = waited {
-                crate::interrupt::kill_group_on_interrupt(None);
-                return Ok(output.status);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        let status = crate::process::follow(&handle, log, from, None).map_err(|e| Error::io("cannot wait for", &script.path, e));
+        crate::interrupt::kill_group_on_interrupt(None);
+        status?.ok_or_else(|| Error::refused(format!("`{}` did not finish", script.name), "run it again"))
     })();
     ctx.revoke_lock_token()?;
     let status = ran?;

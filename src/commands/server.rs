@@ -74,7 +74,6 @@ pub(crate) fn run_bounded(
     timeout: Duration,
     output: &std::path::Path,
 ) -> Result<Ended> {
-    use std::io::{Read, Seek, Write};
     let words = split_words(command)?;
     let Some((program, args)) = words.split_first() else { return Err(Error::config(format!("the command `{command}` is empty"))) };
     if let Some(parent) = output.parent() {
@@ -89,27 +88,10 @@ pub(crate) fn run_bounded(
         None => expr.stdin_null(),
     };
     let handle = expr.start().map_err(|e| Error::io("cannot run", std::path::PathBuf::from(program), e))?;
-    let mut follow = std::fs::File::open(output).map_err(|e| Error::io("cannot read", output, e))?;
-    follow.seek(std::io::SeekFrom::Start(from)).map_err(|e| Error::io("cannot read", output, e))?;
-    let mut copy = || {
-        let mut new = Vec::new();
-        if follow.read_to_end(&mut new).is_ok() && !new.is_empty() {
-            let _ = std::io::stderr().write_all(&new);
-        }
-    };
-    let started = Instant::now();
-    loop {
-        let waited = handle.try_wait().map_err(|e| Error::io("cannot wait for", std::path::PathBuf::from(program), e))?;
-        copy();
-        match waited {
-            Some(output) if output.status.success() => return Ok(Ended::Succeeded),
-            Some(output) => return Ok(Ended::Failed(output.status)),
-            None if started.elapsed() > timeout => {
-                let _ = handle.kill();
-                return Ok(Ended::TimedOut);
-            }
-            None => std::thread::sleep(Duration::from_millis(20)),
-        }
+    match crate::process::follow(&handle, output, from, Some(timeout)).map_err(|e| Error::io("cannot wait for", program.as_str(), e))? {
+        Some(status) if status.success() => Ok(Ended::Succeeded),
+        Some(status) => Ok(Ended::Failed(status)),
+        None => Ok(Ended::TimedOut),
     }
 }
 
