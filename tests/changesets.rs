@@ -8,7 +8,7 @@ use crate::common::*;
 
 /// Creates a changeset of `kind` in `p` with `body` after the template's header lines; returns
 /// its name.
-fn changeset(p: &Project, phrase: &str, kind: &str, body: &str) -> String {
+pub(crate) fn changeset(p: &Project, phrase: &str, kind: &str, body: &str) -> String {
     let run = p.b2m(&["create-changeset", phrase, "--kind", kind, "--json"]);
     run.ok();
     let created: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
@@ -17,7 +17,7 @@ fn changeset(p: &Project, phrase: &str, kind: &str, body: &str) -> String {
     created["name"].as_str().expect("name").to_string()
 }
 
-fn ledger(bucket: &Bucket, name: &str) -> serde_json::Value {
+pub(crate) fn ledger(bucket: &Bucket, name: &str) -> serde_json::Value {
     serde_json::from_slice(&bucket.read(&format!("changesets/{name}.json")).expect("ledger entry")).expect("json")
 }
 

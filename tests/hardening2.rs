@@ -150,18 +150,7 @@ fn merge_refuses_an_incomplete_last_statement_naming_its_line_and_keeps_the_jour
     assert!(bucket.current_object("ipm-db").starts_with("dbs/ipm-db/ipm-db-v2."), "nothing published");
 }
 
-/// Creates a changeset of `kind` in `p` with `body`; returns its name.
-fn changeset(p: &Project, phrase: &str, kind: &str, body: &str) -> String {
-    let run = p.b2m(&["create-changeset", phrase, "--kind", kind, "--json"]);
-    run.ok();
-    let created: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
-    std::fs::write(created["path"].as_str().expect("path"), body).expect("script");
-    created["name"].as_str().expect("name").to_string()
-}
-
-fn ledger(bucket: &Bucket, name: &str) -> serde_json::Value {
-    serde_json::from_slice(&bucket.read(&format!("changesets/{name}.json")).expect("ledger entry")).expect("json")
-}
+use crate::changesets::{changeset, ledger};
 
 const HELPER: &str = "import os, sqlite3, sys, time\nsys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), \"..\"))\nimport changeset as cs\n";
 
