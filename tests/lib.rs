@@ -18,6 +18,7 @@ mod hooks;
 mod init_demo;
 mod live_server;
 mod merge;
+mod neighbours;
 mod notify;
 mod preflight;
 mod proxy_selftest;
