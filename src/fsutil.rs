@@ -40,6 +40,15 @@ pub fn remove_if_exists(path: &Path) -> Result<()> {
     }
 }
 
+/// Moves a file to `to` (a rename; across file systems a copy, then the original removed).
+pub fn move_file(from: &Path, to: &Path) -> Result<()> {
+    if fs::rename(from, to).is_err() {
+        fs::copy(from, to).map_err(|e| Error::io("cannot keep a copy of", from, e))?;
+        remove_if_exists(from)?;
+    }
+    Ok(())
+}
+
 /// The `-wal`, `-shm` and `-journal` files beside a database, in that order. None may be left
 /// beside a new file: a stale WAL would be applied to it, a hot journal rolled back into it.
 pub fn sidecars(db: &Path) -> [std::path::PathBuf; 3] {

@@ -174,3 +174,70 @@ fn every_row_a_writing_server_confirmed_survives_upload_then_merge() {
     );
     assert!(rows.contains(&"dev row".to_string()), "the other project's row is gone");
 }
+
+/// What a server does: run `sql` on its file and append it to the journal `journal`.
+fn journaled(server: &Project, file: &str, journal: &str, sql: &str) {
+    Connection::open(server.db(file)).expect("db").execute_batch(sql).expect("server writes");
+    let path = server.db(journal);
+    let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+    text.push_str(sql);
+    std::fs::write(path, text).expect("journal");
+}
+
+/// Issue 17 (1): merge replays every unarchived journal of the db, oldest first; one left beside
+/// an older file of the db (`ipm-db-v1.sql` beside `ipm-db-v2.db`) is still the db's journal.
+#[test]
+fn merge_replays_the_journals_of_older_files_first() {
+    let bucket = Bucket::new(Backend::Local);
+    let (dev, server) = crate::merge::shop(&bucket);
+    journaled(&server, "ipm-db-v1.db", "ipm-db-v1.sql", "INSERT INTO t(v) VALUES ('a');\n");
+    server.b2m(&["upload", "ipm-db"]).ok();
+    assert!(!server.db("ipm-db-v1.sql").exists(), "the published journal stayed beside the db: {:?}", server.files());
+    // A journal an older b2m left beside the old name, its statement in the file but not published.
+    journaled(&server, "ipm-db-v2.db", "ipm-db-v1.sql", "INSERT INTO t(id, v) VALUES (100, 'b');\n");
+    journaled(&server, "ipm-db-v2.db", "ipm-db-v2.sql", "UPDATE t SET v = 'b, then c' WHERE id = 100;\n");
+    dev.b2m(&["download", "ipm-db"]).ok();
+    dev.insert_row("ipm-db-v2.db", "INSERT INTO t(v) VALUES ('dev row')");
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    let run = server.b2m(&["merge", "ipm-db", "--json"]);
+    run.ok();
+    let merged: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    assert_eq!((merged["version"].as_u64(), merged["statements"].as_u64()), (Some(4), Some(2)), "{merged}");
+    let rows = live_rows(&server.db("ipm-db-v4.db"));
+    assert_eq!(rows.iter().filter(|v| *v == "a").count(), 1, "{rows:?}");
+    assert!(rows.contains(&"b, then c".to_string()) && rows.contains(&"dev row".to_string()), "{rows:?}");
+    assert_eq!(server.files(), vec!["db.toml", "ipm-db-v4.db"], "journals left beside the db");
+}
+
+/// Issue 17 (1): local changes that no journal statement accounts for would be dropped by the
+/// replay: merge refuses, changing nothing, and says how to go on.
+#[test]
+fn merge_refuses_local_changes_no_journal_accounts_for() {
+    let bucket = Bucket::new(Backend::Local);
+    let (dev, server) = crate::merge::shop(&bucket);
+    server.insert_row("ipm-db-v1.db", "INSERT INTO t(v) VALUES ('not journaled')");
+    std::fs::write(server.db("ipm-db-v1.sql"), "\n").expect("an empty journal");
+    dev.insert_row("ipm-db-v1.db", "INSERT INTO t(v) VALUES ('dev row')");
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    let before = server.files();
+    server.b2m(&["merge", "ipm-db"]).fails(1, "no journal statement accounts for").fails(1, "download ipm-db --force");
+    assert_eq!(server.files(), before);
+    assert!(server.rows("ipm-db-v1.db").contains(&"not journaled".to_string()));
+    assert_eq!(bucket.current_meta("ipm-db")["version"], 2, "something was published");
+    let row = server.status_row("ipm-db");
+    assert_eq!((row["status"].as_str(), row["local_changes"].as_bool()), (Some("outdated_db"), Some(true)), "{row}");
+}
+
+/// Issue 17 (1): an upload with nothing written after its snapshot sends the database once.
+#[test]
+fn an_upload_with_no_commits_after_its_snapshot_sends_once() {
+    let bucket = Bucket::new(Backend::Local);
+    let (_dev, server) = crate::merge::shop(&bucket);
+    // A change of schema too: the copy's schema cookie must be the file's.
+    journaled(&server, "ipm-db-v1.db", "ipm-db-v1.sql", "INSERT INTO t(v) VALUES ('a');\nCREATE INDEX t_v ON t(v);\n");
+    let run = server.b2m(&["upload", "ipm-db"]);
+    run.ok();
+    assert!(!run.stderr.contains("took commits after the snapshot"), "{}", run.stderr);
+    assert_eq!(bucket.version_objects("ipm-db").len(), 2, "{:?}", bucket.keys());
+    assert_eq!(server.status_of("ipm-db"), "up_to_date");
+}

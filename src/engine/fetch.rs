@@ -137,7 +137,6 @@ pub fn install(ctx: &Context, id: &VersionId, key: &str, old: Option<&Entry>, ju
         }
     }
     place(ctx, tmp, &target, &content)?;
-    let old = old.filter(|l| l.file != id.file());
     let mut manifest = ctx.local_manifest()?;
     let named = manifest.entry_for_stem(&id.stem);
     if named.as_ref().map(|e| (e.file.as_str(), e.sha256.as_deref())) != Some((id.file().as_str(), Some(id.sha256.as_str())))
@@ -149,30 +148,29 @@ pub fn install(ctx: &Context, id: &VersionId, key: &str, old: Option<&Entry>, ju
     let base = Base { version: id.version, sha256: id.sha256.clone(), content_sha256: content.clone(), local_content_sha256: content };
     ctx.state.set_base(&id.stem, &base)?;
     if let Some(old) = old {
-        keep_replaced(ctx, &ctx.db_path(&old.file), &id.stem)?;
+        // The replaced file leaves the db folder with its journals: their statements are in a
+        // published version, or were dropped with the file (`--force`, kept here).
+        let dir = super::journal::working_folder(ctx, "replaced", &id.stem);
+        if old.file != id.file() {
+            keep_replaced(&ctx.db_path(&old.file), &dir)?;
+        }
+        super::journal::archive(ctx, &id.stem, Some(old.version), &dir)?;
     }
     Ok(bytes)
 }
 
-/// Moves a replaced file (and its sidecars) out of the db folder into a working folder
-/// `changeset/dbs/<ns>_replaced-<stem>/`, where it stays until `b2m gc --keep N`: a snapshot from
-/// before the upgrade, to put back by hand if the new version misbehaves.
-fn keep_replaced(ctx: &Context, old: &std::path::Path, stem: &str) -> Result<()> {
+/// Moves a replaced file (and its sidecars) out of the db folder into a working folder `dir`
+/// (`changeset/dbs/<ns>_replaced-<stem>/`), where it stays until `b2m gc --keep N`: a snapshot
+/// from before the upgrade, to put back by hand if the new version misbehaves.
+fn keep_replaced(old: &std::path::Path, dir: &std::path::Path) -> Result<()> {
     if !old.exists() {
         return Ok(());
     }
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let dir = ctx.settings.changesets.join("dbs").join(format!("{stamp:019}_replaced-{stem}"));
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
     let mut files = vec![old.to_path_buf()];
     files.extend(fsutil::sidecars(old));
     for file in files.into_iter().filter(|f| f.exists()) {
-        let to = dir.join(file.file_name().unwrap_or_default());
-        if std::fs::rename(&file, &to).is_err() {
-            // Another file system: copy, then remove.
-            std::fs::copy(&file, &to).map_err(|e| Error::io("cannot keep a copy of", &file, e))?;
-            fsutil::remove_if_exists(&file)?;
-        }
+        fsutil::move_file(&file, &dir.join(file.file_name().unwrap_or_default()))?;
     }
     tracing::info!(dir = %dir.display(), "kept the replaced file");
     Ok(())

@@ -16,7 +16,7 @@ use serde::Serialize;
 use super::remote::{self, ParentRef};
 use super::status::{self, Status};
 use super::swap::Swaps;
-use super::{Context, fetch, publish};
+use super::{Context, fetch, journal, publish};
 use crate::error::{Error, Result};
 use crate::names::DbFileName;
 use crate::sqlite::replay;
@@ -40,11 +40,6 @@ pub struct Merged {
     pub workdir: String,
 }
 
-/// The journal beside a database file: `ipm-db-v1.sql` for `ipm-db-v1.db`.
-pub fn journal_path(db: &Path) -> PathBuf {
-    db.with_extension("sql")
-}
-
 /// `b2m merge DB`.
 pub fn merge(ctx: &Context, arg: &str) -> Result<Merged> {
     let local_manifest = ctx.local_manifest()?;
@@ -55,7 +50,7 @@ pub fn merge(ctx: &Context, arg: &str) -> Result<Merged> {
         return Err(Error::refused(format!("there is no local file for `{stem}` to merge"), format!("run `b2m download {stem}`")));
     };
     let local_path = ctx.db_path(&local.file);
-    let journal = journal_path(&local_path);
+    let journal = journal::path_of(&local_path);
     let swaps = Swaps::new(ctx);
     swaps.check(&local_path)?;
     let leases = ctx.leases();
@@ -80,11 +75,16 @@ pub fn merge(ctx: &Context, arg: &str) -> Result<Merged> {
             ));
         }
     };
-    if !journal.is_file() {
+    if !row.local_changes {
         return Err(Error::refused(
-            format!("`{stem}` has local changes but no journal `{}` to replay", journal.display()),
-            format!("keep the local rows by hand, or drop them with `b2m download {stem} --force` (a backup is kept)"),
+            format!("`{stem}` has no local changes: there is nothing to merge onto v{}", onto.version),
+            format!("run `b2m download {stem}`"),
         ));
+    }
+    // Every unarchived journal of the db, oldest first; the server appends only to the current one.
+    let earlier: Vec<PathBuf> = journal::unarchived(ctx, &stem)?.into_iter().map(|j| j.path).filter(|p| *p != journal).collect();
+    if !journal::any_statements(ctx, &stem)? {
+        return Err(unaccounted(&stem, &journal));
     }
     let stamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let name = format!("{stamp:019}_merge-{stem}");
@@ -108,13 +108,22 @@ pub fn merge(ctx: &Context, arg: &str) -> Result<Merged> {
     // is stopped (if it has the file open) and what it appended meanwhile is replayed too — so a
     // row the first part soft-deleted and the tail inserts again is revived, not a collision.
     let outcome = (|| -> Result<Merged> {
-        let [first, tail] = replay::replay_with_tail(&working, &journal, &ctx.settings.soft_delete, |_| swaps.prepare(&local_path))?;
+        let earlier: Vec<&Path> = earlier.iter().map(PathBuf::as_path).collect();
+        let [first, tail] =
+            replay::replay_journals_with_tail(&working, &earlier, &journal, &ctx.settings.soft_delete, |_| swaps.prepare(&local_path))?;
+        if first.statements + tail.statements == 0 {
+            return Err(unaccounted(&stem, &journal));
+        }
         log.line(&format!(
             "replayed {} statement(s) with the server running, then {} more with it stopped",
             first.statements, tail.statements
         ));
         // The journal is archived below: every byte of it must be in what is published.
-        let len = std::fs::metadata(&journal).map_err(|e| Error::io("cannot read", &journal, e))?.len();
+        let len = match std::fs::metadata(&journal) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(Error::io("cannot read", &journal, e)),
+        };
         if len != tail.end_offset {
             return Err(Error::refused(
                 format!("`{}` grew to {len} bytes after the server was stopped, past the {} replayed", journal.display(), tail.end_offset),
@@ -129,12 +138,13 @@ pub fn merge(ctx: &Context, arg: &str) -> Result<Merged> {
         let guarded = publish::Guarded { leases: &leases, db_leases: vec![db_lease], protocol };
         publish::commit(ctx, guarded, &local_manifest, std::slice::from_ref(&to_commit))?;
         log.line(&format!("published v{version} {}…", id.short()));
+        // Every statement of the journals is in the published version: archive them.
+        let archived = journal::archive(ctx, &stem, None, &dir)?;
+        let names = archived.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy()).collect::<Vec<_>>().join("`, `");
+        log.line(&format!("archived `{names}` into `{}`", dir.display()));
         fetch::install(ctx, &id, &local.key, Some(&local), None, &swaps)?;
         ctx.state.clear_pending(&stem)?;
-        // The journal's every statement is in the published version: archive it.
-        let archived = dir.join(journal.file_name().unwrap_or_default());
-        std::fs::rename(&journal, &archived).map_err(|e| Error::io("cannot archive", &journal, e))?;
-        log.line(&format!("installed v{version}; the journal is archived as `{}`", archived.display()));
+        log.line(&format!("installed v{version}"));
         Ok(Merged {
             name: stem.clone(),
             from: local.version,
@@ -157,4 +167,17 @@ pub fn merge(ctx: &Context, arg: &str) -> Result<Merged> {
         merged.statements, merged.from, merged.onto, merged.version, merged.soft_deleted
     ));
     Ok(merged)
+}
+
+/// The refusal of a merge whose local changes no journal statement accounts for: the replay would
+/// drop them.
+fn unaccounted(stem: &str, journal: &Path) -> Error {
+    Error::refused(
+        format!(
+            "`{stem}` has local changes that no journal statement accounts for (`{}` is {}); a merge would drop them, so nothing was changed",
+            journal.display(),
+            if journal.is_file() { "empty" } else { "missing" }
+        ),
+        format!("upload local changes before the bucket moves on; to drop these, run `b2m download {stem} --force` (a backup is kept)"),
+    )
 }

@@ -102,39 +102,70 @@ pub fn upload(ctx: &Context, arg: &str) -> Result<Published> {
         ms = phase.elapsed().as_millis() as u64,
         "judge and snapshot side by side, then hash and upload beside the integrity check"
     );
-    let uploaded_at = Instant::now();
-    // The local file's content when it was sent: what the new base stands for here.
-    let local_content = row.local_content.unwrap_or_else(|| meta.content_sha256.clone());
-    let pending = Pending {
-        stem: stem.clone(),
-        key: local.key.clone(),
-        version,
-        sha256: meta.sha256.clone(),
-        content_sha256: meta.content_sha256.clone(),
-        local_content_sha256: local_content,
-        from_file: local.file.clone(),
-    };
-    crate::failpoint("before-commit");
-    if uploaded_at.elapsed() > ctx.settings.orphan_age / 2 {
-        // `b2m gc` may count an object this old as an orphan: never pin one.
-        return Err(Error::refused(
-            format!("the upload of `{stem}` took too long to commit; nothing was published"),
-            "run the command again",
-        ));
-    }
-    let guarded = Guarded { leases: &leases, db_leases: vec![db_lease], protocol };
-    let to_commit = ToCommit { pending, parent: parent.clone() };
-    commit(ctx, guarded, &local_manifest, std::slice::from_ref(&to_commit))?;
-    let pending = to_commit.pending;
-    tracing::info!(ms = uploaded_at.elapsed().as_millis() as u64, "committed");
-    crate::failpoint("after-commit");
-    let phase = Instant::now();
-    let done = format!("published `{stem}` v{version}");
-    let finished = finish_local(ctx, &pending, &swaps);
-    let restarted = swaps.restart(&done);
-    finished.map_err(|e| Error::after_publish(&done, e))?;
+    // The snapshot was a pre-copy: the server kept writing while it went up. Where the file is to
+    // be renamed, or journals lie beside it (to be archived once published), the server is
+    // stopped now and what it committed since is published too.
+    let quiesce = crate::names::DbFileName::file_name(&stem, version) != local.file || super::journal::any_statements(ctx, &stem)?;
+    let mut uploaded_at = Instant::now();
+    let committed = std::cell::Cell::new(false);
+    let outcome = (|| -> Result<(VersionId, VersionMeta)> {
+        let (id, meta, local_content) = if quiesce {
+            swaps.prepare(&local_path)?;
+            match status::local_content(ctx, &local_path)? {
+                Some(now) if now == meta.content_sha256 => (id, meta, now),
+                _ => {
+                    ctx.out.info(&format!(
+                        "`{}` took commits after the snapshot: publishing it as it stands now the server is stopped",
+                        local.file
+                    ));
+                    let (id, meta) = send_version(ctx, &local_path, &stem, version, &about)?;
+                    uploaded_at = Instant::now();
+                    let content = meta.content_sha256.clone();
+                    (id, meta, content)
+                }
+            }
+        } else {
+            // The local file's content when it was sent: what the new base stands for here.
+            let content = row.local_content.clone().unwrap_or_else(|| meta.content_sha256.clone());
+            (id, meta, content)
+        };
+        let pending = Pending {
+            stem: stem.clone(),
+            key: local.key.clone(),
+            version,
+            sha256: meta.sha256.clone(),
+            content_sha256: meta.content_sha256.clone(),
+            local_content_sha256: local_content,
+            from_file: local.file.clone(),
+        };
+        crate::failpoint("before-commit");
+        if uploaded_at.elapsed() > ctx.settings.orphan_age / 2 {
+            // `b2m gc` may count an object this old as an orphan: never pin one.
+            return Err(Error::refused(
+                format!("the upload of `{stem}` took too long to commit; nothing was published"),
+                "run the command again",
+            ));
+        }
+        let guarded = Guarded { leases: &leases, db_leases: vec![db_lease], protocol };
+        let to_commit = ToCommit { pending, parent: parent.clone() };
+        commit(ctx, guarded, &local_manifest, std::slice::from_ref(&to_commit))?;
+        committed.set(true);
+        tracing::info!(ms = uploaded_at.elapsed().as_millis() as u64, "committed");
+        crate::failpoint("after-commit");
+        let phase = Instant::now();
+        let done = format!("published `{stem}` v{version}");
+        finish_local(ctx, &to_commit.pending, &swaps).map_err(|e| Error::after_publish(&done, e))?;
+        tracing::info!(ms = phase.elapsed().as_millis() as u64, "local file renamed, db.toml and base recorded");
+        Ok((id, meta))
+    })();
+    // A server this stopped is started again, on the new file or, when nothing was published, the old.
+    let restarted = swaps.restart(&if committed.get() {
+        format!("published `{stem}` v{version}")
+    } else {
+        format!("the upload of `{stem}` failed; nothing was published")
+    });
+    let (id, meta) = outcome?;
     restarted?;
-    tracing::info!(ms = phase.elapsed().as_millis() as u64, "local file renamed, db.toml and base recorded");
     ctx.out.info(&format!("published `{stem}` v{version} ({}), {}", crate::output::human_bytes(meta.size), ctx.store.location()));
     Ok(Published {
         name: stem,
@@ -530,6 +561,23 @@ pub fn finish_local(ctx: &Context, p: &Pending, swaps: &Swaps<'_>) -> Result<()>
         if entry.as_ref().map(|e| (e.file.as_str(), e.sha256.as_deref())) != Some((new_file.as_str(), Some(p.sha256.as_str()))) {
             manifest.set_version(&p.key, &new_file, &p.sha256);
             ctx.write_local_manifest(&manifest)?;
+        }
+    }
+    // The journals written beside the published file or an older one of the db: each of their
+    // statements is in the published version (the server was stopped before the pre-copy's last
+    // look). A first upload keeps the file's name: its journal goes only if nothing held the file.
+    let published_from = crate::names::DbFileName::parse(&p.from_file).map(|n| n.version);
+    if let Some(from) = published_from.filter(|_| p.from_file != new_file || swaps.prepared()) {
+        let dir = super::journal::working_folder(ctx, "upload", &p.stem);
+        let moved = super::journal::archive(ctx, &p.stem, Some(from), &dir)?;
+        if !moved.is_empty() {
+            ctx.out.info(&format!(
+                "archived {} journal(s) of `{}` into `{}`: their statements are in v{}",
+                moved.len(),
+                p.stem,
+                dir.display(),
+                p.version
+            ));
         }
     }
     let base = Base {

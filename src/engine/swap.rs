@@ -22,12 +22,14 @@ pub struct Swaps<'a> {
     ctx: &'a Context,
     /// Whether this command stopped the server.
     stopped: Cell<bool>,
+    /// Whether a [`Swaps::prepare`] succeeded: nothing else had the file open then.
+    prepared: Cell<bool>,
 }
 
 impl<'a> Swaps<'a> {
     /// No swap made yet.
     pub fn new(ctx: &'a Context) -> Self {
-        Swaps { ctx, stopped: Cell::new(false) }
+        Swaps { ctx, stopped: Cell::new(false), prepared: Cell::new(false) }
     }
 
     fn can_stop(&self) -> bool {
@@ -70,8 +72,17 @@ impl<'a> Swaps<'a> {
                 "make `server.stop` in `b2m.toml` stop every process that opens the databases",
             )),
             Some(holder) => Err(refuse(path, &holder)),
-            None => Ok(()),
+            None => {
+                self.prepared.set(true);
+                Ok(())
+            }
         }
+    }
+
+    /// Whether a [`Swaps::prepare`] of this command found nothing else holding the file: the
+    /// server stopped, or none running.
+    pub fn prepared(&self) -> bool {
+        self.prepared.get()
     }
 
     /// Whether this command stopped the server.

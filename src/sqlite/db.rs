@@ -219,6 +219,11 @@ pub fn snapshot_unless(src: &Path, dest: &Path, progress: &ProgressBar, stop: &A
             }
         }
     }
+    // The backup bumps the copy's schema cookie past its own (to 1): give it the source's, so the
+    // copy's bytes are the source's, header fields that record no content aside, and its content
+    // hash is the source's (a later schema change shows as a change of content anyway).
+    let cookie: i64 = source.query_row("PRAGMA schema_version", [], |r| r.get(0)).map_err(|e| Error::sqlite(src, e))?;
+    target.pragma_update(None, "schema_version", cookie).map_err(|e| Error::sqlite(dest, e))?;
     target.pragma_update(None, "journal_mode", "DELETE").map_err(|e| Error::sqlite(dest, e))?;
     target.close().map_err(|(_, e)| Error::sqlite(dest, e))
 }

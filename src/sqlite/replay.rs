@@ -86,7 +86,7 @@ pub struct Replayed {
 /// - CREATE, ALTER and DROP statements re-install the triggers, so tables the journal creates
 ///   are covered too.
 pub fn replay(db: &Path, journal: &Path, from: u64, soft: &SoftDelete) -> Result<Replayed> {
-    let parts = replay_in_chunks(db, journal, from, soft, CHUNK, None::<fn(&Replayed) -> Result<()>>)?;
+    let parts = replay_in_chunks(db, &[], journal, from, soft, CHUNK, None::<fn(&Replayed) -> Result<()>>)?;
     Ok(parts[0])
 }
 
@@ -105,21 +105,38 @@ pub fn replay_with_tail(
     soft: &SoftDelete,
     between: impl FnOnce(&Replayed) -> Result<()>,
 ) -> Result<[Replayed; 2]> {
-    let parts = replay_in_chunks(db, journal, 0, soft, CHUNK, Some(between))?;
+    replay_journals_with_tail(db, &[], journal, soft, between)
+}
+
+/// [`replay_with_tail`] after `earlier` journals, replayed whole and in order at the start of the
+/// first part, in the same transaction: the journals a server wrote beside older files of the
+/// database, which nothing appends to any more. `current`, the journal of the file the server has
+/// open, may not exist yet (the second part reads it if the server made it meanwhile).
+pub fn replay_journals_with_tail(
+    db: &Path,
+    earlier: &[&Path],
+    current: &Path,
+    soft: &SoftDelete,
+    between: impl FnOnce(&Replayed) -> Result<()>,
+) -> Result<[Replayed; 2]> {
+    let parts = replay_in_chunks(db, earlier, current, 0, soft, CHUNK, Some(between))?;
     Ok([parts[0], parts[1]])
 }
 
-/// [`replay`], reading `chunk` bytes at a time; with `between`, [`replay_with_tail`]. Returns
-/// what each part did.
+/// [`replay`], reading `chunk` bytes at a time, after the `earlier` journals whole; with
+/// `between`, [`replay_journals_with_tail`]. Returns what each part did.
 fn replay_in_chunks(
     db: &Path,
+    earlier: &[&Path],
     journal: &Path,
     from: u64,
     soft: &SoftDelete,
     chunk: usize,
     mut between: Option<impl FnOnce(&Replayed) -> Result<()>>,
 ) -> Result<Vec<Replayed>> {
-    let mut reader = Journal::open(journal, from, chunk)?;
+    let with_tail = between.is_some();
+    // With a tail to come, the current journal may not exist yet.
+    let mut reader = Journal::open(journal, from, chunk, with_tail)?;
     super::db::check_header(db)?;
     let mut conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .map_err(|e| Error::sqlite(db, e))?;
@@ -135,50 +152,17 @@ fn replay_in_chunks(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| Error::sqlite(db, e))?;
     let mut guard = Guard::new(&tx, db, soft)?;
     let mut parts: Vec<Replayed> = Vec::with_capacity(2);
-    let with_tail = between.is_some();
+    let mut statements = 0;
+    for path in earlier {
+        statements += drain(&tx, &mut guard, &mut Journal::open(path, 0, chunk, false)?, true)?;
+    }
     loop {
-        let mut statements = 0;
-        loop {
-            match next_statement(&reader.buf[reader.pos..]) {
-                Scan::Complete { len, first } => {
-                    let text = &reader.buf[reader.pos..reader.pos + len];
-                    if let Some(first) = first {
-                        let at = At { journal, line: reader.line + newlines(&text[..first]) };
-                        statements += run(&tx, &mut guard, text, first, &at)?;
-                    }
-                    reader.line += newlines(text);
-                    reader.pos += len;
-                }
-                Scan::Incomplete => {
-                    if !reader.fill()? {
-                        break;
-                    }
-                }
-            }
+        // The tail is read with the server stopped: nothing more will be appended.
+        let tail = with_tail && parts.len() == 1;
+        if tail {
+            reader.open_if_made()?;
         }
-        // The tail, read with the server stopped: nothing more will be appended, so what follows
-        // the last `;` is the journal's last statement. A complete one runs; an incomplete one
-        // (cut off mid-write) is refused, never left unreplayed behind an archived journal.
-        if with_tail && parts.len() == 1 {
-            let rest = &reader.buf[reader.pos..];
-            let mut closed = rest.to_vec();
-            closed.extend_from_slice(b"\n;");
-            match next_statement(&closed) {
-                Scan::Complete { len, first: Some(first) } if len == closed.len() => {
-                    let at = At { journal, line: reader.line + newlines(&rest[..first.min(rest.len())]) };
-                    statements += run(&tx, &mut guard, &closed, first, &at)?;
-                }
-                Scan::Complete { first: None, .. } => {}
-                _ if rest.iter().all(u8::is_ascii_whitespace) => {}
-                _ => {
-                    let first = rest.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(0);
-                    let at = At { journal, line: reader.line + newlines(&rest[..first]) };
-                    return Err(at.refused(&String::from_utf8_lossy(rest), "the journal's last statement is incomplete"));
-                }
-            }
-            reader.line += newlines(rest);
-            reader.pos = reader.buf.len();
-        }
+        statements += drain(&tx, &mut guard, &mut reader, tail)?;
         let (soft_deleted, revived) = guard.counts(&tx)?;
         let (before_deleted, before_revived) = parts.iter().fold((0, 0), |(d, r), p| (d + p.soft_deleted, r + p.revived));
         parts.push(Replayed {
@@ -189,6 +173,7 @@ fn replay_in_chunks(
             end_offset: reader.base + reader.pos as u64,
             end_line: reader.line,
         });
+        statements = 0;
         match between.take() {
             Some(between) => between(&parts[0])?,
             None => break,
@@ -199,9 +184,58 @@ fn replay_in_chunks(
     Ok(parts)
 }
 
+/// Runs the journal's complete statements from where `reader` is; with `closed` (nothing more will
+/// be appended), what follows the last `;` is its last statement: a complete one runs, an
+/// incomplete one (cut off mid-write) is refused, never left unreplayed behind an archived journal.
+/// Returns the statements run.
+fn drain(tx: &Connection, guard: &mut Guard, reader: &mut Journal, closed: bool) -> Result<u64> {
+    let journal = reader.path;
+    let mut statements = 0;
+    loop {
+        match next_statement(&reader.buf[reader.pos..]) {
+            Scan::Complete { len, first } => {
+                let text = &reader.buf[reader.pos..reader.pos + len];
+                if let Some(first) = first {
+                    let at = At { journal, line: reader.line + newlines(&text[..first]) };
+                    statements += run(tx, guard, text, first, &at)?;
+                }
+                reader.line += newlines(text);
+                reader.pos += len;
+            }
+            Scan::Incomplete => {
+                if !reader.fill()? {
+                    break;
+                }
+            }
+        }
+    }
+    if closed {
+        let rest = &reader.buf[reader.pos..];
+        let mut whole = rest.to_vec();
+        whole.extend_from_slice(b"\n;");
+        match next_statement(&whole) {
+            Scan::Complete { len, first: Some(first) } if len == whole.len() => {
+                let at = At { journal, line: reader.line + newlines(&rest[..first.min(rest.len())]) };
+                statements += run(tx, guard, &whole, first, &at)?;
+            }
+            Scan::Complete { first: None, .. } => {}
+            _ if rest.iter().all(u8::is_ascii_whitespace) => {}
+            _ => {
+                let first = rest.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(0);
+                let at = At { journal, line: reader.line + newlines(&rest[..first]) };
+                return Err(at.refused(&String::from_utf8_lossy(rest), "the journal's last statement is incomplete"));
+            }
+        }
+        reader.line += newlines(rest);
+        reader.pos = reader.buf.len();
+    }
+    Ok(statements)
+}
+
 /// The journal, read a chunk at a time from a statement boundary.
 struct Journal<'p> {
-    file: File,
+    /// `None` while a journal that may be made later does not exist yet.
+    file: Option<File>,
     path: &'p Path,
     chunk: usize,
     /// Bytes read and not yet dropped; `buf[0]` is the file's byte `base`.
@@ -214,9 +248,16 @@ struct Journal<'p> {
 
 impl<'p> Journal<'p> {
     /// Opens the journal and counts the lines before `from` (reading that much of it again: the
-    /// line numbers in messages are the file's).
-    fn open(path: &'p Path, from: u64, chunk: usize) -> Result<Self> {
-        let mut file = File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
+    /// line numbers in messages are the file's). With `may_be_missing`, a journal not made yet
+    /// reads as empty until [`Journal::open_if_made`] finds it.
+    fn open(path: &'p Path, from: u64, chunk: usize, may_be_missing: bool) -> Result<Self> {
+        let mut file = match File::open(path) {
+            Ok(file) => file,
+            Err(e) if may_be_missing && from == 0 && e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Journal { file: None, path, chunk: chunk.max(1), buf: Vec::new(), base: 0, pos: 0, line: 1 });
+            }
+            Err(e) => return Err(Error::io("cannot open", path, e)),
+        };
         let len = file.metadata().map_err(|e| Error::io("cannot read", path, e))?.len();
         if from > len {
             return Err(Error::refused(
@@ -235,7 +276,19 @@ impl<'p> Journal<'p> {
                 Err(e) => return Err(Error::io("cannot read", path, e)),
             }
         }
-        Ok(Journal { file, path, chunk: chunk.max(1), buf: Vec::new(), base: from, pos: 0, line })
+        Ok(Journal { file: Some(file), path, chunk: chunk.max(1), buf: Vec::new(), base: from, pos: 0, line })
+    }
+
+    /// Opens a journal that did not exist when this was made, if it exists now.
+    fn open_if_made(&mut self) -> Result<()> {
+        if self.file.is_none() {
+            match File::open(self.path) {
+                Ok(file) => self.file = Some(file),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("cannot open", self.path, e)),
+            }
+        }
+        Ok(())
     }
 
     /// Drops what was replayed and reads another chunk after the rest; false at the end of the
@@ -244,7 +297,8 @@ impl<'p> Journal<'p> {
         self.buf.drain(..self.pos);
         self.base += self.pos as u64;
         self.pos = 0;
-        let read = Read::by_ref(&mut self.file).take(self.chunk as u64).read_to_end(&mut self.buf);
+        let Some(file) = self.file.as_mut() else { return Ok(false) };
+        let read = Read::by_ref(file).take(self.chunk as u64).read_to_end(&mut self.buf);
         Ok(read.map_err(|e| Error::io("cannot read", self.path, e))? > 0)
     }
 }
@@ -1081,7 +1135,7 @@ mod tests {
         for chunk in [1, 2, 3, 5, 8, 13, 64, CHUNK] {
             let db = dir.path().join(format!("{chunk}.db"));
             Connection::open(&db).expect("db").execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, deleted_at)").expect("schema");
-            let replayed = replay_in_chunks(&db, &journal, 0, &soft, chunk, None::<fn(&Replayed) -> Result<()>>).expect("replay")[0];
+            let replayed = replay_in_chunks(&db, &[], &journal, 0, &soft, chunk, None::<fn(&Replayed) -> Result<()>>).expect("replay")[0];
             let result = (replayed, dump(&db));
             assert_eq!(result.0.end_offset, text.rfind("INSERT INTO t VALUES (4").expect("tail") as u64 - 1, "chunk {chunk}");
             match &seen {
