@@ -120,6 +120,12 @@ impl Error {
         Error::Refused { message: format!("{done}; but then: {e}"), hint }
     }
 
+    /// An error before a publish's commit, saying that nothing was published.
+    pub fn nothing_published(e: Error) -> Self {
+        let hint = e.hint();
+        Error::Refused { message: format!("{e}; nothing was published"), hint }
+    }
+
     /// An I/O error on a path.
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { action, path: path.into(), source }

@@ -241,3 +241,64 @@ fn an_upload_with_no_commits_after_its_snapshot_sends_once() {
     assert_eq!(bucket.version_objects("ipm-db").len(), 2, "{:?}", bucket.keys());
     assert_eq!(server.status_of("ipm-db"), "up_to_date");
 }
+
+/// `[server]` whose stop stops nothing: a reader of the database stays.
+const STOP_NOTHING: &str = "[server]\nstop = \"true\"\nstart = \"true\"\ntimeout = 10\n";
+
+/// Issue 17 (2): an upload beside a reader that `server.stop` does not stop refuses before its
+/// commit, and says nothing was published (it was not).
+#[test]
+fn an_upload_beside_a_reader_server_stop_misses_publishes_nothing_and_says_so() {
+    let bucket = Bucket::new(Backend::Local);
+    let (_dev, server) = published_pair(&bucket, 2);
+    server.insert("ipm-db-v1.db", "new");
+    let reader = DbHolder::start(&server.db("ipm-db-v1.db"), &[], false);
+    server.append_config(STOP_NOTHING);
+    let run = server.b2m(&["upload", "ipm-db"]);
+    run.fails(1, &format!("pid {}", reader.pid())).fails(1, "nothing was published");
+    assert_eq!(bucket.current_meta("ipm-db")["version"], 1);
+    let files: Vec<String> = server.files().into_iter().filter(|f| !f.ends_with("-wal") && !f.ends_with("-shm")).collect();
+    assert_eq!(files, vec!["db.toml", "ipm-db-v1.db"]);
+}
+
+/// Issue 17 (2): a changeset that published, then could not swap the local file (a reader that
+/// `server.stop` does not stop), exits 1 saying first that it published, then what is left.
+#[test]
+fn a_changeset_whose_swap_is_refused_says_first_that_it_published() {
+    let bucket = Bucket::new(Backend::Local);
+    let (dev, server) = published_pair(&bucket, 2);
+    let name = crate::changesets::changeset(&dev, "add-row", "sql", "-- b2m: db = ipm-db\nINSERT INTO t(v) VALUES ('cs');\n");
+    pull_scripts(&dev, &server);
+    let reader = DbHolder::start(&server.db("ipm-db-v1.db"), &[], false);
+    server.append_config(STOP_NOTHING);
+    let run = server.b2m(&["execute-changeset", &name]);
+    run.fails(1, &format!("pid {}", reader.pid()));
+    let first = run.stderr.lines().find(|l| l.starts_with("error:")).unwrap_or_default().to_string();
+    assert!(first.starts_with(&format!("error: changeset `{name}` published `ipm-db` v2")), "{}", run.stderr);
+    assert_eq!(bucket.current_meta("ipm-db")["version"], 2);
+    // Nothing of v2 was placed beside the file the reader has.
+    assert_eq!(server.files(), vec!["db.toml", "ipm-db-v1.db"]);
+    drop(reader);
+    server.b2m(&["status"]).ok();
+    assert_eq!(server.files(), vec!["db.toml", "ipm-db-v2.db"]);
+}
+
+/// Issue 17 (2): a merge and an upload that published, then could not start the server again,
+/// exit 1 saying first that they published.
+#[test]
+fn a_publish_whose_server_start_fails_says_first_that_it_published() {
+    let bucket = Bucket::new(Backend::Local);
+    let (dev, server) = crate::merge::shop(&bucket);
+    server.append_config("[server]\nstop = \"true\"\nstart = \"false\"\ntimeout = 10\n");
+    journaled(&server, "ipm-db-v1.db", "ipm-db-v1.sql", "INSERT INTO t(v) VALUES ('a');\n");
+    dev.insert_row("ipm-db-v1.db", "INSERT INTO t(v) VALUES ('dev row')");
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    let first_error = |run: &Run| run.stderr.lines().find(|l| l.starts_with("error:")).unwrap_or_default().to_string();
+    let run = server.b2m(&["merge", "ipm-db"]);
+    assert!(run.code == 1 && first_error(&run).starts_with("error: merged `ipm-db` as v3"), "{}", run.stderr);
+    assert_eq!(bucket.current_meta("ipm-db")["version"], 3);
+    server.insert("ipm-db-v3.db", "more");
+    let run = server.b2m(&["upload", "ipm-db"]);
+    assert!(run.code == 1 && first_error(&run).starts_with("error: published `ipm-db` v4"), "{}", run.stderr);
+    assert_eq!(bucket.current_meta("ipm-db")["version"], 4);
+}

@@ -110,7 +110,7 @@ pub fn upload(ctx: &Context, arg: &str) -> Result<Published> {
     let committed = std::cell::Cell::new(false);
     let outcome = (|| -> Result<(VersionId, VersionMeta)> {
         let (id, meta, local_content) = if quiesce {
-            swaps.prepare(&local_path)?;
+            swaps.prepare(&local_path).map_err(Error::nothing_published)?;
             match status::local_content(ctx, &local_path)? {
                 Some(now) if now == meta.content_sha256 => (id, meta, now),
                 _ => {
