@@ -60,6 +60,8 @@ pub enum ServerAction {
     Stop,
     /// `[server] start`.
     Start,
+    /// `[server] running`: exit 0 when the server runs, 1 when it does not.
+    Running,
 }
 
 /// The commands.

@@ -82,6 +82,9 @@ pub struct Server {
     pub stop: Option<String>,
     /// Run in the project root to start it; must return (a start daemonises).
     pub start: Option<String>,
+    /// Run in the project root to tell whether it runs (exit 0: it runs). Without it, b2m assumes
+    /// it runs.
+    pub running: Option<String>,
     /// How long each may take.
     pub timeout: Duration,
 }
@@ -267,6 +270,7 @@ impl Settings {
                 Some(Server {
                     stop: get_str(&doc, "server", "stop", &origin)?.filter(|s| !s.trim().is_empty()),
                     start: get_str(&doc, "server", "start", &origin)?.filter(|s| !s.trim().is_empty()),
+                    running: get_str(&doc, "server", "running", &origin)?.filter(|s| !s.trim().is_empty()),
                     timeout,
                 })
             }

@@ -302,3 +302,37 @@ fn a_publish_whose_server_start_fails_says_first_that_it_published() {
     assert!(run.code == 1 && first_error(&run).starts_with("error: published `ipm-db` v4"), "{}", run.stderr);
     assert_eq!(bucket.current_meta("ipm-db")["version"], 4);
 }
+
+/// Issue 17 (3): with `server.running`, b2m starts only what it stopped: a server that was down
+/// stays down through `download --force`, `download` and `upload`; one that ran runs again.
+#[test]
+fn a_stopped_server_is_left_stopped_and_a_running_one_started_again() {
+    let bucket = Bucket::new(Backend::Local);
+    let (dev, server) = crate::merge::shop(&bucket);
+    let app = App::install(&server);
+    server.append_config(&app.server_config(true));
+    assert!(!app.running());
+    server.insert_row("ipm-db-v1.db", "INSERT INTO t(v) VALUES ('dropped')");
+    server.b2m(&["download", "ipm-db", "--force"]).ok();
+    assert!(!app.running(), "`download --force` started a server that was not running");
+    dev.insert_row("ipm-db-v1.db", "INSERT INTO t(v) VALUES ('dev row')");
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    server.b2m(&["download", "ipm-db"]).ok();
+    assert!(!app.running(), "`download` started a server that was not running");
+    server.insert("ipm-db-v2.db", "local");
+    server.b2m(&["upload", "ipm-db"]).ok();
+    assert!(!app.running(), "`upload` started a server that was not running");
+    assert_eq!(server.files(), vec!["db.toml", "ipm-db-v3.db"]);
+    // Running: stopped for the swap and started again, on the new file.
+    app.start();
+    assert!(app.post("while-running"));
+    let run = server.b2m(&["upload", "ipm-db"]);
+    run.ok();
+    assert!(run.stderr.contains("stopping the server") && run.stderr.contains("starting the server"), "{}", run.stderr);
+    assert!(app.running(), "the server that ran was not started again");
+    assert!(app.post("after"), "{}", app.log());
+    assert_eq!(server.b2m(&["server", "running"]).code, 0);
+    app.stop();
+    let run = server.b2m(&["server", "running"]);
+    assert!(run.code == 1 && run.stdout.contains("not running"), "{} {}", run.stdout, run.stderr);
+}

@@ -113,13 +113,28 @@ pub fn run_command(ctx: &Context, what: &str, command: &str, timeout: Duration) 
     }
 }
 
-/// `b2m server stop|start`.
+/// Runs `server.running` (`command`) within `timeout`: whether the server runs (exit 0).
+pub fn is_running(ctx: &Context, command: &str, timeout: Duration) -> Result<bool> {
+    let output = ctx.settings.state_dir.join("server.out");
+    let ended = run_bounded(&ctx.settings.root, command, None, timeout, &output)
+        .map_err(|e| Error::config_hint(format!("cannot run `server.running` (`{command}`): {e}"), "fix `[server]` in `b2m.toml`"))?;
+    match ended {
+        Ended::Succeeded => Ok(true),
+        Ended::Failed(_) => Ok(false),
+        Ended::TimedOut => Err(Error::refused(
+            format!("`server.running` (`{command}`) did not return within {} s; it was stopped", timeout.as_secs()),
+            "make `server.running` answer at once (exit 0 when the server runs), or raise `server.timeout` in `b2m.toml`",
+        )),
+    }
+}
+
+/// `b2m server stop|start|running`.
 pub fn run(ctx: &Context, action: ServerAction) -> Result<ExitStatus> {
-    let (what, command) = match (action, &ctx.settings.server) {
-        (ServerAction::Stop, Some(s)) => ("stop", s.stop.clone()),
-        (ServerAction::Start, Some(s)) => ("start", s.start.clone()),
-        (ServerAction::Stop, None) => ("stop", None),
-        (ServerAction::Start, None) => ("start", None),
+    let server = ctx.settings.server.as_ref();
+    let (what, command) = match action {
+        ServerAction::Stop => ("stop", server.and_then(|s| s.stop.clone())),
+        ServerAction::Start => ("start", server.and_then(|s| s.start.clone())),
+        ServerAction::Running => ("running", server.and_then(|s| s.running.clone())),
     };
     let Some(command) = command else {
         return Err(Error::config_hint(
@@ -128,6 +143,15 @@ pub fn run(ctx: &Context, action: ServerAction) -> Result<ExitStatus> {
         ));
     };
     let timeout = ctx.settings.server.as_ref().map_or(Duration::from_secs(120), |s| s.timeout);
+    if let ServerAction::Running = action {
+        let running = is_running(ctx, &command, timeout)?;
+        #[derive(Serialize)]
+        struct Answer {
+            running: bool,
+        }
+        ctx.out.result(&Answer { running }, || if running { "the server runs".into() } else { "the server is not running".into() });
+        return Ok(if running { ExitStatus::Success } else { ExitStatus::Failure });
+    }
     let started = Instant::now();
     run_command(ctx, what, &command, timeout)?;
     let ran = Ran { action: what, command, millis: started.elapsed().as_millis() };

@@ -24,12 +24,14 @@ pub struct Swaps<'a> {
     stopped: Cell<bool>,
     /// Whether a [`Swaps::prepare`] succeeded: nothing else had the file open then.
     prepared: Cell<bool>,
+    /// Whether `server.running` said the server was not running: nothing to stop or start.
+    found_down: Cell<bool>,
 }
 
 impl<'a> Swaps<'a> {
     /// No swap made yet.
     pub fn new(ctx: &'a Context) -> Self {
-        Swaps { ctx, stopped: Cell::new(false), prepared: Cell::new(false) }
+        Swaps { ctx, stopped: Cell::new(false), prepared: Cell::new(false), found_down: Cell::new(false) }
     }
 
     fn can_stop(&self) -> bool {
@@ -51,12 +53,21 @@ impl<'a> Swaps<'a> {
     /// Just before `path` (a file db.toml names) is renamed, replaced or removed: stops the server
     /// (once per command) when `[server]` says how, and refuses if a process still has it open.
     pub fn prepare(&self, path: &Path) -> Result<()> {
-        if !self.stopped.get() && self.can_stop() {
+        if !self.stopped.get() && !self.found_down.get() && self.can_stop() {
             let server = self.ctx.settings.server.as_ref();
             if let Some((stop, timeout)) = server.and_then(|s| Some((s.stop.clone()?, s.timeout))) {
-                self.ctx.out.info(&format!("stopping the server (`{stop}`) to swap `{}`", path.display()));
-                crate::commands::server::run_command(self.ctx, "stop", &stop, timeout)?;
-                self.stopped.set(true);
+                // b2m starts only what it stopped: a server `server.running` finds down stays down.
+                match server.and_then(|s| s.running.as_deref()) {
+                    Some(running) if !crate::commands::server::is_running(self.ctx, running, timeout)? => {
+                        tracing::info!("`server.running` says the server is not running: not stopping or starting it");
+                        self.found_down.set(true);
+                    }
+                    _ => {
+                        self.ctx.out.info(&format!("stopping the server (`{stop}`) to swap `{}`", path.display()));
+                        crate::commands::server::run_command(self.ctx, "stop", &stop, timeout)?;
+                        self.stopped.set(true);
+                    }
+                }
             }
         }
         let mut holder = open_by_others(path);
@@ -67,6 +78,10 @@ impl<'a> Swaps<'a> {
             holder = open_by_others(path);
         }
         match holder {
+            Some(holder) if self.found_down.get() => Err(Error::refused(
+                format!("`server.running` says the server is not running, yet {holder} has `{}` open; nothing was swapped", path.display()),
+                "make `server.running` in `b2m.toml` exit 0 while any process of the server runs",
+            )),
             Some(holder) if self.stopped.get() => Err(Error::refused(
                 format!("{holder} still has `{}` open after `server.stop`; nothing was swapped", path.display()),
                 "make `server.stop` in `b2m.toml` stop every process that opens the databases",
