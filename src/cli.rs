@@ -113,6 +113,14 @@ pub enum Command {
         #[arg(long)]
         to: Option<u64>,
     },
+    /// Put a kept file back on this server as the version its name says (default: the newest file
+    /// a swap kept in `changeset/dbs/<ns>_replaced-<stem>/`); the bucket is not changed.
+    Restore {
+        /// The database (stem, db.toml key or file name).
+        db: String,
+        /// The kept file (`<stem>-v<N>.db`).
+        file: Option<std::path::PathBuf>,
+    },
     /// Every server (as its last preflight recorded it), what it runs, and how far behind it is.
     Fleet,
     /// Every published version of a database, newest first.

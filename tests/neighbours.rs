@@ -336,3 +336,56 @@ fn a_stopped_server_is_left_stopped_and_a_running_one_started_again() {
     let run = server.b2m(&["server", "running"]);
     assert!(run.code == 1 && run.stdout.contains("not running"), "{} {}", run.stdout, run.stderr);
 }
+
+/// The newest file a swap kept for `stem` in `p`'s working folders.
+fn kept_file(p: &Project, file: &str) -> PathBuf {
+    let dbs = p.path().join("changeset/dbs");
+    let mut found: Vec<PathBuf> =
+        std::fs::read_dir(&dbs).expect("dbs").flatten().map(|e| e.path().join(file)).filter(|f| f.is_file()).collect();
+    found.sort();
+    found.pop().unwrap_or_else(|| panic!("no kept {file} under {}", dbs.display()))
+}
+
+/// Issue 17 (6): a file put back by hand with db.toml's name edited but its pin left: status names
+/// the pin as the cause, not the file.
+#[test]
+fn status_names_a_pin_that_does_not_match_the_name() {
+    let bucket = Bucket::new(Backend::Local);
+    let (dev, server) = published_pair(&bucket, 2);
+    dev.insert("ipm-db-v1.db", "v2 row");
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    server.b2m(&["download", "ipm-db"]).ok();
+    // The old README recipe: copy the kept file back, point db.toml's name at it.
+    std::fs::copy(kept_file(&server, "ipm-db-v1.db"), server.db("ipm-db-v1.db")).expect("cp");
+    let text = server.manifest_text().replace("\"ipm-db-v2.db\"", "\"ipm-db-v1.db\"");
+    std::fs::write(server.manifest(), text).expect("sed");
+    let row = server.status_row("ipm-db");
+    let detail = row["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("the pin does not match the name") && detail.contains("b2m restore ipm-db"), "{row}");
+}
+
+/// Issue 17 (6): `b2m restore` puts the kept file back as its version, named and pinned: status
+/// says `outdated_db` without local changes, and a download brings it forward again.
+#[test]
+fn restore_puts_the_kept_file_back_as_its_version() {
+    let bucket = Bucket::new(Backend::Local);
+    let (dev, server) = published_pair(&bucket, 2);
+    dev.insert("ipm-db-v1.db", "v2 row");
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    server.b2m(&["download", "ipm-db"]).ok();
+    let v1_pin = dev.b2m(&["history", "ipm-db", "--json"]).stdout;
+    let history: serde_json::Value = serde_json::from_str(&v1_pin).expect("json");
+    let v1_sha = history["versions"][1]["sha256"].as_str().expect("v1 sha").to_string();
+    let run = server.b2m(&["restore", "ipm-db", "--json"]);
+    run.ok();
+    let restored: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    assert_eq!((restored["version"].as_u64(), restored["local_changes"].as_bool()), (Some(1), Some(false)), "{restored}");
+    assert_eq!(server.files(), vec!["db.toml", "ipm-db-v1.db"]);
+    assert_eq!(server.rows("ipm-db-v1.db"), vec!["row 0", "row 1"]);
+    assert!(server.manifest_text().contains(&format!("ipmdb = \"{v1_sha}\"")), "{}", server.manifest_text());
+    let row = server.status_row("ipm-db");
+    assert_eq!((row["status"].as_str(), row["local_changes"].as_bool()), (Some("outdated_db"), Some(false)), "{row}");
+    server.b2m(&["download", "ipm-db"]).ok();
+    assert_eq!(server.status_of("ipm-db"), "up_to_date");
+    assert_eq!(server.files(), vec!["db.toml", "ipm-db-v2.db"]);
+}

@@ -78,6 +78,7 @@ fn dispatch(command: Command, start: &std::path::Path, out: &Output, open: impl 
         Command::History { db } => transfer::history(&open()?, &db),
         Command::Fleet => transfer::fleet(&open()?),
         Command::Rollback { db, to } => transfer::rollback(&open()?, &db, to),
+        Command::Restore { db, file } => transfer::restore(&open()?, &db, file.as_deref()),
         Command::FetchDbToml => transfer::fetch_db_toml(&open()?),
         Command::Lock { db } => coord::lock(&open()?, &db),
         Command::Unlock { db, force } => coord::unlock(&open()?, &db, force),

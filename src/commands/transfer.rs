@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::engine::{Context, fetch, fleet, history, merge, publish, rollback};
+use crate::engine::{Context, fetch, fleet, history, merge, publish, restore, rollback};
 use crate::error::{ExitStatus, Result};
 
 /// `b2m upload DB`.
@@ -31,6 +31,14 @@ pub fn fetch_db_toml(ctx: &Context) -> Result<ExitStatus> {
     let _lock = ctx.lock()?;
     let path = fetch::fetch_manifest(ctx)?;
     ctx.out.result(&ManifestWritten { path: path.display().to_string() }, String::new);
+    Ok(ExitStatus::Success)
+}
+
+/// `b2m restore DB [FILE]`.
+pub fn restore(ctx: &Context, db: &str, file: Option<&std::path::Path>) -> Result<ExitStatus> {
+    let _lock = ctx.lock()?;
+    let restored = restore::restore(ctx, db, file)?;
+    ctx.out.result(&restored, String::new);
     Ok(ExitStatus::Success)
 }
 

@@ -162,7 +162,7 @@ pub fn install(ctx: &Context, id: &VersionId, key: &str, old: Option<&Entry>, ju
 /// Moves a replaced file (and its sidecars) out of the db folder into a working folder `dir`
 /// (`changeset/dbs/<ns>_replaced-<stem>/`), where it stays until `b2m gc --keep N`: a snapshot
 /// from before the upgrade, to put back by hand if the new version misbehaves.
-fn keep_replaced(old: &std::path::Path, dir: &std::path::Path) -> Result<()> {
+pub(super) fn keep_replaced(old: &std::path::Path, dir: &std::path::Path) -> Result<()> {
     if !old.exists() {
         return Ok(());
     }
@@ -237,7 +237,7 @@ pub fn download_verified(ctx: &Context, id: &VersionId, dir: &std::path::Path) -
 }
 
 /// Renames a fetched and verified temp file into place as `target`, clearing stale sidecars first.
-fn place(ctx: &Context, tmp: tempfile::NamedTempFile, target: &std::path::Path, content: &str) -> Result<()> {
+pub(super) fn place(ctx: &Context, tmp: tempfile::NamedTempFile, target: &std::path::Path, content: &str) -> Result<()> {
     // Install: no stale WAL or hot journal may be applied to the new file, so its sidecars go first.
     for sidecar in fsutil::sidecars(target) {
         fsutil::remove_if_exists(&sidecar)?;

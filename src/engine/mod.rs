@@ -10,6 +10,7 @@ pub mod merge;
 pub mod preflight;
 pub mod publish;
 pub mod remote;
+pub mod restore;
 pub mod rollback;
 pub mod status;
 pub mod swap;

@@ -197,10 +197,10 @@ pub fn assess(ctx: &Context, stem: &str, local: Option<&Entry>, remote: Option<&
     let base = match ctx.state.base(stem)?.filter(|b| b.version == l.version) {
         Some(base) => base,
         None => match adopt(ctx, l, &remote_id, content.as_deref())? {
-            Some(base) => base,
-            None => {
+            Ok(base) => base,
+            Err(why) => {
                 row.local_changes = true;
-                row.detail = Some(format!("`{}` differs from the bucket's v{} and there is no known base", l.file, l.version));
+                row.detail = Some(why);
                 return Ok(row);
             }
         },
@@ -235,25 +235,43 @@ pub fn assess(ctx: &Context, stem: &str, local: Option<&Entry>, remote: Option<&
 }
 
 /// With no base: the local file is the version the local db.toml names if its content equals
-/// that version's content hash (from its metadata). Records and returns the base.
-fn adopt(ctx: &Context, local: &Entry, remote: &VersionId, content: Option<&str>) -> Result<Option<Base>> {
-    let Some(content) = content else { return Ok(None) };
+/// that version's content hash (from its metadata). Records and returns the base; or says why
+/// there is none.
+fn adopt(ctx: &Context, local: &Entry, remote: &VersionId, content: Option<&str>) -> Result<std::result::Result<Base, String>> {
+    let no_base = || format!("`{}` differs from the bucket's v{} and there is no known base", local.file, local.version);
+    let Some(content) = content else { return Ok(Err(no_base())) };
     let id = if local.version == remote.version {
         remote.clone()
     } else {
         match VersionId::pinned(local) {
             Some(id) => id,
-            None => return Ok(None),
+            None => return Ok(Err(no_base())),
         }
     };
-    let Some(meta) = remote::read_meta(ctx.store.as_ref(), &id)? else { return Ok(None) };
+    let Some(meta) = remote::read_meta(ctx.store.as_ref(), &id)? else {
+        // The name says one version and the pin another (a file put back by hand, db.toml's name
+        // edited and its `[b2m.sha256]` pin left): that is the cause, not the file.
+        return Ok(Err(match local.sha256.as_deref() {
+            Some(pin) if local.version != remote.version => format!(
+                "db.toml names `{}` but pins `{}` to {}…, which is no v{} of `{}` in the bucket: the pin does not match the name; \
+                 `b2m restore {}` puts a kept file back with its pin",
+                local.file,
+                local.key,
+                &pin[..pin.len().min(12)],
+                local.version,
+                local.stem,
+                local.stem
+            ),
+            _ => no_base(),
+        }));
+    };
     if meta.content_sha256 != content {
-        return Ok(None);
+        return Ok(Err(no_base()));
     }
     let base =
         Base { version: id.version, sha256: id.sha256, content_sha256: meta.content_sha256, local_content_sha256: content.to_string() };
     ctx.state.set_base(&local.stem, &base)?;
-    Ok(Some(base))
+    Ok(Ok(base))
 }
 
 /// The status of every database (or of those named), in db.toml order.
