@@ -9,13 +9,19 @@ use std::process::{Command, Stdio};
 use crate::common::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_b2m");
-const HOOKS: [&str; 3] = ["post-merge", "post-checkout", "pre-push"];
+pub(crate) const HOOKS: [&str; 3] = ["post-merge", "post-checkout", "pre-push"];
 
 /// git in `dir` (under the temp folder), kept from the host's git config and from any repository
 /// holding the temp folder;
 /// hooks it runs find b2m by `B2M`.
-fn git_command(dir: &Path) -> Command {
+pub(crate) fn git_command(dir: &Path) -> Command {
     let mut cmd = Command::new("git");
+    isolate(&mut cmd, dir);
+    cmd
+}
+
+/// Runs `cmd` in `dir` with the isolation [`git_command`] gives git (for programs that run git).
+pub(crate) fn isolate(cmd: &mut Command, dir: &Path) {
     cmd.current_dir(dir)
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_CONFIG_NOSYSTEM", "1")
@@ -27,19 +33,18 @@ fn git_command(dir: &Path) -> Command {
         .env("B2M", BIN)
         .env("B2M_ACCESS_KEY_ID", ACCESS_KEY)
         .env("B2M_SECRET_ACCESS_KEY", SECRET_KEY);
-    cmd
 }
 
 /// Runs git in `dir`; it must succeed.
 #[track_caller]
-fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     let out = git_command(dir).args(args).output().expect("these tests need git on PATH");
     assert!(out.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A project (local-folder bucket) that is a git repository with one commit.
-fn repo() -> (Bucket, Project) {
+pub(crate) fn repo() -> (Bucket, Project) {
     let bucket = Bucket::new(Backend::Local);
     let p = Project::new(&bucket);
     git(p.path(), &["init", "-q", "-b", "main"]);
@@ -49,7 +54,7 @@ fn repo() -> (Bucket, Project) {
 }
 
 /// `b2m hooks <args>` in `dir`, with the same git isolation as [`git_command`].
-fn hooks(dir: &Path, args: &[&str]) -> Run {
+pub(crate) fn hooks(dir: &Path, args: &[&str]) -> Run {
     let mut cmd = b2m_command(dir);
     cmd.arg("hooks").args(args);
     cmd.env("GIT_CONFIG_GLOBAL", "/dev/null").env("GIT_CONFIG_NOSYSTEM", "1").env("GIT_CEILING_DIRECTORIES", std::env::temp_dir());
@@ -98,7 +103,7 @@ fn run_hook(top: &Path, hook: &Path, args: &[&str], stdin: &str, env: &[(&str, &
     Run::from(child.wait_with_output().expect("hook output"))
 }
 
-fn mode(path: &Path) -> u32 {
+pub(crate) fn mode(path: &Path) -> u32 {
     std::fs::symlink_metadata(path).expect("file").permissions().mode() & 0o7777
 }
 

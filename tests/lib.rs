@@ -14,6 +14,7 @@ mod disk_full;
 mod hardening;
 mod hardening2;
 mod history;
+mod hook_managers;
 mod hooks;
 mod init_demo;
 mod live_server;

@@ -8,6 +8,7 @@ use crate::error::{ExitStatus, Result};
 /// Prints every finding; a failure (exit 1) when any is an error.
 pub fn run(ctx: &Context, offline: bool, deep: bool) -> Result<ExitStatus> {
     let scope = Scope { offline, deep };
+    crate::commands::hooks::warn_if_dropped(&ctx.settings.root, &ctx.out);
     let checked = check::check(ctx, scope)?;
     ctx.out.result(&checked, || render(&checked, scope));
     Ok(if checked.ok { ExitStatus::Success } else { ExitStatus::Failure })

@@ -1,6 +1,9 @@
 //! `b2m hooks install|uninstall`: the git hooks for developers (post-merge and post-checkout show
 //! `b2m status`; pre-push runs `b2m check --offline`), installed beside the hooks a project already
-//! has, which keep running first, and taken out leaving exactly what was there.
+//! has (a hook manager's: husky, lefthook, pre-commit), which keep running first, and taken out
+//! leaving exactly what was there. A manager re-installing itself replaces b2m's hooks; b2m's
+//! `status` and `check` notice ([`warn_if_dropped`]), `install` puts them back and `uninstall`
+//! tidies what is left of them.
 
 use std::fs;
 use std::io;
@@ -20,6 +23,14 @@ const MARKER: &str = "# b2m-hook v";
 
 /// What a hook that was there before b2m's is renamed to; b2m's hook runs it first.
 const CHAINED_SUFFIX: &str = ".b2m-chained";
+
+/// Where hook managers move a hook that is not theirs when they install themselves: pre-commit to
+/// `<hook>.legacy` (and runs it), lefthook to `<hook>.old` (and does not).
+const DISPLACED_SUFFIXES: [&str; 2] = [".legacy", ".old"];
+
+/// The file in `.b2m/` saying b2m's hooks were installed in this clone (it holds the hooks folder),
+/// so that `status` and `check` notice when they are gone.
+const RECORD: &str = "hooks-installed";
 
 /// b2m's hooks: the name git runs and the script, whose `{{project}}` is the project folder
 /// relative to the top of the work tree (where git runs hooks).
@@ -45,6 +56,9 @@ pub enum Done {
     Removed,
     /// b2m's hook removed and the one it chained put back.
     Restored,
+    /// A hook manager had replaced b2m's hook (re-installing itself): what b2m left beside the
+    /// manager's hook is tidied away, so the folder is as the manager alone would have left it.
+    Tidied,
     /// Uninstall found no b2m hook there.
     NotInstalled,
     /// The hook there is not b2m's: left alone.
@@ -61,6 +75,7 @@ impl Done {
             Done::AlreadyInstalled => "already installed",
             Done::Removed => "removed",
             Done::Restored => "removed; the hook that was there before is back",
+            Done::Tidied => "had been replaced by a hook manager's: what b2m left is tidied away",
             Done::NotInstalled => "not installed",
             Done::NotOurs => "not b2m's: left alone",
         }
@@ -91,9 +106,20 @@ pub struct HooksReport {
 pub fn run(start: &Path, out: &Output, action: HooksAction) -> Result<ExitStatus> {
     let root = settings::find_root(start)?;
     let repo = GitRepo::of(&root)?;
+    let record = root.join(settings::STATE_DIR).join(RECORD);
     let hooks = match action {
-        HooksAction::Install => install(&repo)?,
-        HooksAction::Uninstall => uninstall(&repo.hooks_dir)?,
+        HooksAction::Install => {
+            let hooks = install(&repo)?;
+            fs::create_dir_all(root.join(settings::STATE_DIR))
+                .map_err(|e| Error::io("cannot create", root.join(settings::STATE_DIR), e))?;
+            fsutil::write_atomic(&record, repo.hooks_dir.as_os_str().as_encoded_bytes())?;
+            hooks
+        }
+        HooksAction::Uninstall => {
+            let hooks = uninstall(&repo.hooks_dir)?;
+            fsutil::remove_if_exists(&record)?;
+            hooks
+        }
     };
     let report = HooksReport { hooks_dir: repo.hooks_dir.display().to_string(), hooks };
     out.result(&report, || {
@@ -197,6 +223,60 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// b2m's hook where a hook manager moved it when it installed itself (`<hook>.legacy`,
+/// `<hook>.old`), if there is one.
+fn displaced(hook: &Path) -> Result<Option<PathBuf>> {
+    for suffix in DISPLACED_SUFFIXES {
+        let mut name = hook.as_os_str().to_owned();
+        name.push(suffix);
+        let path = PathBuf::from(name);
+        if matches!(look(&path)?, Found::Ours(_)) {
+            return Ok(Some(path));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether two hooks are the same: both files with the same bytes and mode, or both symlinks to
+/// the same place. A manager re-installing itself writes the hook it wrote before.
+fn same(a: &Path, b: &Path) -> Result<bool> {
+    let (Some(ma), Some(mb)) = (meta(a)?, meta(b)?) else { return Ok(false) };
+    if ma.file_type().is_symlink() || mb.file_type().is_symlink() {
+        let link = |p: &Path| fs::read_link(p).map_err(|e| Error::io("cannot read", p, e));
+        return Ok(ma.file_type().is_symlink() && mb.file_type().is_symlink() && link(a)? == link(b)?);
+    }
+    let read = |p: &Path| fs::read(p).map_err(|e| Error::io("cannot read", p, e));
+    Ok(ma.is_file() && mb.is_file() && ma.permissions().mode() == mb.permissions().mode() && read(a)? == read(b)?)
+}
+
+/// The metadata of what is at `path` (not following a symlink), if anything is.
+fn meta(path: &Path) -> Result<Option<fs::Metadata>> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) => Ok(Some(meta)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("cannot read", path, e)),
+    }
+}
+
+/// Renames `from` over `to` (bytes, mode and symlinks kept).
+fn rename(from: &Path, to: &Path) -> Result<()> {
+    fs::rename(from, to).map_err(|e| Error::io("cannot rename", from, e))
+}
+
+/// What to do to one hook before writing b2m's.
+enum Step {
+    /// b2m's is there: write it if it differs.
+    Ours(Vec<u8>),
+    /// Nothing to move: write b2m's (`chains` when an earlier install left a chained hook).
+    Write { chains: bool },
+    /// Move the hook there to `<hook>.b2m-chained` and write b2m's.
+    Chain,
+    /// A manager put its hook where b2m's was: the chained one goes back where the manager moved
+    /// b2m's (`back_to`, as the manager alone would have left it), or away when it is the
+    /// manager's hook again (`None`); then as [`Step::Chain`].
+    Rechain { back_to: Option<PathBuf> },
+}
+
 /// Installs the three hooks. Every hook is looked at before any is touched, so a refusal leaves
 /// all as they were.
 fn install(repo: &GitRepo) -> Result<Vec<HookOutcome>> {
@@ -205,35 +285,56 @@ fn install(repo: &GitRepo) -> Result<Vec<HookOutcome>> {
     for (hook, template) in HOOKS {
         let path = repo.hooks_dir.join(hook);
         let chained = chained_path(&path);
-        let found = look(&path)?;
-        if matches!(found, Found::Theirs) && present(&chained)? {
-            // Moving this one aside would overwrite the hook chained before: say so, touch nothing.
-            return Err(Error::refused(
-                format!(
-                    "`{}` is not b2m's, and `{}` (the hook b2m chained before) is in the way of moving it aside",
-                    path.display(),
-                    chained.display()
-                ),
-                format!("merge the two into `{}` yourself (or remove one), then run `b2m hooks install` again", chained.display()),
-            ));
-        }
-        plan.push((hook, path, chained, found, template.replace("{{project}}", &project)));
+        let moved = displaced(&path)?;
+        let step = match look(&path)? {
+            Found::Ours(bytes) => Step::Ours(bytes),
+            Found::Missing => Step::Write { chains: present(&chained)? },
+            Found::Theirs if !present(&chained)? => Step::Chain,
+            // The manager re-wrote the hook b2m had chained (husky's stubs, lefthook's and
+            // pre-commit's scripts): the one chained is the manager's old copy.
+            Found::Theirs if same(&chained, &path)? => Step::Rechain { back_to: None },
+            // pre-commit moved b2m's hook to `<hook>.legacy` and runs it from there; the hook b2m
+            // chained goes there instead, as pre-commit alone would have put it.
+            Found::Theirs if moved.is_some() => Step::Rechain { back_to: moved.clone() },
+            Found::Theirs => {
+                // Moving this one aside would overwrite the hook chained before: say so, touch nothing.
+                return Err(Error::refused(
+                    format!(
+                        "`{}` is not b2m's, and `{}` (the hook b2m chained before) is in the way of moving it aside",
+                        path.display(),
+                        chained.display()
+                    ),
+                    format!("merge the two into `{}` yourself (or remove one), then run `b2m hooks install` again", chained.display()),
+                ));
+            }
+        };
+        plan.push((hook, path, chained, moved, step, template.replace("{{project}}", &project)));
     }
     fs::create_dir_all(&repo.hooks_dir).map_err(|e| Error::io("cannot create", &repo.hooks_dir, e))?;
     let mut outcomes = Vec::new();
-    for (hook, path, chained, found, script) in plan {
-        let done = match found {
-            Found::Ours(bytes) if bytes == script.as_bytes() && is_executable(&path)? => Done::AlreadyInstalled,
-            Found::Ours(_) => Done::Updated,
-            // A rename keeps the bytes and the mode (and a symlink stays a symlink).
-            Found::Theirs => {
-                fs::rename(&path, &chained).map_err(|e| Error::io("cannot move aside", &path, e))?;
+    for (hook, path, chained, moved, step, script) in plan {
+        let put_back = matches!(step, Step::Rechain { back_to: Some(_) });
+        let done = match step {
+            Step::Ours(bytes) if bytes == script.as_bytes() && is_executable(&path)? => Done::AlreadyInstalled,
+            Step::Ours(_) => Done::Updated,
+            // Left by an install stopped between the move aside and the write: it still chains.
+            Step::Write { chains: true } => Done::Chained,
+            Step::Write { chains: false } => Done::Installed,
+            Step::Chain | Step::Rechain { .. } => {
+                if let Step::Rechain { back_to: Some(back_to) } = &step {
+                    rename(&chained, back_to)?;
+                }
+                // A rename keeps the bytes and the mode (and a symlink stays a symlink); it
+                // replaces the manager's old copy in the `Rechain { back_to: None }` case.
+                rename(&path, &chained)?;
                 Done::Chained
             }
-            // Left by an install stopped between the move aside and the write: it still chains.
-            Found::Missing if present(&chained)? => Done::Chained,
-            Found::Missing => Done::Installed,
         };
+        // b2m's old hook where a manager moved it goes (the new one replaces it), unless the
+        // chained hook has just been put back there.
+        if let Some(moved) = moved.filter(|_| !put_back) {
+            fsutil::remove_if_exists(&moved)?;
+        }
         if done != Done::AlreadyInstalled {
             write_hook(&path, script.as_bytes())?;
         }
@@ -254,19 +355,45 @@ fn write_hook(path: &Path, script: &[u8]) -> Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(0o755)).map_err(|e| Error::io("cannot make executable", path, e))
 }
 
-/// Takes b2m's hooks out, putting back the hooks they chained.
+/// Takes b2m's hooks out, putting back the hooks they chained. Where a hook manager has replaced
+/// b2m's hook since, what b2m left beside it goes, so the folder is what the manager alone leaves.
 fn uninstall(hooks_dir: &Path) -> Result<Vec<HookOutcome>> {
     let mut outcomes = Vec::new();
     for (hook, _) in HOOKS {
         let path = hooks_dir.join(hook);
         let chained = chained_path(&path);
+        let moved = displaced(&path)?;
+        let has_chained = present(&chained)?;
         let done = match look(&path)? {
-            Found::Theirs => Done::NotOurs,
+            Found::Theirs => match (moved, has_chained) {
+                // The manager re-wrote the hook b2m had chained: its old copy goes.
+                (moved, true) if same(&chained, &path)? => {
+                    fsutil::remove_if_exists(&chained)?;
+                    if let Some(moved) = moved {
+                        fsutil::remove_if_exists(&moved)?;
+                    }
+                    Done::Tidied
+                }
+                // pre-commit moved b2m's hook to `<hook>.legacy`: the hook b2m chained goes there,
+                // where pre-commit alone would have put it (one rename replaces b2m's).
+                (Some(moved), true) => {
+                    rename(&chained, &moved)?;
+                    Done::Tidied
+                }
+                (Some(moved), false) => {
+                    fsutil::remove_if_exists(&moved)?;
+                    Done::Tidied
+                }
+                (None, _) => Done::NotOurs,
+            },
             found => {
+                if let Some(moved) = moved {
+                    fsutil::remove_if_exists(&moved)?;
+                }
                 let ours = matches!(found, Found::Ours(_));
-                if present(&chained)? {
+                if has_chained {
                     // One rename replaces b2m's hook with the old one: its bytes and mode as they were.
-                    fs::rename(&chained, &path).map_err(|e| Error::io("cannot restore", &chained, e))?;
+                    rename(&chained, &path)?;
                     Done::Restored
                 } else if ours {
                     fsutil::remove_if_exists(&path)?;
@@ -279,4 +406,32 @@ fn uninstall(hooks_dir: &Path) -> Result<Vec<HookOutcome>> {
         outcomes.push(HookOutcome { hook, path: path.display().to_string(), done });
     }
     Ok(outcomes)
+}
+
+/// When `b2m hooks install` ran in this project and `b2m hooks uninstall` has not, but b2m's hooks
+/// are not where git runs hooks now (a hook manager re-installed itself over them: npm's `prepare`
+/// running husky, `lefthook install`), one warning line on stderr saying how to put them back.
+/// Costs nothing unless the hooks were installed (one file's absence); then one `git` run and three
+/// small files read. Never fails the command it is part of.
+pub(crate) fn warn_if_dropped(root: &Path, out: &Output) {
+    if !root.join(settings::STATE_DIR).join(RECORD).exists() {
+        return;
+    }
+    let Ok(repo) = GitRepo::of(root) else { return };
+    let gone: Vec<&str> = HOOKS
+        .iter()
+        .filter(|(hook, _)| {
+            // pre-commit runs the hook it moved to `<hook>.legacy`: b2m's still runs from there.
+            let ours = |name: String| matches!(look(&repo.hooks_dir.join(name)), Ok(Found::Ours(_)));
+            !ours(hook.to_string()) && !ours(format!("{hook}.legacy"))
+        })
+        .map(|(hook, _)| *hook)
+        .collect();
+    if !gone.is_empty() {
+        out.info(&format!(
+            "warning: b2m's git hooks ({}) are no longer in `{}` (a hook manager re-installed itself?): run `b2m hooks install` to put them back (`b2m hooks uninstall` to stop this warning)",
+            gone.join(", "),
+            repo.hooks_dir.display()
+        ));
+    }
 }

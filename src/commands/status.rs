@@ -16,6 +16,7 @@ struct StatusReport<'a> {
 pub fn run(ctx: &Context, only: &[String], exit_code: bool) -> Result<ExitStatus> {
     // Finish an interrupted publish first when no other b2m is busy here (status never waits).
     let _lock = ctx.try_lock()?;
+    crate::commands::hooks::warn_if_dropped(&ctx.settings.root, &ctx.out);
     let rows = status_all(ctx, only)?;
     ctx.out.result(&StatusReport { dbs: &rows }, || render(&rows));
     let all_good = rows.iter().all(|r| r.status == Status::UpToDate);

@@ -417,6 +417,56 @@ fn moto_venv() -> PathBuf {
     venv
 }
 
+/// husky and lefthook from npm (lefthook's binary comes in its platform package, so no install
+/// script is needed: `--ignore-scripts` also keeps lefthook's `postinstall` from running
+/// `lefthook install` in whatever repository holds `target/`).
+const NPM_TOOLS: [&str; 2] = ["husky@9.1.7", "lefthook@2.2.2"];
+/// pre-commit from PyPI.
+const PRE_COMMIT: &str = "pre-commit==4.7.0";
+
+/// Installs a test tool once into `target/test-tools/<name>` (one installer at a time, across
+/// test threads and test binaries); `install` gets the folder and says whether it worked.
+fn test_tool(name: &str, what: &str, install: impl FnOnce(&Path) -> bool) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-tools").join(name);
+    let ready = dir.join(".installed");
+    if std::fs::read_to_string(&ready).is_ok_and(|w| w == what) {
+        return dir;
+    }
+    std::fs::create_dir_all(&dir).expect("test-tools dir");
+    let lock = std::fs::File::create(dir.with_extension("lock")).expect("lock file");
+    fs2::FileExt::lock_exclusive(&lock).expect("lock");
+    if !std::fs::read_to_string(&ready).is_ok_and(|w| w == what) {
+        assert!(install(&dir), "these tests need {what}, installed into `{}` on first use, and that failed (see above)", dir.display());
+        std::fs::write(&ready, what).expect("marker");
+    }
+    dir
+}
+
+/// `node_modules/.bin` holding `husky` (9) and `lefthook` (2), installed from npm on first use.
+pub fn npm_hook_managers() -> PathBuf {
+    let what = format!("npm packages {}", NPM_TOOLS.join(" "));
+    let dir = test_tool("npm", &what, |dir| {
+        let ok = Command::new("npm")
+            .args(["install", "--prefix"])
+            .arg(dir)
+            .args(["--no-audit", "--no-fund", "--ignore-scripts", "--no-save"])
+            .args(NPM_TOOLS)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok && Command::new(dir.join("node_modules/.bin/lefthook")).arg("version").status().is_ok_and(|s| s.success())
+    });
+    dir.join("node_modules/.bin")
+}
+
+/// The `pre-commit` program, installed from PyPI into a venv on first use.
+pub fn pre_commit_bin() -> PathBuf {
+    let dir = test_tool("pre-commit", &format!("pip package {PRE_COMMIT}"), |dir| {
+        Command::new("python3").args(["-m", "venv"]).arg(dir).status().is_ok_and(|s| s.success())
+            && Command::new(dir.join("bin/pip")).args(["install", "--quiet", PRE_COMMIT]).status().is_ok_and(|s| s.success())
+    });
+    dir.join("bin/pre-commit")
+}
+
 impl MotoServer {
     pub fn start() -> Self {
         let venv = moto_venv();
