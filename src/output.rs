@@ -90,6 +90,11 @@ impl Output {
         let _ = self.requests.set(store);
     }
 
+    /// [`Output::result`] of a command that reports what it did: with `-q`, no human text.
+    pub fn report<T: Serialize>(&self, value: &T, human: impl FnOnce() -> String) {
+        self.result(value, || if self.quiet { String::new() } else { human() });
+    }
+
     /// Prints a command's result: JSON with `--json`, else the human text (if any). A JSON object
     /// gains `"requests"`, the bucket requests the command made, unless it names them itself.
     pub fn result<T: Serialize>(&self, value: &T, human: impl FnOnce() -> String) {

@@ -389,3 +389,79 @@ fn restore_puts_the_kept_file_back_as_its_version() {
     assert_eq!(server.status_of("ipm-db"), "up_to_date");
     assert_eq!(server.files(), vec!["db.toml", "ipm-db-v2.db"]);
 }
+
+/// Runs the real `just` in `p` with `B2M` set to the b2m under test.
+fn just(p: &Project, args: &[&str]) -> Run {
+    let out = std::process::Command::new(just_bin())
+        .args(args)
+        .current_dir(p.path())
+        .env("B2M", env!("CARGO_BIN_EXE_b2m"))
+        .env_remove("B2M_REMOTE")
+        .output()
+        .expect("run just");
+    Run::from(out)
+}
+
+/// Issue 17 (6): a project whose justfile has its own `run` and `start-prod` imports `b2m.just`
+/// with the real just: nothing clashes, its `start-prod: db-preflight` runs the preflight first
+/// and does not start when it fails, and `db-start-prod` run twice starts the server once.
+#[test]
+fn the_users_recipes_import_into_a_justfile_that_has_its_own_run() {
+    let bucket = Bucket::new(Backend::Local);
+    let (dev, server) = crate::merge::shop(&bucket);
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(repo.join("b2m.just"), server.path().join("b2m.just")).expect("b2m.just");
+    std::fs::create_dir_all(server.path().join("hooks")).expect("hooks");
+    std::fs::copy(repo.join("hooks/pre-start"), server.path().join("hooks/pre-start")).expect("pre-start");
+    let app = App::install(&server);
+    server.append_config(&app.server_config(true));
+    // A start that is not safe to run twice by itself: it counts its runs.
+    let start = format!("sh -c 'echo start >> starts.log && python3 app.py start {}'", app.port);
+    std::fs::write(
+        server.path().join("justfile"),
+        format!(
+            "set allow-duplicate-variables\nimport 'b2m.just'\n\nb2m_start_cmd := \"{}\"\n\n\
+             # the project's own\nrun:\n    echo own run >> own.log\n\n\
+             start-prod: db-preflight\n    {{{{b2m_start_cmd}}}}\n",
+            start.replace('"', "\\\"")
+        ),
+    )
+    .expect("justfile");
+    let starts = || std::fs::read_to_string(server.path().join("starts.log")).unwrap_or_default().lines().count();
+    let list = just(&server, &["--list"]);
+    list.ok();
+    assert!(list.stdout.contains("db-status") && list.stdout.contains("run") && list.stdout.contains("start-prod"), "{}", list.stdout);
+    just(&server, &["run"]).ok();
+    assert_eq!(std::fs::read_to_string(server.path().join("own.log")).expect("own run"), "own run\n");
+    just(&server, &["db-status"]).ok();
+    just(&server, &["start-prod"]).ok();
+    assert!(app.running() && starts() == 1, "{}", app.log());
+    // Twice: the second finds it running and starts nothing.
+    let again = just(&server, &["db-start-prod"]);
+    again.ok();
+    assert!(again.stdout.contains("already runs") && starts() == 1, "{}{}", again.stdout, again.stderr);
+    app.stop();
+    just(&server, &["db-start-prod"]).ok();
+    assert!(app.running() && starts() == 2);
+    app.stop();
+    // A preflight that stops the start: local rows behind a newer version, no journal.
+    server.insert_row("ipm-db-v1.db", "INSERT INTO t(v) VALUES ('local')");
+    dev.insert_row("ipm-db-v1.db", "INSERT INTO t(v) VALUES ('dev row')");
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    let stopped = just(&server, &["start-prod"]);
+    assert!(stopped.code != 0 && stopped.stderr.contains("outdated_db"), "{}", stopped.stderr);
+    assert!(!app.running() && starts() == 2, "the server started after a failed preflight");
+}
+
+/// Issue 17 (6): `b2m init` git-ignores journals and changeset logs, and `-q` prints nothing.
+#[test]
+fn init_ignores_journals_and_logs_and_is_quiet_with_q() {
+    let dir = tempfile::tempdir().expect("dir");
+    let run = Run::from(b2m_command(dir.path()).args(["init", "-q"]).output().expect("init"));
+    run.ok();
+    assert_eq!((run.stdout.as_str(), run.stderr.as_str()), ("", ""));
+    let ignored = std::fs::read_to_string(dir.path().join(".gitignore")).expect(".gitignore");
+    for line in ["db/all_dbs/*.sql", "changeset/logs/", ".b2m/"] {
+        assert!(ignored.lines().any(|l| l == line), "{line} is not ignored:\n{ignored}");
+    }
+}

@@ -77,7 +77,19 @@ pub fn init(root: &Path, remote: Option<String>, endpoint: Option<String>, regio
     }
     let gitignore = root.join(".gitignore");
     let existing = std::fs::read_to_string(&gitignore).unwrap_or_default();
-    let wanted = [".b2m/", ".b2m-bucket/", "changeset/dbs/", "db/all_dbs/*.db", "db/all_dbs/*.db-wal", "db/all_dbs/*.db-shm"];
+    // The databases, their sidecars and their journals live in the bucket and on the servers, not
+    // in git; so do the working copies and the changesets' logs (the bucket keeps those too).
+    let wanted = [
+        ".b2m/",
+        ".b2m-bucket/",
+        "changeset/dbs/",
+        "changeset/logs/",
+        "db/all_dbs/*.db",
+        "db/all_dbs/*.db-wal",
+        "db/all_dbs/*.db-shm",
+        "db/all_dbs/*.db-journal",
+        "db/all_dbs/*.sql",
+    ];
     let missing: Vec<&str> = wanted.iter().copied().filter(|line| !existing.lines().any(|l| l.trim() == *line)).collect();
     if !missing.is_empty() {
         let mut text = existing.clone();
@@ -97,7 +109,7 @@ pub fn init(root: &Path, remote: Option<String>, endpoint: Option<String>, regio
 /// `b2m init`.
 pub fn run(root: &Path, remote: Option<String>, endpoint: Option<String>, region: Option<String>, out: &Output) -> Result<ExitStatus> {
     let done = init(root, remote, endpoint, region)?;
-    out.result(&done, || {
+    out.report(&done, || {
         let mut text = format!("b2m is set up in `{}` with the bucket `{}`\n", done.root, done.remote);
         for path in &done.created {
             text.push_str(&format!("  created {path}\n"));

