@@ -1,12 +1,14 @@
 //! `b2m merge DB` (the original design's case 2.1): the server wrote new rows into its current
 //! version and appended each statement to a journal `<file-stem>.sql` beside it; the bucket has a
-//! newer version. The newer version is downloaded into `changeset/dbs/<ts>_merge-<stem>/` and the
-//! journal replayed there (every DELETE a soft delete), while the server keeps running; then the
-//! server is stopped, the tail it appended meanwhile is replayed, the result is checked, published
-//! as the next version, swapped in with db.toml, and the server started again; the journal is
-//! archived into the working folder. The server is down only for the tail, the publish and the
-//! swap, and no appended statement is ever archived unreplayed. A failure at any step leaves the
-//! server on its old file with its journal intact.
+//! newer version. The newer version is downloaded into `changeset/dbs/<ts>_merge-<stem>/` and every
+//! unarchived journal of the db replayed there, oldest first (every DELETE a soft delete), while the
+//! server keeps running; then the server is stopped, the tail it appended to the current journal
+//! meanwhile is replayed, the result is checked, published as the next version, the journals are
+//! archived into the working folder, the file swapped in with db.toml and the server started again.
+//! The server is down only for the tail, the publish and the swap, and no appended statement is
+//! ever archived unreplayed. Local changes that no journal statement accounts for are refused
+//! (the replay would drop them). A failure before the commit leaves the server on its old file
+//! with its journals intact.
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
