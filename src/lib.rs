@@ -20,6 +20,7 @@ pub mod settings;
 pub mod sqlite;
 pub mod store;
 pub(crate) mod telemetry;
+pub mod util;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -90,38 +91,4 @@ pub fn main() -> ExitCode {
             e.status().into()
         }
     }
-}
-
-/// A crash point for tests: when `B2M_FAILPOINT` names this point, the process dies here at once,
-/// as a `kill -9` would, so tests can prove that every step is recoverable. `<point>:pause=<ms>`
-/// pauses there instead (to hold a lease across a long step).
-pub fn failpoint(name: &str) {
-    let Ok(spec) = std::env::var("B2M_FAILPOINT") else { return };
-    let (point, pause) = spec.split_once(":pause=").map_or((spec.as_str(), None), |(p, ms)| (p, ms.parse::<u64>().ok()));
-    if point != name {
-        return;
-    }
-    match pause {
-        Some(ms) => std::thread::sleep(std::time::Duration::from_millis(ms)),
-        None => {
-            eprintln!("b2m: failpoint `{name}`");
-            std::process::abort();
-        }
-    }
-}
-
-/// Now, as RFC 3339 UTC.
-pub fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-/// This machine's host name.
-pub fn host_name() -> String {
-    gethostname::gethostname().to_string_lossy().into_owned()
-}
-
-/// `user@host`, for metadata and leases.
-pub fn user_at_host() -> String {
-    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
-    format!("{user}@{}", host_name())
 }

@@ -6,6 +6,7 @@ use toml_edit::{DocumentMut, Item, Table, Value};
 
 use crate::error::{Error, Result};
 use crate::names::DbFileName;
+use crate::util::{line_col, parse_toml};
 
 /// One database named in db.toml: `ipmdb = "ipm-db-v2.db"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,30 +58,11 @@ pub fn is_sha256(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// Parses TOML text, turning an error into one line that names the file, line and column.
-pub fn parse_toml(text: &str, origin: &str) -> Result<DocumentMut> {
-    text.parse::<DocumentMut>().map_err(|e| {
-        let (line, col) = e.span().map(|span| line_col(text, span.start)).unwrap_or((1, 1));
-        let message = e.message().lines().next().unwrap_or("invalid TOML").trim().to_string();
-        Error::config_hint(
-            format!("`{origin}` is not valid TOML at line {line}, column {col}: {message}"),
-            format!("fix `{origin}` and run the command again"),
-        )
-    })
-}
-
 /// The line of `key` in `[db]`, for messages.
 fn key_line(text: &str, key: &str) -> Option<usize> {
     let doc = toml_edit::ImDocument::parse(text).ok()?;
     let (key, _) = doc.get("db")?.as_table_like()?.get_key_value(key)?;
     Some(line_col(text, key.span()?.start).0)
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
 }
 
 /// Sets `key = "value"` in `table`, keeping an existing value's comments and spacing; a new key

@@ -63,6 +63,19 @@ pub fn check_db_argument(arg: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether a changeset's phrase is `[a-z0-9][a-z0-9-_]*` (at most 80 characters).
+pub fn is_changeset_phrase(phrase: &str) -> bool {
+    let mut chars = phrase.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && phrase.len() <= 80
+}
+
+/// Whether a changeset's `name` is `<19 digits>_<phrase>`.
+pub fn is_changeset_name(name: &str) -> bool {
+    name.split_once('_').is_some_and(|(ts, phrase)| ts.len() == 19 && ts.bytes().all(|b| b.is_ascii_digit()) && is_changeset_phrase(phrase))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +99,16 @@ mod tests {
         for good in ["ipm-db", "ipmdb", "ipm-db-v1.db"] {
             assert!(check_db_argument(good).is_ok(), "{good}");
         }
+    }
+
+    #[test]
+    fn names_and_phrases() {
+        assert!(is_changeset_phrase("add-index_2"));
+        for bad in ["", "Add", "-x", "a b", "a;rm", "../x", "é"] {
+            assert!(!is_changeset_phrase(bad), "{bad}");
+        }
+        assert!(is_changeset_name("1732245600123456789_add-index"));
+        assert!(!is_changeset_name("173224560012345678_add-index"), "18 digits");
+        assert!(!is_changeset_name("1732245600123456789_"), "no phrase");
     }
 }

@@ -32,13 +32,13 @@ pub struct Event {
 impl Event {
     /// An event of `kind` in the project of `settings`, described by `message`.
     pub fn new(settings: &Settings, kind: &str, message: &str) -> Self {
-        let host = crate::host_name();
+        let host = crate::util::host_name();
         Event {
             event: kind.to_string(),
             content: format!("b2m on {host} ({}): {message}", settings.root.display()),
             project: settings.root.display().to_string(),
-            by: crate::user_at_host(),
-            at: crate::now_rfc3339(),
+            by: crate::util::user_at_host(),
+            at: crate::util::now_rfc3339(),
         }
     }
 }

@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use toml_edit::{DocumentMut, Item};
 
-use crate::coord::LeaseConfig;
 use crate::error::{Error, Result};
-use crate::manifest::parse_toml;
+use crate::util::parse_toml;
 
 /// The name of the project file.
 pub const PROJECT_FILE: &str = "b2m.toml";
@@ -126,7 +125,7 @@ pub struct Settings {
     /// `server.name`: how this server appears in `b2m fleet` (default: its host name).
     pub server_name: Option<String>,
     /// `merge.soft_delete_column` and `merge.soft_delete_value`: what a replayed DELETE sets.
-    pub soft_delete: crate::sqlite::replay::SoftDelete,
+    pub soft_delete: SoftDelete,
     /// `B2M_CHANGESET`: the changeset this process runs for (its publishes name it).
     pub changeset: Option<String>,
     /// `B2M_LOCAL_LOCK_TOKEN`: a changeset's child acts under its parent's local lock with it.
@@ -139,6 +138,40 @@ pub struct Settings {
 /// A number of seconds from the environment, if set and valid.
 fn env_secs(name: &str) -> Option<Duration> {
     std::env::var(name).ok().and_then(|s| s.trim().parse().ok()).map(Duration::from_secs)
+}
+
+/// How leases behave on this project (from `Settings`).
+#[derive(Debug, Clone)]
+pub struct LeaseConfig {
+    /// How long a lease lives without renewal (renewed four times per TTL).
+    pub ttl: Duration,
+    /// How long to wait for a lease someone else holds.
+    pub wait: Duration,
+    /// `B2M_LEASE_TOKEN`: the id of a lease this process acts under (a manual `b2m lock`, or a
+    /// parent's lease handed to a changeset's child). Nothing else lets two processes share one.
+    pub token: Option<String>,
+}
+
+impl Default for LeaseConfig {
+    fn default() -> Self {
+        LeaseConfig { ttl: Duration::from_secs(60), wait: Duration::from_secs(600), token: None }
+    }
+}
+
+impl LeaseConfig {
+    /// Time kept back from every guarantee, for the request itself to travel and be applied.
+    pub(crate) fn margin(&self) -> Duration {
+        (self.ttl / 10).min(Duration::from_secs(5))
+    }
+}
+
+/// How deletes are replayed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SoftDelete {
+    /// The column a deleted row gets set (`deleted_at`), in every table the journal deletes from.
+    pub column: String,
+    /// The SQL expression it is set to, e.g. `CURRENT_TIMESTAMP`, or `1` for a flag.
+    pub value: String,
 }
 
 /// The lease settings from the environment, over the defaults.
@@ -275,7 +308,7 @@ impl Settings {
                 })
             }
         };
-        let soft_delete = crate::sqlite::replay::SoftDelete {
+        let soft_delete = SoftDelete {
             column: get_str(&doc, "merge", "soft_delete_column", &origin)?.unwrap_or_else(|| "deleted_at".into()),
             value: get_str(&doc, "merge", "soft_delete_value", &origin)?.unwrap_or_else(|| "CURRENT_TIMESTAMP".into()),
         };
@@ -299,7 +332,7 @@ impl Settings {
             db_dir,
             manifest,
             leases: env_leases(),
-            changeset: std::env::var("B2M_CHANGESET").ok().filter(|s| crate::changeset::is_name(s)),
+            changeset: std::env::var("B2M_CHANGESET").ok().filter(|s| crate::names::is_changeset_name(s)),
             local_lock_token: std::env::var("B2M_LOCAL_LOCK_TOKEN").ok().filter(|s| !s.is_empty()),
             orphan_age: env_secs("B2M_ORPHAN_AGE_SECS").unwrap_or(Duration::from_secs(24 * 3600)),
         })

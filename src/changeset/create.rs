@@ -7,9 +7,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::{Kind, is_phrase, scripts, scripts_dir};
+use super::{Kind, scripts, scripts_dir};
 use crate::error::{Error, Result};
 use crate::fsutil;
+use crate::names::is_changeset_phrase;
 
 /// The Python helper module, written to `changeset/changeset.py`.
 pub const HELPER: &str = include_str!("../../templates/changeset/changeset.py");
@@ -57,7 +58,7 @@ pub fn ensure_folder(changesets: &Path) -> Result<Vec<String>> {
 
 /// Writes a new changeset script for `phrase`.
 pub fn create(changesets: &Path, phrase: &str, kind: Kind) -> Result<Created> {
-    if !is_phrase(phrase) {
+    if !is_changeset_phrase(phrase) {
         return Err(Error::config_hint(
             format!("`{}` is not a changeset phrase", phrase.escape_debug()),
             "use lowercase letters, digits, `-` and `_`, starting with a letter or digit (e.g. `add-index`)",

@@ -18,7 +18,7 @@ impl Log {
             std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
         }
         let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io("cannot open", path, e))?;
-        let _ = writeln!(file, "== {} on {} ({})", crate::now_rfc3339(), crate::host_name(), crate::user_at_host());
+        let _ = writeln!(file, "== {} on {} ({})", crate::util::now_rfc3339(), crate::util::host_name(), crate::util::user_at_host());
         Ok(Log { file })
     }
 

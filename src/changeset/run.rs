@@ -95,7 +95,7 @@ pub fn execute(ctx: &Context, lock: &LocalLock, script: &Script, retry: bool) ->
                 let made = versions_naming(ctx, name, &entry.started_at)?;
                 // A SQL changeset publishes all its databases in one commit: published is done.
                 if script.kind == Kind::Sql && !made.is_empty() {
-                    let done = Entry { state: State::Done, finished_at: Some(crate::now_rfc3339()), versions: made, ..entry };
+                    let done = Entry { state: State::Done, finished_at: Some(crate::util::now_rfc3339()), versions: made, ..entry };
                     ledger::write(ctx.store.as_ref(), &done, leases.budget(&[&claim])?)?;
                     ctx.out.info(&format!("`{name}` was interrupted after it published; recorded it as done without running it again"));
                     return Ok(executed("recovered", done));
@@ -105,7 +105,7 @@ pub fn execute(ctx: &Context, lock: &LocalLock, script: &Script, retry: bool) ->
                     let published = ledger::published(&made).map_or_else(|| "published nothing".to_string(), |p| format!("had {p}"));
                     let failed = Entry {
                         state: State::Failed,
-                        finished_at: Some(crate::now_rfc3339()),
+                        finished_at: Some(crate::util::now_rfc3339()),
                         error: Some(format!("interrupted on {} while running ({published}); its other effects are unknown", entry.host)),
                         versions: made,
                         ..entry.clone()
@@ -128,10 +128,10 @@ pub fn execute(ctx: &Context, lock: &LocalLock, script: &Script, retry: bool) ->
         kind: script.kind,
         state: State::Running,
         script_sha256: sha,
-        owner: crate::user_at_host(),
-        host: crate::host_name(),
+        owner: crate::util::user_at_host(),
+        host: crate::util::host_name(),
         claim: claim.info().id,
-        started_at: crate::now_rfc3339(),
+        started_at: crate::util::now_rfc3339(),
         finished_at: None,
         versions: Vec::new(),
         log: Some(ledger::log_key(name)),
@@ -154,7 +154,7 @@ pub fn execute(ctx: &Context, lock: &LocalLock, script: &Script, retry: bool) ->
     {
         ctx.out.info(&format!("warning: could not upload the log of `{name}`: {e}"));
     }
-    entry.finished_at = Some(crate::now_rfc3339());
+    entry.finished_at = Some(crate::util::now_rfc3339());
     match outcome {
         Ok(made) => {
             entry.state = State::Done;

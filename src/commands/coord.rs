@@ -69,8 +69,8 @@ pub fn doctor(ctx: &Context) -> Result<ExitStatus> {
         conditional_writes: probe.conditional,
         race_winners: probe.race_winners.clone(),
         versioning: probe.retention.versioning.clone(),
-        recorded_at: crate::now_rfc3339(),
-        recorded_by: crate::user_at_host(),
+        recorded_at: crate::util::now_rfc3339(),
+        recorded_by: crate::util::user_at_host(),
         b2m_version: env!("CARGO_PKG_VERSION").to_string(),
     };
     protocol::write(ctx.store.as_ref(), &record)?;

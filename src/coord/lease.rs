@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::output::Output;
+use crate::settings::LeaseConfig;
 use crate::store::{Condition, PutOutcome, Store};
 
 /// The folder of lease objects in the bucket.
@@ -37,31 +38,6 @@ pub const CLOCK_ALLOWANCE: Duration = Duration::from_secs(10);
 const MANUAL_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The longest a write guarded by a lease may take, retries included.
 const MAX_GUARDED_WRITE: Duration = Duration::from_secs(30);
-
-/// How leases behave on this project (from `Settings`).
-#[derive(Debug, Clone)]
-pub struct LeaseConfig {
-    /// How long a lease lives without renewal (renewed four times per TTL).
-    pub ttl: Duration,
-    /// How long to wait for a lease someone else holds.
-    pub wait: Duration,
-    /// `B2M_LEASE_TOKEN`: the id of a lease this process acts under (a manual `b2m lock`, or a
-    /// parent's lease handed to a changeset's child). Nothing else lets two processes share one.
-    pub token: Option<String>,
-}
-
-impl Default for LeaseConfig {
-    fn default() -> Self {
-        LeaseConfig { ttl: Duration::from_secs(60), wait: Duration::from_secs(600), token: None }
-    }
-}
-
-impl LeaseConfig {
-    /// Time kept back from every guarantee, for the request itself to travel and be applied.
-    fn margin(&self) -> Duration {
-        (self.ttl / 10).min(Duration::from_secs(5))
-    }
-}
 
 /// What a lease object says.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -157,14 +133,14 @@ fn new_info(operation: &str, ttl: Duration) -> LeaseInfo {
     let pid = std::process::id();
     LeaseInfo {
         id: format!("{}-{}", now.format("%Y%m%dT%H%M%S%.6fZ"), uuid::Uuid::new_v4().simple()),
-        owner: crate::user_at_host(),
-        host: crate::host_name(),
+        owner: crate::util::user_at_host(),
+        host: crate::util::host_name(),
         machine: machine_identity(),
         pid: (!manual).then_some(pid),
         pid_start: if manual { None } else { process_start(pid) },
         operation: operation.to_string(),
         state: "trying".into(),
-        acquired_at: crate::now_rfc3339(),
+        acquired_at: crate::util::now_rfc3339(),
         expires_at: expiry(now, ttl),
     }
 }
@@ -418,7 +394,7 @@ impl Leases {
 
     /// Removes the leases on `name`: only this user's own unless `force`. Returns what was removed.
     pub fn unlock(&self, name: &str, force: bool) -> Result<Vec<LeaseInfo>> {
-        let me = crate::user_at_host();
+        let me = crate::util::user_at_host();
         let mut removed = Vec::new();
         let mut others = Vec::new();
         for lease in list_leases(self.store.as_ref())?.into_iter().filter(|l| l.name == name) {

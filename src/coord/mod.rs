@@ -6,6 +6,7 @@ pub mod doctor;
 pub mod lease;
 pub mod protocol;
 
+pub use crate::settings::LeaseConfig;
 pub use claim::{Claim, claim_once};
-pub use lease::{HeldLease, LeaseConfig, Leases};
+pub use lease::{HeldLease, Leases};
 pub use protocol::Protocol;

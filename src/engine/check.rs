@@ -146,8 +146,10 @@ fn check_scripts(root: &Path, changesets: &Path, found: &mut Findings) -> Result
             continue;
         }
         let shown = path.strip_prefix(root).unwrap_or(&path).display().to_string();
-        let parsed =
-            file.rsplit_once('.').and_then(|(name, ext)| Some((name, Kind::from_ext(ext)?))).filter(|(name, _)| changeset::is_name(name));
+        let parsed = file
+            .rsplit_once('.')
+            .and_then(|(name, ext)| Some((name, Kind::from_ext(ext)?)))
+            .filter(|(name, _)| crate::names::is_changeset_name(name));
         let Some((name, kind)) = parsed else {
             found.warning(
                 &file,
@@ -590,7 +592,7 @@ fn check_ledger(store: &dyn Store, scripts: &[LocalScript], found: &mut Findings
         .list(ledger::PREFIX)?
         .into_iter()
         .filter_map(|o| o.key.strip_prefix(ledger::PREFIX)?.strip_suffix(".json").map(str::to_string))
-        .filter(|name| changeset::is_name(name))
+        .filter(|name| crate::names::is_changeset_name(name))
         .collect();
     ran.sort();
     let now = chrono::Utc::now();

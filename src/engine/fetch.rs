@@ -116,7 +116,7 @@ pub fn download(ctx: &Context, arg: &str, force: bool) -> Result<Fetched> {
 pub fn install(ctx: &Context, id: &VersionId, key: &str, old: Option<&Entry>, judged: Option<&str>, swaps: &Swaps<'_>) -> Result<u64> {
     let target = ctx.db_path(&id.file());
     let (tmp, bytes, content) = download_verified(ctx, id, &ctx.settings.db_dir)?;
-    crate::failpoint("before-swap");
+    crate::util::failpoint("before-swap");
     let old_path = old.map(|l| ctx.db_path(&l.file)).filter(|p| p.is_file());
     // Every swap stops the server first, a replacement under the same name included.
     if let Some(replaced) = old_path.clone().or_else(|| Some(target.clone()).filter(|t| t.is_file())) {
@@ -242,9 +242,9 @@ pub(super) fn place(ctx: &Context, tmp: tempfile::NamedTempFile, target: &std::p
     for sidecar in fsutil::sidecars(target) {
         fsutil::remove_if_exists(&sidecar)?;
     }
-    crate::failpoint("before-install");
+    crate::util::failpoint("before-install");
     tmp.persist(target).map_err(|e| Error::io("cannot rename into", target, e.error))?;
-    crate::failpoint("after-install");
+    crate::util::failpoint("after-install");
     fsutil::sync_dir(&ctx.settings.db_dir).map_err(|e| Error::io("cannot sync", &ctx.settings.db_dir, e))?;
     ctx.state.remember_written(target, content)
 }

@@ -48,7 +48,7 @@ pub struct Record {
 /// This server's id: its name and a short hash of its project folder (two checkouts on one host
 /// are two servers).
 fn server_id(ctx: &Context) -> String {
-    let name = ctx.settings.server_name.clone().unwrap_or_else(crate::host_name);
+    let name = ctx.settings.server_name.clone().unwrap_or_else(crate::util::host_name);
     let safe: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect();
     let root = hex::encode(Sha256::digest(ctx.settings.root.to_string_lossy().as_bytes()));
     format!("{safe}-{}", &root[..8])
@@ -59,8 +59,8 @@ pub fn heartbeat(ctx: &Context, last_changeset: Option<String>) -> Result<bool> 
     let local = ctx.local_manifest()?;
     let dbs: Vec<Running> = local.entries().into_iter().map(|e| Running { stem: e.stem, version: e.version, sha256: e.sha256 }).collect();
     let mut record = Record {
-        name: ctx.settings.server_name.clone().unwrap_or_else(crate::host_name),
-        host: crate::host_name(),
+        name: ctx.settings.server_name.clone().unwrap_or_else(crate::util::host_name),
+        host: crate::util::host_name(),
         root: ctx.settings.root.display().to_string(),
         dbs,
         last_changeset,
@@ -74,7 +74,7 @@ pub fn heartbeat(ctx: &Context, last_changeset: Option<String>) -> Result<bool> 
             return Ok(false);
         }
     }
-    record.at = crate::now_rfc3339();
+    record.at = crate::util::now_rfc3339();
     let body = serde_json::to_vec_pretty(&record).map_err(|e| Error::config(format!("cannot encode the fleet record: {e}")))?;
     ctx.store.put(&format!("{PREFIX}{}.json", server_id(ctx)), &body, Condition::None)?;
     ctx.state.set_heartbeat(&unchanged)?;

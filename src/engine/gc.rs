@@ -61,7 +61,7 @@ pub fn collect(ctx: &Context, dry_run: bool, keep: Option<u64>) -> Result<Collec
         out.notes.push("the bucket has no db.toml: nothing is removed".into());
         return Ok(out);
     };
-    crate::failpoint("gc-after-read");
+    crate::util::failpoint("gc-after-read");
     let leases = ctx.leases();
     let take = |out: &mut Collected, g: Garbage| -> Result<()> {
         if !dry_run {

@@ -153,7 +153,7 @@ impl Context {
     }
 
     fn locked(&self, file: File) -> Result<LocalLock> {
-        let owner = format!("pid {} on {}", std::process::id(), crate::host_name());
+        let owner = format!("pid {} on {}", std::process::id(), crate::util::host_name());
         let _ = std::fs::write(self.settings.state_dir.join("lock.owner"), owner);
         // Nobody else holds the lock: a token a dead parent left lets nobody in.
         self.revoke_lock_token()?;

@@ -138,7 +138,7 @@ pub fn upload(ctx: &Context, arg: &str) -> Result<Published> {
             local_content_sha256: local_content,
             from_file: local.file.clone(),
         };
-        crate::failpoint("before-commit");
+        crate::util::failpoint("before-commit");
         if uploaded_at.elapsed() > ctx.settings.orphan_age / 2 {
             // `b2m gc` may count an object this old as an orphan: never pin one.
             return Err(Error::refused(
@@ -151,7 +151,7 @@ pub fn upload(ctx: &Context, arg: &str) -> Result<Published> {
         commit(ctx, guarded, &local_manifest, std::slice::from_ref(&to_commit))?;
         committed.set(true);
         tracing::info!(ms = uploaded_at.elapsed().as_millis() as u64, "committed");
-        crate::failpoint("after-commit");
+        crate::util::failpoint("after-commit");
         let phase = Instant::now();
         let done = format!("published `{stem}` v{version}");
         finish_local(ctx, &to_commit.pending, &swaps).map_err(|e| Error::after_publish(&done, e))?;
@@ -309,7 +309,7 @@ fn send_snapshot(
         bar.finish_and_clear();
         tracing::info!(ms = phase.elapsed().as_millis() as u64, "hash");
         let id = VersionId { stem: stem.to_string(), version, sha256 };
-        crate::failpoint("before-object-upload");
+        crate::util::failpoint("before-object-upload");
         let bar = ctx.out.bytes_bar(size, "upload");
         let appeared = ctx.store.upload_snapshot(&id.object_key(), &snapshot, &id.sha256, &bar, &mut settle)?;
         bar.finish_and_clear();
@@ -339,8 +339,8 @@ fn put_meta(ctx: &Context, id: &VersionId, size: u64, schema_hash: Option<String
         size,
         version: id.version,
         parent: about.parent.clone(),
-        created_at: crate::now_rfc3339(),
-        created_by: crate::user_at_host(),
+        created_at: crate::util::now_rfc3339(),
+        created_by: crate::util::user_at_host(),
         made_by: about.made_by.to_string(),
         changeset: about.changeset.clone(),
         rollback_to: None,
@@ -438,7 +438,7 @@ pub fn commit(ctx: &Context, guarded: Guarded<'_>, local_manifest: &Manifest, ve
         let mut guards: Vec<&HeldLease> = db_leases.iter().chain(claim.iter()).collect();
         guards.push(&manifest_lease);
         let within = leases.budget(&guards)?;
-        crate::failpoint("commit-put");
+        crate::util::failpoint("commit-put");
         // No lease may be released (Ctrl-C) while this write is in flight.
         let critical = crate::interrupt::critical();
         let written = ctx.store.put_within(remote::MANIFEST_KEY, manifest.render().as_bytes(), condition, within);
@@ -535,7 +535,7 @@ pub fn finish_local(ctx: &Context, p: &Pending, swaps: &Swaps<'_>) -> Result<()>
             }
             std::fs::hard_link(&from, &to).map_err(|e| Error::io("cannot link", &to, e))?;
         }
-        crate::failpoint("after-link");
+        crate::util::failpoint("after-link");
         let [from_wal, from_shm, _] = fsutil::sidecars(&from);
         let [to_wal, ..] = fsutil::sidecars(&to);
         if std::fs::metadata(&from_wal).is_ok_and(|m| m.len() > 0) {
@@ -544,7 +544,7 @@ pub fn finish_local(ctx: &Context, p: &Pending, swaps: &Swaps<'_>) -> Result<()>
         let mut manifest = ctx.local_manifest()?;
         manifest.set_version(&p.key, &new_file, &p.sha256);
         ctx.write_local_manifest(&manifest)?;
-        crate::failpoint("after-local-manifest");
+        crate::util::failpoint("after-local-manifest");
         fsutil::remove_if_exists(&from)?;
         fsutil::remove_if_exists(&from_wal)?;
         fsutil::remove_if_exists(&from_shm)?;

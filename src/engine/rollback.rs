@@ -82,8 +82,8 @@ pub fn rollback(ctx: &Context, arg: &str, to: Option<u64>) -> Result<RolledBack>
     let meta = VersionMeta {
         version: id.version,
         parent: Some(parent.clone()),
-        created_at: crate::now_rfc3339(),
-        created_by: crate::user_at_host(),
+        created_at: crate::util::now_rfc3339(),
+        created_by: crate::util::user_at_host(),
         made_by: "rollback".into(),
         changeset: None,
         rollback_to: Some(wanted),

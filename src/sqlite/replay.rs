@@ -25,14 +25,7 @@ use crate::error::{Error, Result};
 /// Bytes read from the journal at a time.
 const CHUNK: usize = 4 << 20;
 
-/// How deletes are replayed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SoftDelete {
-    /// The column a deleted row gets set (`deleted_at`), in every table the journal deletes from.
-    pub column: String,
-    /// The SQL expression it is set to, e.g. `CURRENT_TIMESTAMP`, or `1` for a flag.
-    pub value: String,
-}
+pub use crate::settings::SoftDelete;
 
 /// What a replay did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -168,7 +168,7 @@ impl State {
                     base.sha256,
                     base.content_sha256,
                     base.local_content_sha256,
-                    crate::now_rfc3339()
+                    crate::util::now_rfc3339()
                 ],
             )
             .map_err(self.err())?;
@@ -290,7 +290,7 @@ impl State {
     /// Records the fleet record just written.
     pub fn set_heartbeat(&self, body: &str) -> Result<()> {
         self.conn
-            .execute("INSERT OR REPLACE INTO heartbeat (id, body, at) VALUES (1, ?1, ?2)", params![body, crate::now_rfc3339()])
+            .execute("INSERT OR REPLACE INTO heartbeat (id, body, at) VALUES (1, ?1, ?2)", params![body, crate::util::now_rfc3339()])
             .map_err(self.err())?;
         Ok(())
     }
@@ -311,7 +311,7 @@ impl State {
         self.conn
             .execute(
                 "INSERT OR REPLACE INTO changesets_done (name, script_sha256, seen_at) VALUES (?1, ?2, ?3)",
-                params![name, script_sha256, crate::now_rfc3339()],
+                params![name, script_sha256, crate::util::now_rfc3339()],
             )
             .map_err(self.err())?;
         Ok(())
@@ -322,7 +322,7 @@ impl State {
         self.conn
             .execute(
                 "INSERT OR REPLACE INTO bad_objects (key, expected, actual, seen_at) VALUES (?1, ?2, ?3, ?4)",
-                params![key, expected, actual, crate::now_rfc3339()],
+                params![key, expected, actual, crate::util::now_rfc3339()],
             )
             .map_err(self.err())?;
         Ok(())
