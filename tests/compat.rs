@@ -59,6 +59,8 @@ fn multipart_upload_and_ranged_download(kind: ServerKind) {
     assert_eq!(said, usize::from(!kind.multipart()), "the one-PUT fallback is said once, where it happens: {}", up.stderr);
     let published = pinned_bytes(&server);
     assert_eq!(published.len() as u64, size);
+    let unfinished = server.store().unfinished_uploads("").expect("list unfinished uploads");
+    assert!(unfinished.is_empty(), "no upload left open (the fallback aborts the one it could not use): {unfinished:?}");
 
     let other = server.project();
     other.b2m(&["fetch-db-toml"]).ok();
@@ -67,6 +69,24 @@ fn multipart_upload_and_ranged_download(kind: ServerKind) {
     assert!(requests(&down) >= size.div_ceil(1 << 20), "ranged: one GET per 1 MiB stretch: {}", down.stdout);
     assert_eq!(std::fs::read(other.db("ipm-db-v1.db")).expect("downloaded"), published);
     assert_eq!(other.status_of("ipm-db"), "up_to_date");
+}
+
+/// Over S3's 5 GiB limit for one PUT, on a server whose multipart answers b2m cannot read, an
+/// upload is refused with an error that says why, before a byte is sent (the file is sparse).
+#[test]
+fn rclone_refuses_an_object_over_5_gib_clearly() {
+    let server = AnyServer::start(ServerKind::Rclone);
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("big.db");
+    std::fs::File::create(&path).expect("file").set_len((5 << 30) + 1).expect("sparse 5 GiB + 1");
+    let store = server.store();
+    let refused = store.upload_file("dbs/big/big-v1.x.db", &path, "x", &indicatif::ProgressBar::hidden()).expect_err("refused");
+    let message = refused.to_string();
+    assert!(matches!(refused, b2m::store::StoreError::TooLargeForOnePut { .. }), "{refused:?}");
+    assert!(message.contains("over S3's limit of 5 GiB for one PUT") && message.contains("<InitiateMultipartUpload>"), "{message}");
+    assert!(refused.hint().is_some_and(|h| h.contains("5 GiB")), "a hint says what to do");
+    assert!(store.head("dbs/big/big-v1.x.db").expect("head").is_none(), "nothing under the key");
+    assert!(store.unfinished_uploads("").expect("uploads").is_empty());
 }
 
 /// The same suite for each server: `compat::<server>::<test>`.

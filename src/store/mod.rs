@@ -143,6 +143,20 @@ pub enum StoreError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// An object too large for one PUT, on a server whose multipart uploads b2m cannot use.
+    #[error(
+        "`{key}` is {size} bytes, over S3's limit of 5 GiB for one PUT, and `{endpoint}` answers multipart uploads in a form b2m cannot read ({answer})"
+    )]
+    TooLargeForOnePut {
+        /// The key.
+        key: String,
+        /// The object's size.
+        size: u64,
+        /// The server.
+        endpoint: String,
+        /// What its CreateMultipartUpload answer was.
+        answer: String,
+    },
     /// Any other failure of an operation on a key.
     #[error("{operation} `{key}` at `{location}` failed: {detail}")]
     Failed {
@@ -182,6 +196,9 @@ impl StoreError {
             StoreError::Unreachable { .. } => "check `remote.endpoint` in `b2m.toml` and the network, then run the command again".into(),
             StoreError::MissingFolder { .. } => "create the folder, or fix `remote.url` in `b2m.toml` (or `B2M_REMOTE`)".into(),
             StoreError::ConditionalUnsupported { .. } => "set `remote.locking = \"lease\"` in `b2m.toml`".into(),
+            StoreError::TooLargeForOnePut { .. } => {
+                "keep this database under 5 GiB on this server, or use a server whose multipart uploads follow S3's API".into()
+            }
             StoreError::LocalWrite { source, .. } if source.raw_os_error() == Some(28) => {
                 "free some disk space and run the command again; the local files were left as they were".into()
             }
@@ -359,8 +376,17 @@ pub(crate) fn copy_through_here<S: Store + ?Sized>(store: &S, from: &str, to: &s
     store.upload_file(to, tmp.path(), sha256, &ProgressBar::hidden())
 }
 
-/// Opens the store a remote names.
+/// Where a store tells the user something that is not an error: a server's quirk it works around,
+/// said once per process. The engine prints it on stderr; [`open`] sends it to the log.
+pub type Notice = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Opens the store a remote names; its notices go to the log (`-v`).
 pub fn open(remote: &Remote) -> Result<Box<dyn Store>> {
+    open_with_notice(remote, std::sync::Arc::new(|message: &str| tracing::warn!("{message}")))
+}
+
+/// Opens the store a remote names; it tells `notice` what the user should know.
+pub fn open_with_notice(remote: &Remote, notice: Notice) -> Result<Box<dyn Store>> {
     if let Some(rest) = remote.url.strip_prefix("file://") {
         let path = PathBuf::from(rest);
         if !path.is_absolute() {
@@ -376,7 +402,7 @@ pub fn open(remote: &Remote) -> Result<Box<dyn Store>> {
         if bucket.is_empty() {
             return Err(Error::config_hint(format!("remote `{}` names no bucket", remote.url), "write it as `s3://bucket/prefix`"));
         }
-        return Ok(Box::new(S3Store::open(remote, bucket, prefix.trim_matches('/'))?));
+        return Ok(Box::new(S3Store::open(remote, bucket, prefix.trim_matches('/'), notice)?));
     }
     Err(Error::config_hint(
         format!("remote `{}` is neither `s3://…` nor `file:///…`", remote.url),
