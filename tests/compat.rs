@@ -14,11 +14,23 @@ const SMALL_PARTS: [(&str, &str); 2] = [("B2M_PART_SIZE_MIB", "5"), ("B2M_STRETC
 trait Expect {
     /// Whether CreateMultipartUpload answers in a form the SDK reads (else b2m sends one PUT).
     fn multipart(self) -> bool;
+    /// The protocol `b2m doctor` records (README's table), when the server's behaviour is certain.
+    fn protocol(self) -> Option<&'static str>;
 }
 
 impl Expect for ServerKind {
     fn multipart(self) -> bool {
         self != ServerKind::Rclone
+    }
+
+    fn protocol(self) -> Option<&'static str> {
+        match self {
+            // Its `If-Match` is atomic in some probes and not in others.
+            ServerKind::Moto => None,
+            ServerKind::Ministack => None,
+            // s3s-fs refuses conditional writes (501); rclone and s3rver ignore them.
+            ServerKind::S3sFs | ServerKind::Rclone | ServerKind::S3rver => Some("lease"),
+        }
     }
 }
 
@@ -35,6 +47,13 @@ fn pinned_bytes(server: &AnyServer) -> Vec<u8> {
     let bytes = server.read(&key).unwrap_or_else(|| panic!("{key} is in the bucket"));
     assert!(key.contains(&sha256_hex(&bytes)), "{key} holds the bytes its name pins");
     bytes
+}
+
+/// A downloaded file is byte for byte the published object (compared by hash: no dump of bytes).
+#[track_caller]
+fn assert_same_bytes(published: &[u8], file: &std::path::Path) {
+    let local = std::fs::read(file).expect("the downloaded file");
+    assert_eq!(sha256_hex(&local), sha256_hex(published), "{} is the published object", file.display());
 }
 
 /// The `"requests"` a `--json` run reports.
@@ -67,8 +86,64 @@ fn multipart_upload_and_ranged_download(kind: ServerKind) {
     let down = other.b2m_env(&["download", "ipm-db", "--json"], &SMALL_PARTS);
     down.ok();
     assert!(requests(&down) >= size.div_ceil(1 << 20), "ranged: one GET per 1 MiB stretch: {}", down.stdout);
-    assert_eq!(std::fs::read(other.db("ipm-db-v1.db")).expect("downloaded"), published);
+    assert_same_bytes(&published, &other.db("ipm-db-v1.db"));
     assert_eq!(other.status_of("ipm-db"), "up_to_date");
+}
+
+/// Two project folders on one bucket: the first publishes, the second fetches, each sees the
+/// other's versions through `status`; the bucket holds what db.toml pins.
+fn sync_round_trip(kind: ServerKind) {
+    let server = AnyServer::start(kind);
+    let dev = server.project();
+    dev.create_db("ipmdb", "ipm-db-v1.db", 3);
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    assert_eq!(dev.status_of("ipm-db"), "up_to_date");
+
+    let other = server.project();
+    other.b2m(&["fetch-db-toml"]).ok();
+    assert_eq!(other.status_of("ipm-db"), "missing_local");
+    other.b2m(&["download", "ipm-db"]).ok();
+    assert_eq!(other.status_of("ipm-db"), "up_to_date");
+    assert_eq!(other.rows("ipm-db-v1.db"), dev.rows("ipm-db-v1.db"));
+    assert_same_bytes(&pinned_bytes(&server), &other.db("ipm-db-v1.db"));
+
+    other.insert("ipm-db-v1.db", "from the other");
+    assert_eq!(other.status_of("ipm-db"), "ready_to_upload");
+    other.b2m(&["upload", "ipm-db"]).ok();
+    assert!(other.db("ipm-db-v2.db").exists(), "{:?}", other.files());
+    assert_eq!(dev.status_of("ipm-db"), "outdated_db");
+    dev.b2m(&["download", "ipm-db"]).ok();
+    assert_eq!(dev.status_of("ipm-db"), "up_to_date");
+    assert_eq!(dev.rows("ipm-db-v2.db").last().map(String::as_str), Some("from the other"));
+    assert_same_bytes(&pinned_bytes(&server), &dev.db("ipm-db-v2.db"));
+}
+
+/// `b2m doctor` finds the protocol the table in README.md names for this server, and records it
+/// in the bucket's `bucket.json`.
+fn doctor_records_the_protocol(kind: ServerKind) {
+    let server = AnyServer::start(kind);
+    let p = server.project();
+    let run = p.b2m(&["doctor", "--json"]);
+    run.ok();
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("doctor JSON");
+    if std::env::var_os("B2M_TEST_DEBUG").is_some() {
+        eprintln!("{kind:?}: {report}");
+    }
+    if let Some(expected) = kind.protocol() {
+        assert_eq!(report["protocol"], expected, "{report}");
+    }
+    let record: serde_json::Value = serde_json::from_slice(&server.read("bucket.json").expect("bucket.json")).expect("json");
+    assert_eq!(record["protocol"], report["protocol"], "{record}");
+    assert!(!run.stderr.contains(server.secret_key), "credentials never printed");
+}
+
+/// Publishers racing on one bucket, after `b2m doctor` chose its protocol: exactly one wins each
+/// round, the others are refused as `outdated_db`.
+fn racing_publishers_have_one_winner(kind: ServerKind) {
+    let server = AnyServer::start(kind);
+    let projects: Vec<Project> = (0..4).map(|_| server.project()).collect();
+    projects[0].b2m(&["doctor"]).ok();
+    crate::coordination::race_rounds(&projects, |key| server.read(key), 2);
 }
 
 /// Over S3's 5 GiB limit for one PUT, on a server whose multipart answers b2m cannot read, an
@@ -96,8 +171,20 @@ macro_rules! compat_suite {
             mod $server {
                 use super::*;
                 #[test]
+                fn sync_round_trip() {
+                    super::sync_round_trip($kind);
+                }
+                #[test]
                 fn multipart_upload_and_ranged_download() {
                     super::multipart_upload_and_ranged_download($kind);
+                }
+                #[test]
+                fn racing_publishers_have_one_winner() {
+                    super::racing_publishers_have_one_winner($kind);
+                }
+                #[test]
+                fn doctor_records_the_protocol() {
+                    super::doctor_records_the_protocol($kind);
                 }
             }
         )*
@@ -105,5 +192,9 @@ macro_rules! compat_suite {
 }
 
 compat_suite! {
+    s3s_fs => ServerKind::S3sFs,
+    moto => ServerKind::Moto,
+    ministack => ServerKind::Ministack,
     rclone => ServerKind::Rclone,
+    s3rver => ServerKind::S3rver,
 }

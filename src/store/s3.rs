@@ -727,9 +727,9 @@ fn parse_content_range(range: &str) -> Option<(u64, u64, u64)> {
 }
 
 /// Whether the service said it does not implement the operation (Backblaze B2 and s3s-fs answer
-/// 501 `NotImplemented`).
+/// 501 `NotImplemented`; s3rver answers ListObjectVersions with 405 `MethodNotAllowed`).
 fn unsupported<E: ProvideErrorMetadata>(err: &SdkError<E, aws_smithy_runtime_api::http::Response>) -> bool {
-    S3Store::status_of(err) == Some(501) || err.code() == Some("NotImplemented")
+    matches!(S3Store::status_of(err), Some(501 | 405)) || matches!(err.code(), Some("NotImplemented" | "MethodNotAllowed"))
 }
 
 /// `bucket/key` with everything but unreserved characters and `/` percent-encoded, as

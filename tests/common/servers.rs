@@ -72,6 +72,9 @@ pub fn npm_tool(name: &str, spec: &str) -> PathBuf {
     })
 }
 
+/// The region `Project` writes into b2m.toml.
+const REGION: &str = "us-west-004";
+
 /// Which server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ServerKind {
@@ -192,7 +195,7 @@ impl AnyServer {
         let remote = b2m::settings::Remote {
             url: self.url(),
             endpoint: Some(self.endpoint.clone()),
-            region: Some("us-east-1".into()),
+            region: Some(REGION.into()),
             locking: b2m::settings::Locking::Auto,
             credentials: Some(b2m::settings::StaticCredentials {
                 access_key_id: self.access_key.into(),
@@ -211,12 +214,13 @@ impl AnyServer {
     /// Creates `BUCKET` (a server that is still starting gets a few seconds).
     fn create_bucket(&self) {
         use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+        use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let tls = aws_smithy_http_client::tls::Provider::Rustls(aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring);
         let config = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .endpoint_url(&self.endpoint)
-            .region(Region::new("us-east-1"))
+            .region(Region::new(REGION))
             .credentials_provider(Credentials::new(self.access_key, self.secret_key, None, None, "test"))
             .force_path_style(true)
             .http_client(aws_smithy_http_client::Builder::new().tls_provider(tls).build_https())
@@ -224,7 +228,9 @@ impl AnyServer {
         let client = aws_sdk_s3::Client::from_conf(config);
         let started = Instant::now();
         loop {
-            let result = runtime.block_on(client.create_bucket().bucket(BUCKET).send());
+            // In the region the projects' b2m.toml names: ministack, as AWS, redirects others (301).
+            let location = CreateBucketConfiguration::builder().location_constraint(BucketLocationConstraint::from(REGION)).build();
+            let result = runtime.block_on(client.create_bucket().bucket(BUCKET).create_bucket_configuration(location).send());
             match result {
                 Ok(_) => return,
                 Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you() || s.is_bucket_already_exists()) => {
