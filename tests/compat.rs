@@ -25,9 +25,10 @@ impl Expect for ServerKind {
 
     fn protocol(self) -> Option<&'static str> {
         match self {
-            // Its `If-Match` is atomic in some probes and not in others.
+            // Its `If-Match` is atomic in some probes and not in others (threaded, no lock).
             ServerKind::Moto => None,
-            ServerKind::Ministack => None,
+            // It checks and writes in one step of its event loop: atomic by construction.
+            ServerKind::Ministack => Some("conditional"),
             // s3s-fs refuses conditional writes (501); rclone and s3rver ignore them.
             ServerKind::S3sFs | ServerKind::Rclone | ServerKind::S3rver => Some("lease"),
         }
