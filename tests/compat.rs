@@ -133,6 +133,8 @@ fn doctor_records_the_protocol(kind: ServerKind) {
     if let Some(expected) = kind.protocol() {
         assert_eq!(report["protocol"], expected, "{report}");
     }
+    let uploads = if kind.multipart() { "parts" } else { "single_put" };
+    assert_eq!(report["large_uploads"], uploads, "{report}");
     let record: serde_json::Value = serde_json::from_slice(&server.read("bucket.json").expect("bucket.json")).expect("json");
     assert_eq!(record["protocol"], report["protocol"], "{record}");
     assert!(!run.stderr.contains(server.secret_key), "credentials never printed");

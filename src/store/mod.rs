@@ -327,6 +327,14 @@ pub trait Store: Send + Sync {
         Ok(())
     }
 
+    /// Starts a multipart upload at `key` and aborts it, for `b2m doctor`: `None` when the answer
+    /// is S3's (or the store has no multipart uploads), else the root element of the answer the
+    /// SDK could not read (objects then go up in one PUT each, up to 5 GiB).
+    fn probe_multipart(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let _ = key;
+        Ok(None)
+    }
+
     /// Whether this store is known to check write conditions atomically without a probe.
     fn atomic_conditional_writes(&self) -> bool {
         false
@@ -529,6 +537,10 @@ impl Store for Counted {
     fn check_bucket(&self) -> Result<(), StoreError> {
         self.count();
         self.inner.check_bucket()
+    }
+    fn probe_multipart(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.count();
+        self.inner.probe_multipart(key)
     }
     fn atomic_conditional_writes(&self) -> bool {
         self.inner.atomic_conditional_writes()

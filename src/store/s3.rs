@@ -1084,6 +1084,19 @@ impl Store for S3Store {
         Some(self.sent.load(Ordering::Relaxed))
     }
 
+    fn probe_multipart(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let full = self.full_key(key);
+        self.runtime.block_on(async {
+            match self.create_upload(key, &full, "probe").await? {
+                Some(upload_id) => {
+                    self.abort_quietly(&full, &upload_id).await;
+                    Ok(None)
+                }
+                None => Ok(self.single_puts.get().cloned()),
+            }
+        })
+    }
+
     fn check_bucket(&self) -> Result<(), StoreError> {
         self.runtime.block_on(async {
             match self.client.head_bucket().bucket(&self.bucket).send().await {
