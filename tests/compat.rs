@@ -149,6 +149,21 @@ fn racing_publishers_have_one_winner(kind: ServerKind) {
     crate::coordination::race_rounds(&projects, |key| server.read(key), 2);
 }
 
+/// A bucket in another region than `remote.region` (ministack redirects, as AWS S3 does) is a
+/// configuration error that names the bucket's region, not an `HTTP 301`.
+#[test]
+fn ministack_names_the_bucket_region_when_remote_region_is_wrong() {
+    let server = AnyServer::start(ServerKind::Ministack);
+    let p = server.project();
+    let config = std::fs::read_to_string(p.path().join("b2m.toml")).expect("b2m.toml");
+    std::fs::write(p.path().join("b2m.toml"), config.replace("us-west-004", "eu-central-1")).expect("b2m.toml");
+    p.create_db("ipmdb", "ipm-db-v1.db", 1);
+    let run = p.b2m(&["upload", "ipm-db"]);
+    run.fails(2, "bucket `b2m-test-bucket` is in region `us-west-004`, not in `eu-central-1` (`remote.region`)");
+    assert!(run.stderr.contains("set `region = \"us-west-004\"` under `[remote]`"), "{}", run.stderr);
+    assert!(!run.stderr.contains("301"), "{}", run.stderr);
+}
+
 /// Over S3's 5 GiB limit for one PUT, on a server whose multipart answers b2m cannot read, an
 /// upload is refused with an error that says why, before a byte is sent (the file is sparse).
 #[test]

@@ -115,6 +115,16 @@ pub enum StoreError {
         /// `s3://bucket/prefix`.
         location: String,
     },
+    /// The bucket is in another region than the one requests are signed for.
+    #[error("bucket `{bucket}` is in {}, not in `{region}` (`remote.region`)", actual.as_ref().map_or_else(|| "another region".to_string(), |r| format!("region `{r}`")))]
+    WrongRegion {
+        /// Bucket name.
+        bucket: String,
+        /// The region b2m signs for.
+        region: String,
+        /// The bucket's region, when the server says (`x-amz-bucket-region`).
+        actual: Option<String>,
+    },
     /// The endpoint could not be reached.
     #[error("cannot reach `{endpoint}`: {detail}")]
     Unreachable {
@@ -177,6 +187,7 @@ impl StoreError {
         matches!(
             self,
             StoreError::NoSuchBucket { .. }
+                | StoreError::WrongRegion { .. }
                 | StoreError::AccessDenied { .. }
                 | StoreError::NoCredentials { .. }
                 | StoreError::MissingFolder { .. }
@@ -196,6 +207,8 @@ impl StoreError {
             StoreError::Unreachable { .. } => "check `remote.endpoint` in `b2m.toml` and the network, then run the command again".into(),
             StoreError::MissingFolder { .. } => "create the folder, or fix `remote.url` in `b2m.toml` (or `B2M_REMOTE`)".into(),
             StoreError::ConditionalUnsupported { .. } => "set `remote.locking = \"lease\"` in `b2m.toml`".into(),
+            StoreError::WrongRegion { actual: Some(actual), .. } => format!("set `region = \"{actual}\"` under `[remote]` in `b2m.toml`"),
+            StoreError::WrongRegion { actual: None, .. } => "set `remote.region` in `b2m.toml` to the bucket's region".into(),
             StoreError::TooLargeForOnePut { .. } => {
                 "keep this database under 5 GiB on this server, or use a server whose multipart uploads follow S3's API".into()
             }

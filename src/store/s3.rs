@@ -62,6 +62,8 @@ pub struct S3Store {
     bucket: String,
     prefix: String,
     endpoint: String,
+    /// `remote.region`, or the default.
+    region: String,
     location: String,
     tuning: Tuning,
     /// Requests sent (every attempt), counted by [`CountRequests`].
@@ -144,7 +146,7 @@ impl S3Store {
             .build();
         let client = runtime.block_on(async {
             let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .region(Region::new(region))
+                .region(Region::new(region.clone()))
                 .retry_config(RetryConfig::standard().with_max_attempts(ATTEMPTS))
                 .timeout_config(timeouts);
             if let Some(endpoint) = &remote.endpoint {
@@ -180,6 +182,7 @@ impl S3Store {
             bucket: bucket.to_string(),
             prefix: prefix.to_string(),
             endpoint,
+            region,
             location,
             tuning,
             sent,
@@ -220,6 +223,12 @@ impl S3Store {
                 let code = service.err().code().unwrap_or("").to_string();
                 match (status, code.as_str()) {
                     (_, "NoSuchBucket") => StoreError::NoSuchBucket { bucket: self.bucket.clone(), endpoint: self.endpoint.clone() },
+                    // AWS S3 (and ministack) redirect a request signed for another region.
+                    (301, _) | (_, "PermanentRedirect") => StoreError::WrongRegion {
+                        bucket: self.bucket.clone(),
+                        region: self.region.clone(),
+                        actual: service.raw().headers().get("x-amz-bucket-region").map(str::to_string),
+                    },
                     (_, "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "InvalidToken" | "ExpiredToken")
                     | (401 | 403, _) => StoreError::AccessDenied {
                         location: self.location.clone(),
