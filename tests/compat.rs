@@ -164,6 +164,36 @@ fn ministack_names_the_bucket_region_when_remote_region_is_wrong() {
     assert!(!run.stderr.contains("301"), "{}", run.stderr);
 }
 
+/// The fallback is said once per process: a SQL changeset that publishes two large databases in
+/// one commit sends both in single PUTs and warns once.
+#[test]
+fn rclone_says_the_single_put_fallback_once_per_process() {
+    let server = AnyServer::start(ServerKind::Rclone);
+    let dev = server.project();
+    dev.create_big_db("ipmdb", "ipm-db-v1.db", 1500);
+    dev.create_big_db("emojidb", "emoji-db-v1.db", 1500);
+    for db in ["ipm-db", "emoji-db"] {
+        dev.b2m_env(&["upload", db], &SMALL_PARTS).ok();
+    }
+    let name = crate::changesets::changeset(
+        &dev,
+        "touch-both",
+        "sql",
+        "-- b2m: db = ipm-db\n-- b2m: db = emoji-db\nINSERT INTO t(v) VALUES ('a');\nINSERT INTO \"emoji-db\".t(v) VALUES ('b');\n",
+    );
+    let run = dev.b2m_env(&["execute-changeset", &name], &SMALL_PARTS);
+    run.ok();
+    let warnings: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with("warning:")).collect();
+    assert_eq!(warnings.len(), 1, "one warning for two single PUTs: {}", run.stderr);
+    assert!(warnings[0].contains("single PUT"), "{}", run.stderr);
+    let manifest = String::from_utf8(server.read("db.toml").expect("db.toml")).expect("utf8");
+    for stem in ["ipm-db", "emoji-db"] {
+        let key = pinned_object(&manifest, stem).expect("pinned");
+        assert!(key.starts_with(&format!("dbs/{stem}/{stem}-v2.")), "{stem} published as v2: {key}");
+        assert!(server.read(&key).is_some_and(|b| b.len() > 5 << 20), "{key} is in the bucket, over the threshold");
+    }
+}
+
 /// Over S3's 5 GiB limit for one PUT, on a server whose multipart answers b2m cannot read, an
 /// upload is refused with an error that says why, before a byte is sent (the file is sparse).
 #[test]
