@@ -53,7 +53,7 @@ fn race_round(projects: &[Project], bucket_file: impl Fn(&str) -> Option<Vec<u8>
     let children: Vec<_> = projects
         .iter()
         .map(|p| {
-            b2m_command(p.path())
+            p.command()
                 .args(["upload", "ipm-db"])
                 .env("B2M_LEASE_WAIT_SECS", "90")
                 .stdout(Stdio::piped())
@@ -85,8 +85,14 @@ fn race_round(projects: &[Project], bucket_file: impl Fn(&str) -> Option<Vec<u8>
 }
 
 fn race(projects: &[Project], bucket_file: impl Fn(&str) -> Option<Vec<u8>>) {
+    race_rounds(projects, bucket_file, ROUNDS);
+}
+
+/// Seeds v1, then runs `rounds` racing rounds: each has exactly one winner (the compatibility
+/// suite runs this on every server).
+pub(crate) fn race_rounds(projects: &[Project], bucket_file: impl Fn(&str) -> Option<Vec<u8>>, rounds: usize) {
     seed(projects);
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         race_round(projects, &bucket_file, round);
     }
 }
@@ -247,7 +253,7 @@ fn a_manual_lock_is_never_borrowed_by_another_process_of_the_same_user() {
     let racers: Vec<_> = [&a, &b]
         .iter()
         .map(|p| {
-            b2m_command(p.path())
+            p.command()
                 .args(["upload", "ipm-db"])
                 .env("B2M_LEASE_WAIT_SECS", "2")
                 .stdout(Stdio::piped())

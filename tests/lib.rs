@@ -8,6 +8,7 @@ mod bad_input;
 mod changesets;
 mod check;
 mod cli;
+mod compat;
 mod coordination;
 mod crash;
 mod disk_full;

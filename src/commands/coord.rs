@@ -98,6 +98,12 @@ pub fn doctor(ctx: &Context) -> Result<ExitStatus> {
             Some("Suspended") => "suspended: versions made before suspension are kept",
             _ => "off (or not reported)",
         };
+        let uploads = match &p.multipart_answer {
+            None => "in parts (multipart)".to_string(),
+            Some(root) => format!(
+                "one PUT per object, up to 5 GiB: CreateMultipartUpload answers `<{root}>`, not S3's `<InitiateMultipartUploadResult>`"
+            ),
+        };
         let lifecycle = if p.retention.lifecycle.is_empty() { "no rules".to_string() } else { p.retention.lifecycle.join("; ") };
         let agrees = if report.locking_agrees {
             String::new()
@@ -105,7 +111,7 @@ pub fn doctor(ctx: &Context) -> Result<ExitStatus> {
             "  ← contradicts the bucket: set `remote.locking = \"auto\"` in b2m.toml".to_string()
         };
         format!(
-            "bucket       {} (reachable, credentials accepted, {} objects under the prefix)\nclock skew   {skew}{warn}\nconditional  {conditional}\nprotocol     {} (recorded in the bucket's bucket.json; every machine follows it)\nlocking      {}{agrees}\nversioning   {versioning}\nlifecycle    {lifecycle}\nprobe took   {} ms",
+            "bucket       {} (reachable, credentials accepted, {} objects under the prefix)\nclock skew   {skew}{warn}\nconditional  {conditional}\nprotocol     {} (recorded in the bucket's bucket.json; every machine follows it)\nlocking      {}{agrees}\nuploads      {uploads}\nversioning   {versioning}\nlifecycle    {lifecycle}\nprobe took   {} ms",
             p.location, p.objects, report.protocol.as_str(), report.locking, p.millis
         )
     });

@@ -1,6 +1,7 @@
 //! `b2m doctor`'s probe: can this bucket be reached with these credentials, how far is its clock
 //! from ours, and does it check conditional writes — not at all (error or 501), by ignoring them
-//! (a second create succeeds), non-atomically (racing creates both succeed), or atomically.
+//! (a second create succeeds), non-atomically (racing creates both succeed), or atomically; and
+//! can large objects go up in parts (a multipart upload started and aborted).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -55,6 +56,11 @@ pub struct Probe {
     pub conditional: Conditional,
     /// Winners seen per racing round (creates, then swaps).
     pub race_winners: Vec<usize>,
+    /// How objects over the part size go up: `parts`, or `single_put` (one PUT each, up to
+    /// 5 GiB) where the server's CreateMultipartUpload answer cannot be read.
+    pub large_uploads: &'static str,
+    /// The root element of that unreadable answer (`rclone serve s3`: `InitiateMultipartUpload`).
+    pub multipart_answer: Option<String>,
     /// What the bucket keeps of old versions.
     pub retention: Retention,
     /// Milliseconds the probe took.
@@ -107,6 +113,8 @@ pub fn probe(store: &Arc<dyn Store>) -> Result<Probe> {
             }
         }
     }
+    let multipart_answer = store.probe_multipart(&format!("{base}/multipart"))?;
+    let large_uploads = if multipart_answer.is_some() { "single_put" } else { "parts" };
     for object in store.list(&format!("{base}/"))? {
         store.purge(&object.key)?;
     }
@@ -117,6 +125,8 @@ pub fn probe(store: &Arc<dyn Store>) -> Result<Probe> {
         clock_skew_secs,
         conditional,
         race_winners,
+        large_uploads,
+        multipart_answer,
         retention,
         millis: started.elapsed().as_millis(),
     })

@@ -59,7 +59,11 @@ const LOCK_TOKEN_FILE: &str = "lock.token";
 impl Context {
     /// Opens the project's store and state.
     pub fn open(settings: Settings, out: Output) -> Result<Self> {
-        let counted = Arc::new(crate::store::Counted::new(crate::store::open(&settings.remote)?));
+        let notice = {
+            let out = out.clone();
+            Arc::new(move |message: &str| out.info(&format!("warning: {message}")))
+        };
+        let counted = Arc::new(crate::store::Counted::new(crate::store::open_with_notice(&settings.remote, notice)?));
         let store: Arc<dyn Store> = counted.clone();
         out.count_requests_of(counted.clone());
         let (state, damaged) = State::open_or_rebuild(&settings.state_dir)?;

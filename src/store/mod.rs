@@ -115,6 +115,16 @@ pub enum StoreError {
         /// `s3://bucket/prefix`.
         location: String,
     },
+    /// The bucket is in another region than the one requests are signed for.
+    #[error("bucket `{bucket}` is in {}, not in `{region}` (`remote.region`)", actual.as_ref().map_or_else(|| "another region".to_string(), |r| format!("region `{r}`")))]
+    WrongRegion {
+        /// Bucket name.
+        bucket: String,
+        /// The region b2m signs for.
+        region: String,
+        /// The bucket's region, when the server says (`x-amz-bucket-region`).
+        actual: Option<String>,
+    },
     /// The endpoint could not be reached.
     #[error("cannot reach `{endpoint}`: {detail}")]
     Unreachable {
@@ -143,6 +153,20 @@ pub enum StoreError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// An object too large for one PUT, on a server whose multipart uploads b2m cannot use.
+    #[error(
+        "`{key}` is {size} bytes, over S3's limit of 5 GiB for one PUT, and `{endpoint}` answers multipart uploads in a form b2m cannot read ({answer})"
+    )]
+    TooLargeForOnePut {
+        /// The key.
+        key: String,
+        /// The object's size.
+        size: u64,
+        /// The server.
+        endpoint: String,
+        /// What its CreateMultipartUpload answer was.
+        answer: String,
+    },
     /// Any other failure of an operation on a key.
     #[error("{operation} `{key}` at `{location}` failed: {detail}")]
     Failed {
@@ -163,6 +187,7 @@ impl StoreError {
         matches!(
             self,
             StoreError::NoSuchBucket { .. }
+                | StoreError::WrongRegion { .. }
                 | StoreError::AccessDenied { .. }
                 | StoreError::NoCredentials { .. }
                 | StoreError::MissingFolder { .. }
@@ -182,6 +207,11 @@ impl StoreError {
             StoreError::Unreachable { .. } => "check `remote.endpoint` in `b2m.toml` and the network, then run the command again".into(),
             StoreError::MissingFolder { .. } => "create the folder, or fix `remote.url` in `b2m.toml` (or `B2M_REMOTE`)".into(),
             StoreError::ConditionalUnsupported { .. } => "set `remote.locking = \"lease\"` in `b2m.toml`".into(),
+            StoreError::WrongRegion { actual: Some(actual), .. } => format!("set `region = \"{actual}\"` under `[remote]` in `b2m.toml`"),
+            StoreError::WrongRegion { actual: None, .. } => "set `remote.region` in `b2m.toml` to the bucket's region".into(),
+            StoreError::TooLargeForOnePut { .. } => {
+                "keep this database under 5 GiB on this server, or use a server whose multipart uploads follow S3's API".into()
+            }
             StoreError::LocalWrite { source, .. } if source.raw_os_error() == Some(28) => {
                 "free some disk space and run the command again; the local files were left as they were".into()
             }
@@ -310,6 +340,14 @@ pub trait Store: Send + Sync {
         Ok(())
     }
 
+    /// Starts a multipart upload at `key` and aborts it, for `b2m doctor`: `None` when the answer
+    /// is S3's (or the store has no multipart uploads), else the root element of the answer the
+    /// SDK could not read (objects then go up in one PUT each, up to 5 GiB).
+    fn probe_multipart(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let _ = key;
+        Ok(None)
+    }
+
     /// Whether this store is known to check write conditions atomically without a probe.
     fn atomic_conditional_writes(&self) -> bool {
         false
@@ -359,8 +397,17 @@ pub(crate) fn copy_through_here<S: Store + ?Sized>(store: &S, from: &str, to: &s
     store.upload_file(to, tmp.path(), sha256, &ProgressBar::hidden())
 }
 
-/// Opens the store a remote names.
+/// Where a store tells the user something that is not an error: a server's quirk it works around,
+/// said once per process. The engine prints it on stderr; [`open`] sends it to the log.
+pub type Notice = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Opens the store a remote names; its notices go to the log (`-v`).
 pub fn open(remote: &Remote) -> Result<Box<dyn Store>> {
+    open_with_notice(remote, std::sync::Arc::new(|message: &str| tracing::warn!("{message}")))
+}
+
+/// Opens the store a remote names; it tells `notice` what the user should know.
+pub fn open_with_notice(remote: &Remote, notice: Notice) -> Result<Box<dyn Store>> {
     if let Some(rest) = remote.url.strip_prefix("file://") {
         let path = PathBuf::from(rest);
         if !path.is_absolute() {
@@ -376,7 +423,7 @@ pub fn open(remote: &Remote) -> Result<Box<dyn Store>> {
         if bucket.is_empty() {
             return Err(Error::config_hint(format!("remote `{}` names no bucket", remote.url), "write it as `s3://bucket/prefix`"));
         }
-        return Ok(Box::new(S3Store::open(remote, bucket, prefix.trim_matches('/'))?));
+        return Ok(Box::new(S3Store::open(remote, bucket, prefix.trim_matches('/'), notice)?));
     }
     Err(Error::config_hint(
         format!("remote `{}` is neither `s3://…` nor `file:///…`", remote.url),
@@ -503,6 +550,10 @@ impl Store for Counted {
     fn check_bucket(&self) -> Result<(), StoreError> {
         self.count();
         self.inner.check_bucket()
+    }
+    fn probe_multipart(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.count();
+        self.inner.probe_multipart(key)
     }
     fn atomic_conditional_writes(&self) -> bool {
         self.inner.atomic_conditional_writes()

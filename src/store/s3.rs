@@ -3,11 +3,14 @@
 //! backoff, connect/read timeouts (and a whole-operation budget for writes under a lease),
 //! multipart uploads with parts sent concurrently and never left unfinished, streamed downloads
 //! that resume only on the very same object, and the housekeeping gc and doctor need (versions,
-//! unfinished uploads, retention). Blocking methods over a private tokio runtime.
+//! unfinished uploads, retention). Blocking methods over a private tokio runtime. A server whose
+//! CreateMultipartUpload answer the SDK cannot read (`rclone serve s3` names its root element
+//! `InitiateMultipartUpload`) gets each object in one PUT instead, up to S3's 5 GiB, said once.
 
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -24,12 +27,14 @@ use aws_smithy_types::timeout::TimeoutConfig;
 use futures::{StreamExt, TryStreamExt};
 use indicatif::ProgressBar;
 
-use super::{Condition, InOrder, Object, ObjectInfo, PutOutcome, Retention, Store, StoreError, Unfinished};
+use super::{Condition, InOrder, Notice, Object, ObjectInfo, PutOutcome, Retention, Store, StoreError, Unfinished};
 use crate::settings::Remote;
 
 /// The part size: files up to it go in one PUT, larger ones in parts of it (S3 allows 5 MiB and
 /// up; `B2M_PART_SIZE_MIB` overrides it). Tuned by `bench/bench.py`: see docs/decisions.md.
 const PART_SIZE: u64 = 32 << 20;
+/// S3's limit on the size of one PUT: above it an object can only go up in parts.
+const MAX_ONE_PUT: u64 = 5 << 30;
 /// S3's limit on parts per upload, with room to spare.
 const MAX_PARTS: u64 = 9_000;
 /// Parts in flight at once (`B2M_PARTS_IN_FLIGHT` overrides it).
@@ -57,12 +62,19 @@ pub struct S3Store {
     bucket: String,
     prefix: String,
     endpoint: String,
+    /// `remote.region`, or the default.
+    region: String,
     location: String,
     tuning: Tuning,
     /// Requests sent (every attempt), counted by [`CountRequests`].
     sent: Arc<AtomicU64>,
     /// `remote.timeout`: to connect, and to the first byte of an answer.
     timeout: Duration,
+    /// The root element of a CreateMultipartUpload answer the SDK could not read, once the server
+    /// gave one: from then on, for the rest of this process, objects go up in one PUT.
+    single_puts: OnceLock<String>,
+    /// Where the fallback is said (once).
+    notice: Notice,
 }
 
 /// Part size and parts in flight, for uploads and downloads.
@@ -110,7 +122,8 @@ impl Intercept for CountRequests {
 
 impl S3Store {
     /// Builds a client for `s3://bucket/prefix` at the remote's endpoint. Makes no request.
-    pub fn open(remote: &Remote, bucket: &str, prefix: &str) -> Result<Self, StoreError> {
+    /// `notice` hears of the servers' quirks b2m works around.
+    pub fn open(remote: &Remote, bucket: &str, prefix: &str, notice: Notice) -> Result<Self, StoreError> {
         let location = if prefix.is_empty() { format!("s3://{bucket}") } else { format!("s3://{bucket}/{prefix}") };
         let endpoint = remote.endpoint.clone().unwrap_or_else(|| "https://s3.amazonaws.com".into());
         let runtime =
@@ -133,7 +146,7 @@ impl S3Store {
             .build();
         let client = runtime.block_on(async {
             let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .region(Region::new(region))
+                .region(Region::new(region.clone()))
                 .retry_config(RetryConfig::standard().with_max_attempts(ATTEMPTS))
                 .timeout_config(timeouts);
             if let Some(endpoint) = &remote.endpoint {
@@ -163,7 +176,20 @@ impl S3Store {
         })?;
         let tuning = Tuning::from_env();
         let timeout = remote.timeout;
-        Ok(S3Store { client, runtime, bucket: bucket.to_string(), prefix: prefix.to_string(), endpoint, location, tuning, sent, timeout })
+        Ok(S3Store {
+            client,
+            runtime,
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+            endpoint,
+            region,
+            location,
+            tuning,
+            sent,
+            timeout,
+            single_puts: OnceLock::new(),
+            notice,
+        })
     }
 
     /// The key in the bucket: the remote's prefix, then `key`.
@@ -197,6 +223,12 @@ impl S3Store {
                 let code = service.err().code().unwrap_or("").to_string();
                 match (status, code.as_str()) {
                     (_, "NoSuchBucket") => StoreError::NoSuchBucket { bucket: self.bucket.clone(), endpoint: self.endpoint.clone() },
+                    // AWS S3 (and ministack) redirect a request signed for another region.
+                    (301, _) | (_, "PermanentRedirect") => StoreError::WrongRegion {
+                        bucket: self.bucket.clone(),
+                        region: self.region.clone(),
+                        actual: service.raw().headers().get("x-amz-bucket-region").map(str::to_string),
+                    },
                     (_, "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "InvalidToken" | "ExpiredToken")
                     | (401 | 403, _) => StoreError::AccessDenied {
                         location: self.location.clone(),
@@ -545,10 +577,49 @@ impl S3Store {
         body.await.map_err(|e| read_failed(key, path, &e))
     }
 
+    /// Starts a multipart upload; returns its id, or `None` when the server answered in a form
+    /// the SDK cannot read (the upload it may have opened is aborted, and the fallback to one
+    /// PUT is remembered for this process and said once).
+    async fn create_upload(&self, key: &str, full: &str, sha256: &str) -> Result<Option<String>, StoreError> {
+        let created = self.client.create_multipart_upload().bucket(&self.bucket).key(full).metadata("sha256", sha256).send().await;
+        let created = match created {
+            Ok(created) => created,
+            // A success the SDK cannot decode: `rclone serve s3` names the root element
+            // `InitiateMultipartUpload` where S3 says `InitiateMultipartUploadResult`.
+            Err(SdkError::ServiceError(service)) if service.raw().status().is_success() => {
+                let body = service.raw().body().bytes().unwrap_or_default();
+                if let Some(upload_id) = xml_text(body, "UploadId") {
+                    self.abort_quietly(full, &upload_id).await;
+                }
+                let root = root_element(body).unwrap_or_else(|| "no XML".into());
+                if self.single_puts.set(root.clone()).is_ok() {
+                    (self.notice)(&format!(
+                        "`{}` answers CreateMultipartUpload with `<{root}>`, which is not S3's `<InitiateMultipartUploadResult>`; \
+                         b2m sends each object in a single PUT instead (up to 5 GiB)",
+                        self.endpoint
+                    ));
+                }
+                tracing::debug!(key, root, "unreadable CreateMultipartUpload answer: one PUT instead");
+                return Ok(None);
+            }
+            Err(e) => return Err(self.error("CREATE MULTIPART", key, e)),
+        };
+        match created.upload_id() {
+            Some(id) => Ok(Some(id.to_string())),
+            None => Err(StoreError::Failed {
+                operation: "CREATE MULTIPART",
+                key: key.to_string(),
+                location: self.location.clone(),
+                detail: "the answer named no upload id".into(),
+            }),
+        }
+    }
+
     /// Uploads a large file in parts, `parts_in_flight` at a time. Any failure aborts the
     /// upload, so no unfinished upload is left behind to be billed for, and so does `settle`
     /// answering false before the completion; a completion whose answer was lost (the SDK's retry
-    /// then hears `NoSuchUpload`) is recognised by the object it made.
+    /// then hears `NoSuchUpload`) is recognised by the object it made. `None`: the server's
+    /// multipart answers cannot be read, nothing was sent; send the file in one PUT.
     fn upload_parts(
         &self,
         key: &str,
@@ -557,27 +628,11 @@ impl S3Store {
         sha256: &str,
         progress: &ProgressBar,
         settle: &mut dyn FnMut() -> bool,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<bool>, StoreError> {
         let full = self.full_key(key);
         let part_size = self.tuning.part_size.max(size.div_ceil(MAX_PARTS));
         self.runtime.block_on(async {
-            let created = self
-                .client
-                .create_multipart_upload()
-                .bucket(&self.bucket)
-                .key(&full)
-                .metadata("sha256", sha256)
-                .send()
-                .await
-                .map_err(|e| self.error("CREATE MULTIPART", key, e))?;
-            let Some(upload_id) = created.upload_id().map(str::to_string) else {
-                return Err(StoreError::Failed {
-                    operation: "CREATE MULTIPART",
-                    key: key.to_string(),
-                    location: self.location.clone(),
-                    detail: "the answer named no upload id".into(),
-                });
-            };
+            let Some(upload_id) = self.create_upload(key, &full, sha256).await? else { return Ok(None) };
             let parts = (0..size.div_ceil(part_size)).map(|i| {
                 let offset = i * part_size;
                 let length = part_size.min(size - offset);
@@ -614,7 +669,7 @@ impl S3Store {
             };
             if !settle() {
                 self.abort_quietly(&full, &upload_id).await;
-                return Ok(false);
+                return Ok(Some(false));
             }
             completed.sort_by_key(|p| p.part_number());
             let finished = self
@@ -629,7 +684,7 @@ impl S3Store {
                 .config_override(self.sending(size))
                 .send()
                 .await;
-            let Err(e) = finished else { return Ok(true) };
+            let Err(e) = finished else { return Ok(Some(true)) };
             let error = self.error("COMPLETE MULTIPART", key, e);
             let landed = self.landed(&full, size, sha256).await;
             // Whether or not the object landed, the upload must not stay open: after a completion
@@ -637,7 +692,7 @@ impl S3Store {
             self.abort_quietly(&full, &upload_id).await;
             if landed {
                 tracing::debug!(key, "the completion's answer was lost, but the object is ours: {error}");
-                Ok(true)
+                Ok(Some(true))
             } else {
                 Err(error)
             }
@@ -681,9 +736,9 @@ fn parse_content_range(range: &str) -> Option<(u64, u64, u64)> {
 }
 
 /// Whether the service said it does not implement the operation (Backblaze B2 and s3s-fs answer
-/// 501 `NotImplemented`).
+/// 501 `NotImplemented`; s3rver answers ListObjectVersions with 405 `MethodNotAllowed`).
 fn unsupported<E: ProvideErrorMetadata>(err: &SdkError<E, aws_smithy_runtime_api::http::Response>) -> bool {
-    S3Store::status_of(err) == Some(501) || err.code() == Some("NotImplemented")
+    matches!(S3Store::status_of(err), Some(501 | 405)) || matches!(err.code(), Some("NotImplemented" | "MethodNotAllowed"))
 }
 
 /// `bucket/key` with everything but unreserved characters and `/` percent-encoded, as
@@ -711,10 +766,27 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
 
 /// The `<Status>` of a GetBucketVersioning answer, read leniently (whatever the root element).
 fn versioning_status_in(body: &[u8]) -> Option<String> {
+    xml_text(body, "Status")
+}
+
+/// The text of the first `<tag>` element of an XML answer, read leniently (whatever the root).
+fn xml_text(body: &[u8], tag: &str) -> Option<String> {
     let text = std::str::from_utf8(body).ok()?;
-    let (_, rest) = text.split_once("<Status>")?;
-    let (status, _) = rest.split_once("</Status>")?;
-    Some(status.trim().to_string()).filter(|s| !s.is_empty())
+    let (_, rest) = text.split_once(&format!("<{tag}>"))?;
+    let (value, _) = rest.split_once(&format!("</{tag}>"))?;
+    Some(value.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// The name of an XML answer's root element (after the declaration), at most 64 characters.
+fn root_element(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut rest = text.trim_start();
+    if let Some(after) = rest.strip_prefix("<?") {
+        rest = after.split_once("?>")?.1.trim_start();
+    }
+    let name: String =
+        rest.strip_prefix('<')?.chars().take_while(|c| c.is_alphanumeric() || matches!(c, ':' | '_' | '-')).take(64).collect();
+    Some(name).filter(|n| !n.is_empty())
 }
 
 /// `1 day`, `7 days`.
@@ -813,8 +885,20 @@ impl Store for S3Store {
         settle: &mut dyn FnMut() -> bool,
     ) -> Result<bool, StoreError> {
         let size = std::fs::metadata(path).map_err(|e| read_failed(key, path, &e))?.len();
-        if size > self.tuning.part_size {
-            return self.upload_parts(key, path, size, sha256, progress, settle);
+        if size > self.tuning.part_size && self.single_puts.get().is_none() {
+            // `None`: the server's multipart answer cannot be read, nothing was sent: one PUT.
+            if let Some(uploaded) = self.upload_parts(key, path, size, sha256, progress, settle)? {
+                return Ok(uploaded);
+            }
+        }
+        if size > MAX_ONE_PUT {
+            let root = self.single_puts.get().map_or("", String::as_str);
+            return Err(StoreError::TooLargeForOnePut {
+                key: key.to_string(),
+                size,
+                endpoint: self.endpoint.clone(),
+                answer: format!("`<{root}>`, not S3's `<InitiateMultipartUploadResult>`"),
+            });
         }
         // One PUT: once it is sent the object is there, so settle first.
         if !settle() {
@@ -985,7 +1069,7 @@ impl Store for S3Store {
         // CopyObject keeps the object's metadata (our sha256) and moves no byte through here; it
         // takes objects up to 5 GiB, larger ones go through this machine.
         let size = self.head(from)?.map_or(0, |info| info.size);
-        if size > 5 << 30 {
+        if size > MAX_ONE_PUT {
             return super::copy_through_here(self, from, to, sha256);
         }
         let source = format!("{}/{}", self.bucket, self.full_key(from));
@@ -1007,6 +1091,19 @@ impl Store for S3Store {
 
     fn requests_sent(&self) -> Option<u64> {
         Some(self.sent.load(Ordering::Relaxed))
+    }
+
+    fn probe_multipart(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let full = self.full_key(key);
+        self.runtime.block_on(async {
+            match self.create_upload(key, &full, "probe").await? {
+                Some(upload_id) => {
+                    self.abort_quietly(&full, &upload_id).await;
+                    Ok(None)
+                }
+                None => Ok(self.single_puts.get().cloned()),
+            }
+        })
     }
 
     fn check_bucket(&self) -> Result<(), StoreError> {

@@ -10,8 +10,10 @@ use std::sync::Arc;
 use rusqlite::Connection;
 
 pub mod proxy;
+pub mod servers;
 #[allow(unused_imports)] // not every test binary uses the proxy
 pub use proxy::{Proxy, Seen};
+pub use servers::{AnyServer, ServerKind};
 
 pub const ACCESS_KEY: &str = "b2mtestkeyid0001";
 pub const SECRET_KEY: &str = "b2m-secret-ZZtopSECRETvalue42";
@@ -178,6 +180,8 @@ pub struct Project {
     pub dir: tempfile::TempDir,
     pub url: String,
     pub endpoint: Option<String>,
+    /// Environment every b2m run here gets (a server's own credentials, say).
+    pub env: Vec<(String, String)>,
 }
 
 impl Project {
@@ -192,7 +196,7 @@ impl Project {
     /// A project in a new folder under `parent`.
     pub fn in_folder(parent: &Path, url: &str, endpoint: Option<String>) -> Self {
         let dir = tempfile::Builder::new().prefix("b2m-test-").tempdir_in(parent).expect("project folder");
-        let p = Project { dir, url: url.to_string(), endpoint };
+        let p = Project { dir, url: url.to_string(), endpoint, env: Vec::new() };
         p.write_config("");
         std::fs::create_dir_all(p.db_dir()).expect("db dir");
         let manifest = "# the server reads this\n[db]\npath = \"/frontend/db/all_dbs/\" # where they live\n";
@@ -272,12 +276,19 @@ impl Project {
     }
 
     pub fn b2m_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let mut cmd = b2m_command(self.path());
+        let mut cmd = self.command();
         cmd.args(args);
         for (k, v) in env {
             cmd.env(k, v);
         }
         Run::from(cmd.output().expect("run b2m"))
+    }
+
+    /// A `b2m` command here, with this project's environment.
+    pub fn command(&self) -> Command {
+        let mut cmd = b2m_command(self.path());
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd
     }
 
     /// `b2m status --json` parsed: name → (status, local_version, remote_version, local_changes).
@@ -399,22 +410,7 @@ pub struct MotoServer {
 const MOTO: &str = "moto[server]==5.2.5";
 
 fn moto_venv() -> PathBuf {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-tools/moto");
-    let ready = venv.join(".installed");
-    if ready.exists() {
-        return venv;
-    }
-    std::fs::create_dir_all(venv.parent().expect("parent")).expect("test-tools dir");
-    // One installer at a time, across test threads and test binaries.
-    let lock = std::fs::File::create(venv.with_extension("lock")).expect("lock file");
-    fs2::FileExt::lock_exclusive(&lock).expect("lock");
-    if !ready.exists() {
-        let ok = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().is_ok_and(|s| s.success())
-            && Command::new(venv.join("bin/pip")).args(["install", "--quiet", MOTO]).status().is_ok_and(|s| s.success());
-        assert!(ok, "these tests need moto's S3 server: `python3 -m venv` and `pip install '{MOTO}'` from PyPI failed");
-        std::fs::write(&ready, MOTO).expect("marker");
-    }
-    venv
+    servers::pip_tool("moto", MOTO)
 }
 
 /// husky and lefthook from npm (lefthook's binary comes in its platform package, so no install
