@@ -3,8 +3,6 @@
 
 use std::path::PathBuf;
 
-use crate::store::StoreError;
-
 /// Everything that can stop a b2m command.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -185,5 +183,135 @@ impl Error {
             }
             _ => None,
         }
+    }
+}
+
+/// Errors of the stores, each naming what failed and where.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The bucket does not exist.
+    #[error("bucket `{bucket}` does not exist at `{endpoint}`")]
+    NoSuchBucket {
+        /// Bucket name.
+        bucket: String,
+        /// Endpoint.
+        endpoint: String,
+    },
+    /// The credentials were refused.
+    #[error("access to `{location}` was denied ({code})")]
+    AccessDenied {
+        /// `s3://bucket/prefix`.
+        location: String,
+        /// The service's error code.
+        code: String,
+    },
+    /// No credentials were found.
+    #[error("no credentials for `{location}`")]
+    NoCredentials {
+        /// `s3://bucket/prefix`.
+        location: String,
+    },
+    /// The bucket is in another region than the one requests are signed for.
+    #[error("bucket `{bucket}` is in {}, not in `{region}` (`remote.region`)", actual.as_ref().map_or_else(|| "another region".to_string(), |r| format!("region `{r}`")))]
+    WrongRegion {
+        /// Bucket name.
+        bucket: String,
+        /// The region b2m signs for.
+        region: String,
+        /// The bucket's region, when the server says (`x-amz-bucket-region`).
+        actual: Option<String>,
+    },
+    /// The endpoint could not be reached.
+    #[error("cannot reach `{endpoint}`: {detail}")]
+    Unreachable {
+        /// Endpoint.
+        endpoint: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The local-folder bucket does not exist.
+    #[error("bucket folder `{}` does not exist", path.display())]
+    MissingFolder {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// The store refuses conditional writes (Backblaze B2 answers 501).
+    #[error("`{location}` does not support conditional writes")]
+    ConditionalUnsupported {
+        /// `s3://bucket/prefix`.
+        location: String,
+    },
+    /// Writing a downloaded object locally failed (a full disk, say).
+    #[error("cannot write `{key}` to the local disk: {source}")]
+    LocalWrite {
+        /// The key being downloaded.
+        key: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// An object too large for one PUT, on a server whose multipart uploads b2m cannot use.
+    #[error(
+        "`{key}` is {size} bytes, over S3's limit of 5 GiB for one PUT, and `{endpoint}` answers multipart uploads in a form b2m cannot read ({answer})"
+    )]
+    TooLargeForOnePut {
+        /// The key.
+        key: String,
+        /// The object's size.
+        size: u64,
+        /// The server.
+        endpoint: String,
+        /// What its CreateMultipartUpload answer was.
+        answer: String,
+    },
+    /// Any other failure of an operation on a key.
+    #[error("{operation} `{key}` at `{location}` failed: {detail}")]
+    Failed {
+        /// `GET`, `PUT`…
+        operation: &'static str,
+        /// The key.
+        key: String,
+        /// `s3://bucket/prefix` or `file:///…`.
+        location: String,
+        /// What the store said.
+        detail: String,
+    },
+}
+
+impl StoreError {
+    /// Errors a person fixes in the configuration (exit 2).
+    pub fn is_configuration(&self) -> bool {
+        matches!(
+            self,
+            StoreError::NoSuchBucket { .. }
+                | StoreError::WrongRegion { .. }
+                | StoreError::AccessDenied { .. }
+                | StoreError::NoCredentials { .. }
+                | StoreError::MissingFolder { .. }
+        )
+    }
+
+    /// What to do about it.
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            StoreError::NoSuchBucket { .. } => "create the bucket, or fix `remote.url` in `b2m.toml` (or `B2M_REMOTE`)".into(),
+            StoreError::AccessDenied { .. } => {
+                "check `B2M_ACCESS_KEY_ID` / `B2M_SECRET_ACCESS_KEY`: the key must be valid and allowed on this bucket".into()
+            }
+            StoreError::NoCredentials { .. } => {
+                "set `B2M_ACCESS_KEY_ID` and `B2M_SECRET_ACCESS_KEY` (a B2 application key), or configure the AWS credential chain".into()
+            }
+            StoreError::Unreachable { .. } => "check `remote.endpoint` in `b2m.toml` and the network, then run the command again".into(),
+            StoreError::MissingFolder { .. } => "create the folder, or fix `remote.url` in `b2m.toml` (or `B2M_REMOTE`)".into(),
+            StoreError::ConditionalUnsupported { .. } => "set `remote.locking = \"lease\"` in `b2m.toml`".into(),
+            StoreError::WrongRegion { actual: Some(actual), .. } => format!("set `region = \"{actual}\"` under `[remote]` in `b2m.toml`"),
+            StoreError::WrongRegion { actual: None, .. } => "set `remote.region` in `b2m.toml` to the bucket's region".into(),
+            StoreError::TooLargeForOnePut { .. } => {
+                "keep this database under 5 GiB on this server, or use a server whose multipart uploads follow S3's API".into()
+            }
+            StoreError::LocalWrite { source, .. } if source.raw_os_error() == Some(28) => {
+                "free some disk space and run the command again; the local files were left as they were".into()
+            }
+            StoreError::LocalWrite { .. } | StoreError::Failed { .. } => return None,
+        })
     }
 }

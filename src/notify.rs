@@ -82,7 +82,7 @@ fn post(url: &str, event: &Event) -> Result<(), String> {
 }
 
 fn run(settings: &Settings, command: &str, event: &Event) -> Result<(), String> {
-    use crate::commands::server::{Ended, run_bounded};
+    use crate::process::{Ended, run_bounded};
     let json = serde_json::to_vec(event).map_err(|e| e.to_string())?;
     match run_bounded(&settings.root, command, Some(json), TIMEOUT, &settings.state_dir.join("notify.out")).map_err(|e| e.to_string())? {
         Ended::Succeeded => Ok(()),

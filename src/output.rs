@@ -6,8 +6,11 @@ use std::io::IsTerminal;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
+/// The bucket requests a command's store has sent so far.
+pub type Requests = std::sync::Arc<dyn Fn() -> u64 + Send + Sync>;
+
 /// How to talk to the user.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Output {
     /// `--json`: the result alone on stdout, as JSON.
     pub json: bool,
@@ -17,7 +20,7 @@ pub struct Output {
     pub verbose: u8,
     progress: bool,
     /// The bucket requests of the command's store, once it has one: every JSON result names them.
-    requests: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<crate::store::Counted>>>,
+    requests: std::sync::Arc<std::sync::OnceLock<Requests>>,
 }
 
 impl Output {
@@ -85,9 +88,9 @@ impl Output {
         bar
     }
 
-    /// Counts `store`'s requests into the results (the first store a command opens).
-    pub fn count_requests_of(&self, store: std::sync::Arc<crate::store::Counted>) {
-        let _ = self.requests.set(store);
+    /// Counts the requests of the first store a command opens into its results.
+    pub fn count_requests_of(&self, requests: Requests) {
+        let _ = self.requests.set(requests);
     }
 
     /// [`Output::result`] of a command that reports what it did: with `-q`, no human text.
@@ -104,7 +107,7 @@ impl Output {
                 Err(e) => return eprintln!("error: cannot render the result as JSON: {e}"),
             };
             if let (serde_json::Value::Object(fields), Some(store)) = (&mut value, self.requests.get()) {
-                fields.entry("requests").or_insert_with(|| store.calls().into());
+                fields.entry("requests").or_insert_with(|| store().into());
             }
             match serde_json::to_string_pretty(&value) {
                 Ok(text) => println!("{text}"),

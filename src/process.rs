@@ -8,6 +8,9 @@ use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
 
 /// Set (to the parent's pid) when this process is only to launch the program in its arguments.
 pub const LAUNCH: &str = "B2M_EXEC_WITH_PARENT";
@@ -85,5 +88,96 @@ pub fn follow(
             return Ok(None);
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Splits a command line into words: whitespace separates, `'…'` and `"…"` group.
+pub fn split_words(line: &str) -> Result<Vec<String>> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut quote: Option<char> = None;
+    for c in line.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => word.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            (None, c) => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if quote.is_some() {
+        return Err(Error::config(format!("unclosed quote in `{line}`")));
+    }
+    if in_word {
+        words.push(word);
+    }
+    Ok(words)
+}
+
+/// How a bounded command ended.
+pub enum Ended {
+    /// It exited 0.
+    Succeeded,
+    /// It exited otherwise.
+    Failed(std::process::ExitStatus),
+    /// It ran past its time and was killed.
+    TimedOut,
+}
+
+/// Runs the command line `command` (split into words, no shell) in `dir`, with `stdin` (or
+/// nothing) on its stdin; kills it past `timeout`. Its output is appended to the file `output`
+/// and copied to stderr as it comes, until the command returns: never a pipe of ours, so a daemon
+/// it starts (`nohup ./serve &`) may keep writing there without holding b2m open, or dying of
+/// SIGPIPE once b2m is gone.
+pub fn run_bounded(
+    dir: &std::path::Path,
+    command: &str,
+    stdin: Option<Vec<u8>>,
+    timeout: Duration,
+    output: &std::path::Path,
+) -> Result<Ended> {
+    let words = split_words(command)?;
+    let Some((program, args)) = words.split_first() else { return Err(Error::config(format!("the command `{command}` is empty"))) };
+    if let Some(parent) = output.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io("cannot create", parent, e))?;
+    }
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(output).map_err(|e| Error::io("cannot open", output, e))?;
+    let from = file.metadata().map_err(|e| Error::io("cannot read", output, e))?.len();
+    let file_too = file.try_clone().map_err(|e| Error::io("cannot open", output, e))?;
+    let expr = duct::cmd(program, args).dir(dir).stdout_file(file).stderr_file(file_too).unchecked();
+    let expr = match stdin {
+        Some(bytes) => expr.stdin_bytes(bytes),
+        None => expr.stdin_null(),
+    };
+    let handle = expr.start().map_err(|e| Error::io("cannot run", std::path::PathBuf::from(program), e))?;
+    match follow(&handle, output, from, Some(timeout)).map_err(|e| Error::io("cannot wait for", program.as_str(), e))? {
+        Some(status) if status.success() => Ok(Ended::Succeeded),
+        Some(status) => Ok(Ended::Failed(status)),
+        None => Ok(Ended::TimedOut),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_split_like_a_shell_without_one() {
+        assert_eq!(split_words("make stop-prod").expect("words"), vec!["make", "stop-prod"]);
+        assert_eq!(split_words(r#"sh -c 'a b' "c d"e"#).expect("words"), vec!["sh", "-c", "a b", "c de"]);
+        assert_eq!(split_words("x ''").expect("words"), vec!["x", ""]);
+        assert!(split_words("a 'b").is_err());
     }
 }

@@ -12,6 +12,7 @@ pub mod publish;
 pub mod remote;
 pub mod restore;
 pub mod rollback;
+pub mod server;
 pub mod status;
 pub mod swap;
 
@@ -38,8 +39,6 @@ pub struct Context {
     pub settings: Settings,
     /// The bucket.
     pub store: Arc<dyn Store>,
-    /// The same store, counting its requests.
-    pub counted: Arc<crate::store::Counted>,
     /// `.b2m/state.db`.
     pub state: State,
     /// Messages and progress bars.
@@ -63,9 +62,9 @@ impl Context {
             let out = out.clone();
             Arc::new(move |message: &str| out.info(&format!("warning: {message}")))
         };
-        let counted = Arc::new(crate::store::Counted::new(crate::store::open_with_notice(&settings.remote, notice)?));
-        let store: Arc<dyn Store> = counted.clone();
-        out.count_requests_of(counted.clone());
+        let store: Arc<dyn Store> = Arc::from(crate::store::open_with_notice(&settings.remote, notice)?);
+        let counted = store.clone();
+        out.count_requests_of(Arc::new(move || counted.requests()));
         let (state, damaged) = State::open_or_rebuild(&settings.state_dir)?;
         if let Some(aside) = damaged {
             out.info(&format!(
@@ -74,7 +73,7 @@ impl Context {
                 aside.display()
             ));
         }
-        Ok(Context { settings, store, counted, state, out })
+        Ok(Context { settings, store, state, out })
     }
 
     /// Takes the local lock, waiting (and saying for whom) while another b2m holds it, at most
@@ -194,7 +193,7 @@ impl Context {
 
     /// Bucket requests made so far by this command.
     pub fn requests(&self) -> u64 {
-        self.counted.calls()
+        self.store.requests()
     }
 
     /// `.b2m/tmp`, for snapshots.

@@ -58,13 +58,13 @@ impl<'a> Swaps<'a> {
             if let Some((stop, timeout)) = server.and_then(|s| Some((s.stop.clone()?, s.timeout))) {
                 // b2m starts only what it stopped: a server `server.running` finds down stays down.
                 match server.and_then(|s| s.running.as_deref()) {
-                    Some(running) if !crate::commands::server::is_running(self.ctx, running, timeout)? => {
+                    Some(running) if !super::server::is_running(self.ctx, running, timeout)? => {
                         tracing::info!("`server.running` says the server is not running: not stopping or starting it");
                         self.found_down.set(true);
                     }
                     _ => {
                         self.ctx.out.info(&format!("stopping the server (`{stop}`) to swap `{}`", path.display()));
-                        crate::commands::server::run_command(self.ctx, "stop", &stop, timeout)?;
+                        super::server::run_command(self.ctx, "stop", &stop, timeout)?;
                         self.stopped.set(true);
                     }
                 }
@@ -116,7 +116,7 @@ impl<'a> Swaps<'a> {
             return Ok(());
         };
         self.ctx.out.info(&format!("starting the server (`{start}`)"));
-        crate::commands::server::run_command(self.ctx, "start", &start, timeout).map_err(|e| {
+        super::server::run_command(self.ctx, "start", &start, timeout).map_err(|e| {
             Error::refused(
                 format!("{done}, but the server did not start again: {e}"),
                 "the server is stopped: fix it and start it (`b2m server start`)",

@@ -1089,8 +1089,8 @@ impl Store for S3Store {
         })
     }
 
-    fn requests_sent(&self) -> Option<u64> {
-        Some(self.sent.load(Ordering::Relaxed))
+    fn requests(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
     }
 
     fn probe_multipart(&self, key: &str) -> Result<Option<String>, StoreError> {
