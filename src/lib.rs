@@ -11,6 +11,7 @@ pub mod engine;
 pub mod error;
 pub mod fsutil;
 pub mod interrupt;
+pub mod layout;
 pub mod manifest;
 pub mod names;
 pub mod notify;

@@ -6,6 +6,7 @@ use toml_edit::{DocumentMut, Item, Table, Value};
 
 use crate::error::{Error, Result};
 use crate::names::DbFileName;
+use crate::names::is_sha256;
 use crate::util::{line_col, parse_toml};
 
 /// One database named in db.toml: `ipmdb = "ipm-db-v2.db"`.
@@ -21,6 +22,13 @@ pub struct Entry {
     pub version: u64,
     /// The sha256 of the published object this name stands for, from `[b2m.sha256]`.
     pub sha256: Option<String>,
+}
+
+impl Entry {
+    /// The version this entry pins, if it pins one.
+    pub fn pinned(&self) -> Option<crate::layout::VersionId> {
+        Some(crate::layout::VersionId { stem: self.stem.clone(), version: self.version, sha256: self.sha256.clone()? })
+    }
 }
 
 /// An entry of `[db]` (other than `path`) that b2m cannot manage, and why: it is reported, never
@@ -52,11 +60,6 @@ pub struct Manifest {
 const PIN_TABLE: &str = "sha256";
 /// The comment above a new `[b2m.sha256]` table.
 const PIN_COMMENT: &str = "\n# written by b2m: the exact published content each name stands for (apps ignore it)\n";
-
-/// Whether `s` is a lowercase hex sha256.
-pub fn is_sha256(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
 
 /// The line of `key` in `[db]`, for messages.
 fn key_line(text: &str, key: &str) -> Option<usize> {

@@ -76,6 +76,11 @@ pub fn is_changeset_name(name: &str) -> bool {
     name.split_once('_').is_some_and(|(ts, phrase)| ts.len() == 19 && ts.bytes().all(|b| b.is_ascii_digit()) && is_changeset_phrase(phrase))
 }
 
+/// Whether `s` is a lowercase hex sha256.
+pub fn is_sha256(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,6 +28,7 @@ LAYERS = [
     ["store"],
     ["sqlite"],
     ["manifest", "settings"],
+    ["layout"],
     ["output", "telemetry"],
     ["process", "interrupt"],
     ["names", "fsutil", "util"],

@@ -7,12 +7,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::Kind;
-use crate::engine::remote::VersionId;
 use crate::error::{Error, Result};
+use crate::layout::VersionId;
 use crate::store::{Condition, Store};
-
-/// The ledger's folder in the bucket.
-pub const PREFIX: &str = "changesets/";
 
 /// Where a changeset stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,12 +106,12 @@ impl Entry {
 
 /// The key of a changeset's entry.
 pub fn key(name: &str) -> String {
-    format!("{PREFIX}{name}.json")
+    crate::layout::ledger_key(name)
 }
 
 /// The key of a changeset's log.
 pub fn log_key(name: &str) -> String {
-    format!("{PREFIX}{name}.log")
+    crate::layout::ledger_log_key(name)
 }
 
 /// Reads a changeset's entry; `None` when it never ran.
@@ -139,8 +136,8 @@ pub fn write(store: &dyn Store, entry: &Entry, budget: Duration) -> Result<()> {
 /// Every entry in the ledger (one LIST, one GET per entry), by name.
 pub fn all(store: &dyn Store) -> Result<Vec<Entry>> {
     let mut out = Vec::new();
-    for object in store.list(PREFIX)? {
-        let Some(name) = object.key.strip_prefix(PREFIX).and_then(|k| k.strip_suffix(".json")) else { continue };
+    for object in store.list(crate::layout::LEDGER)? {
+        let Some(name) = crate::layout::ledger_name_of(&object.key) else { continue };
         if let Some(entry) = read(store, name)? {
             out.push(entry);
         }

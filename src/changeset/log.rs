@@ -11,6 +11,11 @@ pub struct Log {
     file: std::fs::File,
 }
 
+/// `changeset/logs/<name>.log`: the log of the changeset or merge `name`.
+pub fn path(changesets: &Path, name: &str) -> std::path::PathBuf {
+    changesets.join("logs").join(format!("{name}.log"))
+}
+
 impl Log {
     /// Opens (creating) the log and writes this run's header line.
     pub fn open(path: &Path) -> Result<Self> {

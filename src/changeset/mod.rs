@@ -6,7 +6,6 @@
 pub mod create;
 pub mod ledger;
 pub mod log;
-pub mod run;
 pub mod sql;
 
 use std::path::{Path, PathBuf};
@@ -60,8 +59,19 @@ pub fn scripts_dir(changesets: &Path) -> PathBuf {
     changesets.join("scripts")
 }
 
-/// Every changeset script, in name order (the order they run in). Other files are ignored.
-pub fn scripts(changesets: &Path) -> Result<Vec<Script>> {
+/// A file in the scripts folder, and the changeset it is if its name makes it one.
+pub struct ScriptFile {
+    /// Its file name.
+    pub file: String,
+    /// Its path.
+    pub path: PathBuf,
+    /// The changeset: `<19-digit ns timestamp>_<phrase>.{py,sh,sql}`; `None` for another name.
+    pub script: Option<Script>,
+}
+
+/// Every file in the scripts folder, in file-name order; dotfiles (`.gitkeep`, editor swap
+/// files) and folders are not meant as scripts and are left out.
+pub fn script_files(changesets: &Path) -> Result<Vec<ScriptFile>> {
     let dir = scripts_dir(changesets);
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
@@ -70,11 +80,25 @@ pub fn scripts(changesets: &Path) -> Result<Vec<Script>> {
     };
     let mut out = Vec::new();
     for entry in entries.flatten() {
-        let file = entry.file_name().to_string_lossy().into_owned();
-        let Some((name, ext)) = file.rsplit_once('.') else { continue };
-        let Some(kind) = Kind::from_ext(ext).filter(|_| is_changeset_name(name)) else { continue };
-        out.push(Script { name: name.to_string(), kind, path: entry.path() });
+        let (file, path) = (entry.file_name().to_string_lossy().into_owned(), entry.path());
+        if file.starts_with('.') || path.is_dir() {
+            continue;
+        }
+        let parsed = file.rsplit_once('.').and_then(|(name, ext)| Some((name, Kind::from_ext(ext)?)));
+        let script = parsed.filter(|(name, _)| is_changeset_name(name)).map(|(name, kind)| Script {
+            name: name.to_string(),
+            kind,
+            path: path.clone(),
+        });
+        out.push(ScriptFile { file, path, script });
     }
+    out.sort_by(|a, b| a.file.cmp(&b.file));
+    Ok(out)
+}
+
+/// Every changeset script, in name order (the order they run in). Other files are ignored.
+pub fn scripts(changesets: &Path) -> Result<Vec<Script>> {
+    let mut out: Vec<Script> = script_files(changesets)?.into_iter().filter_map(|f| f.script).collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     if let Some(pair) = out.windows(2).find(|w| w[0].name == w[1].name) {
         return Err(Error::config_hint(

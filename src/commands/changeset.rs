@@ -2,9 +2,10 @@
 
 use serde::Serialize;
 
-use crate::changeset::{self, Kind, create, ledger, run};
+use crate::changeset::{self, Kind, create, ledger};
 use crate::cli::ChangesetKind;
 use crate::engine::Context;
+use crate::engine::runner;
 use crate::error::{ExitStatus, Result};
 use crate::output::table;
 
@@ -24,7 +25,7 @@ pub fn create(ctx: &Context, phrase: &str, kind: ChangesetKind) -> Result<ExitSt
 pub fn execute(ctx: &Context, name: &str, retry: bool) -> Result<ExitStatus> {
     let lock = ctx.lock()?;
     let script = changeset::resolve(&ctx.settings.changesets, name)?;
-    let executed = run::execute(ctx, &lock, &script, retry)?;
+    let executed = runner::execute(ctx, &lock, &script, retry)?;
     ctx.out.result(&executed, String::new);
     Ok(ExitStatus::Success)
 }

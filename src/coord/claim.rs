@@ -2,8 +2,6 @@
 //! The changeset ledger stands on it. A lease on the key guards a read-then-write; where the
 //! bucket's protocol is `conditional`, the write is also a create-if-absent.
 
-use sha2::{Digest, Sha256};
-
 use super::lease::Leases;
 use super::protocol::Protocol;
 use crate::error::Result;
@@ -20,7 +18,7 @@ pub enum Claim {
 
 /// Writes `body` at `key` unless the key exists.
 pub fn claim_once(store: &dyn Store, leases: &Leases, protocol: Protocol, key: &str, body: &[u8]) -> Result<Claim> {
-    let name = format!("claim-{}", &hex::encode(Sha256::digest(key.as_bytes()))[..16]);
+    let name = crate::layout::claim_lease(key);
     let lease = leases.acquire(&name, "claim")?;
     if let Some(existing) = store.get(key)? {
         return Ok(Claim::Taken(existing.body));

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
-use super::lease::LOCKS_PREFIX;
 use crate::error::Result;
 use crate::store::{Condition, PutOutcome, Retention, Store, StoreError};
 
@@ -71,7 +70,7 @@ pub struct Probe {
 pub fn probe(store: &Arc<dyn Store>) -> Result<Probe> {
     let started = Instant::now();
     let objects = store.list("")?.len();
-    let base = format!("{LOCKS_PREFIX}_doctor/{}", uuid::Uuid::new_v4().simple());
+    let base = crate::layout::doctor_probe(&uuid::Uuid::new_v4().simple().to_string());
     let key = format!("{base}/first");
     let before = SystemTime::now();
     let first = store.put(&key, b"probe", Condition::IfAbsent);

@@ -18,19 +18,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::layout;
 use crate::output::Output;
 use crate::settings::LeaseConfig;
 use crate::store::{Condition, PutOutcome, Store};
 
-/// The folder of lease objects in the bucket.
-pub const LOCKS_PREFIX: &str = "locks/";
-/// The lease that claims changeset `name` for one run across the fleet.
-pub fn changeset_claim(name: &str) -> String {
-    format!("changeset-{name}")
-}
-
-/// The lease name that guards the bucket's db.toml.
-pub const MANIFEST_LEASE: &str = "_manifest";
 /// Clocks of two machines may disagree by this much before a lease counts as expired; `b2m
 /// doctor` warns when this machine's clock is further than half of it from the bucket's.
 pub const CLOCK_ALLOWANCE: Duration = Duration::from_secs(10);
@@ -153,10 +145,6 @@ fn encode(info: &LeaseInfo) -> Vec<u8> {
     serde_json::to_vec_pretty(info).unwrap_or_default()
 }
 
-fn folder(name: &str) -> String {
-    format!("{LOCKS_PREFIX}{name}/")
-}
-
 /// A lease found in the bucket.
 #[derive(Debug, Clone)]
 pub struct FoundLease {
@@ -172,13 +160,8 @@ pub struct FoundLease {
 /// objects (a probe's, a half-written one) are skipped.
 pub fn list_leases(store: &dyn Store) -> Result<Vec<FoundLease>> {
     let mut out = Vec::new();
-    for object in store.list(LOCKS_PREFIX)? {
-        let rest = &object.key[LOCKS_PREFIX.len()..];
-        // `locks/<name>/<id>.json`; `locks/<name>.json` was the layout of older versions.
-        let name = rest.split_once('/').map_or_else(|| rest.trim_end_matches(".json"), |(name, _)| name);
-        if name == "_doctor" {
-            continue;
-        }
+    for object in store.list(layout::LOCKS)? {
+        let Some(name) = layout::lease_name_of(&object.key) else { continue };
         let Some(found) = store.get(&object.key)? else { continue };
         let Ok(info) = serde_json::from_slice::<LeaseInfo>(&found.body) else { continue };
         out.push(FoundLease { key: object.key.clone(), name: name.to_string(), info });
@@ -289,12 +272,12 @@ impl Leases {
 
     fn try_once(&self, name: &str, operation: &str, ttl: Duration) -> Result<Attempt> {
         let mut info = new_info(operation, ttl);
-        let key = format!("{}{}.json", folder(name), info.id);
+        let key = layout::lease_key(name, &info.id);
         let mut versions: Vec<String> = version_of(&self.store.put(&key, &encode(&info), Condition::None)?).into_iter().collect();
         let now = Utc::now();
         let mut busy: Option<Option<LeaseInfo>> = None;
         let mut ours_by_token = None;
-        for object in self.store.list(&folder(name))? {
+        for object in self.store.list(&layout::lease_folder(name))? {
             if object.key == key {
                 continue;
             }
@@ -369,7 +352,7 @@ impl Leases {
             )
         };
         let Some(token) = &self.config.token else { return Err(not_live("has no token")) };
-        let key = format!("{}{token}.json", folder(name));
+        let key = layout::lease_key(name, token);
         let Some(object) = self.store.get(&key)? else { return Err(not_live("is gone")) };
         let Ok(info) = serde_json::from_slice::<LeaseInfo>(&object.body) else { return Err(not_live("is unreadable")) };
         if info.state != "held" || info.is_stale(Utc::now()) {

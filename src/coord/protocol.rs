@@ -17,7 +17,7 @@ use crate::settings::Locking;
 use crate::store::{Condition, Store};
 
 /// The key of the bucket's own settings.
-pub const BUCKET_FILE: &str = "bucket.json";
+use crate::layout::BUCKET_RECORD as BUCKET_FILE;
 
 /// The protocol a bucket follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,7 +20,7 @@ use super::Context;
 use super::fetch;
 use super::remote::{self, RemoteManifest, VersionId, VersionMeta};
 use crate::changeset::{self, Kind, ledger, sql};
-use crate::coord::lease::{LOCKS_PREFIX, LeaseInfo};
+use crate::coord::lease::LeaseInfo;
 use crate::error::{Error, Result};
 use crate::manifest::{Entry, Manifest};
 use crate::store::Store;
@@ -131,26 +131,10 @@ struct LocalScript {
 /// Checks the files in `changeset/scripts/`: names, one script per timestamp, the target line of
 /// SQL scripts. Returns the well-named scripts, in name order.
 fn check_scripts(root: &Path, changesets: &Path, found: &mut Findings) -> Result<Vec<LocalScript>> {
-    let dir = changeset::scripts_dir(changesets);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io("cannot read", &dir, e)),
-    };
     let mut scripts = Vec::new();
-    let mut files: Vec<(String, PathBuf)> = entries.flatten().map(|e| (e.file_name().to_string_lossy().into_owned(), e.path())).collect();
-    files.sort();
-    for (file, path) in files {
-        // Dotfiles (`.gitkeep`, editor swap files) are not meant as scripts.
-        if file.starts_with('.') || path.is_dir() {
-            continue;
-        }
+    for changeset::ScriptFile { file, path, script } in changeset::script_files(changesets)? {
         let shown = path.strip_prefix(root).unwrap_or(&path).display().to_string();
-        let parsed = file
-            .rsplit_once('.')
-            .and_then(|(name, ext)| Some((name, Kind::from_ext(ext)?)))
-            .filter(|(name, _)| crate::names::is_changeset_name(name));
-        let Some((name, kind)) = parsed else {
+        let Some(changeset::Script { name, kind, .. }) = script else {
             found.warning(
                 &file,
                 format!(
@@ -160,9 +144,9 @@ fn check_scripts(root: &Path, changesets: &Path, found: &mut Findings) -> Result
             continue;
         };
         if kind == Kind::Sql {
-            check_sql_targets(name, &path, &shown, found)?;
+            check_sql_targets(&name, &path, &shown, found)?;
         }
-        scripts.push(LocalScript { name: name.to_string(), path, shown });
+        scripts.push(LocalScript { name, path, shown });
     }
     // Sorted by file name, so scripts sharing a timestamp are neighbours.
     let timestamp = |s: &LocalScript| s.name[..19].to_string();
@@ -239,7 +223,7 @@ fn check_databases(ctx: &Context, local: &Manifest, deep: bool, found: &mut Find
                 ),
             ),
             (ours, Some(theirs)) => {
-                let Some(head) = VersionId::pinned(theirs) else {
+                let Some(head) = theirs.pinned() else {
                     found.error(
                         &theirs.key,
                         format!(
@@ -291,7 +275,7 @@ fn compare_pins(history: &mut History<'_>, ours: &Entry, theirs: &Entry, found: 
         );
     }
     let head = history.head.clone();
-    let Some(pin) = VersionId::pinned(ours) else {
+    let Some(pin) = ours.pinned() else {
         // Unpinned (an older db.toml): judged by its version number alone.
         if ours.version <= head.version {
             let how = if ours.version == head.version {
@@ -472,7 +456,7 @@ impl<'a> History<'a> {
     /// Lists `dbs/<stem>/` (one request).
     fn list(store: &'a dyn Store, head: VersionId) -> Result<Self> {
         let mut listed: HashMap<VersionId, Listed> = HashMap::new();
-        for object in store.list(&format!("{}{}/", remote::VERSIONS_PREFIX, head.stem))? {
+        for object in store.list(&format!("{}{}/", crate::layout::VERSIONS, head.stem))? {
             let Some(id) = VersionId::from_key(&object.key) else { continue };
             let slot = listed.entry(id).or_default();
             if object.key.ends_with(".db") {
@@ -589,9 +573,9 @@ impl<'a> History<'a> {
 /// was interrupted, one still running, and new scripts that sort before one that already ran.
 fn check_ledger(store: &dyn Store, scripts: &[LocalScript], found: &mut Findings) -> Result<()> {
     let mut ran: Vec<String> = store
-        .list(ledger::PREFIX)?
+        .list(crate::layout::LEDGER)?
         .into_iter()
-        .filter_map(|o| o.key.strip_prefix(ledger::PREFIX)?.strip_suffix(".json").map(str::to_string))
+        .filter_map(|o| crate::layout::ledger_name_of(&o.key).map(str::to_string))
         .filter(|name| crate::names::is_changeset_name(name))
         .collect();
     ran.sort();
@@ -659,8 +643,7 @@ fn check_ledger(store: &dyn Store, scripts: &[LocalScript], found: &mut Findings
 
 /// The live lease of a changeset's claim, if any (one LIST, and one GET per lease object).
 fn live_claim(store: &dyn Store, name: &str, now: chrono::DateTime<chrono::Utc>) -> Result<Option<LeaseInfo>> {
-    // The claim's lease name, as `changeset::run` takes it.
-    let folder = format!("{LOCKS_PREFIX}{}/", crate::changeset::run::claim_name(name));
+    let folder = crate::layout::lease_folder(&crate::layout::changeset_lease(name));
     for object in store.list(&folder)? {
         let Some(found) = store.get(&object.key)? else { continue };
         if let Ok(info) = serde_json::from_slice::<LeaseInfo>(&found.body)

@@ -11,7 +11,6 @@ use crate::error::{Error, Result};
 use crate::store::Condition;
 
 /// The fleet's folder in the bucket.
-pub const PREFIX: &str = "fleet/";
 /// A heartbeat is written at least this often, even when nothing changed.
 const HEARTBEAT: chrono::Duration = chrono::Duration::hours(24);
 
@@ -76,7 +75,7 @@ pub fn heartbeat(ctx: &Context, last_changeset: Option<String>) -> Result<bool> 
     }
     record.at = crate::util::now_rfc3339();
     let body = serde_json::to_vec_pretty(&record).map_err(|e| Error::config(format!("cannot encode the fleet record: {e}")))?;
-    ctx.store.put(&format!("{PREFIX}{}.json", server_id(ctx)), &body, Condition::None)?;
+    ctx.store.put(&crate::layout::fleet_key(&server_id(ctx)), &body, Condition::None)?;
     ctx.state.set_heartbeat(&unchanged)?;
     Ok(true)
 }
@@ -95,7 +94,7 @@ pub struct Server {
 pub fn fleet(ctx: &Context) -> Result<Vec<Server>> {
     let manifest: Option<RemoteManifest> = remote::read_manifest(ctx.store.as_ref())?;
     let mut out = Vec::new();
-    for object in ctx.store.list(PREFIX)? {
+    for object in ctx.store.list(crate::layout::FLEET)? {
         let Some(found) = ctx.store.get(&object.key)? else { continue };
         let Ok(record) = serde_json::from_slice::<Record>(&found.body) else { continue };
         let behind = record

@@ -93,7 +93,7 @@ pub fn collect(ctx: &Context, dry_run: bool, keep: Option<u64>) -> Result<Collec
         let keep_n = keep.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX).max(1));
         let reachable: HashSet<VersionId> = chain.versions.iter().take(keep_n).map(|m| m.id(&entry.stem)).chain([head]).collect();
         let expired: HashSet<VersionId> = chain.versions.iter().skip(keep_n).map(|m| m.id(&entry.stem)).collect();
-        for object in store.list(&format!("{}{}/", remote::VERSIONS_PREFIX, entry.stem))? {
+        for object in store.list(&format!("{}{}/", crate::layout::VERSIONS, entry.stem))? {
             let Some(id) = VersionId::from_key(&object.key) else { continue };
             if reachable.contains(&id) {
                 continue;
@@ -107,7 +107,7 @@ pub fn collect(ctx: &Context, dry_run: bool, keep: Option<u64>) -> Result<Collec
             };
             take(&mut out, Garbage { key: object.key, reason, bytes: object.size, upload_id: None })?;
         }
-        for upload in store.unfinished_uploads(&format!("{}{}/", remote::VERSIONS_PREFIX, entry.stem))? {
+        for upload in store.unfinished_uploads(&format!("{}{}/", crate::layout::VERSIONS, entry.stem))? {
             if old_enough(upload.initiated, min_age) {
                 let reason = "an unfinished multipart upload".to_string();
                 take(&mut out, Garbage { key: upload.key, reason, bytes: 0, upload_id: Some(upload.upload_id) })?;

@@ -75,7 +75,7 @@ pub fn history(ctx: &Context, arg: &str) -> Result<History> {
     let on_chain: Vec<VersionId> = chain.versions.iter().map(|m| m.id(&stem)).collect();
     let orphans = ctx
         .store
-        .list(&format!("{}{stem}/", remote::VERSIONS_PREFIX))?
+        .list(&format!("{}{stem}/", crate::layout::VERSIONS))?
         .iter()
         .filter(|o| o.key.ends_with(".db"))
         .filter_map(|o| VersionId::from_key(&o.key))

@@ -91,7 +91,7 @@ pub fn merge(ctx: &Context, arg: &str) -> Result<Merged> {
     let stamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let name = format!("{stamp:019}_merge-{stem}");
     let dir = ctx.settings.changesets.join("dbs").join(&name);
-    let mut log = crate::changeset::log::Log::open(&ctx.settings.changesets.join("logs").join(format!("{name}.log")))?;
+    let mut log = crate::changeset::log::Log::open(&crate::changeset::log::path(&ctx.settings.changesets, &name))?;
     log.line(&format!(
         "merge `{stem}`: the server's v{} with its journal onto the bucket's v{} {}…",
         local.version,

@@ -12,6 +12,7 @@ pub mod publish;
 pub mod remote;
 pub mod restore;
 pub mod rollback;
+pub mod runner;
 pub mod server;
 pub mod status;
 pub mod swap;

@@ -12,10 +12,11 @@
 use serde::Serialize;
 
 use super::remote::{self, RemoteManifest};
+use super::runner;
 use super::status::{self, Status};
 use super::swap::Swaps;
 use super::{Context, LocalLock, fetch};
-use crate::changeset::{self, ledger, run};
+use crate::changeset::{self, ledger};
 use crate::error::{Error, Result};
 use crate::store::StoreError;
 
@@ -168,7 +169,7 @@ fn run_pending(ctx: &Context, lock: &LocalLock, done: &mut Preflight) -> Result<
             ctx.state.set_changeset_done(&script.name, &entry.script_sha256)?;
             continue;
         }
-        let executed = run::execute(ctx, lock, &script, false)?;
+        let executed = runner::execute(ctx, lock, &script, false)?;
         ctx.state.set_changeset_done(&script.name, &executed.entry.script_sha256)?;
         published |= executed.outcome != "already_done" || !executed.versions.is_empty();
         done.changesets.push(Ran { name: script.name.clone(), outcome: executed.outcome });

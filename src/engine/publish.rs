@@ -20,10 +20,10 @@ use super::Context;
 use super::remote::{self, ParentRef, RemoteManifest, VersionId, VersionMeta};
 use super::status::{self, Status};
 use super::swap::Swaps;
-use crate::coord::lease::MANIFEST_LEASE;
 use crate::coord::{HeldLease, Leases, Protocol};
 use crate::error::{Error, Result};
 use crate::fsutil;
+use crate::layout::MANIFEST_LEASE;
 use crate::manifest::Manifest;
 use crate::sqlite::db;
 use crate::sqlite::hash::sha256_file;
@@ -400,7 +400,7 @@ pub fn commit(ctx: &Context, guarded: Guarded<'_>, local_manifest: &Manifest, ve
     let Guarded { leases, db_leases, protocol } = guarded;
     // A changeset's child publishes only while its runner's claim is live, and within it.
     let claim = match &ctx.settings.changeset {
-        Some(name) => Some(leases.borrow(&crate::coord::lease::changeset_claim(name))?),
+        Some(name) => Some(leases.borrow(&crate::layout::changeset_lease(name))?),
         None => None,
     };
     let manifest_lease = leases.acquire(MANIFEST_LEASE, "commit")?;
@@ -441,7 +441,7 @@ pub fn commit(ctx: &Context, guarded: Guarded<'_>, local_manifest: &Manifest, ve
         crate::util::failpoint("commit-put");
         // No lease may be released (Ctrl-C) while this write is in flight.
         let critical = crate::interrupt::critical();
-        let written = ctx.store.put_within(remote::MANIFEST_KEY, manifest.render().as_bytes(), condition, within);
+        let written = ctx.store.put_within(crate::layout::MANIFEST, manifest.render().as_bytes(), condition, within);
         drop(critical);
         match written {
             Ok(PutOutcome::Written { .. }) => return Ok(()),

@@ -5,71 +5,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::manifest::{Entry, Manifest, is_sha256};
-use crate::names::DbFileName;
+use crate::layout::MANIFEST;
+use crate::manifest::{Entry, Manifest};
 use crate::store::Store;
 
-/// The key of the published manifest.
-pub const MANIFEST_KEY: &str = "db.toml";
-/// The folder of database versions.
-pub const VERSIONS_PREFIX: &str = "dbs/";
-
-/// One immutable version: a stem, a version number and the sha256 of its bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct VersionId {
-    /// `ipm-db`
-    pub stem: String,
-    /// `2`
-    pub version: u64,
-    /// hex sha256 of the object's bytes.
-    pub sha256: String,
-}
-
-impl VersionId {
-    /// The version a db.toml entry pins, if it pins one.
-    pub fn pinned(entry: &Entry) -> Option<Self> {
-        Some(VersionId { stem: entry.stem.clone(), version: entry.version, sha256: entry.sha256.clone()? })
-    }
-
-    /// `ipm-db-v2.db`, the name servers open.
-    pub fn file(&self) -> String {
-        DbFileName::file_name(&self.stem, self.version)
-    }
-
-    fn base(&self) -> String {
-        format!("{VERSIONS_PREFIX}{}/{}-v{}.{}", self.stem, self.stem, self.version, self.sha256)
-    }
-
-    /// `dbs/ipm-db/ipm-db-v2.<sha256>.db`: the key is fixed by the bytes, so no writer can change
-    /// what a committed db.toml names.
-    pub fn object_key(&self) -> String {
-        format!("{}.db", self.base())
-    }
-
-    /// `dbs/ipm-db/ipm-db-v2.<sha256>.json`.
-    pub fn meta_key(&self) -> String {
-        format!("{}.json", self.base())
-    }
-
-    /// The sha256 shortened for people.
-    pub fn short(&self) -> &str {
-        &self.sha256[..12.min(self.sha256.len())]
-    }
-
-    /// Parses an object or metadata key under `dbs/`; `None` for any other key.
-    pub fn from_key(key: &str) -> Option<Self> {
-        let rest = key.strip_prefix(VERSIONS_PREFIX)?;
-        let (stem, name) = rest.split_once('/')?;
-        let name = name.strip_suffix(".db").or_else(|| name.strip_suffix(".json"))?;
-        let (file_base, sha256) = name.rsplit_once('.')?;
-        let parsed = DbFileName::parse(&format!("{file_base}.db"))?;
-        (parsed.stem == stem && is_sha256(sha256)).then(|| VersionId {
-            stem: parsed.stem,
-            version: parsed.version,
-            sha256: sha256.to_string(),
-        })
-    }
-}
+pub use crate::layout::VersionId;
 
 /// The version a version was made from.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -129,18 +69,18 @@ pub struct RemoteManifest {
 impl RemoteManifest {
     /// The version the bucket publishes for a stem.
     pub fn current(&self, stem: &str) -> Option<VersionId> {
-        self.manifest.entry_for_stem(stem).as_ref().and_then(VersionId::pinned)
+        self.manifest.entry_for_stem(stem).as_ref().and_then(Entry::pinned)
     }
 }
 
 /// Reads the bucket's db.toml; `None` when the bucket has none yet.
 pub fn read_manifest(store: &dyn Store) -> Result<Option<RemoteManifest>> {
-    read_manifest_from(store, store.get(MANIFEST_KEY)?)
+    read_manifest_from(store, store.get(MANIFEST)?)
 }
 
 /// [`read_manifest`], given up (as unreachable) unless the bucket answers within `within`.
 pub fn read_manifest_within(store: &dyn Store, within: std::time::Duration) -> Result<Option<RemoteManifest>> {
-    read_manifest_from(store, store.get_within(MANIFEST_KEY, within)?)
+    read_manifest_from(store, store.get_within(MANIFEST, within)?)
 }
 
 fn read_manifest_from(store: &dyn Store, object: Option<crate::store::Object>) -> Result<Option<RemoteManifest>> {
@@ -151,11 +91,11 @@ fn read_manifest_from(store: &dyn Store, object: Option<crate::store::Object>) -
     };
     let text = String::from_utf8(object.body).map_err(|_| {
         Error::refused(
-            format!("the bucket's `{MANIFEST_KEY}` at `{}` is not UTF-8 text", store.location()),
+            format!("the bucket's `{MANIFEST}` at `{}` is not UTF-8 text", store.location()),
             "restore it, or ask whoever wrote it",
         )
     })?;
-    let origin = format!("{}/{MANIFEST_KEY}", store.location());
+    let origin = format!("{}/{MANIFEST}", store.location());
     Ok(Some(RemoteManifest { manifest: Manifest::parse(&text, &origin)?, etag: object.etag }))
 }
 
@@ -218,19 +158,4 @@ pub fn is_committed(store: &dyn Store, manifest: Option<&RemoteManifest>, id: &V
         return Ok(false);
     }
     Ok(chain(store, &current)?.versions.iter().any(|m| m.version == id.version && m.sha256 == id.sha256))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_are_content_addressed_and_parse_back() {
-        let id = VersionId { stem: "ipm-db".into(), version: 2, sha256: "0f".repeat(32) };
-        assert_eq!(id.object_key(), format!("dbs/ipm-db/ipm-db-v2.{}.db", "0f".repeat(32)));
-        assert_eq!(VersionId::from_key(&id.object_key()), Some(id.clone()));
-        assert_eq!(VersionId::from_key(&id.meta_key()), Some(id.clone()));
-        assert_eq!(VersionId::from_key("dbs/ipm-db-v2.db"), None);
-        assert_eq!(VersionId::from_key(&format!("dbs/other/ipm-db-v2.{}.db", "0f".repeat(32))), None);
-    }
 }

@@ -128,7 +128,7 @@ pub fn settle(ctx: &Context, path: &std::path::Path) -> Result<()> {
 /// its bookkeeping): the one case that reads a version's metadata.
 pub fn assess(ctx: &Context, stem: &str, local: Option<&Entry>, remote: Option<&Entry>) -> Result<DbStatus> {
     let key = local.or(remote).map(|e| e.key.clone()).unwrap_or_default();
-    let remote_id = remote.and_then(VersionId::pinned);
+    let remote_id = remote.and_then(Entry::pinned);
     let mut row = DbStatus {
         name: stem.to_string(),
         key,
@@ -243,7 +243,7 @@ fn adopt(ctx: &Context, local: &Entry, remote: &VersionId, content: Option<&str>
     let id = if local.version == remote.version {
         remote.clone()
     } else {
-        match VersionId::pinned(local) {
+        match local.pinned() {
             Some(id) => id,
             None => return Ok(Err(no_base())),
         }

@@ -167,7 +167,7 @@ impl Bucket {
 pub fn pinned_object(manifest: &str, stem: &str) -> Option<String> {
     let m = b2m::manifest::Manifest::parse(manifest, "db.toml").expect("db.toml parses");
     let entry = m.entry_for_stem(stem)?;
-    Some(b2m::engine::remote::VersionId::pinned(&entry)?.object_key())
+    Some(entry.pinned()?.object_key())
 }
 
 /// The metadata key beside a version object's key.

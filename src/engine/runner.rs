@@ -11,15 +11,16 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::ledger::{self, Entry, MadeVersion, State};
-use super::log::Log;
-use super::{Kind, Script, script_sha256, sql};
+use super::publish::{self, Guarded, ToCommit};
+use super::remote::{self, ParentRef};
+use super::status::{self, Status};
+use super::{Context, LocalLock, fetch};
+use crate::changeset::ledger::{self, Entry, MadeVersion, State};
+use crate::changeset::log::Log;
+use crate::changeset::{Kind, Script, script_sha256, sql};
 use crate::coord::HeldLease;
-use crate::engine::publish::{self, Guarded, ToCommit};
-use crate::engine::remote::{self, ParentRef, VersionId};
-use crate::engine::status::{self, Status};
-use crate::engine::{Context, LocalLock, fetch};
 use crate::error::{Error, Result};
+use crate::layout::VersionId;
 
 /// What running a changeset did.
 #[derive(Debug, Clone, Serialize)]
@@ -37,11 +38,6 @@ pub struct Executed {
     pub entry: Entry,
 }
 
-/// The claim lease's name for a changeset.
-pub(crate) fn claim_name(name: &str) -> String {
-    crate::coord::lease::changeset_claim(name)
-}
-
 /// The changeset's working folder, kept as the backup of what it replaced.
 pub fn workdir(ctx: &Context, name: &str) -> PathBuf {
     ctx.settings.changesets.join("dbs").join(name)
@@ -49,7 +45,7 @@ pub fn workdir(ctx: &Context, name: &str) -> PathBuf {
 
 /// The changeset's log.
 pub fn log_path(ctx: &Context, name: &str) -> PathBuf {
-    ctx.settings.changesets.join("logs").join(format!("{name}.log"))
+    crate::changeset::log::path(&ctx.settings.changesets, name)
 }
 
 /// `b2m execute-changeset NAME [--retry]`, under the local lock `lock`.
@@ -58,7 +54,7 @@ pub fn execute(ctx: &Context, lock: &LocalLock, script: &Script, retry: bool) ->
     refuse_if_earlier_pending(ctx, script)?;
     let sha = script_sha256(&script.path)?;
     let leases = ctx.leases();
-    let claim = leases.acquire(&claim_name(name), "changeset")?;
+    let claim = leases.acquire(&crate::layout::changeset_lease(name), "changeset")?;
     let previous = ledger::read(ctx.store.as_ref(), name)?;
     let executed = |outcome: &str, entry: Entry| Executed {
         name: name.clone(),
@@ -134,7 +130,7 @@ pub fn execute(ctx: &Context, lock: &LocalLock, script: &Script, retry: bool) ->
         started_at: crate::util::now_rfc3339(),
         finished_at: None,
         versions: Vec::new(),
-        log: Some(ledger::log_key(name)),
+        log: Some(crate::layout::ledger_log_key(name)),
         error: None,
         exit_code: None,
         runs,
@@ -150,7 +146,7 @@ pub fn execute(ctx: &Context, lock: &LocalLock, script: &Script, retry: bool) ->
         None => run_child(ctx, lock, script, &claim, &log),
     };
     if let Ok(text) = std::fs::read(&log)
-        && let Err(e) = ctx.store.put(&ledger::log_key(name), &text, crate::store::Condition::None)
+        && let Err(e) = ctx.store.put(&crate::layout::ledger_log_key(name), &text, crate::store::Condition::None)
     {
         ctx.out.info(&format!("warning: could not upload the log of `{name}`: {e}"));
     }
@@ -195,7 +191,7 @@ fn warn_already_published(ctx: &Context, name: &str, versions: &[MadeVersion]) {
 
 /// Changesets run in name order: one whose predecessor has not run (or failed) waits for it.
 fn refuse_if_earlier_pending(ctx: &Context, script: &Script) -> Result<()> {
-    let earlier: Vec<Script> = super::scripts(&ctx.settings.changesets)?.into_iter().filter(|s| s.name < script.name).collect();
+    let earlier: Vec<Script> = crate::changeset::scripts(&ctx.settings.changesets)?.into_iter().filter(|s| s.name < script.name).collect();
     if earlier.is_empty() {
         return Ok(());
     }
@@ -219,7 +215,7 @@ fn versions_naming(ctx: &Context, name: &str, since: &str) -> Result<Vec<MadeVer
     let Some(manifest) = remote::read_manifest(ctx.store.as_ref())? else { return Ok(Vec::new()) };
     let mut made = Vec::new();
     for entry in manifest.manifest.entries() {
-        let mut next = VersionId::pinned(&entry);
+        let mut next = entry.pinned();
         while let Some(id) = next.take() {
             let Some(meta) = remote::read_meta(ctx.store.as_ref(), &id)? else { break };
             if meta.created_at.as_str() < since {
@@ -343,7 +339,7 @@ fn run_sql(ctx: &Context, script: &Script, targets: &[(String, String)], log: &P
 fn run_child(ctx: &Context, lock: &LocalLock, script: &Script, claim: &HeldLease, log: &Path) -> Result<Vec<MadeVersion>> {
     let program = if script.kind == Kind::Py { "python3" } else { "sh" };
     // The helper module a Python changeset imports, should this checkout lack it.
-    super::create::ensure_folder(&ctx.settings.changesets)?;
+    crate::changeset::create::ensure_folder(&ctx.settings.changesets)?;
     let dir = workdir(ctx, &script.name);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
     let mut logger = Log::open(log)?;
