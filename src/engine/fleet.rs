@@ -10,7 +10,6 @@ use super::remote::{self, RemoteManifest, VersionId};
 use crate::error::{Error, Result};
 use crate::store::Condition;
 
-/// The fleet's folder in the bucket.
 /// A heartbeat is written at least this often, even when nothing changed.
 const HEARTBEAT: chrono::Duration = chrono::Duration::hours(24);
 
