@@ -17,6 +17,9 @@ pub enum Error {
     /// The operation was refused: outdated, conflict, local changes, lease held (exit 1).
     #[error("{message}")]
     Refused {
+        /// What kind of refusal, set where it is made: `--json`, notifications and the screen
+        /// match on it.
+        kind: Refusal,
         /// Why it was refused.
         message: String,
         /// What to do about it.
@@ -66,7 +69,36 @@ pub enum Error {
     Interrupted,
 }
 
-/// How a command ended, as DESIGN.md's exit codes (uv's `ExitStatus`): every command says by type
+/// The kinds of refusal people and programs act on differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The bucket has a newer version than the one this copy is based on.
+    OutdatedDb,
+    /// Local content and the bucket disagree with no known base, or an object does not match its
+    /// sha256: a person decides.
+    Conflict,
+    /// Local rows that the operation would drop.
+    LocalChanges,
+    /// Another holder has the lease.
+    LeaseHeld,
+    /// Any other refusal.
+    Other,
+}
+
+impl Refusal {
+    /// As data (`--json`'s `kind`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::OutdatedDb => "outdated_db",
+            Refusal::Conflict => "conflict",
+            Refusal::LocalChanges => "local_changes",
+            Refusal::LeaseHeld => "lease_held",
+            Refusal::Other => "refused",
+        }
+    }
+}
+
+/// How a command ended, as the design's exit codes (uv's `ExitStatus`): every command says by type
 /// which one it means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitStatus {
@@ -106,22 +138,35 @@ impl Error {
         Error::Config { message: message.into(), hint: Some(hint.into()) }
     }
 
-    /// A refusal (exit 1).
+    /// A refusal (exit 1) of no particular kind.
     pub fn refused(message: impl Into<String>, hint: impl Into<String>) -> Self {
-        Error::Refused { message: message.into(), hint: Some(hint.into()) }
+        Error::refused_as(Refusal::Other, message, hint)
+    }
+
+    /// A refusal (exit 1) of `kind`.
+    pub fn refused_as(kind: Refusal, message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Error::Refused { kind, message: message.into(), hint: Some(hint.into()) }
+    }
+
+    /// The refusal kind this error is, or carries (a wrapped one keeps the kind it was made with).
+    pub fn refusal(&self) -> Refusal {
+        match self {
+            Error::Refused { kind, .. } => *kind,
+            _ => Refusal::Other,
+        }
     }
 
     /// A failure after a version was committed: the message says first what was published
     /// (`done`), then what failed; the hint stays what to do about the failure (exit 1).
     pub fn after_publish(done: &str, e: Error) -> Self {
         let hint = e.hint();
-        Error::Refused { message: format!("{done}; but then: {e}"), hint }
+        Error::Refused { kind: e.refusal(), message: format!("{done}; but then: {e}"), hint }
     }
 
     /// An error before a publish's commit, saying that nothing was published.
     pub fn nothing_published(e: Error) -> Self {
         let hint = e.hint();
-        Error::Refused { message: format!("{e}; nothing was published"), hint }
+        Error::Refused { kind: e.refusal(), message: format!("{e}; nothing was published"), hint }
     }
 
     /// An I/O error on a path.
@@ -150,18 +195,7 @@ impl Error {
     pub fn kind(&self) -> &'static str {
         match self {
             Error::Config { .. } => "configuration",
-            Error::Refused { message, .. } => {
-                const KINDS: &[(&str, &str)] = &[("outdated_db", "outdated_db"), ("conflict", "conflict")];
-                if let Some((_, kind)) = KINDS.iter().find(|(prefix, _)| message.starts_with(prefix)) {
-                    kind
-                } else if message.contains("local changes") {
-                    "local_changes"
-                } else if message.contains("the lease on") {
-                    "lease_held"
-                } else {
-                    "refused"
-                }
-            }
+            Error::Refused { kind, .. } => kind.as_str(),
             Error::BadDatabase { .. } => "bad_database",
             Error::Store(StoreError::Unreachable { .. }) => "unreachable",
             Error::Store(e) if e.is_configuration() => "configuration",
@@ -313,5 +347,22 @@ impl StoreError {
             }
             StoreError::LocalWrite { .. } | StoreError::Failed { .. } => return None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_s_kind_is_what_it_was_made_with_not_its_words() {
+        let plain = Error::refused("`ipm-db` has no local changes: the lease on it is free; outdated_db", "nothing to do");
+        assert_eq!(plain.kind(), "refused");
+        let outdated = Error::refused_as(Refusal::OutdatedDb, "the bucket has v3", "run `b2m merge`");
+        assert_eq!(outdated.kind(), "outdated_db");
+        // Wrapped after a publish, or before one, it keeps its kind.
+        assert_eq!(Error::after_publish("published `ipm-db` v2", outdated).kind(), "outdated_db");
+        let held = Error::refused_as(Refusal::LeaseHeld, "held by someone", "wait");
+        assert_eq!(Error::nothing_published(held).refusal(), Refusal::LeaseHeld);
     }
 }

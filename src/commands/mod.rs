@@ -57,7 +57,7 @@ fn event_of(name: &str, on_success: bool, result: &Result<ExitStatus>) -> Option
     match result {
         Ok(_) if on_success => Some((name.to_string(), format!("{name} done"))),
         Ok(_) => None,
-        Err(e) if e.kind() == "conflict" => Some(("conflict".into(), e.to_string())),
+        Err(e) if e.refusal() == crate::error::Refusal::Conflict => Some(("conflict".into(), e.to_string())),
         Err(e) if name == "preflight" => Some(("preflight_stopped".into(), format!("a server start was stopped: {e}"))),
         Err(e) if name == "changeset" || e.kind() == "changeset_failed" => Some(("changeset_failed".into(), e.to_string())),
         Err(e) if name == "merge" => Some(("merge_failed".into(), e.to_string())),

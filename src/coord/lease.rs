@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Refusal, Result};
 use crate::layout;
 use crate::output::Output;
 use crate::settings::LeaseConfig;
@@ -251,7 +251,8 @@ impl Leases {
             };
             if started.elapsed() > self.config.wait {
                 let who = holder.map_or_else(|| "other contenders".to_string(), |h| h.describe());
-                return Err(Error::refused(
+                return Err(Error::refused_as(
+                    Refusal::LeaseHeld,
                     format!("the lease on `{name}` is held by {who}; gave up after {} s", self.config.wait.as_secs()),
                     format!("try again later, or run `b2m unlock {name} --force` if you are sure its holder is gone"),
                 ));
@@ -389,7 +390,8 @@ impl Leases {
             }
         }
         if let Some(other) = others.first() {
-            return Err(Error::refused(
+            return Err(Error::refused_as(
+                Refusal::LeaseHeld,
                 format!("the lease on `{name}` is held by {}, not by you", other.describe()),
                 format!("run `b2m unlock {name} --force` if you are sure"),
             ));

@@ -12,7 +12,7 @@ use super::Context;
 use super::remote::{self, VersionId};
 use super::status::{self, Status};
 use super::swap::Swaps;
-use crate::error::{Error, Result};
+use crate::error::{Error, Refusal, Result};
 use crate::fsutil;
 use crate::manifest::Entry;
 use crate::sqlite::db;
@@ -58,12 +58,16 @@ pub fn download(ctx: &Context, arg: &str, force: bool) -> Result<Fetched> {
         _ if local.as_ref().is_none_or(|l| !ctx.db_path(&l.file).is_file()) => {}
         Status::OutdatedDb if !row.local_changes => {}
         _ if !force => {
-            let why = match row.status {
-                Status::ReadyToUpload => format!("`{stem}` has local changes that are not in the bucket"),
-                Status::OutdatedDb => format!("`{stem}` has local changes and the bucket has v{}", r.version),
-                _ => format!("conflict: {}", row.detail.clone().unwrap_or_else(|| format!("`{stem}` differs from the bucket"))),
+            let (kind, why) = match row.status {
+                Status::ReadyToUpload => (Refusal::LocalChanges, format!("`{stem}` has local changes that are not in the bucket")),
+                Status::OutdatedDb => (Refusal::LocalChanges, format!("`{stem}` has local changes and the bucket has v{}", r.version)),
+                _ => (
+                    Refusal::Conflict,
+                    format!("conflict: {}", row.detail.clone().unwrap_or_else(|| format!("`{stem}` differs from the bucket"))),
+                ),
             };
-            return Err(Error::refused(
+            return Err(Error::refused_as(
+                kind,
                 format!("{why}; downloading would drop them, so nothing was changed"),
                 match row.status {
                     Status::ReadyToUpload => "run `b2m upload` to publish them, or `b2m download --force` to drop them (a backup is kept)",
@@ -81,7 +85,8 @@ pub fn download(ctx: &Context, arg: &str, force: bool) -> Result<Fetched> {
         }
     }
     let Some(id) = row.remote_id.clone() else {
-        return Err(Error::refused(
+        return Err(Error::refused_as(
+            Refusal::Conflict,
             format!("conflict: {}", row.detail.clone().unwrap_or_else(|| format!("the bucket's db.toml does not pin `{}`", r.key))),
             "publish it again with this b2m, or restore the bucket's db.toml",
         ));
@@ -125,7 +130,8 @@ pub fn install(ctx: &Context, id: &VersionId, key: &str, old: Option<&Entry>, ju
     if let (Some(path), Some(judged)) = (&old_path, judged) {
         let now = status::local_content(ctx, path)?;
         if now.as_deref() != Some(judged) {
-            return Err(Error::refused(
+            return Err(Error::refused_as(
+                Refusal::OutdatedDb,
                 format!(
                     "outdated_db: `{}` took new rows while `{}` v{} was being fetched (local changes); nothing was swapped",
                     path.display(),
@@ -206,7 +212,8 @@ pub fn download_verified(ctx: &Context, id: &VersionId, dir: &std::path::Path) -
     tracing::info!(ms = phase.elapsed().as_millis() as u64, bytes, "received, hashed and written");
     if sha256 != id.sha256 {
         ctx.state.mark_bad_object(&object_key, &id.sha256, &sha256)?;
-        return Err(Error::refused(
+        return Err(Error::refused_as(
+            Refusal::Conflict,
             format!(
                 "conflict: the bucket's `{object_key}` does not match its sha256 ({bytes} bytes, sha256 {}…); it was not installed",
                 &sha256[..12]

@@ -19,7 +19,7 @@ use super::remote::{self, ParentRef};
 use super::status::{self, Status};
 use super::swap::Swaps;
 use super::{Context, fetch, journal, publish};
-use crate::error::{Error, Result};
+use crate::error::{Error, Refusal, Result};
 use crate::names::DbFileName;
 use crate::sqlite::replay;
 
@@ -65,13 +65,15 @@ pub fn merge(ctx: &Context, arg: &str) -> Result<Merged> {
         (Status::OutdatedDb, Some(id)) => id,
         (Status::UpToDate, _) => return Err(Error::refused(format!("`{stem}` is up to date; there is nothing to merge"), "nothing to do")),
         (Status::ReadyToUpload, _) => {
-            return Err(Error::refused(
+            return Err(Error::refused_as(
+                Refusal::LocalChanges,
                 format!("`{stem}` is the bucket's version with local changes: nothing to merge onto"),
                 format!("run `b2m upload {stem}` to publish them"),
             ));
         }
         _ => {
-            return Err(Error::refused(
+            return Err(Error::refused_as(
+                Refusal::Conflict,
                 format!("conflict: `{stem}` cannot be merged: {}", row.detail.unwrap_or_else(|| "its state is unclear".into())),
                 "a person must decide which copy wins; `b2m status` shows why",
             ));
@@ -174,7 +176,8 @@ pub fn merge(ctx: &Context, arg: &str) -> Result<Merged> {
 /// The refusal of a merge whose local changes no journal statement accounts for: the replay would
 /// drop them.
 fn unaccounted(stem: &str, journal: &Path) -> Error {
-    Error::refused(
+    Error::refused_as(
+        Refusal::LocalChanges,
         format!(
             "`{stem}` has local changes that no journal statement accounts for (`{}` is {}); a merge would drop them, so nothing was changed",
             journal.display(),

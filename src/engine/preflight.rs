@@ -17,7 +17,7 @@ use super::status::{self, Status};
 use super::swap::Swaps;
 use super::{Context, LocalLock, fetch};
 use crate::changeset::{self, ledger};
-use crate::error::{Error, Result};
+use crate::error::{Error, Refusal, Result};
 use crate::store::StoreError;
 
 /// A database preflight brought forward.
@@ -125,7 +125,8 @@ fn sync(ctx: &Context, remote: Option<&RemoteManifest>, swaps: &Swaps<'_>, done:
                 ctx.out.info(&format!("fetched `{}` v{}", r.stem, id.version));
                 done.fetched.push(Fetched { name: r.stem.clone(), from: row.local_version, to: id.version });
             }
-            Status::OutdatedDb => blocked.push(Error::refused(
+            Status::OutdatedDb => blocked.push(Error::refused_as(
+                Refusal::OutdatedDb,
                 format!(
                     "outdated_db: the bucket has `{}` v{}, and this server's v{} has local changes",
                     r.stem,
@@ -140,7 +141,8 @@ fn sync(ctx: &Context, remote: Option<&RemoteManifest>, swaps: &Swaps<'_>, done:
                     done.ready_to_upload.push(r.stem.clone());
                 }
             }
-            _ => blocked.push(Error::refused(
+            _ => blocked.push(Error::refused_as(
+                Refusal::Conflict,
                 format!("conflict: `{}`: {}", r.stem, row.detail.unwrap_or_else(|| "its state is unclear".into())),
                 "a person must decide; `b2m status` shows the details",
             )),

@@ -21,7 +21,7 @@ use super::remote::{self, ParentRef, RemoteManifest, VersionId, VersionMeta};
 use super::status::{self, Status};
 use super::swap::Swaps;
 use crate::coord::{HeldLease, Leases, Protocol};
-use crate::error::{Error, Result};
+use crate::error::{Error, Refusal, Result};
 use crate::fsutil;
 use crate::layout::MANIFEST_LEASE;
 use crate::manifest::Manifest;
@@ -213,7 +213,8 @@ fn judge_upload(
             (current.version + 1, Some(ParentRef { version: current.version, sha256: current.sha256.clone() }))
         }
         (Status::OutdatedDb, Some(current)) => {
-            return Err(Error::refused(
+            return Err(Error::refused_as(
+                Refusal::OutdatedDb,
                 format!(
                     "outdated_db: the bucket has `{stem}` v{}, this copy is based on v{}; nothing was uploaded",
                     current.version, local.version
@@ -226,7 +227,8 @@ fn judge_upload(
             ));
         }
         _ => {
-            return Err(Error::refused(
+            return Err(Error::refused_as(
+                Refusal::Conflict,
                 format!("conflict: `{stem}` cannot be uploaded: {}", row.detail.unwrap_or_else(|| "its state is unclear".into())),
                 "compare the local file with the bucket's version, then decide (`b2m download --force` keeps a backup)",
             ));
@@ -415,7 +417,8 @@ pub fn commit(ctx: &Context, guarded: Guarded<'_>, local_manifest: &Manifest, ve
         for v in versions {
             let now = current.as_ref().and_then(|m| m.current(&v.pending.stem));
             if now.as_ref().map(|n| (n.version, n.sha256.as_str())) != v.parent.as_ref().map(|p| (p.version, p.sha256.as_str())) {
-                return Err(Error::refused(
+                return Err(Error::refused_as(
+                    Refusal::OutdatedDb,
                     format!(
                         "outdated_db: `{}` moved to v{} in the bucket meanwhile; nothing was published",
                         v.pending.stem,

@@ -11,7 +11,7 @@ use super::remote::{self, ParentRef, VersionId, VersionMeta};
 use super::status::{self, Status};
 use super::swap::Swaps;
 use super::{Context, fetch, publish};
-use crate::error::{Error, Result};
+use crate::error::{Error, Refusal, Result};
 use crate::sqlite::hash::HashingWriter;
 
 /// What a rollback did.
@@ -136,7 +136,8 @@ fn verify(ctx: &Context, id: &VersionId, meta: &VersionMeta) -> Result<()> {
     bar.finish_and_clear();
     let (_, sha256) = sink.finish();
     if sha256 != id.sha256 || bytes != meta.size {
-        return Err(Error::refused(
+        return Err(Error::refused_as(
+            Refusal::Conflict,
             format!("conflict: `{}` v{}'s object does not match its sha256; it is not republished", id.stem, id.version),
             "roll back to another version (`b2m history` lists them), or restore the object",
         ));

@@ -19,7 +19,7 @@ use crate::changeset::ledger::{self, Entry, MadeVersion, State};
 use crate::changeset::log::Log;
 use crate::changeset::{Kind, Script, script_sha256, sql};
 use crate::coord::HeldLease;
-use crate::error::{Error, Result};
+use crate::error::{Error, Refusal, Result};
 use crate::layout::VersionId;
 
 /// What running a changeset did.
@@ -286,7 +286,8 @@ fn run_sql(ctx: &Context, script: &Script, targets: &[(String, String)], log: &P
             remote.as_ref().and_then(|m| m.manifest.entry_for_stem(stem)).as_ref(),
         )?;
         if row.local_changes && row.status != Status::MissingLocal {
-            return Err(Error::refused(
+            return Err(Error::refused_as(
+                Refusal::LocalChanges,
                 format!("`{stem}` has local changes here ({}); the changeset would replace them", row.status.as_str()),
                 format!("publish them first (`b2m upload {stem}` or `b2m merge {stem}`), then run the changeset"),
             ));
