@@ -103,8 +103,7 @@ both_backends!(a_consistent_project_passes_online_and_offline_in_few_requests, |
 fn a_local_pin_that_diverged_from_the_bucket_fails() {
     let bucket = Bucket::new(Backend::Local);
     let (dev, server) = published_pair(&bucket, 1);
-    dev.insert("ipm-db-v1.db", "new");
-    dev.b2m(&["upload", "ipm-db"]).ok();
+    dev.publish_row("ipm-db-v1.db", "new");
     let pin = pinned_object(&dev.manifest_text(), "ipm-db").expect("pinned");
     let sha = pin.rsplit('.').nth(1).expect("sha in the key").to_string();
     // A db.toml pinning a v2 the bucket never committed (another bucket's, or a lost branch's).
@@ -135,8 +134,7 @@ both_backends!(a_local_pin_behind_the_bucket_only_warns, |backend| {
     let bucket = Bucket::new(backend);
     let (dev, server) = published_pair(&bucket, 1);
     for (file, row) in [("ipm-db-v1.db", "for v2"), ("ipm-db-v2.db", "for v3")] {
-        dev.insert(file, row);
-        dev.b2m(&["upload", "ipm-db"]).ok();
+        dev.publish_row(file, row);
     }
     assert!(bucket.current_object("ipm-db").contains("-v3."));
     // The server pins v1, two versions back along the parent chain.
@@ -298,8 +296,7 @@ fn a_new_script_that_sorts_before_one_that_ran_warns() {
 both_backends!(an_orphan_object_warns_naming_gc, |backend| {
     let bucket = Bucket::new(backend);
     let (dev, _server) = published_pair(&bucket, 1);
-    dev.insert("ipm-db-v1.db", "v2");
-    dev.b2m(&["upload", "ipm-db"]).ok();
+    dev.publish_row("ipm-db-v1.db", "v2");
     let current = bucket.current_object("ipm-db");
     assert_clean(&dev, &[]);
     // What an interrupted upload of v3 leaves, and a second v1 that no commit named: the chain

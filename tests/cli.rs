@@ -50,8 +50,7 @@ fn completions_are_printed_for_each_shell() {
 fn json_errors_are_json_on_stdout_with_a_kind() {
     let bucket = Bucket::new(Backend::Local);
     let (a, b) = published_pair(&bucket, 1);
-    a.insert("ipm-db-v1.db", "a");
-    a.b2m(&["upload", "ipm-db"]).ok();
+    a.publish_row("ipm-db-v1.db", "a");
     b.insert("ipm-db-v1.db", "b");
     let run = b.b2m(&["upload", "ipm-db", "--json"]);
     assert_eq!(run.code, 1);

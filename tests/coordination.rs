@@ -303,8 +303,7 @@ fn orphans_are_listed_read_only_and_removed_only_when_old_enough() {
         assert_eq!(bucket.keys(), keys, "--dry-run changes nothing");
         assert_eq!(dev.status_of("ipm-db"), "up_to_date");
         // A published history is never garbage: v1 stays reachable from v2 through its parent.
-        dev.insert("ipm-db-v1.db", "x");
-        dev.b2m(&["upload", "ipm-db"]).ok();
+        dev.publish_row("ipm-db-v1.db", "x");
         let run = dev.b2m_env(&["gc", "--json"], &old);
         run.ok();
         let found: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
@@ -445,8 +444,7 @@ fn on_a_versioned_bucket_b2m_leaves_no_hidden_versions_of_its_leases() {
     // A short TTL, so a slow upload also renews (each renewal is one more version).
     p.create_db("ipmdb", "ipm-db-v1.db", 2);
     p.b2m_env(&["upload", "ipm-db"], &[("B2M_LEASE_TTL_SECS", "1"), ("B2M_FAILPOINT", "before-commit:pause=1200")]).ok();
-    p.insert("ipm-db-v1.db", "x");
-    p.b2m(&["upload", "ipm-db"]).ok();
+    p.publish_row("ipm-db-v1.db", "x");
     p.b2m(&["lock", "ipm-db"]).ok();
     p.b2m(&["unlock", "ipm-db"]).ok();
     let report = p.b2m(&["doctor", "--json"]);

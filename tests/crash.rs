@@ -135,8 +135,7 @@ both_backends!(kill_9_during_download_never_leaves_a_broken_state, |backend| {
     let span = timed(&server, &["download", "ipm-db"]);
     let mut landed = 0;
     for (i, delay) in delays(span).into_iter().enumerate() {
-        dev.insert(&named_file(&dev), &format!("kill {i}"));
-        dev.b2m(&["upload", "ipm-db"]).ok();
+        dev.publish_row(&named_file(&dev), &format!("kill {i}"));
         landed += usize::from(run_killed(&server, &["download", "ipm-db"], delay));
         check_invariants(&bucket, &server, true);
         rerun_finishes(&server, &["download", "ipm-db"]);
@@ -172,8 +171,7 @@ fn a_crash_at_each_step_is_reconciled_by_the_next_command() {
     for point in ["before-install", "after-install"] {
         let bucket = Bucket::new(Backend::Local);
         let (dev, server) = published_pair(&bucket, 1);
-        dev.insert("ipm-db-v1.db", point);
-        dev.b2m(&["upload", "ipm-db"]).ok();
+        dev.publish_row("ipm-db-v1.db", point);
         let run = server.b2m_env(&["download", "ipm-db"], &[("B2M_FAILPOINT", point)]);
         assert_ne!(run.code, 0, "{point}: the failpoint must kill the download");
         check_invariants(&bucket, &server, true);

@@ -53,8 +53,7 @@ fn a_full_disk_fails_cleanly_and_loses_nothing() {
     server.b2m(&["download", "ipm-db"]).ok();
     let v1 = std::fs::read(server.db("ipm-db-v1.db")).expect("v1");
 
-    dev.insert("ipm-db-v1.db", "more");
-    dev.b2m(&["upload", "ipm-db"]).ok();
+    dev.publish_row("ipm-db-v1.db", "more");
     let manifest = server.manifest_text();
     let run = server.b2m(&["download", "ipm-db"]);
     run.fails(1, "No space left on device");

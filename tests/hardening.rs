@@ -48,8 +48,7 @@ both_backends!(a_publisher_that_lost_its_lease_cannot_touch_a_published_version,
     signal(&paused, "-STOP");
     // An operator clears the lease and B publishes v2.
     b.b2m(&["unlock", "ipm-db", "--force"]).ok();
-    b.insert("ipm-db-v1.db", "b's row");
-    b.b2m(&["upload", "ipm-db"]).ok();
+    b.publish_row("ipm-db-v1.db", "b's row");
     let v2 = bucket.current_object("ipm-db");
     let digest = |bytes: Vec<u8>| {
         use sha2::Digest;
@@ -194,8 +193,7 @@ both_backends!(gc_racing_a_publish_deletes_nothing_reachable, |backend| {
         .spawn()
         .expect("spawn gc");
     std::thread::sleep(Duration::from_millis(500));
-    a.insert("ipm-db-v1.db", "during gc");
-    a.b2m(&["upload", "ipm-db"]).ok();
+    a.publish_row("ipm-db-v1.db", "during gc");
     let gc = Run::from(gc.wait_with_output().expect("gc"));
     gc.ok();
     let v2 = bucket.current_object("ipm-db");
@@ -227,8 +225,7 @@ both_backends!(gc_racing_a_publish_deletes_nothing_reachable, |backend| {
 both_backends!(a_download_clears_every_stale_sidecar_of_the_new_name, |backend| {
     let bucket = Bucket::new(backend);
     let (dev, server) = published_pair(&bucket, 1);
-    dev.insert("ipm-db-v1.db", "v2 row");
-    dev.b2m(&["upload", "ipm-db"]).ok();
+    dev.publish_row("ipm-db-v1.db", "v2 row");
     // Leftovers under the new name, from a crash or a copy by hand.
     for suffix in ["-wal", "-shm", "-journal"] {
         std::fs::write(server.db(&format!("ipm-db-v2.db{suffix}")), vec![0x5a; 4096]).expect("stale sidecar");
@@ -243,8 +240,7 @@ both_backends!(a_download_clears_every_stale_sidecar_of_the_new_name, |backend| 
 fn different_keys_for_one_database_are_named_and_nothing_is_deleted() {
     let bucket = Bucket::new(Backend::Local);
     let (dev, server) = published_pair(&bucket, 1);
-    dev.insert("ipm-db-v1.db", "x");
-    dev.b2m(&["upload", "ipm-db"]).ok();
+    dev.publish_row("ipm-db-v1.db", "x");
     // The server's db.toml calls the database `serverdb`; the bucket calls it `ipmdb`.
     let text = server.manifest_text().replace("ipmdb", "serverdb");
     std::fs::write(server.manifest(), &text).expect("db.toml");
@@ -260,8 +256,7 @@ fn different_keys_for_one_database_are_named_and_nothing_is_deleted() {
 fn a_file_a_server_has_open_is_swapped_only_around_a_server_stop() {
     let bucket = Bucket::new(Backend::Local);
     let (dev, server) = published_pair(&bucket, 1);
-    dev.insert("ipm-db-v1.db", "x");
-    dev.b2m(&["upload", "ipm-db"]).ok();
+    dev.publish_row("ipm-db-v1.db", "x");
     let process = DbHolder::start(&server.db("ipm-db-v1.db"), &[], false);
     // Without [server]: refused at once, naming the process; nothing changed.
     let before = server.manifest_text();

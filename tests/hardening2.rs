@@ -70,8 +70,7 @@ impl Drop for OnDemandWriter {
 both_backends!(a_row_committed_during_a_download_refuses_the_swap_and_keeps_the_row, |backend| {
     let bucket = Bucket::new(backend);
     let (dev, server) = published_pair(&bucket, 3);
-    dev.insert("ipm-db-v1.db", "dev's row");
-    dev.b2m(&["upload", "ipm-db"]).ok();
+    dev.publish_row("ipm-db-v1.db", "dev's row");
     let writer = OnDemandWriter::start(&server.db("ipm-db-v1.db"), server.path(), "written during the download");
     server.append_config(&writer.server_config());
     assert_eq!(server.status_of("ipm-db"), "outdated_db", "clean and behind before the download");

@@ -5,8 +5,7 @@ use crate::common::*;
 both_backends!(history_lists_every_published_version_newest_first, |backend| {
     let bucket = Bucket::new(backend);
     let (dev, server) = published_pair(&bucket, 1);
-    dev.insert("ipm-db-v1.db", "second");
-    dev.b2m(&["upload", "ipm-db"]).ok();
+    dev.publish_row("ipm-db-v1.db", "second");
     dev.insert_row("ipm-db-v2.db", "CREATE TABLE extra(x)");
     dev.b2m(&["upload", "ipm-db"]).ok();
     // An upload that never committed leaves an orphan: not history.
@@ -33,10 +32,8 @@ both_backends!(history_lists_every_published_version_newest_first, |backend| {
 both_backends!(rollback_republishes_an_earlier_version_as_the_next_one, |backend| {
     let bucket = Bucket::new(backend);
     let (dev, server) = published_pair(&bucket, 1);
-    dev.insert("ipm-db-v1.db", "second");
-    dev.b2m(&["upload", "ipm-db"]).ok();
-    dev.insert("ipm-db-v2.db", "bad data");
-    dev.b2m(&["upload", "ipm-db"]).ok();
+    dev.publish_row("ipm-db-v1.db", "second");
+    dev.publish_row("ipm-db-v2.db", "bad data");
     // Back to v3's parent (v2): published as v4, same bytes as v2.
     let run = dev.b2m(&["rollback", "ipm-db", "--json"]);
     run.ok();
@@ -78,8 +75,7 @@ both_backends!(gc_keep_removes_committed_versions_beyond_the_newest_n_and_old_wo
     let bucket = Bucket::new(backend);
     let (dev, _server) = published_pair(&bucket, 1);
     for (i, file) in ["ipm-db-v1.db", "ipm-db-v2.db", "ipm-db-v3.db"].iter().enumerate() {
-        dev.insert(file, &format!("more {i}"));
-        dev.b2m(&["upload", "ipm-db"]).ok();
+        dev.publish_row(file, &format!("more {i}"));
     }
     assert_eq!(bucket.version_objects("ipm-db").len(), 4);
     // Without --keep every committed version stays.
@@ -139,8 +135,7 @@ fn the_fleet_view_shows_each_server_and_flags_one_left_behind() {
     again.ok();
     assert!(again.stdout.contains("\"requests\": 1"), "{}", again.stdout);
     // A new version; two servers take it, one is left behind.
-    dev.insert("ipm-db-v1.db", "x");
-    dev.b2m(&["upload", "ipm-db"]).ok();
+    dev.publish_row("ipm-db-v1.db", "x");
     servers[0].b2m(&["preflight"]).ok();
     servers[1].b2m(&["preflight"]).ok();
     let run = dev.b2m(&["fleet", "--json"]);
@@ -163,8 +158,7 @@ fn a_replaced_file_is_kept_in_a_working_folder_until_gc() {
     let bucket = Bucket::new(Backend::Local);
     let (dev, server) = published_pair(&bucket, 1);
     server.insert_row("ipm-db-v1.db", "PRAGMA user_version = 7");
-    dev.insert("ipm-db-v1.db", "x");
-    dev.b2m(&["upload", "ipm-db"]).ok();
+    dev.publish_row("ipm-db-v1.db", "x");
     server.b2m(&["download", "ipm-db", "--force"]).ok();
     let kept: Vec<std::path::PathBuf> = std::fs::read_dir(server.path().join("changeset/dbs"))
         .expect("dbs")

@@ -115,8 +115,7 @@ fn an_upload_beside_a_writing_server_loses_no_row_and_the_server_comes_back_on_t
 fn a_download_beside_a_reading_server_swaps_the_file_between_its_requests() {
     let bucket = Bucket::new(Backend::Local);
     let (dev, server) = published_pair(&bucket, 1);
-    dev.insert("ipm-db-v1.db", "new");
-    dev.b2m(&["upload", "ipm-db"]).ok();
+    dev.publish_row("ipm-db-v1.db", "new");
     install_server(&server, "read");
     run_script(&server, "start.sh");
     let root: PathBuf = server.path().to_path_buf();

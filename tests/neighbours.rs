@@ -319,8 +319,7 @@ fn a_stopped_server_is_left_stopped_and_a_running_one_started_again() {
     dev.b2m(&["upload", "ipm-db"]).ok();
     server.b2m(&["download", "ipm-db"]).ok();
     assert!(!app.running(), "`download` started a server that was not running");
-    server.insert("ipm-db-v2.db", "local");
-    server.b2m(&["upload", "ipm-db"]).ok();
+    server.publish_row("ipm-db-v2.db", "local");
     assert!(!app.running(), "`upload` started a server that was not running");
     assert_eq!(server.files(), vec!["db.toml", "ipm-db-v3.db"]);
     // Running: stopped for the swap and started again, on the new file.
@@ -352,8 +351,7 @@ fn kept_file(p: &Project, file: &str) -> PathBuf {
 fn status_names_a_pin_that_does_not_match_the_name() {
     let bucket = Bucket::new(Backend::Local);
     let (dev, server) = published_pair(&bucket, 2);
-    dev.insert("ipm-db-v1.db", "v2 row");
-    dev.b2m(&["upload", "ipm-db"]).ok();
+    dev.publish_row("ipm-db-v1.db", "v2 row");
     server.b2m(&["download", "ipm-db"]).ok();
     // The old README recipe: copy the kept file back, point db.toml's name at it.
     std::fs::copy(kept_file(&server, "ipm-db-v1.db"), server.db("ipm-db-v1.db")).expect("cp");
@@ -370,8 +368,7 @@ fn status_names_a_pin_that_does_not_match_the_name() {
 fn restore_puts_the_kept_file_back_as_its_version() {
     let bucket = Bucket::new(Backend::Local);
     let (dev, server) = published_pair(&bucket, 2);
-    dev.insert("ipm-db-v1.db", "v2 row");
-    dev.b2m(&["upload", "ipm-db"]).ok();
+    dev.publish_row("ipm-db-v1.db", "v2 row");
     server.b2m(&["download", "ipm-db"]).ok();
     let v1_pin = dev.b2m(&["history", "ipm-db", "--json"]).stdout;
     let history: serde_json::Value = serde_json::from_str(&v1_pin).expect("json");

@@ -82,8 +82,7 @@ fn a_failing_webhook_or_command_never_fails_the_command() {
     p.b2m(&["upload", "ipm-db"]).ok();
     let out = p.path().join("event.json");
     p.append_config(&format!("[notify]\nwebhook = \"http://127.0.0.1:{port}/refused\"\ncommand = \"sh -c 'cat > {}'\"\n", out.display()));
-    p.insert("ipm-db-v1.db", "x");
-    p.b2m(&["upload", "ipm-db"]).ok();
+    p.publish_row("ipm-db-v1.db", "x");
     let started = std::time::Instant::now();
     let run = p.b2m(&["rollback", "ipm-db"]);
     run.ok();

@@ -113,8 +113,7 @@ fn what_must_stop_a_start_does() {
     assert_eq!(done["ready_to_upload"][0], "ipm-db", "{done}");
     server.b2m(&["preflight", "--strict"]).fails(1, "--strict");
     // Behind the bucket with local rows: stop, naming merge; nothing is swapped.
-    dev.insert("ipm-db-v1.db", "dev row");
-    dev.b2m(&["upload", "ipm-db"]).ok();
+    dev.publish_row("ipm-db-v1.db", "dev row");
     server.b2m(&["preflight"]).fails(1, "b2m merge ipm-db");
     assert_eq!(server.files(), vec!["db.toml", "ipm-db-v1.db"]);
 }

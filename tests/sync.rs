@@ -86,8 +86,7 @@ both_backends!(an_upload_that_publishes_nothing_leaves_no_snapshot, |backend| {
     let other = Project::new(&bucket);
     other.b2m(&["fetch-db-toml"]).ok();
     other.b2m(&["download", "ipm-db"]).ok();
-    other.insert("ipm-db-v1.db", "other row");
-    other.b2m(&["upload", "ipm-db"]).ok();
+    other.publish_row("ipm-db-v1.db", "other row");
     dev.insert("ipm-db-v1.db", "dev row");
     dev.b2m(&["upload", "ipm-db"]).fails(1, "outdated_db");
     assert_eq!(snapshots(), Vec::<String>::new());
@@ -98,8 +97,7 @@ both_backends!(an_upload_that_publishes_nothing_leaves_no_snapshot, |backend| {
 both_backends!(local_changes_block_a_download, |backend| {
     let bucket = Bucket::new(backend);
     let (dev, server) = published_pair(&bucket, 1);
-    dev.insert("ipm-db-v1.db", "dev row");
-    dev.b2m(&["upload", "ipm-db"]).ok();
+    dev.publish_row("ipm-db-v1.db", "dev row");
 
     server.insert("ipm-db-v1.db", "server row");
     let row = server.status_row("ipm-db");
@@ -123,8 +121,7 @@ both_backends!(local_changes_block_a_download, |backend| {
 both_backends!(an_upload_from_a_stale_base_is_refused_and_changes_nothing, |backend| {
     let bucket = Bucket::new(backend);
     let (a, b) = published_pair(&bucket, 1);
-    a.insert("ipm-db-v1.db", "a");
-    a.b2m(&["upload", "ipm-db"]).ok();
+    a.publish_row("ipm-db-v1.db", "a");
 
     b.insert("ipm-db-v1.db", "b");
     let keys = bucket.keys();
@@ -263,8 +260,7 @@ fn a_first_upload_of_a_second_db_keeps_the_first_in_the_bucket_manifest() {
 fn fetch_db_toml_never_points_an_existing_db_at_a_file_that_is_not_here() {
     let bucket = Bucket::new(Backend::Local);
     let (dev, server) = published_pair(&bucket, 1);
-    dev.insert("ipm-db-v1.db", "x");
-    dev.b2m(&["upload", "ipm-db"]).ok();
+    dev.publish_row("ipm-db-v1.db", "x");
     dev.create_db("emojidb", "emoji-db-v1.db", 1);
     dev.b2m(&["upload", "emoji-db"]).ok();
 

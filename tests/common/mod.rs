@@ -266,6 +266,13 @@ impl Project {
         conn.execute("INSERT INTO t(v) VALUES (?1)", [value]).expect("insert");
     }
 
+    /// Adds a row to `file` and publishes it as the next version of `ipm-db` (the setup "publish
+    /// v1, add rows, publish v2" most tests start from).
+    pub fn publish_row(&self, file: &str, value: &str) {
+        self.insert(file, value);
+        self.b2m(&["upload", "ipm-db"]).ok();
+    }
+
     pub fn rows(&self, file: &str) -> Vec<String> {
         rows_of(&self.db(file))
     }
