@@ -1,4 +1,4 @@
-//! Error types and the exit codes they map to (DESIGN.md: 0 ok, 1 refused or failed, 2 usage or
+//! Error types and the exit codes they map to (README "Commands": 0 ok, 1 refused or failed, 2 usage or
 //! configuration).
 
 use std::path::PathBuf;

@@ -1,5 +1,5 @@
 //! b2m keeps a team's SQLite databases in a Backblaze B2 (or any S3-compatible) bucket as the
-//! single source of truth, and makes every server start safe. See `docs/` and DESIGN.md.
+//! single source of truth, and makes every server start safe. See README.md and `docs/`.
 //!
 //! The flow: parse ([`cli`]), resolve ([`settings`]), act ([`commands`] over the [`engine`]).
 

@@ -232,8 +232,8 @@ pub fn download_verified(ctx: &Context, id: &VersionId, dir: &std::path::Path) -
         let mut header = [0u8; crate::sqlite::hash::HEADER];
         let canonical = std::fs::File::open(tmp.path()).and_then(|mut f| f.read_exact(&mut header)).is_ok() && is_canonical(&header);
         let content = if canonical { Ok(sha256.clone()) } else { content_hash_file(tmp.path(), &indicatif::ProgressBar::hidden()) };
-        let synced = sync.join().unwrap_or_else(|_| Err(std::io::Error::other("fsync crashed")));
-        (synced, check.join().unwrap_or_else(|_| Err(Error::refused("the quick check crashed", "run the command again"))), content)
+        let synced = sync.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (synced, check.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), content)
     });
     spinner.finish_and_clear();
     tracing::info!(ms = phase.elapsed().as_millis() as u64, "fsync and quick check");

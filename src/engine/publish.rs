@@ -1,4 +1,4 @@
-//! Publishing a version (DESIGN.md "Publishing a version"), in phases that merge, changesets and
+//! Publishing a version (README "What b2m is", docs/decisions.md "Publishing"), in phases that merge, changesets and
 //! rollback reuse: plan (lease, read db.toml, judge) → snapshot and check → put the
 //! content-addressed object and its metadata → commit (the bucket's db.toml names and pins the new
 //! version: the one commit point) → the local half (rename, local db.toml, base), journaled so a
@@ -84,7 +84,7 @@ pub fn upload(ctx: &Context, arg: &str) -> Result<Published> {
         } else {
             stop.store(true, Ordering::Relaxed);
         }
-        let snapshot = snapshotting.join().unwrap_or_else(|_| Err(Error::refused("the snapshot crashed", "run the command again")));
+        let snapshot = snapshotting.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         (judged, snapshot)
     });
     let (version, parent, row) = match judged? {
@@ -254,7 +254,7 @@ pub struct About {
 
 /// Steps 3 and 4 of a publish: snapshots `path` through the online backup API (committed WAL
 /// frames included) with a canonical header, hashes the snapshot (its sha256 names the object:
-/// DESIGN.md computes it before the upload, at 1.5–2 GB/s) and uploads it, while
+/// computed before the upload, at 1.5–2 GB/s) and uploads it, while
 /// `PRAGMA integrity_check` runs beside the hash and the upload. The object appears only once the
 /// check passed — a multipart upload is completed, a local file placed, a one-request upload sent
 /// only then — so a damaged database leaves nothing behind, not even an orphan. Then the
@@ -299,9 +299,7 @@ fn send_snapshot(
         let check = scope.spawn(move || db::verify(&snapshot_path, false).map(|()| schema_hash(&snapshot_path)));
         let mut check = Some(check);
         let mut settle = || {
-            checked = check
-                .take()
-                .map(|h| h.join().unwrap_or_else(|_| Err(Error::refused("the integrity check crashed", "run the command again"))));
+            checked = check.take().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
             matches!(checked, Some(Ok(_)))
         };
         let phase = Instant::now();

@@ -14,7 +14,7 @@ use crate::manifest::Entry;
 use crate::sqlite::db;
 use crate::sqlite::state::Base;
 
-/// The status of one database (DESIGN.md's table).
+/// The status of one database (the README's table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {

@@ -1,4 +1,4 @@
-//! Swapping a file under a running server (DESIGN.md): a server holds its db open and opens new
+//! Swapping a file under a running server (docs/decisions.md "Beside a writing server"): a server holds its db open and opens new
 //! connections by the name its db.toml gave it at start, so renaming or replacing that file under
 //! it loses rows or hands it an empty database. With `[server]` configured, b2m stops the server
 //! before the first swap a command makes and starts it after the last — whether or not a process

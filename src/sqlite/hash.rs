@@ -207,7 +207,7 @@ impl Trailing {
     /// never landed.
     pub fn finish(self, total: u64) -> io::Result<String> {
         self.end(true);
-        let (sha256, hashed) = self.thread.join().map_err(|_| io::Error::other("hashing crashed"))??;
+        let (sha256, hashed) = self.thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
         if hashed != total {
             return Err(io::Error::other(format!("{hashed} of {total} bytes arrived in order")));
         }
