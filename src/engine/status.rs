@@ -127,33 +127,12 @@ pub fn settle(ctx: &Context, path: &std::path::Path) -> Result<()> {
 /// content is exactly that version's (a fresh clone, or a crash between a download's rename and
 /// its bookkeeping): the one case that reads a version's metadata.
 pub fn assess(ctx: &Context, stem: &str, local: Option<&Entry>, remote: Option<&Entry>) -> Result<DbStatus> {
-    let key = local.or(remote).map(|e| e.key.clone()).unwrap_or_default();
-    let remote_id = remote.and_then(Entry::pinned);
-    let mut row = DbStatus {
-        name: stem.to_string(),
-        key,
-        status: Status::Conflict,
-        local_version: local.map(|e| e.version),
-        remote_version: remote.map(|e| e.version),
-        local_changes: false,
-        locked_by: None,
-        path: local.map(|e| ctx.db_path(&e.file).display().to_string()),
-        detail: None,
-        local_content: None,
-        remote_id: remote_id.clone(),
-    };
-    if let (Some(l), Some(r)) = (local, remote)
-        && l.key != r.key
-    {
-        row.detail = Some(format!("the local db.toml calls it `{}`, the bucket's `{}`; rename one so both use the same key", l.key, r.key));
+    let mut row = new_row(ctx, stem, local, remote);
+    if let Some(why) = entries_disagree(local, remote) {
+        row.detail = Some(why);
         return Ok(row);
     }
-    if let Some(r) = remote
-        && remote_id.is_none()
-    {
-        row.detail = Some(format!("the bucket's db.toml names `{}` but does not pin its sha256 in `[b2m.sha256]`", r.file));
-        return Ok(row);
-    }
+    let remote_id = row.remote_id.clone();
     let bad_remote = match &remote_id {
         Some(id) if ctx.state.is_bad_object(&id.object_key())? => {
             Some(format!("the bucket's `{}` does not match its sha256", id.object_key()))
@@ -170,23 +149,13 @@ pub fn assess(ctx: &Context, stem: &str, local: Option<&Entry>, remote: Option<&
         }
         return Ok(row);
     };
-    let content = match local_content(ctx, &path) {
+    let content = match usable_content(ctx, &path)? {
         Ok(content) => content,
-        // One unusable file is that database's conflict, never every database's error.
-        Err(e @ Error::BadDatabase { .. }) => {
+        Err(why) => {
             row.local_changes = true;
-            row.detail = Some(format!("{e}; `b2m download --force` replaces it and keeps it as a backup"));
+            row.detail = Some(why);
             return Ok(row);
         }
-        Err(Error::Sqlite { source, .. }) if crate::sqlite::db::is_damage(&source) => {
-            row.local_changes = true;
-            row.detail = Some(format!(
-                "`{}` is not a usable SQLite database: {source}; `b2m download --force` replaces it and keeps it as a backup",
-                path.display()
-            ));
-            return Ok(row);
-        }
-        Err(e) => return Err(e),
     };
     row.local_content = content.clone();
     let Some(remote_id) = remote_id else {
@@ -211,27 +180,76 @@ pub fn assess(ctx: &Context, stem: &str, local: Option<&Entry>, remote: Option<&
         row.detail = Some(detail);
         return Ok(row);
     }
+    (row.status, row.detail) = decide(l, &base, &remote_id, unchanged);
+    Ok(row)
+}
+
+/// A row that knows only the names: `conflict` until judged.
+fn new_row(ctx: &Context, stem: &str, local: Option<&Entry>, remote: Option<&Entry>) -> DbStatus {
+    DbStatus {
+        name: stem.to_string(),
+        key: local.or(remote).map(|e| e.key.clone()).unwrap_or_default(),
+        status: Status::Conflict,
+        local_version: local.map(|e| e.version),
+        remote_version: remote.map(|e| e.version),
+        local_changes: false,
+        locked_by: None,
+        path: local.map(|e| ctx.db_path(&e.file).display().to_string()),
+        detail: None,
+        local_content: None,
+        remote_id: remote.and_then(Entry::pinned),
+    }
+}
+
+/// Why the two db.toml entries cannot be compared at all, if they cannot.
+fn entries_disagree(local: Option<&Entry>, remote: Option<&Entry>) -> Option<String> {
+    match (local, remote) {
+        (Some(l), Some(r)) if l.key != r.key => {
+            Some(format!("the local db.toml calls it `{}`, the bucket's `{}`; rename one so both use the same key", l.key, r.key))
+        }
+        (_, Some(r)) if r.sha256.is_none() => {
+            Some(format!("the bucket's db.toml names `{}` but does not pin its sha256 in `[b2m.sha256]`", r.file))
+        }
+        _ => None,
+    }
+}
+
+/// The local file's content hash ([`local_content`]), or why the file is unusable: one unusable
+/// file is that database's conflict, never every database's error.
+fn usable_content(ctx: &Context, path: &std::path::Path) -> Result<std::result::Result<Option<String>, String>> {
+    match local_content(ctx, path) {
+        Ok(content) => Ok(Ok(content)),
+        Err(e @ Error::BadDatabase { .. }) => Ok(Err(format!("{e}; `b2m download --force` replaces it and keeps it as a backup"))),
+        Err(Error::Sqlite { source, .. }) if crate::sqlite::db::is_damage(&source) => Ok(Err(format!(
+            "`{}` is not a usable SQLite database: {source}; `b2m download --force` replaces it and keeps it as a backup",
+            path.display()
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+/// The status table: a local copy of v`l.version` on `base`, its content `unchanged` or not,
+/// against the bucket's current `remote`. Returns the status and, for a conflict, why.
+fn decide(l: &Entry, base: &Base, remote: &VersionId, unchanged: bool) -> (Status, Option<String>) {
     let local_pin = l.sha256.as_deref().unwrap_or(&base.sha256);
-    row.status = match l.version.cmp(&remote_id.version) {
-        std::cmp::Ordering::Equal if base.sha256 != remote_id.sha256 || local_pin != remote_id.sha256 => {
-            row.detail = Some(format!(
+    match l.version.cmp(&remote.version) {
+        std::cmp::Ordering::Equal if base.sha256 != remote.sha256 || local_pin != remote.sha256 => (
+            Status::Conflict,
+            Some(format!(
                 "this copy of v{} is {}…, the bucket's v{} is {}…: they diverged",
                 l.version,
                 &local_pin[..12.min(local_pin.len())],
-                remote_id.version,
-                remote_id.short()
-            ));
-            Status::Conflict
-        }
-        std::cmp::Ordering::Equal if unchanged => Status::UpToDate,
-        std::cmp::Ordering::Equal => Status::ReadyToUpload,
-        std::cmp::Ordering::Less => Status::OutdatedDb,
+                remote.version,
+                remote.short()
+            )),
+        ),
+        std::cmp::Ordering::Equal if unchanged => (Status::UpToDate, None),
+        std::cmp::Ordering::Equal => (Status::ReadyToUpload, None),
+        std::cmp::Ordering::Less => (Status::OutdatedDb, None),
         std::cmp::Ordering::Greater => {
-            row.detail = Some(format!("db.toml names v{} but the bucket's current version is v{}", l.version, remote_id.version));
-            Status::Conflict
+            (Status::Conflict, Some(format!("db.toml names v{} but the bucket's current version is v{}", l.version, remote.version)))
         }
-    };
-    Ok(row)
+    }
 }
 
 /// With no base: the local file is the version the local db.toml names if its content equals
