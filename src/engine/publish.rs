@@ -65,99 +65,27 @@ pub fn upload(ctx: &Context, arg: &str) -> Result<Published> {
     let db_lease = leases.acquire(&stem, "upload")?;
     let remote = remote::read_manifest(ctx.store.as_ref())?;
     let remote_entry = remote.as_ref().and_then(|m| m.manifest.entry_for_stem(&stem));
-    let local_path = ctx.db_path(&local.file);
-    // The snapshot (step 3) is taken beside the judge, which hashes the live file when it changed
-    // (about 0.6 s per GiB): the two overlap on two cores, and the snapshot is given up if there
-    // is nothing to publish. Committed WAL frames go into the file first, so the snapshot's reads
-    // cannot keep the judge's checkpoint from finishing.
-    status::settle(ctx, &local_path)?;
-    db::checkpoint(&local_path)?;
-    let tmp_dir = ctx.tmp_dir();
-    let stop = AtomicBool::new(false);
-    let bar = ctx.out.later_pages_bar("snapshot");
     let phase = Instant::now();
-    let (judged, snapshot) = std::thread::scope(|scope| {
-        let snapshotting = scope.spawn(|| take_snapshot(&tmp_dir, &local_path, &bar, &stop));
-        let judged = judge_upload(ctx, &stem, &local, remote_entry.as_ref());
-        if matches!(judged, Ok(Judged::Publish { .. })) {
-            ctx.out.show(&bar);
-        } else {
-            stop.store(true, Ordering::Relaxed);
-        }
-        let snapshot = snapshotting.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (judged, snapshot)
-    });
-    let (version, parent, row) = match judged? {
-        Judged::Nothing(published) => return Ok(published),
-        Judged::Publish { version, parent, row } => (version, parent, row),
+    let (version, parent, row, snapshot) = match judge_beside_snapshot(ctx, &stem, &local, remote_entry.as_ref())? {
+        (Judged::Nothing(published), _) => return Ok(published),
+        (Judged::Publish { version, parent, row }, snapshot) => (version, parent, row, snapshot?),
     };
-    let snapshot = snapshot?;
-    let swaps = Swaps::new(ctx);
+    let local_path = ctx.db_path(&local.file);
     // Run by a changeset's script: the version names the changeset (how a rerun after a crash
     // knows the work was published).
     let made_by = if ctx.settings.changeset.is_some() { "changeset" } else { "upload" };
     let about = About { parent: parent.clone(), made_by, changeset: ctx.settings.changeset.clone() };
-    let (id, meta) = send_snapshot(ctx, &local_path, snapshot, &stem, version, &about)?;
+    let sent = send_snapshot(ctx, &local_path, snapshot, &stem, version, &about)?;
+    let sent_at = Instant::now();
     tracing::info!(
         ms = phase.elapsed().as_millis() as u64,
         "judge and snapshot side by side, then hash and upload beside the integrity check"
     );
-    // The snapshot was a pre-copy: the server kept writing while it went up. Where the file is to
-    // be renamed, or journals lie beside it (to be archived once published), the server is
-    // stopped now and what it committed since is published too.
-    let quiesce = crate::names::DbFileName::file_name(&stem, version) != local.file || super::journal::any_statements(ctx, &stem)?;
-    let mut uploaded_at = Instant::now();
+    let swaps = Swaps::new(ctx);
+    let publishing = Publishing { stem: &stem, local: &local, version, about: &about, row: &row };
     let committed = std::cell::Cell::new(false);
-    let outcome = (|| -> Result<(VersionId, VersionMeta)> {
-        let (id, meta, local_content) = if quiesce {
-            swaps.prepare(&local_path).map_err(Error::nothing_published)?;
-            match status::local_content(ctx, &local_path)? {
-                Some(now) if now == meta.content_sha256 => (id, meta, now),
-                _ => {
-                    ctx.out.info(&format!(
-                        "`{}` took commits after the snapshot: publishing it as it stands now the server is stopped",
-                        local.file
-                    ));
-                    let (id, meta) = send_version(ctx, &local_path, &stem, version, &about)?;
-                    uploaded_at = Instant::now();
-                    let content = meta.content_sha256.clone();
-                    (id, meta, content)
-                }
-            }
-        } else {
-            // The local file's content when it was sent: what the new base stands for here.
-            let content = row.local_content.clone().unwrap_or_else(|| meta.content_sha256.clone());
-            (id, meta, content)
-        };
-        let pending = Pending {
-            stem: stem.clone(),
-            key: local.key.clone(),
-            version,
-            sha256: meta.sha256.clone(),
-            content_sha256: meta.content_sha256.clone(),
-            local_content_sha256: local_content,
-            from_file: local.file.clone(),
-        };
-        crate::util::failpoint("before-commit");
-        if uploaded_at.elapsed() > ctx.settings.orphan_age / 2 {
-            // `b2m gc` may count an object this old as an orphan: never pin one.
-            return Err(Error::refused(
-                format!("the upload of `{stem}` took too long to commit; nothing was published"),
-                "run the command again",
-            ));
-        }
-        let guarded = Guarded { leases: &leases, db_leases: vec![db_lease], protocol };
-        let to_commit = ToCommit { pending, parent: parent.clone() };
-        commit(ctx, guarded, &local_manifest, std::slice::from_ref(&to_commit))?;
-        committed.set(true);
-        tracing::info!(ms = uploaded_at.elapsed().as_millis() as u64, "committed");
-        crate::util::failpoint("after-commit");
-        let phase = Instant::now();
-        let done = format!("published `{stem}` v{version}");
-        finish_local(ctx, &to_commit.pending, &swaps).map_err(|e| Error::after_publish(&done, e))?;
-        tracing::info!(ms = phase.elapsed().as_millis() as u64, "local file renamed, db.toml and base recorded");
-        Ok((id, meta))
-    })();
+    let guarded = Guarded { leases: &leases, db_leases: vec![db_lease], protocol };
+    let outcome = publishing.commit_and_swap(ctx, (sent, sent_at), &local_manifest, guarded, &swaps, &committed);
     // A server this stopped is started again, on the new file or, when nothing was published, the old.
     let restarted = swaps.restart(&if committed.get() {
         format!("published `{stem}` v{version}")
@@ -176,6 +104,122 @@ pub fn upload(ctx: &Context, arg: &str) -> Result<Published> {
         size: meta.size,
         uploaded: true,
     })
+}
+
+/// Step 2 beside step 3: the snapshot is taken while the judge hashes the live file when it
+/// changed (about 0.6 s per GiB), the two overlapping on two cores; the snapshot is given up if
+/// there is nothing to publish. Committed WAL frames go into the file first, so the snapshot's
+/// reads cannot keep the judge's checkpoint from finishing.
+fn judge_beside_snapshot(
+    ctx: &Context,
+    stem: &str,
+    local: &crate::manifest::Entry,
+    remote_entry: Option<&crate::manifest::Entry>,
+) -> Result<(Judged, Result<TempPath>)> {
+    let local_path = ctx.db_path(&local.file);
+    status::settle(ctx, &local_path)?;
+    db::checkpoint(&local_path)?;
+    let tmp_dir = ctx.tmp_dir();
+    let stop = AtomicBool::new(false);
+    let bar = ctx.out.later_pages_bar("snapshot");
+    let (judged, snapshot) = std::thread::scope(|scope| {
+        let snapshotting = scope.spawn(|| take_snapshot(&tmp_dir, &local_path, &bar, &stop));
+        let judged = judge_upload(ctx, stem, local, remote_entry);
+        if matches!(judged, Ok(Judged::Publish { .. })) {
+            ctx.out.show(&bar);
+        } else {
+            stop.store(true, Ordering::Relaxed);
+        }
+        let snapshot = snapshotting.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (judged, snapshot)
+    });
+    Ok((judged?, snapshot))
+}
+
+/// An upload past its snapshot: what is published, over what.
+struct Publishing<'a> {
+    stem: &'a str,
+    local: &'a crate::manifest::Entry,
+    version: u64,
+    about: &'a About,
+    /// The status that said to publish.
+    row: &'a status::DbStatus,
+}
+
+impl Publishing<'_> {
+    /// The pre-copy's last look (see [`Publishing::final_version`]), the commit, then the local
+    /// file's rename; `committed` says whether the commit happened, for the server's restart.
+    fn commit_and_swap(
+        &self,
+        ctx: &Context,
+        sent: ((VersionId, VersionMeta), Instant),
+        local_manifest: &Manifest,
+        guarded: Guarded<'_>,
+        swaps: &Swaps<'_>,
+        committed: &std::cell::Cell<bool>,
+    ) -> Result<(VersionId, VersionMeta)> {
+        let (id, meta, local_content, uploaded_at) = self.final_version(ctx, sent, swaps)?;
+        let stem = self.stem;
+        let pending = Pending {
+            stem: stem.to_string(),
+            key: self.local.key.clone(),
+            version: self.version,
+            sha256: meta.sha256.clone(),
+            content_sha256: meta.content_sha256.clone(),
+            local_content_sha256: local_content,
+            from_file: self.local.file.clone(),
+        };
+        crate::util::failpoint("before-commit");
+        if uploaded_at.elapsed() > ctx.settings.orphan_age / 2 {
+            // `b2m gc` may count an object this old as an orphan: never pin one.
+            return Err(Error::refused(
+                format!("the upload of `{stem}` took too long to commit; nothing was published"),
+                "run the command again",
+            ));
+        }
+        let to_commit = ToCommit { pending, parent: self.about.parent.clone() };
+        commit(ctx, guarded, local_manifest, std::slice::from_ref(&to_commit))?;
+        committed.set(true);
+        tracing::info!(ms = uploaded_at.elapsed().as_millis() as u64, "committed");
+        crate::util::failpoint("after-commit");
+        let phase = Instant::now();
+        let done = format!("published `{stem}` v{}", self.version);
+        finish_local(ctx, &to_commit.pending, swaps).map_err(|e| Error::after_publish(&done, e))?;
+        tracing::info!(ms = phase.elapsed().as_millis() as u64, "local file renamed, db.toml and base recorded");
+        Ok((id, meta))
+    }
+
+    /// The snapshot was a pre-copy: the server kept writing while it went up. Where the file is
+    /// to be renamed, or journals lie beside it (to be archived once published), the server is
+    /// stopped now and what it committed since is published too: the version to commit, the
+    /// local content it stands for, and when its object went up.
+    fn final_version(
+        &self,
+        ctx: &Context,
+        ((id, meta), sent_at): ((VersionId, VersionMeta), Instant),
+        swaps: &Swaps<'_>,
+    ) -> Result<(VersionId, VersionMeta, String, Instant)> {
+        let local_path = ctx.db_path(&self.local.file);
+        let renames = crate::names::DbFileName::file_name(self.stem, self.version) != self.local.file;
+        if !renames && !super::journal::any_statements(ctx, self.stem)? {
+            // The local file's content when it was sent: what the new base stands for here.
+            let content = self.row.local_content.clone().unwrap_or_else(|| meta.content_sha256.clone());
+            return Ok((id, meta, content, sent_at));
+        }
+        swaps.prepare(&local_path).map_err(Error::nothing_published)?;
+        match status::local_content(ctx, &local_path)? {
+            Some(now) if now == meta.content_sha256 => Ok((id, meta, now, sent_at)),
+            _ => {
+                ctx.out.info(&format!(
+                    "`{}` took commits after the snapshot: publishing it as it stands now the server is stopped",
+                    self.local.file
+                ));
+                let (id, meta) = send_version(ctx, &local_path, self.stem, self.version, self.about)?;
+                let content = meta.content_sha256.clone();
+                Ok((id, meta, content, Instant::now()))
+            }
+        }
+    }
 }
 
 /// What the judge of an upload found.
