@@ -75,6 +75,12 @@ pub fn init(root: &Path, remote: Option<String>, endpoint: Option<String>, regio
     if let Some(folder) = remote.strip_prefix("file://") {
         make_dir(PathBuf::from(folder), &mut created)?;
     }
+    ignore_in_git(root)?;
+    Ok(Initialized { root: root.display().to_string(), remote, created })
+}
+
+/// Adds the lines b2m needs to `.gitignore` (those missing), under a `# b2m` comment.
+fn ignore_in_git(root: &Path) -> Result<()> {
     let gitignore = root.join(".gitignore");
     let existing = std::fs::read_to_string(&gitignore).unwrap_or_default();
     // The databases, their sidecars and their journals live in the bucket and on the servers, not
@@ -103,7 +109,7 @@ pub fn init(root: &Path, remote: Option<String>, endpoint: Option<String>, regio
         }
         fsutil::write_atomic(&gitignore, text.as_bytes())?;
     }
-    Ok(Initialized { root: root.display().to_string(), remote, created })
+    Ok(())
 }
 
 /// `b2m init`.

@@ -57,24 +57,7 @@ pub fn download(ctx: &Context, arg: &str, force: bool) -> Result<Fetched> {
         // No local file: nothing to lose, and the download verifies the object again.
         _ if local.as_ref().is_none_or(|l| !ctx.db_path(&l.file).is_file()) => {}
         Status::OutdatedDb if !row.local_changes => {}
-        _ if !force => {
-            let (kind, why) = match row.status {
-                Status::ReadyToUpload => (Refusal::LocalChanges, format!("`{stem}` has local changes that are not in the bucket")),
-                Status::OutdatedDb => (Refusal::LocalChanges, format!("`{stem}` has local changes and the bucket has v{}", r.version)),
-                _ => (
-                    Refusal::Conflict,
-                    format!("conflict: {}", row.detail.clone().unwrap_or_else(|| format!("`{stem}` differs from the bucket"))),
-                ),
-            };
-            return Err(Error::refused_as(
-                kind,
-                format!("{why}; downloading would drop them, so nothing was changed"),
-                match row.status {
-                    Status::ReadyToUpload => "run `b2m upload` to publish them, or `b2m download --force` to drop them (a backup is kept)",
-                    _ => "run `b2m merge` to keep them, or `b2m download --force` to drop them (a backup is kept)",
-                },
-            ));
-        }
+        _ if !force => return Err(would_drop(&stem, &row, r.version)),
         _ => {
             if let Some(l) = &local {
                 let path = ctx.db_path(&l.file);
@@ -109,6 +92,26 @@ pub fn download(ctx: &Context, arg: &str, force: bool) -> Result<Fetched> {
     restarted?;
     ctx.out.info(&format!("downloaded `{stem}` v{} → `{}`", id.version, ctx.db_path(&id.file()).display()));
     Ok(Fetched { name: stem, version: id.version, file: id.file(), bytes, backup: backup.map(|p| p.display().to_string()) })
+}
+
+/// The refusal of a download that would drop the local changes `row` found (the bucket has
+/// `bucket_version`).
+fn would_drop(stem: &str, row: &status::DbStatus, bucket_version: u64) -> Error {
+    let (kind, why) = match row.status {
+        Status::ReadyToUpload => (Refusal::LocalChanges, format!("`{stem}` has local changes that are not in the bucket")),
+        Status::OutdatedDb => (Refusal::LocalChanges, format!("`{stem}` has local changes and the bucket has v{bucket_version}")),
+        _ => {
+            (Refusal::Conflict, format!("conflict: {}", row.detail.clone().unwrap_or_else(|| format!("`{stem}` differs from the bucket"))))
+        }
+    };
+    Error::refused_as(
+        kind,
+        format!("{why}; downloading would drop them, so nothing was changed"),
+        match row.status {
+            Status::ReadyToUpload => "run `b2m upload` to publish them, or `b2m download --force` to drop them (a backup is kept)",
+            _ => "run `b2m merge` to keep them, or `b2m download --force` to drop them (a backup is kept)",
+        },
+    )
 }
 
 /// Brings the committed version `id` here: fetches and verifies it into a temp file, then stops

@@ -563,43 +563,8 @@ fn first_manifest(local: &Manifest, keys: &[&str]) -> Manifest {
 pub fn finish_local(ctx: &Context, p: &Pending, swaps: &Swaps<'_>) -> Result<()> {
     let new_file = crate::names::DbFileName::file_name(&p.stem, p.version);
     let from = ctx.db_path(&p.from_file);
-    let to = ctx.db_path(&new_file);
-    if from != to && from.is_file() {
-        swaps.prepare(&from)?;
-        // Nothing in the WAL may be lost: checkpoint, and carry a WAL that still has frames.
-        db::checkpoint(&from)?;
-        let before = std::fs::metadata(&from).map_err(|e| Error::io("cannot read", &from, e))?;
-        // Whether the file is still exactly the content the snapshot was taken of.
-        let before_cached = ctx.state.cached_content_hash(&from)?.as_deref() == Some(p.local_content_sha256.as_str());
-        // After a crash mid-way, `to` may already be our link (and db.toml may name it): keep it.
-        let linked = std::fs::metadata(&to).is_ok_and(|m| m.dev() == before.dev() && m.ino() == before.ino());
-        if !linked {
-            fsutil::remove_if_exists(&to)?;
-            for sidecar in fsutil::sidecars(&to) {
-                fsutil::remove_if_exists(&sidecar)?;
-            }
-            std::fs::hard_link(&from, &to).map_err(|e| Error::io("cannot link", &to, e))?;
-        }
-        crate::util::failpoint("after-link");
-        let [from_wal, from_shm, _] = fsutil::sidecars(&from);
-        let [to_wal, ..] = fsutil::sidecars(&to);
-        if std::fs::metadata(&from_wal).is_ok_and(|m| m.len() > 0) {
-            std::fs::rename(&from_wal, &to_wal).map_err(|e| Error::io("cannot rename", &from_wal, e))?;
-        }
-        let mut manifest = ctx.local_manifest()?;
-        manifest.set_version(&p.key, &new_file, &p.sha256);
-        ctx.write_local_manifest(&manifest)?;
-        crate::util::failpoint("after-local-manifest");
-        fsutil::remove_if_exists(&from)?;
-        fsutil::remove_if_exists(&from_wal)?;
-        fsutil::remove_if_exists(&from_shm)?;
-        fsutil::sync_dir(&ctx.settings.db_dir).map_err(|e| Error::io("cannot sync", &ctx.settings.db_dir, e))?;
-        // The link changed only the ctime: when size and mtime are as they were, the bytes are
-        // those already hashed, and the cache can say so (no second hash of a big file).
-        let after = std::fs::metadata(&to).map_err(|e| Error::io("cannot read", &to, e))?;
-        if after.len() == before.len() && after.mtime() == before.mtime() && after.mtime_nsec() == before.mtime_nsec() && before_cached {
-            ctx.state.remember_written(&to, &p.local_content_sha256)?;
-        }
+    if from != ctx.db_path(&new_file) && from.is_file() {
+        rename_published(ctx, p, &new_file, swaps)?;
     } else {
         let mut manifest = ctx.local_manifest()?;
         let entry = manifest.entry_for_stem(&p.stem);
@@ -633,6 +598,48 @@ pub fn finish_local(ctx: &Context, p: &Pending, swaps: &Swaps<'_>) -> Result<()>
     };
     ctx.state.set_base(&p.stem, &base)?;
     ctx.state.clear_pending(&p.stem)
+}
+
+/// The published file takes its new name `new_file`: a hard link, then the local db.toml, then
+/// the old name unlinked, so db.toml always names a file that exists.
+fn rename_published(ctx: &Context, p: &Pending, new_file: &str, swaps: &Swaps<'_>) -> Result<()> {
+    let (from, to) = (ctx.db_path(&p.from_file), ctx.db_path(new_file));
+    swaps.prepare(&from)?;
+    // Nothing in the WAL may be lost: checkpoint, and carry a WAL that still has frames.
+    db::checkpoint(&from)?;
+    let before = std::fs::metadata(&from).map_err(|e| Error::io("cannot read", &from, e))?;
+    // Whether the file is still exactly the content the snapshot was taken of.
+    let before_cached = ctx.state.cached_content_hash(&from)?.as_deref() == Some(p.local_content_sha256.as_str());
+    // After a crash mid-way, `to` may already be our link (and db.toml may name it): keep it.
+    let linked = std::fs::metadata(&to).is_ok_and(|m| m.dev() == before.dev() && m.ino() == before.ino());
+    if !linked {
+        fsutil::remove_if_exists(&to)?;
+        for sidecar in fsutil::sidecars(&to) {
+            fsutil::remove_if_exists(&sidecar)?;
+        }
+        std::fs::hard_link(&from, &to).map_err(|e| Error::io("cannot link", &to, e))?;
+    }
+    crate::util::failpoint("after-link");
+    let [from_wal, from_shm, _] = fsutil::sidecars(&from);
+    let [to_wal, ..] = fsutil::sidecars(&to);
+    if std::fs::metadata(&from_wal).is_ok_and(|m| m.len() > 0) {
+        std::fs::rename(&from_wal, &to_wal).map_err(|e| Error::io("cannot rename", &from_wal, e))?;
+    }
+    let mut manifest = ctx.local_manifest()?;
+    manifest.set_version(&p.key, new_file, &p.sha256);
+    ctx.write_local_manifest(&manifest)?;
+    crate::util::failpoint("after-local-manifest");
+    for old in [&from, &from_wal, &from_shm] {
+        fsutil::remove_if_exists(old)?;
+    }
+    fsutil::sync_dir(&ctx.settings.db_dir).map_err(|e| Error::io("cannot sync", &ctx.settings.db_dir, e))?;
+    // The link changed only the ctime: when size and mtime are as they were, the bytes are
+    // those already hashed, and the cache can say so (no second hash of a big file).
+    let after = std::fs::metadata(&to).map_err(|e| Error::io("cannot read", &to, e))?;
+    if after.len() == before.len() && after.mtime() == before.mtime() && after.mtime_nsec() == before.mtime_nsec() && before_cached {
+        ctx.state.remember_written(&to, &p.local_content_sha256)?;
+    }
+    Ok(())
 }
 
 /// Finishes publishes that a crash interrupted after their commit (the bucket's db.toml pins
