@@ -481,22 +481,55 @@ pub fn just_bin() -> PathBuf {
     pip_tool("just", "rust-just==1.59.0", "just")
 }
 
+/// Servers started as child processes take their ports one at a time: a port is free when asked,
+/// and two servers starting at once could be handed the same one — the second fails to bind, and
+/// its test would talk to the first's server until that one's test ends.
+static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Spawns `command(port)` on a free port of 127.0.0.1 and waits until it listens there; panics,
+/// with its log (`log`, if it writes one), if it exits first or does not listen within a minute.
+pub fn start_listening(what: &str, command: impl FnOnce(u16) -> Command, log: Option<&Path>) -> (std::process::Child, u16) {
+    let _one_at_a_time = STARTING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let mut cmd = command(port);
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("starting {what} ({cmd:?}): {e}"));
+    let started = std::time::Instant::now();
+    let exited = |child: &mut std::process::Child| {
+        child.try_wait().ok().flatten().map(|status| {
+            let log = log.and_then(|l| std::fs::read_to_string(l).ok()).unwrap_or_default();
+            format!("{what} exited ({status}) instead of listening on {port}:\n{log}")
+        })
+    };
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(why) = exited(&mut child) {
+            panic!("{why}");
+        }
+        assert!(started.elapsed().as_secs() < 60, "{what} did not start on port {port}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Listening, and it is ours: not another process that took the port meanwhile.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    if let Some(why) = exited(&mut child) {
+        panic!("{why}");
+    }
+    (child, port)
+}
+
 impl MotoServer {
     pub fn start() -> Self {
         let venv = moto_venv();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-        let child = Command::new(venv.join("bin/moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start moto_server");
+        let (child, port) = start_listening(
+            "moto_server",
+            |port| {
+                let mut cmd = Command::new(venv.join("bin/moto_server"));
+                cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null());
+                cmd
+            },
+            None,
+        );
         let endpoint = format!("http://127.0.0.1:{port}");
-        let started = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed().as_secs() < 60, "moto_server did not start on port {port}");
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
         let create = format!(
             "import boto3; boto3.client('s3', endpoint_url='{endpoint}', region_name='us-east-1', aws_access_key_id='x', aws_secret_access_key='y').create_bucket(Bucket='{BUCKET}')"
         );

