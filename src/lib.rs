@@ -87,7 +87,7 @@ pub fn main() -> ExitCode {
             eprintln!("error: {line}");
             if json {
                 let error = serde_json::json!({"error": {"kind": e.kind(), "message": message, "hint": hint}});
-                println!("{error}");
+                output::print_stdout(&format!("{error}\n"));
             }
             e.status().into()
         }

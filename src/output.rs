@@ -110,14 +110,26 @@ impl Output {
                 fields.entry("requests").or_insert_with(|| store().into());
             }
             match serde_json::to_string_pretty(&value) {
-                Ok(text) => println!("{text}"),
+                Ok(text) => print_stdout(&format!("{text}\n")),
                 Err(e) => eprintln!("error: cannot render the result as JSON: {e}"),
             }
         } else {
             let text = human();
             if !text.is_empty() {
-                println!("{}", text.trim_end());
+                print_stdout(&format!("{}\n", text.trim_end()));
             }
+        }
+    }
+}
+
+/// Writes `text` to stdout. A stdout nobody reads any more (`b2m status | head -1`) is no error:
+/// the command ends as it would have, saying nothing more, as Unix tools do.
+pub fn print_stdout(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: cannot write to stdout: {e}");
         }
     }
 }

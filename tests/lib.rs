@@ -12,6 +12,7 @@ mod compat;
 mod coordination;
 mod crash;
 mod disk_full;
+mod edges;
 mod hardening;
 mod hardening2;
 mod history;

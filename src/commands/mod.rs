@@ -90,7 +90,9 @@ fn dispatch(command: Command, start: &std::path::Path, out: &Output, open: impl 
         Command::Hooks { action } => hooks::run(&start, &out, action),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut command, "b2m", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "b2m", &mut script);
+            crate::output::print_stdout(&String::from_utf8_lossy(&script));
             Ok(ExitStatus::Success)
         }
         Command::Check { offline, deep } => check::run(&open()?, offline, deep),
