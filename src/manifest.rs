@@ -54,6 +54,17 @@ fn versioned_suggestion(file: &str) -> Option<String> {
 #[derive(Debug, Clone)]
 pub struct Manifest {
     doc: DocumentMut,
+    /// How the file was written, kept when b2m rewrites it: a byte-order mark first, CRLF lines.
+    style: Style,
+}
+
+/// A text file's byte-order mark and line endings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Style {
+    /// It starts with U+FEFF (Windows editors write one).
+    pub bom: bool,
+    /// Its lines end in CRLF.
+    pub crlf: bool,
 }
 
 /// The table b2m writes: `[b2m.sha256]`, db.toml key → sha256 of the published object.
@@ -86,6 +97,9 @@ fn set_keeping_decor(table: &mut dyn toml_edit::TableLike, key: &str, value: &st
 impl Manifest {
     /// Parses db.toml text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
+        // Parsed without its BOM and with LF lines; written back as it came.
+        let style = Style { bom: text.starts_with('\u{feff}'), crlf: text.contains("\r\n") };
+        let text = &text.strip_prefix('\u{feff}').unwrap_or(text).replace("\r\n", "\n");
         let doc = parse_toml(text, origin)?;
         if let Some(item) = doc.get("db")
             && !item.is_table_like()
@@ -95,7 +109,7 @@ impl Manifest {
                 format!("fix `{origin}` and run the command again"),
             ));
         }
-        let manifest = Manifest { doc };
+        let manifest = Manifest { doc, style };
         manifest.check_one_key_per_database(text, origin)?;
         if let Some(b2m) = manifest.doc.get("b2m") {
             let pins = b2m.as_table_like().map(|t| t.get(PIN_TABLE));
@@ -170,7 +184,7 @@ impl Manifest {
             table.insert("path", toml_edit::value(path));
         }
         doc.insert("db", Item::Table(table));
-        Manifest { doc }
+        Manifest { doc, style: Style::default() }
     }
 
     fn table(&self) -> Option<&dyn toml_edit::TableLike> {
@@ -267,9 +281,16 @@ impl Manifest {
         self.set_file("path", path);
     }
 
-    /// The text to write.
+    /// Writes this manifest the way `other` was written (its BOM and line endings).
+    pub fn keep_style_of(&mut self, other: &Manifest) {
+        self.style = other.style;
+    }
+
+    /// The text to write, with the BOM and line endings it was read with.
     pub fn render(&self) -> String {
-        self.doc.to_string()
+        let text = self.doc.to_string();
+        let text = if self.style.crlf { text.replace('\n', "\r\n") } else { text };
+        if self.style.bom { format!("\u{feff}{text}") } else { text }
     }
 }
 

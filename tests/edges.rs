@@ -24,3 +24,22 @@ fn a_closed_stdout_ends_the_command_quietly() {
         }
     }
 }
+
+/// Issue 21 (7): b2m's rewrites of db.toml keep its line endings (CRLF) and its BOM.
+#[test]
+fn db_toml_rewrites_keep_crlf_and_a_bom() {
+    let bucket = Bucket::new(Backend::Local);
+    let (dev, server) = published_pair(&bucket, 2);
+    dev.publish_row("ipm-db-v1.db", "v2");
+    let text = server.manifest_text();
+    let windows = format!("\u{feff}{}", text.replace('\n', "\r\n"));
+    std::fs::write(server.manifest(), &windows).expect("db.toml");
+    server.b2m(&["download", "ipm-db"]).ok();
+    let after = server.manifest_text();
+    assert!(after.contains("ipm-db-v2.db"), "{after}");
+    assert!(after.starts_with('\u{feff}'), "the BOM was dropped: {after:?}");
+    assert!(!after.replace("\r\n", "").contains('\n'), "a bare LF appeared: {after:?}");
+    server.b2m(&["fetch-db-toml"]).ok();
+    let fetched = server.manifest_text();
+    assert!(fetched.starts_with('\u{feff}') && !fetched.replace("\r\n", "").contains('\n'), "{fetched:?}");
+}

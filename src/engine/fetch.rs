@@ -301,6 +301,7 @@ pub fn fetch_manifest(ctx: &Context) -> Result<std::path::PathBuf> {
 pub fn write_fetched_manifest(ctx: &Context, remote: remote::RemoteManifest) -> Result<std::path::PathBuf> {
     let local = ctx.local_manifest()?;
     let mut manifest = remote.manifest;
+    manifest.keep_style_of(&local);
     if let Some(path) = local.path_value() {
         manifest.set_path_value(&path);
     }
