@@ -40,6 +40,23 @@ pub fn remove_if_exists(path: &Path) -> Result<()> {
     }
 }
 
+/// Gives `file` the owner, group and permission bits of the file at `like` (an owner only where
+/// this process may: as root, or when it is already ours).
+pub fn take_owner_and_mode(file: &File, like: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let want = fs::metadata(like)?;
+    let have = file.metadata()?;
+    if (have.uid(), have.gid()) != (want.uid(), want.gid()) {
+        match std::os::unix::fs::fchown(file, Some(want.uid()), Some(want.gid())) {
+            Ok(()) => {}
+            // Not ours to give away: the mode still follows.
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {}
+            Err(e) => return Err(e),
+        }
+    }
+    file.set_permissions(fs::Permissions::from_mode(want.permissions().mode() & 0o7777))
+}
+
 /// Moves a file to `to` (a rename; across file systems a copy, then the original removed).
 pub fn move_file(from: &Path, to: &Path) -> Result<()> {
     if fs::rename(from, to).is_err() {

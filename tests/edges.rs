@@ -43,3 +43,25 @@ fn db_toml_rewrites_keep_crlf_and_a_bom() {
     let fetched = server.manifest_text();
     assert!(fetched.starts_with('\u{feff}') && !fetched.replace("\r\n", "").contains('\n'), "{fetched:?}");
 }
+
+/// Issue 21 (4): a file b2m swaps in takes the owner, group and mode of the file it replaces (the
+/// server's user must still be able to write it).
+#[test]
+fn a_replaced_file_keeps_its_owner_group_and_mode() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let bucket = Bucket::new(Backend::Local);
+    let (dev, server) = published_pair(&bucket, 2);
+    dev.publish_row("ipm-db-v1.db", "v2");
+    let v1 = server.db("ipm-db-v1.db");
+    std::fs::set_permissions(&v1, std::fs::Permissions::from_mode(0o660)).expect("chmod");
+    // As root (CI, containers) the file also goes to nobody:nogroup; otherwise only the mode.
+    let root = rustix::process::geteuid().is_root();
+    if root {
+        std::os::unix::fs::chown(&v1, Some(65534), Some(65534)).expect("chown");
+    }
+    let before = std::fs::metadata(&v1).expect("v1");
+    server.b2m(&["download", "ipm-db"]).ok();
+    let after = std::fs::metadata(server.db("ipm-db-v2.db")).expect("v2");
+    assert_eq!(after.permissions().mode() & 0o7777, 0o660, "mode");
+    assert_eq!((after.uid(), after.gid()), (before.uid(), before.gid()), "owner and group (root: {root})");
+}

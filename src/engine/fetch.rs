@@ -145,7 +145,8 @@ pub fn install(ctx: &Context, id: &VersionId, key: &str, old: Option<&Entry>, ju
             ));
         }
     }
-    place(ctx, tmp, &target, &content)?;
+    let replaced = old_path.clone().or_else(|| Some(target.clone()).filter(|t| t.is_file()));
+    place(ctx, tmp, &target, &content, replaced.as_deref())?;
     let mut manifest = ctx.local_manifest()?;
     let named = manifest.entry_for_stem(&id.stem);
     if named.as_ref().map(|e| (e.file.as_str(), e.sha256.as_deref())) != Some((id.file().as_str(), Some(id.sha256.as_str())))
@@ -247,7 +248,18 @@ pub fn download_verified(ctx: &Context, id: &VersionId, dir: &std::path::Path) -
 }
 
 /// Renames a fetched and verified temp file into place as `target`, clearing stale sidecars first.
-pub(super) fn place(ctx: &Context, tmp: tempfile::NamedTempFile, target: &std::path::Path, content: &str) -> Result<()> {
+/// It takes the owner, group and mode of the file it replaces (`replaced`), so that the server's
+/// user can still write it.
+pub(super) fn place(
+    ctx: &Context,
+    tmp: tempfile::NamedTempFile,
+    target: &std::path::Path,
+    content: &str,
+    replaced: Option<&std::path::Path>,
+) -> Result<()> {
+    if let Some(like) = replaced {
+        fsutil::take_owner_and_mode(tmp.as_file(), like).map_err(|e| Error::io("cannot give the owner and mode of", like, e))?;
+    }
     // Install: no stale WAL or hot journal may be applied to the new file, so its sidecars go first.
     for sidecar in fsutil::sidecars(target) {
         fsutil::remove_if_exists(&sidecar)?;

@@ -12,6 +12,7 @@ use super::remote::{self, VersionId, VersionMeta};
 use super::swap::Swaps;
 use super::{Context, fetch, journal};
 use crate::error::{Error, Result};
+use crate::fsutil;
 use crate::names::DbFileName;
 use crate::sqlite::db;
 use crate::sqlite::state::Base;
@@ -131,8 +132,10 @@ fn put_back(
 ) -> Result<String> {
     let target = ctx.db_path(&id.file());
     let old_path = local.map(|l| ctx.db_path(&l.file)).filter(|p| p.is_file());
-    if let Some(replaced) = old_path.clone().or_else(|| Some(target.clone()).filter(|t| t.is_file())) {
-        swaps.prepare(&replaced)?;
+    let replaced = old_path.clone().or_else(|| Some(target.clone()).filter(|t| t.is_file()));
+    if let Some(replaced) = &replaced {
+        swaps.prepare(replaced)?;
+        fsutil::take_owner_and_mode(tmp.as_file(), replaced).map_err(|e| Error::io("cannot give the owner and mode of", replaced, e))?;
     }
     let dir = journal::working_folder(ctx, "replaced", &id.stem);
     for path in old_path.iter().chain(std::iter::once(&target)).filter(|p| p.is_file()) {
@@ -140,7 +143,7 @@ fn put_back(
     }
     journal::archive(ctx, &id.stem, None, &dir)?;
     let content = crate::sqlite::hash::content_hash_file(tmp.path(), &indicatif::ProgressBar::hidden())?;
-    fetch::place(ctx, tmp, &target, &content)?;
+    fetch::place(ctx, tmp, &target, &content, None)?;
     let mut manifest = ctx.local_manifest()?;
     manifest.set_version(key, &id.file(), &id.sha256);
     ctx.write_local_manifest(&manifest)?;
