@@ -65,3 +65,16 @@ fn a_replaced_file_keeps_its_owner_group_and_mode() {
     assert_eq!(after.permissions().mode() & 0o7777, 0o660, "mode");
     assert_eq!((after.uid(), after.gid()), (before.uid(), before.gid()), "owner and group (root: {root})");
 }
+
+/// Issue 21 (5): a BOM before `-- b2m: db = ipm-db` (Windows editors write one) is no missing
+/// header: `check` accepts the script and `execute-changeset` runs it.
+#[test]
+fn a_bom_before_a_sql_changeset_s_header_is_accepted() {
+    let bucket = Bucket::new(Backend::Local);
+    let (dev, _server) = published_pair(&bucket, 2);
+    let name = crate::changesets::changeset(&dev, "with-bom", "sql", "\u{feff}-- b2m: db = ipm-db\r\nINSERT INTO t(v) VALUES ('bom');\r\n");
+    let check = dev.b2m(&["check", "--offline"]);
+    assert!(!check.stdout.contains("names no database") && !check.stderr.contains("names no database"), "{}{}", check.stdout, check.stderr);
+    dev.b2m(&["execute-changeset", &name]).ok();
+    assert!(dev.rows("ipm-db-v2.db").contains(&"bom".to_string()));
+}

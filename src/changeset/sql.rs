@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 
 /// The database arguments of a script's `-- b2m: db = <stem>` lines, in order.
 pub fn targets(script: &str) -> Vec<String> {
-    script
+    without_bom(script)
         .lines()
         .filter_map(|line| {
             let rest = line.trim().strip_prefix("--")?.trim().strip_prefix("b2m:")?.trim();
@@ -20,6 +20,11 @@ pub fn targets(script: &str) -> Vec<String> {
             (!value.is_empty()).then(|| value.trim_matches('"').to_string())
         })
         .collect()
+}
+
+/// A script without the byte-order mark an editor may have put first (SQLite would not read it).
+pub fn without_bom(script: &str) -> &str {
+    script.strip_prefix('\u{feff}').unwrap_or(script)
 }
 
 /// The length of the whitespace and comments before a statement's first token.
@@ -56,6 +61,7 @@ fn line_at(text: &str, offset: usize) -> usize {
 /// Runs `script` over the working copies `dbs` (stem, path) in one transaction. Returns the
 /// number of statements run.
 pub fn apply(dbs: &[(String, PathBuf)], script: &str, script_path: &Path) -> Result<u64> {
+    let script = without_bom(script);
     let Some((_, main)) = dbs.first() else {
         return Err(Error::config(format!("`{}` names no database", script_path.display())));
     };
