@@ -78,3 +78,21 @@ fn a_bom_before_a_sql_changeset_s_header_is_accepted() {
     dev.b2m(&["execute-changeset", &name]).ok();
     assert!(dev.rows("ipm-db-v2.db").contains(&"bom".to_string()));
 }
+
+/// Issue 21 (8): two checkouts on one host are two rows of `fleet` that say which is which.
+#[test]
+fn fleet_tells_two_checkouts_on_one_host_apart() {
+    let bucket = Bucket::new(Backend::Local);
+    let (dev, server) = published_pair(&bucket, 2);
+    dev.b2m(&["preflight"]).ok();
+    server.b2m(&["preflight"]).ok();
+    let fleet = dev.b2m(&["fleet"]);
+    fleet.ok();
+    let rows: Vec<&str> = fleet.stdout.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{}", fleet.stdout);
+    assert_ne!(rows[0].split_whitespace().next(), rows[1].split_whitespace().next(), "two identical rows:\n{}", fleet.stdout);
+    for p in [&dev, &server] {
+        let root = std::fs::canonicalize(p.path()).expect("root");
+        assert!(fleet.stdout.contains(&root.display().to_string()), "{} is not shown:\n{}", root.display(), fleet.stdout);
+    }
+}

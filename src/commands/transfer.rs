@@ -102,6 +102,8 @@ pub fn fleet(ctx: &Context) -> Result<ExitStatus> {
         if servers.is_empty() {
             return "no server has run `b2m preflight` yet".into();
         }
+        // Two checkouts on one host share a name: `host:folder` tells them apart.
+        let shared = |name: &str| servers.iter().filter(|s| s.record.name == name).count() > 1;
         let rows: Vec<Vec<String>> = servers
             .iter()
             .map(|s| {
@@ -118,8 +120,9 @@ pub fn fleet(ctx: &Context) -> Result<ExitStatus> {
                         }
                     })
                     .collect();
+                let name = if shared(&s.record.name) { format!("{}:{}", s.record.name, s.record.root) } else { s.record.name.clone() };
                 vec![
-                    s.record.name.clone(),
+                    name,
                     s.record.at.clone(),
                     dbs.join(", "),
                     s.record.last_changeset.clone().unwrap_or_else(|| "-".into()),
