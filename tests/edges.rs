@@ -96,3 +96,27 @@ fn fleet_tells_two_checkouts_on_one_host_apart() {
         assert!(fleet.stdout.contains(&root.display().to_string()), "{} is not shown:\n{}", root.display(), fleet.stdout);
     }
 }
+
+/// Issue 21 (1): a db.toml key that names another, unpublished local database than the bucket's
+/// is two databases under one key: status and preflight say so naming both files, and nothing
+/// repoints the key.
+#[test]
+fn a_key_naming_another_local_database_is_a_conflict_not_repointed() {
+    let bucket = Bucket::new(Backend::Local);
+    let dev = Project::new(&bucket);
+    dev.create_db("ipmdb", "ipm-db-v1.db", 2);
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    let server = Project::new(&bucket);
+    server.create_db("ipmdb", "ipm-v1.db", 3);
+    let before = server.manifest_text();
+    let row = server.status_row("ipm-db");
+    let detail = row["detail"].as_str().unwrap_or_default();
+    assert!(row["status"] == "conflict" && detail.contains("ipm-v1.db") && detail.contains("ipm-db-v1.db"), "{row}");
+    let run = server.b2m(&["preflight"]);
+    run.fails(1, "ipm-v1.db");
+    assert!(run.stderr.contains("ipm-db-v1.db"), "{}", run.stderr);
+    assert_eq!(server.manifest_text(), before, "db.toml was rewritten");
+    server.b2m(&["download", "ipm-db"]).fails(1, "ipm-v1.db");
+    assert_eq!(server.manifest_text(), before, "db.toml was rewritten");
+    assert_eq!(server.status_of("ipm"), "new_local");
+}

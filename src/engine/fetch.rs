@@ -46,6 +46,9 @@ pub fn download(ctx: &Context, arg: &str, force: bool) -> Result<Fetched> {
             "run `b2m upload` to publish it first",
         ));
     };
+    if let Some(why) = status::key_clash(&local_manifest.entries(), &r) {
+        return Err(Error::refused_as(Refusal::Conflict, format!("conflict: `{stem}`: {why}; nothing was downloaded"), "rename one key in db.toml"));
+    }
     let local = local_manifest.entry_for_stem(&stem);
     let row = status::assess(ctx, &stem, local.as_ref(), Some(&r))?;
     let mut backup = None;

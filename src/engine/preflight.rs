@@ -103,7 +103,16 @@ fn sync(ctx: &Context, remote: Option<&RemoteManifest>, swaps: &Swaps<'_>, done:
     let Some(remote) = remote else { return Ok(()) };
     let local = ctx.local_manifest()?;
     let mut blocked: Vec<Error> = Vec::new();
+    let local_entries = local.entries();
     for r in remote.manifest.entries() {
+        if let Some(why) = status::key_clash(&local_entries, &r) {
+            blocked.push(Error::refused_as(
+                Refusal::Conflict,
+                format!("conflict: `{}`: {why}", r.stem),
+                "a person must decide; `b2m status` shows the details",
+            ));
+            continue;
+        }
         let l = local.entry_for_stem(&r.stem);
         let row = status::assess(ctx, &r.stem, l.as_ref(), Some(&r))?;
         match row.status {

@@ -94,6 +94,17 @@ pub fn pair_entries(local: &[Entry], remote: &[Entry]) -> Vec<(String, Option<En
         .collect()
 }
 
+/// Two databases under one key: the local db.toml's key `remote.key` names another database
+/// (another stem) than the bucket's. Fetching the bucket's would repoint the key and hide the
+/// local one, so it is a conflict, naming both files.
+pub fn key_clash(local: &[Entry], remote: &Entry) -> Option<String> {
+    let other = local.iter().find(|l| l.key == remote.key && l.stem != remote.stem)?;
+    Some(format!(
+        "the local db.toml's `{}` names `{}`, the bucket's names `{}`: two databases under one key; give the local one a key of its own",
+        remote.key, other.file, remote.file
+    ))
+}
+
 /// The content hash of a local database, or `None` when committed frames are still only in its
 /// `-wal` (a reader of the server pins them): then its bytes are not its content, and it has
 /// local changes. Never waits for the server; an unchanged file is not hashed again.
@@ -307,6 +318,9 @@ pub fn status_all(ctx: &Context, only: &[String]) -> Result<Vec<DbStatus>> {
             continue;
         }
         let mut row = assess(ctx, &stem, l.as_ref(), r.as_ref())?;
+        if let Some(why) = r.as_ref().and_then(|r| key_clash(&local, r)) {
+            (row.status, row.detail) = (Status::Conflict, Some(why));
+        }
         row.locked_by = leases.iter().find(|lease| lease.name == stem && lease.info.state == "held").map(|lease| lease.info.describe());
         rows.push(row);
     }
