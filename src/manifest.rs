@@ -268,6 +268,22 @@ impl Manifest {
         }
     }
 
+    /// Copies `key` of `[db]`, with the comments around it and its pin, from `other` (the key is
+    /// added at the end of this `[db]`).
+    pub fn copy_entry_from(&mut self, other: &Manifest, key: &str) {
+        let Some((name, item)) = other.table().and_then(|t| t.get_key_value(key)) else { return };
+        let (name, item) = (name.clone(), item.clone());
+        let db = self.doc.entry("db").or_insert_with(|| Item::Table(Table::new()));
+        if let Some(table) = db.as_table_mut() {
+            table.insert_formatted(&name, item);
+        } else if let Some(table) = db.as_table_like_mut() {
+            table.insert(key, item);
+        }
+        if let Some(pin) = other.entries().into_iter().find(|e| e.key == key).and_then(|e| e.sha256) {
+            self.set_pin(key, &pin);
+        }
+    }
+
     /// Removes a key from `[db]`, and its pin.
     pub fn remove(&mut self, key: &str) {
         if let Some(table) = self.doc.get_mut("db").and_then(Item::as_table_like_mut) {

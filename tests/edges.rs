@@ -120,3 +120,22 @@ fn a_key_naming_another_local_database_is_a_conflict_not_repointed() {
     assert_eq!(server.manifest_text(), before, "db.toml was rewritten");
     assert_eq!(server.status_of("ipm"), "new_local");
 }
+
+/// Issue 21 (2): `fetch-db-toml` keeps the local entries the bucket does not know (a `new_local`
+/// database), their comments included, and says they are local only.
+#[test]
+fn fetch_db_toml_keeps_local_only_entries_and_their_comments() {
+    let bucket = Bucket::new(Backend::Local);
+    let (_dev, server) = published_pair(&bucket, 2);
+    let text = server.manifest_text().replacen("[db]\n", "[db]\n# not published yet\nnewdb = \"new-db-v1.db\" # the new one\n", 1);
+    std::fs::write(server.manifest(), text).expect("db.toml");
+    rusqlite::Connection::open(server.db("new-db-v1.db")).expect("db").execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);").expect("schema");
+    assert_eq!(server.status_of("new-db"), "new_local");
+    let run = server.b2m(&["fetch-db-toml"]);
+    run.ok();
+    let after = server.manifest_text();
+    assert!(after.contains("# not published yet\nnewdb = \"new-db-v1.db\" # the new one"), "{after}");
+    assert!(run.stderr.contains("newdb") && run.stderr.contains("local only"), "{}", run.stderr);
+    assert_eq!(server.status_of("new-db"), "new_local");
+    assert_eq!(server.status_of("ipm-db"), "up_to_date");
+}

@@ -297,6 +297,31 @@ fn keep_backup(ctx: &Context, path: &std::path::Path) -> Result<std::path::PathB
     Ok(dest)
 }
 
+/// Keeps in the fetched `manifest` the local entries the bucket does not know (databases not
+/// published yet), their comments and pins included; refuses when the bucket uses the same key for
+/// another database.
+fn keep_local_only(ctx: &Context, local: &crate::manifest::Manifest, manifest: &mut crate::manifest::Manifest) -> Result<()> {
+    let remote = manifest.entries();
+    for entry in local.entries().into_iter().filter(|l| !remote.iter().any(|r| r.stem == l.stem)) {
+        if let Some(r) = remote.iter().find(|r| r.key == entry.key) {
+            return Err(Error::refused_as(
+                Refusal::Conflict,
+                format!(
+                    "conflict: the local db.toml's `{}` names `{}`, the bucket's names `{}`: two databases under one key; db.toml was not changed",
+                    entry.key, entry.file, r.file
+                ),
+                "give the local one a key of its own, then fetch again",
+            ));
+        }
+        manifest.copy_entry_from(local, &entry.key);
+        ctx.out.info(&format!(
+            "kept `{} = \"{}\"`: local only (not in the bucket; `b2m upload {}` publishes it)",
+            entry.key, entry.file, entry.stem
+        ));
+    }
+    Ok(())
+}
+
 /// `b2m fetch-db-toml`: the bucket's db.toml becomes the local one, with two exceptions that keep
 /// the local db.toml naming files that exist: the local `path` value (it belongs to this machine)
 /// is kept, and a database whose bucket version is not here yet keeps naming the local file it has
@@ -334,6 +359,7 @@ pub fn write_fetched_manifest(ctx: &Context, remote: remote::RemoteManifest) -> 
             ));
         }
     }
+    keep_local_only(ctx, &local, &mut manifest)?;
     if let Some(parent) = ctx.settings.manifest.parent() {
         std::fs::create_dir_all(parent).map_err(|e| Error::io("cannot create", parent, e))?;
     }
