@@ -129,7 +129,10 @@ fn fetch_db_toml_keeps_local_only_entries_and_their_comments() {
     let (_dev, server) = published_pair(&bucket, 2);
     let text = server.manifest_text().replacen("[db]\n", "[db]\n# not published yet\nnewdb = \"new-db-v1.db\" # the new one\n", 1);
     std::fs::write(server.manifest(), text).expect("db.toml");
-    rusqlite::Connection::open(server.db("new-db-v1.db")).expect("db").execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);").expect("schema");
+    rusqlite::Connection::open(server.db("new-db-v1.db"))
+        .expect("db")
+        .execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);")
+        .expect("schema");
     assert_eq!(server.status_of("new-db"), "new_local");
     let run = server.b2m(&["fetch-db-toml"]);
     run.ok();
@@ -138,4 +141,23 @@ fn fetch_db_toml_keeps_local_only_entries_and_their_comments() {
     assert!(run.stderr.contains("newdb") && run.stderr.contains("local only"), "{}", run.stderr);
     assert_eq!(server.status_of("new-db"), "new_local");
     assert_eq!(server.status_of("ipm-db"), "up_to_date");
+}
+
+/// Issue 21 (3): `init --remote` on a project whose b2m.toml names another bucket refuses, naming
+/// the file to edit; it never reports a bucket it does not use.
+#[test]
+fn init_with_another_remote_refuses_naming_the_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (b1, b2) = (dir.path().join("b1"), dir.path().join("b2"));
+    std::fs::create_dir_all(&b1).expect("b1");
+    let init = |url: &str| Run::from(b2m_command(dir.path()).args(["init", "--remote", url]).output().expect("init"));
+    init(&format!("file://{}", b1.display())).ok();
+    let run = init(&format!("file://{}", b2.display()));
+    run.fails(2, "b2m.toml");
+    assert!(run.stderr.contains("/b1") && run.stderr.contains("remote.url"), "{}", run.stderr);
+    assert!(std::fs::read_to_string(dir.path().join("b2m.toml")).expect("b2m.toml").contains("/b1"));
+    // The same bucket again is fine, and says the bucket it uses.
+    let again = init(&format!("file://{}", b1.display()));
+    again.ok();
+    assert!(again.stdout.contains("/b1") && !again.stdout.contains("/b2"), "{}", again.stdout);
 }

@@ -38,9 +38,30 @@ fn project_file(remote: &str, endpoint: Option<&str>, region: Option<&str>) -> S
         .replace("{{region}}", &region)
 }
 
+/// The `remote.url` an existing b2m.toml names, if there is one.
+fn configured_remote(config: &Path) -> Result<Option<String>> {
+    let text = match std::fs::read_to_string(config) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("cannot read", config, e)),
+    };
+    let doc = crate::util::parse_toml(&text, &config.display().to_string())?;
+    Ok(doc.get("remote").and_then(|r| r.get("url")).and_then(|u| u.as_str()).map(str::to_string))
+}
+
 /// Sets up a project in `root`.
 pub fn init(root: &Path, remote: Option<String>, endpoint: Option<String>, region: Option<String>) -> Result<Initialized> {
-    let remote = remote.unwrap_or_else(|| format!("file://{}", root.join(DEFAULT_BUCKET_DIR).display()));
+    let config = root.join(PROJECT_FILE);
+    let configured = configured_remote(&config)?;
+    if let (Some(asked), Some(now)) = (&remote, &configured)
+        && asked != now
+    {
+        return Err(Error::config_hint(
+            format!("`{}` already names the bucket `{now}`, not `{asked}`; nothing was changed", config.display()),
+            format!("to move this project to `{asked}`, edit `remote.url` in `{}`", config.display()),
+        ));
+    }
+    let remote = configured.or(remote).unwrap_or_else(|| format!("file://{}", root.join(DEFAULT_BUCKET_DIR).display()));
     if !(remote.starts_with("s3://") || remote.starts_with("file:///")) {
         return Err(Error::config_hint(
             format!("remote `{remote}` is neither `s3://bucket/prefix` nor `file:///path`"),
@@ -55,7 +76,6 @@ pub fn init(root: &Path, remote: Option<String>, endpoint: Option<String>, regio
         }
         Ok(())
     };
-    let config = root.join(PROJECT_FILE);
     if !config.exists() {
         fsutil::write_atomic(&config, project_file(&remote, endpoint.as_deref(), region.as_deref()).as_bytes())?;
         created.push(config.display().to_string());

@@ -47,7 +47,11 @@ pub fn download(ctx: &Context, arg: &str, force: bool) -> Result<Fetched> {
         ));
     };
     if let Some(why) = status::key_clash(&local_manifest.entries(), &r) {
-        return Err(Error::refused_as(Refusal::Conflict, format!("conflict: `{stem}`: {why}; nothing was downloaded"), "rename one key in db.toml"));
+        return Err(Error::refused_as(
+            Refusal::Conflict,
+            format!("conflict: `{stem}`: {why}; nothing was downloaded"),
+            "rename one key in db.toml",
+        ));
     }
     let local = local_manifest.entry_for_stem(&stem);
     let row = status::assess(ctx, &stem, local.as_ref(), Some(&r))?;
