@@ -95,10 +95,15 @@ pub enum Command {
     /// Fetch the bucket's current version of a database.
     Download {
         /// The database (stem, db.toml key or file name).
-        db: String,
+        #[arg(required_unless_present = "all")]
+        db: Option<String>,
         /// Drop local changes (a backup copy is kept first).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "all")]
         force: bool,
+        /// Every database behind the bucket, without running changesets (what a developer's
+        /// machine wants; `b2m preflight` is for servers).
+        #[arg(long, conflicts_with = "db")]
+        all: bool,
     },
     /// Carry the server's journaled rows onto the bucket's newer version and publish the result.
     Merge {

@@ -161,3 +161,34 @@ fn init_with_another_remote_refuses_naming_the_file() {
     again.ok();
     assert!(again.stdout.contains("/b1") && !again.stdout.contains("/b2"), "{}", again.stdout);
 }
+
+/// Issue 19 (4): `download --all` brings every database behind the bucket forward without running
+/// changesets, names the one it cannot (local changes), and changes nothing of that one.
+#[test]
+fn download_all_fetches_every_database_behind_without_running_changesets() {
+    let bucket = Bucket::new(Backend::Local);
+    let dev = Project::new(&bucket);
+    for (key, file) in [("adb", "a-v1.db"), ("bdb", "b-v1.db"), ("cdb", "c-v1.db")] {
+        dev.create_db(key, file, 1);
+        dev.b2m(&["upload", file]).ok();
+    }
+    let laptop = Project::new(&bucket);
+    laptop.b2m(&["fetch-db-toml"]).ok();
+    laptop.b2m(&["download", "a"]).ok();
+    laptop.b2m(&["download", "c"]).ok();
+    laptop.insert("c-v1.db", "laptop's own");
+    for file in ["a-v1.db", "c-v1.db"] {
+        dev.insert(file, "v2");
+        dev.b2m(&["upload", file]).ok();
+    }
+    let name = crate::changesets::changeset(&dev, "pending", "sql", "-- b2m: db = a\nINSERT INTO t(v) VALUES ('cs');\n");
+    pull_scripts(&dev, &laptop);
+    let run = laptop.b2m(&["download", "--all"]);
+    run.fails(1, "`c`");
+    assert!(run.stderr.contains("fetched `a` v2") && run.stderr.contains("fetched `b` v1"), "{}", run.stderr);
+    assert_eq!(laptop.status_of("a"), "up_to_date");
+    assert_eq!(laptop.status_of("b"), "up_to_date");
+    assert!(laptop.rows("c-v1.db").contains(&"laptop's own".to_string()));
+    assert!(bucket.read(&format!("changesets/{name}.json")).is_none(), "a changeset ran");
+    laptop.b2m(&["download", "--all", "a"]).fails(2, "cannot be used with");
+}

@@ -21,6 +21,14 @@ pub fn download(ctx: &Context, db: &str, force: bool) -> Result<ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
+/// `b2m download --all`.
+pub fn download_all(ctx: &Context) -> Result<ExitStatus> {
+    let _lock = ctx.lock()?;
+    let done = crate::engine::preflight::download_all(ctx)?;
+    ctx.out.result(&done, String::new);
+    Ok(ExitStatus::Success)
+}
+
 #[derive(Serialize)]
 struct ManifestWritten {
     path: String,

@@ -57,6 +57,38 @@ pub struct Preflight {
     pub requests: u64,
 }
 
+/// What `b2m download --all` did.
+#[derive(Debug, Default, Serialize)]
+pub struct DownloadedAll {
+    /// Databases brought to the bucket's version.
+    pub fetched: Vec<Fetched>,
+    /// Databases with local data the bucket lacks (left as they are).
+    pub ready_to_upload: Vec<String>,
+    /// Bucket requests made.
+    pub requests: u64,
+}
+
+/// `b2m download --all`: every database the bucket names brought to its version, as preflight
+/// does, but without running changesets or recording a fleet heartbeat (a developer's machine is
+/// not a server), and a server this stopped is started again. One that cannot be brought forward
+/// (local changes behind the bucket, a conflict) is named in the error, after all the others.
+pub fn download_all(ctx: &Context) -> Result<DownloadedAll> {
+    let swaps = Swaps::new(ctx);
+    let remote = remote::read_manifest(ctx.store.as_ref())?;
+    if let Some(r) = remote.as_ref().filter(|_| !ctx.settings.manifest.exists()) {
+        fetch::write_fetched_manifest(ctx, RemoteManifest { manifest: r.manifest.clone(), etag: None })?;
+    }
+    let mut done = Preflight::default();
+    let synced = sync(ctx, remote.as_ref(), &swaps, &mut done);
+    let restarted = swaps.restart(&format!("downloaded {} database(s)", done.fetched.len()));
+    synced?;
+    restarted?;
+    if done.fetched.is_empty() {
+        ctx.out.info("every database is the bucket's version; nothing to download");
+    }
+    Ok(DownloadedAll { fetched: done.fetched, ready_to_upload: done.ready_to_upload, requests: ctx.requests() })
+}
+
 /// Runs preflight under `lock`.
 pub fn preflight(ctx: &Context, lock: &LocalLock, strict: bool) -> Result<Preflight> {
     let mut done = Preflight::default();
