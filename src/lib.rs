@@ -3,6 +3,7 @@
 //!
 //! The flow: parse ([`cli`]), resolve ([`settings`]), act ([`commands`] over the [`engine`]).
 
+pub mod activity;
 pub mod changeset;
 pub mod cli;
 pub mod commands;

@@ -21,13 +21,15 @@ pub struct Output {
     progress: bool,
     /// The bucket requests of the command's store, once it has one: every JSON result names them.
     requests: std::sync::Arc<std::sync::OnceLock<Requests>>,
+    /// The command's result as JSON, whatever was printed: for the activity log.
+    last: std::sync::Arc<std::sync::Mutex<Option<serde_json::Value>>>,
 }
 
 impl Output {
     /// Output for the given flags; progress bars only on a terminal, never with `--json`, `-q`, `-v`.
     pub fn new(json: bool, quiet: bool, verbose: u8) -> Self {
         let progress = !json && !quiet && verbose == 0 && std::io::stderr().is_terminal();
-        Output { json, quiet, verbose, progress, requests: Default::default() }
+        Output { json, quiet, verbose, progress, requests: Default::default(), last: Default::default() }
     }
 
     /// A message for the user, on stderr.
@@ -101,14 +103,14 @@ impl Output {
     /// Prints a command's result: JSON with `--json`, else the human text (if any). A JSON object
     /// gains `"requests"`, the bucket requests the command made, unless it names them itself.
     pub fn result<T: Serialize>(&self, value: &T, human: impl FnOnce() -> String) {
+        let mut value = match serde_json::to_value(value) {
+            Ok(value) => value,
+            Err(e) => return eprintln!("error: cannot render the result as JSON: {e}"),
+        };
+        if let (serde_json::Value::Object(fields), Some(store)) = (&mut value, self.requests.get()) {
+            fields.entry("requests").or_insert_with(|| store().into());
+        }
         if self.json {
-            let mut value = match serde_json::to_value(value) {
-                Ok(value) => value,
-                Err(e) => return eprintln!("error: cannot render the result as JSON: {e}"),
-            };
-            if let (serde_json::Value::Object(fields), Some(store)) = (&mut value, self.requests.get()) {
-                fields.entry("requests").or_insert_with(|| store().into());
-            }
             match serde_json::to_string_pretty(&value) {
                 Ok(text) => print_stdout(&format!("{text}\n")),
                 Err(e) => eprintln!("error: cannot render the result as JSON: {e}"),
@@ -119,6 +121,19 @@ impl Output {
                 print_stdout(&format!("{}\n", text.trim_end()));
             }
         }
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some(value);
+        }
+    }
+
+    /// The result the command printed, as JSON (for the activity log).
+    pub fn last_result(&self) -> Option<serde_json::Value> {
+        self.last.lock().ok().and_then(|last| last.clone())
+    }
+
+    /// The bucket requests the command's store has made so far (0 before it opened one).
+    pub fn requests_so_far(&self) -> u64 {
+        self.requests.get().map_or(0, |count| count())
     }
 }
 
