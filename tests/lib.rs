@@ -13,6 +13,7 @@ mod coordination;
 mod crash;
 mod disk_full;
 mod edges;
+mod face;
 mod hardening;
 mod hardening2;
 mod history;

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use crate::common::*;
 
 /// A webhook receiver: records every POSTed body, answers 204.
-fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {
+pub(crate) fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
     let bodies = Arc::new(Mutex::new(Vec::new()));

@@ -96,3 +96,9 @@ def start_server():
 def log(message):
     """A line for the terminal and the changeset's log."""
     print(message, file=sys.stderr, flush=True)
+
+
+def notify(message):
+    """A line to the team (`notify.webhook` / `notify.command` in b2m.toml): `b2m notify MESSAGE`.
+    A notification that fails is only a warning; it never fails the changeset."""
+    return _b2m("notify", message)
