@@ -63,7 +63,7 @@ pub fn main() -> ExitCode {
         return code;
     }
     // A b2m call made by a changeset's script dies with the script (and so with its runner).
-    if std::env::var_os("B2M_CHANGESET").is_some() {
+    if settings::runs_under_changeset() {
         let _ = process::die_with_parent(None);
     }
     let args = rewrite_legacy(std::env::args_os().collect());
@@ -75,7 +75,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    telemetry::init(cli.global.verbose);
+    telemetry::init(cli.global.verbose, settings::secrets());
     interrupt::install();
     let json = cli.global.json;
     match commands::run(cli) {

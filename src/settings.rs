@@ -1,5 +1,7 @@
 //! Settings: `b2m.toml` (found by walking up from the working directory, like git), the
-//! environment and the command-line flags, resolved into plain values.
+//! environment and the command-line flags, resolved into plain values — once, here, in layers: a
+//! flag over the environment over `b2m.toml` over the default. Nothing deeper reads a `B2M_*`
+//! variable; the store, the engine and the commands take what they need from [`Settings`].
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -72,6 +74,31 @@ pub struct Remote {
     /// `remote.timeout`: how long connecting, and then waiting for the first byte of an answer,
     /// may take (seconds, default 10). A transfer's body may take as long as it needs.
     pub timeout: Duration,
+    /// How transfers are cut into parts and stretches.
+    pub tuning: Tuning,
+}
+
+/// How an S3 transfer is cut up: the size of an upload's parts and of a download's stretches, and
+/// how many of each are in flight at once. The defaults are tuned by `bench/bench.py`: see
+/// docs/decisions.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    /// Files up to it go in one PUT, larger ones in parts of it (`B2M_PART_SIZE_MIB`, kept
+    /// between S3's 5 MiB and 5 GiB; default 32 MiB).
+    pub part_size: u64,
+    /// Parts in flight at once (`B2M_PARTS_IN_FLIGHT`, at most 64; default 4).
+    pub parts_in_flight: usize,
+    /// The stretch of an object each GET of a download asks for (`B2M_STRETCH_MIB`, at most
+    /// 1 GiB; default 16 MiB).
+    pub stretch: u64,
+    /// Stretches in flight at once (`B2M_STRETCHES_IN_FLIGHT`, at most 64; default 8).
+    pub stretches_in_flight: usize,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning { part_size: 32 << 20, parts_in_flight: 4, stretch: 16 << 20, stretches_in_flight: 8 }
+    }
 }
 
 /// `[server]`: how to stop and start the server that reads the databases.
@@ -108,7 +135,8 @@ pub struct Settings {
     /// `preflight.allow_offline`: an unreachable bucket does not stop a start when every local
     /// file still matches its pin.
     pub allow_offline: bool,
-    /// `preflight.changeset_wait`: how long preflight waits for a changeset another machine runs.
+    /// How long preflight waits for a changeset another machine runs: the lease wait when
+    /// `B2M_LEASE_WAIT_SECS` is set, else `preflight.changeset_wait` (seconds, default 600).
     pub changeset_wait: Duration,
     /// `preflight.offline_after`: how long preflight tries to read the bucket's db.toml before it
     /// counts the bucket unreachable (seconds, default 15).
@@ -133,11 +161,6 @@ pub struct Settings {
     /// How old an object no commit pins must be before `b2m gc` removes it: longer than any
     /// publish can take between its upload and its commit (`B2M_ORPHAN_AGE_SECS`, default 24 h).
     pub orphan_age: Duration,
-}
-
-/// A number of seconds from the environment, if set and valid.
-fn env_secs(name: &str) -> Option<Duration> {
-    std::env::var(name).ok().and_then(|s| s.trim().parse().ok()).map(Duration::from_secs)
 }
 
 /// How leases behave on this project (from `Settings`).
@@ -174,14 +197,98 @@ pub struct SoftDelete {
     pub value: String,
 }
 
-/// The lease settings from the environment, over the defaults.
-pub fn env_leases() -> LeaseConfig {
-    let default = LeaseConfig::default();
-    LeaseConfig {
-        ttl: env_secs("B2M_LEASE_TTL_SECS").filter(|d| !d.is_zero()).unwrap_or(default.ttl),
-        wait: env_secs("B2M_LEASE_WAIT_SECS").unwrap_or(default.wait),
-        token: std::env::var("B2M_LEASE_TOKEN").ok().filter(|s| !s.is_empty()),
+/// Every variable of the environment b2m reads, read once: the environment layer of the settings.
+/// An empty or unreadable value counts as unset, except where noted.
+struct Environment {
+    /// `B2M_REMOTE`: the bucket, over `remote.url`.
+    remote: Option<String>,
+    /// `B2M_ACCESS_KEY_ID` and `B2M_SECRET_ACCESS_KEY`, when both are set.
+    credentials: Option<StaticCredentials>,
+    /// `B2M_LEASE_TTL_SECS`, `B2M_LEASE_WAIT_SECS` and `B2M_LEASE_TOKEN`, over the defaults.
+    leases: LeaseConfig,
+    /// Whether `B2M_LEASE_WAIT_SECS` is set at all (even to something unreadable): then it, not
+    /// `preflight.changeset_wait`, bounds preflight's wait.
+    lease_wait_set: bool,
+    /// `B2M_LOCK_WAIT_SECS`.
+    lock_wait: Option<Duration>,
+    /// `B2M_CHANGESET`, when it is a changeset's name.
+    changeset: Option<String>,
+    /// `B2M_LOCAL_LOCK_TOKEN`.
+    local_lock_token: Option<String>,
+    /// `B2M_ORPHAN_AGE_SECS`.
+    orphan_age: Option<Duration>,
+    /// `B2M_PART_SIZE_MIB`, `B2M_PARTS_IN_FLIGHT`, `B2M_STRETCH_MIB`, `B2M_STRETCHES_IN_FLIGHT`,
+    /// over the defaults.
+    tuning: Tuning,
+}
+
+impl Environment {
+    fn read() -> Self {
+        let default = LeaseConfig::default();
+        let leases = LeaseConfig {
+            ttl: env_secs("B2M_LEASE_TTL_SECS").filter(|d| !d.is_zero()).unwrap_or(default.ttl),
+            wait: env_secs("B2M_LEASE_WAIT_SECS").unwrap_or(default.wait),
+            token: env_string("B2M_LEASE_TOKEN"),
+        };
+        Environment {
+            remote: env_string("B2M_REMOTE"),
+            credentials: env_credentials(),
+            leases,
+            lease_wait_set: std::env::var_os("B2M_LEASE_WAIT_SECS").is_some(),
+            lock_wait: env_secs("B2M_LOCK_WAIT_SECS"),
+            changeset: std::env::var("B2M_CHANGESET").ok().filter(|s| crate::names::is_changeset_name(s)),
+            local_lock_token: env_string("B2M_LOCAL_LOCK_TOKEN"),
+            orphan_age: env_secs("B2M_ORPHAN_AGE_SECS"),
+            tuning: env_tuning(),
+        }
     }
+}
+
+/// A variable of the environment, if set and not empty.
+fn env_string(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|s| !s.is_empty())
+}
+
+/// A number of seconds from the environment, if set and valid.
+fn env_secs(name: &str) -> Option<Duration> {
+    std::env::var(name).ok().and_then(|s| s.trim().parse().ok()).map(Duration::from_secs)
+}
+
+/// The credentials from the environment, if both are set.
+fn env_credentials() -> Option<StaticCredentials> {
+    let id = env_string("B2M_ACCESS_KEY_ID")?;
+    let secret = env_string("B2M_SECRET_ACCESS_KEY")?;
+    Some(StaticCredentials { access_key_id: id, secret_access_key: Secret::new(secret) })
+}
+
+/// The transfer tuning from the environment, over the defaults.
+fn env_tuning() -> Tuning {
+    let number = |name: &str| std::env::var(name).ok().and_then(|v| v.trim().parse::<u64>().ok()).filter(|&n| n > 0);
+    let count = |n: u64| usize::try_from(n.min(64)).unwrap_or(64);
+    let default = Tuning::default();
+    Tuning {
+        part_size: number("B2M_PART_SIZE_MIB").map_or(default.part_size, |mib| mib.clamp(5, 5 << 10) << 20),
+        parts_in_flight: number("B2M_PARTS_IN_FLIGHT").map_or(default.parts_in_flight, count),
+        stretch: number("B2M_STRETCH_MIB").map_or(default.stretch, |mib| mib.min(1 << 10) << 20),
+        stretches_in_flight: number("B2M_STRETCHES_IN_FLIGHT").map_or(default.stretches_in_flight, count),
+    }
+}
+
+/// The variables holding credentials, b2m's own and the AWS chain's.
+const SECRET_VARIABLES: [&str; 5] =
+    ["B2M_SECRET_ACCESS_KEY", "B2M_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN"];
+
+/// The credentials the environment holds (those of 4 characters or more), for diagnostics and
+/// errors to hide wherever they turn up. Read before any project is loaded, so that even an error
+/// loading it is redacted.
+pub fn secrets() -> Vec<String> {
+    SECRET_VARIABLES.iter().filter_map(|name| std::env::var(name).ok()).filter(|value| value.len() >= 4).collect()
+}
+
+/// Whether this process was started by a changeset's script (`B2M_CHANGESET` is set, whatever
+/// its value): asked before the command line is parsed.
+pub fn runs_under_changeset() -> bool {
+    std::env::var_os("B2M_CHANGESET").is_some()
 }
 
 /// Finds `b2m.toml` in `start` or a parent.
@@ -199,30 +306,15 @@ pub fn find_root(start: &Path) -> Result<PathBuf> {
     ))
 }
 
-/// Reads the credentials from the environment, if set.
-pub fn env_credentials() -> Option<StaticCredentials> {
-    let id = std::env::var("B2M_ACCESS_KEY_ID").ok().filter(|s| !s.is_empty())?;
-    let secret = std::env::var("B2M_SECRET_ACCESS_KEY").ok().filter(|s| !s.is_empty())?;
-    Some(StaticCredentials { access_key_id: id, secret_access_key: Secret::new(secret) })
+/// `b2m.toml`, parsed, with where it came from for the errors.
+struct ProjectFile {
+    doc: DocumentMut,
+    origin: String,
 }
 
-fn get_str(doc: &DocumentMut, table: &str, key: &str, origin: &str) -> Result<Option<String>> {
-    let Some(item) = doc.get(table).and_then(|t| t.as_table_like()).and_then(|t| t.get(key)) else {
-        return Ok(None);
-    };
-    match item.as_str() {
-        Some(s) => Ok(Some(s.to_string())),
-        None => Err(Error::config_hint(
-            format!("`{origin}`: `{table}.{key}` must be a string"),
-            format!("fix `{origin}` and run the command again"),
-        )),
-    }
-}
-
-impl Settings {
-    /// Loads the project around `start` (the working directory or `-C DIR`).
-    pub fn load(start: &Path) -> Result<Self> {
-        let root = find_root(start)?;
+impl ProjectFile {
+    /// Reads and parses `b2m.toml` in `root`; each known table must be a table.
+    fn read(root: &Path) -> Result<Self> {
         let path = root.join(PROJECT_FILE);
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io("cannot read", &path, e))?;
@@ -234,107 +326,191 @@ impl Settings {
                 return Err(Error::config_hint(format!("`{origin}`: `{table}` must be a table"), format!("fix `{origin}`")));
             }
         }
-        let url = match std::env::var("B2M_REMOTE").ok().filter(|s| !s.is_empty()) {
-            Some(url) => url,
-            None => get_str(&doc, "remote", "url", &origin)?.ok_or_else(|| {
+        Ok(ProjectFile { doc, origin })
+    }
+
+    fn item(&self, table: &str, key: &str) -> Option<&Item> {
+        self.doc.get(table).and_then(|t| t.as_table_like()).and_then(|t| t.get(key))
+    }
+
+    /// `table.key`, which must be a string when present.
+    fn string(&self, table: &str, key: &str) -> Result<Option<String>> {
+        let Some(item) = self.item(table, key) else { return Ok(None) };
+        match item.as_str() {
+            Some(s) => Ok(Some(s.to_string())),
+            None => Err(Error::config_hint(
+                format!("`{}`: `{table}.{key}` must be a string", self.origin),
+                format!("fix `{}` and run the command again", self.origin),
+            )),
+        }
+    }
+
+    /// `table.key`, a string that says something (not blank) when present.
+    fn text(&self, table: &str, key: &str) -> Result<Option<String>> {
+        Ok(self.string(table, key)?.filter(|s| !s.trim().is_empty()))
+    }
+
+    /// `table.key`, a number of seconds of at least `least`, or `default`.
+    fn seconds(&self, table: &str, key: &str, default: u64, least: i64) -> Result<Duration> {
+        match self.doc.get(table).and_then(|t| t.get(key)) {
+            None => Ok(Duration::from_secs(default)),
+            Some(item) => item.as_integer().filter(|&n| n >= least).map(|n| Duration::from_secs(n.unsigned_abs())).ok_or_else(|| {
                 Error::config_hint(
-                    format!("`{origin}` has no `remote.url`"),
+                    format!("`{}`: `{table}.{key}` must be a number of seconds", self.origin),
+                    format!("fix `{}`", self.origin),
+                )
+            }),
+        }
+    }
+
+    /// `[remote]`, under `B2M_REMOTE` and the credentials and tuning of the environment.
+    fn remote(&self, env: &Environment) -> Result<Remote> {
+        let url = match &env.remote {
+            Some(url) => url.clone(),
+            None => self.string("remote", "url")?.ok_or_else(|| {
+                Error::config_hint(
+                    format!("`{}` has no `remote.url`", self.origin),
                     "add `[remote]` with `url = \"s3://bucket/prefix\"`, or set `B2M_REMOTE`",
                 )
             })?,
         };
-        let locking = match get_str(&doc, "remote", "locking", &origin)?.as_deref() {
+        let locking = match self.string("remote", "locking")?.as_deref() {
             None | Some("auto") => Locking::Auto,
             Some("conditional") => Locking::Conditional,
             Some("lease") => Locking::Lease,
             Some(other) => {
                 return Err(Error::config_hint(
-                    format!("`{origin}`: `remote.locking = \"{other}\"` is not a locking mode"),
+                    format!("`{}`: `remote.locking = \"{other}\"` is not a locking mode", self.origin),
                     "use `auto`, `conditional` or `lease`",
                 ));
             }
         };
-        let remote = Remote {
+        Ok(Remote {
             url,
-            endpoint: get_str(&doc, "remote", "endpoint", &origin)?.filter(|s| !s.is_empty()),
-            region: get_str(&doc, "remote", "region", &origin)?.filter(|s| !s.is_empty()),
+            endpoint: self.string("remote", "endpoint")?.filter(|s| !s.is_empty()),
+            region: self.string("remote", "region")?.filter(|s| !s.is_empty()),
             locking,
-            credentials: env_credentials(),
-            timeout: Duration::from_secs(10),
-        };
+            credentials: env.credentials.clone(),
+            timeout: self.seconds("remote", "timeout", 10, 1)?,
+            tuning: env.tuning,
+        })
+    }
+
+    /// `[paths]`: the databases' folder, the local db.toml and the changeset folder, under `root`.
+    fn paths(&self, root: &Path) -> Result<Paths> {
         let rel = |key: &str, default: &str| -> Result<PathBuf> {
-            let value = get_str(&doc, "paths", key, &origin)?.unwrap_or_else(|| default.to_string());
+            let value = self.string("paths", key)?.unwrap_or_else(|| default.to_string());
             Ok(root.join(value))
         };
         let db_dir = rel("db_dir", "db/all_dbs")?;
-        let manifest = match get_str(&doc, "paths", "manifest", &origin)? {
+        let manifest = match self.string("paths", "manifest")? {
             Some(m) => root.join(m),
             None => db_dir.join("db.toml"),
         };
-        let allow_offline = match doc.get("preflight").and_then(|t| t.get("allow_offline")) {
+        Ok(Paths { db_dir, manifest, changesets: rel("changesets", "changeset")? })
+    }
+
+    /// `[preflight]`, with the lease wait of the environment over `changeset_wait`.
+    fn preflight(&self, env: &Environment) -> Result<PreflightSettings> {
+        let allow_offline = match self.doc.get("preflight").and_then(|t| t.get("allow_offline")) {
             None => false,
             Some(item) => item.as_bool().ok_or_else(|| {
-                Error::config_hint(format!("`{origin}`: `preflight.allow_offline` must be true or false"), format!("fix `{origin}`"))
+                Error::config_hint(
+                    format!("`{}`: `preflight.allow_offline` must be true or false", self.origin),
+                    format!("fix `{}`", self.origin),
+                )
             })?,
         };
-        let seconds = |table: &str, key: &str, default: u64, least: i64| -> Result<Duration> {
-            match doc.get(table).and_then(|t| t.get(key)) {
-                None => Ok(Duration::from_secs(default)),
-                Some(item) => item.as_integer().filter(|&n| n >= least).map(|n| Duration::from_secs(n.unsigned_abs())).ok_or_else(|| {
-                    Error::config_hint(format!("`{origin}`: `{table}.{key}` must be a number of seconds"), format!("fix `{origin}`"))
-                }),
-            }
+        let changeset_wait = self.seconds("preflight", "changeset_wait", 600, 0)?;
+        Ok(PreflightSettings {
+            allow_offline,
+            changeset_wait: if env.lease_wait_set { env.leases.wait } else { changeset_wait },
+            offline_after: self.seconds("preflight", "offline_after", 15, 1)?,
+        })
+    }
+
+    /// `[server]`'s commands, when the table is there.
+    fn server(&self) -> Result<Option<Server>> {
+        if self.doc.get("server").is_none() {
+            return Ok(None);
+        }
+        let timeout = match self.doc.get("server").and_then(|t| t.get("timeout")) {
+            None => Duration::from_secs(120),
+            Some(item) => item.as_integer().filter(|&n| n > 0).map(|n| Duration::from_secs(n.unsigned_abs())).ok_or_else(|| {
+                Error::config_hint(
+                    format!("`{}`: `server.timeout` must be a positive number of seconds", self.origin),
+                    format!("fix `{}`", self.origin),
+                )
+            })?,
         };
-        let changeset_wait = seconds("preflight", "changeset_wait", 600, 0)?;
-        let offline_after = seconds("preflight", "offline_after", 15, 1)?;
-        let remote = Remote { timeout: seconds("remote", "timeout", 10, 1)?, ..remote };
-        let server = match doc.get("server") {
-            None => None,
-            Some(_) => {
-                let timeout = match doc.get("server").and_then(|t| t.get("timeout")) {
-                    None => Duration::from_secs(120),
-                    Some(item) => item.as_integer().filter(|&n| n > 0).map(|n| Duration::from_secs(n.unsigned_abs())).ok_or_else(|| {
-                        Error::config_hint(
-                            format!("`{origin}`: `server.timeout` must be a positive number of seconds"),
-                            format!("fix `{origin}`"),
-                        )
-                    })?,
-                };
-                Some(Server {
-                    stop: get_str(&doc, "server", "stop", &origin)?.filter(|s| !s.trim().is_empty()),
-                    start: get_str(&doc, "server", "start", &origin)?.filter(|s| !s.trim().is_empty()),
-                    running: get_str(&doc, "server", "running", &origin)?.filter(|s| !s.trim().is_empty()),
-                    timeout,
-                })
-            }
-        };
-        let soft_delete = SoftDelete {
-            column: get_str(&doc, "merge", "soft_delete_column", &origin)?.unwrap_or_else(|| "deleted_at".into()),
-            value: get_str(&doc, "merge", "soft_delete_value", &origin)?.unwrap_or_else(|| "CURRENT_TIMESTAMP".into()),
-        };
-        let server_name = get_str(&doc, "server", "name", &origin)?.filter(|s| !s.trim().is_empty());
-        let notify_webhook = get_str(&doc, "notify", "webhook", &origin)?.filter(|s| !s.trim().is_empty());
-        let notify_command = get_str(&doc, "notify", "command", &origin)?.filter(|s| !s.trim().is_empty());
+        Ok(Some(Server {
+            stop: self.text("server", "stop")?,
+            start: self.text("server", "start")?,
+            running: self.text("server", "running")?,
+            timeout,
+        }))
+    }
+
+    /// `[merge]`: what a replayed DELETE sets.
+    fn merge(&self) -> Result<SoftDelete> {
+        Ok(SoftDelete {
+            column: self.string("merge", "soft_delete_column")?.unwrap_or_else(|| "deleted_at".into()),
+            value: self.string("merge", "soft_delete_value")?.unwrap_or_else(|| "CURRENT_TIMESTAMP".into()),
+        })
+    }
+}
+
+/// `[paths]`, resolved.
+struct Paths {
+    db_dir: PathBuf,
+    manifest: PathBuf,
+    changesets: PathBuf,
+}
+
+/// `[preflight]`, resolved.
+struct PreflightSettings {
+    allow_offline: bool,
+    changeset_wait: Duration,
+    offline_after: Duration,
+}
+
+impl Settings {
+    /// Loads the project around `start` (the working directory or `-C DIR`): `b2m.toml` under
+    /// the environment, over the defaults.
+    pub fn load(start: &Path) -> Result<Self> {
+        let root = find_root(start)?;
+        let file = ProjectFile::read(&root)?;
+        let env = Environment::read();
+        let remote = file.remote(&env)?;
+        let Paths { db_dir, manifest, changesets } = file.paths(&root)?;
+        let PreflightSettings { allow_offline, changeset_wait, offline_after } = file.preflight(&env)?;
         Ok(Settings {
-            notify_webhook,
-            notify_command,
-            server_name,
-            soft_delete,
+            server: file.server()?,
+            soft_delete: file.merge()?,
+            server_name: file.text("server", "name")?,
+            notify_webhook: file.text("notify", "webhook")?,
+            notify_command: file.text("notify", "command")?,
             allow_offline,
             changeset_wait,
             offline_after,
-            local_lock_wait: env_secs("B2M_LOCK_WAIT_SECS").unwrap_or_else(|| env_leases().wait),
-            server,
-            changesets: rel("changesets", "changeset")?,
+            local_lock_wait: env.lock_wait.unwrap_or(env.leases.wait),
+            changesets,
             state_dir: root.join(STATE_DIR),
             root,
             remote,
             db_dir,
             manifest,
-            leases: env_leases(),
-            changeset: std::env::var("B2M_CHANGESET").ok().filter(|s| crate::names::is_changeset_name(s)),
-            local_lock_token: std::env::var("B2M_LOCAL_LOCK_TOKEN").ok().filter(|s| !s.is_empty()),
-            orphan_age: env_secs("B2M_ORPHAN_AGE_SECS").unwrap_or(Duration::from_secs(24 * 3600)),
+            leases: env.leases,
+            changeset: env.changeset,
+            local_lock_token: env.local_lock_token,
+            orphan_age: env.orphan_age.unwrap_or(Duration::from_secs(24 * 3600)),
         })
+    }
+
+    /// These settings as preflight runs with them: waiting for a changeset another machine runs
+    /// is bounded by [`Settings::changeset_wait`].
+    pub fn for_preflight(mut self) -> Self {
+        self.leases.wait = self.changeset_wait;
+        self
     }
 }

@@ -9,16 +9,11 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+/// The credentials to hide, handed over by [`init`] (the settings read them from the environment).
 static SECRETS: OnceLock<Vec<String>> = OnceLock::new();
 
 fn secrets() -> &'static [String] {
-    SECRETS.get_or_init(|| {
-        ["B2M_SECRET_ACCESS_KEY", "B2M_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN"]
-            .iter()
-            .filter_map(|name| std::env::var(name).ok())
-            .filter(|value| value.len() >= 4)
-            .collect()
-    })
+    SECRETS.get().map(Vec::as_slice).unwrap_or_default()
 }
 
 /// `text` with every known credential replaced by `***`.
@@ -30,8 +25,13 @@ pub fn redact(text: &str) -> String {
     out
 }
 
-/// Sets up the subscriber: `RUST_LOG` when set, else by `-v` count.
-pub fn init(verbose: u8) {
+/// Sets up the subscriber: `RUST_LOG` when set, else by `-v` count; `secrets` (from
+/// [`crate::settings::secrets`]) are hidden from every line it writes, and from [`redact`].
+pub fn init(verbose: u8, secrets: Vec<String>) {
+    let _ = SECRETS.set(secrets);
+    // `RUST_LOG` is read here, not in the settings: it is the tracing ecosystem's own variable,
+    // it says nothing about the project, and diagnostics start before any settings are loaded
+    // (so that loading them can be traced).
     let filter = std::env::var("RUST_LOG").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| {
         match verbose {
             0 => "b2m=warn",

@@ -25,6 +25,7 @@ fn remote(endpoint: &str) -> b2m::settings::Remote {
             secret_access_key: b2m::settings::Secret::new(SECRET_KEY.into()),
         }),
         timeout: std::time::Duration::from_secs(10),
+        tuning: b2m::settings::Tuning::default(),
     }
 }
 

@@ -28,6 +28,12 @@ struct Demo {
     out: Output,
     bucket_url: String,
     steps: Vec<Step>,
+    /// The demo's folder.
+    dir: PathBuf,
+    /// The developer's project.
+    dev: PathBuf,
+    /// The server's project.
+    server: PathBuf,
 }
 
 impl Demo {
@@ -82,117 +88,159 @@ fn count(path: &Path, table: &str) -> Result<i64> {
     conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).map_err(|e| Error::sqlite(path, e))
 }
 
-/// Runs the demo in `dir` (which must be new or empty).
+/// Runs the demo in `dir` (which must be new or empty): a developer makes two databases and
+/// publishes them, a server fetches them; new data goes both ways; a changeset runs once for the
+/// fleet, and a new server joins.
 pub fn demo(dir: &Path, out: &Output) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
-    if std::fs::read_dir(dir).map_err(|e| Error::io("cannot read", dir, e))?.next().is_some() {
-        return Err(Error::config_hint(
-            format!("demo folder `{}` is not empty", dir.display()),
-            "pass a new folder, or none for a fresh temp folder",
-        ));
-    }
-    let bucket = dir.join("bucket");
-    let (dev, server) = (dir.join("dev"), dir.join("server"));
-    let mut demo = Demo { out: out.clone(), bucket_url: format!("file://{}", bucket.display()), steps: Vec::new() };
-    for project in [&dev, &server] {
-        std::fs::create_dir_all(project).map_err(|e| Error::io("cannot create", project, e))?;
-        super::init(project, Some(demo.bucket_url.clone()), None, None)?;
-    }
-    if !out.json {
-        println!("b2m demo in `{}`: bucket `bucket/`, a developer `dev/`, a server `server/`", dir.display());
-    }
-
-    let dbs = dev.join("db/all_dbs");
-    sql(
-        &dbs.join("ipm-db-v1.db"),
-        "PRAGMA journal_mode=WAL; CREATE TABLE packages(name TEXT PRIMARY KEY, version TEXT); INSERT INTO packages VALUES ('left-pad','1.3.0'),('lodash','4.17.21');",
-    )?;
-    sql(
-        &dbs.join("emoji-db-v1.db"),
-        "CREATE TABLE emoji(code TEXT PRIMARY KEY, name TEXT); INSERT INTO emoji VALUES ('1F600','grinning face'),('1F680','rocket');",
-    )?;
-    let manifest = dbs.join("db.toml");
-    let text = format!(
-        "# The databases this server reads; b2m keeps the versions current.\n[db]\nipmdb = \"ipm-db-v1.db\"    # packages\nemojidb = \"emoji-db-v1.db\"\npath = \"{}/\"\n",
-        dbs.display()
-    );
-    crate::fsutil::write_atomic(&manifest, text.as_bytes())?;
-    demo.show("dev: two new databases", &dev)?;
-
-    let ctx = demo.open(&dev)?;
-    for db in ["ipm-db", "emoji-db"] {
-        let p = publish::upload(&ctx, db)?;
-        demo.say(&format!("dev: b2m upload {db} → v{} ({} bytes, sha256 {}…)", p.version, p.size, &p.sha256[..12]));
-    }
-    demo.show("dev: published", &dev)?;
-    demo.show("server: a fresh checkout", &server)?;
-
-    let ctx = demo.open(&server)?;
-    ctx.out.info("");
-    fetch::fetch_manifest(&ctx)?;
-    for db in ["ipm-db", "emoji-db"] {
-        let f = fetch::download(&ctx, db, false)?;
-        demo.say(&format!("server: b2m download {db} → `{}`", f.file));
-    }
-    demo.show("server: in sync", &server)?;
-
-    sql(&dbs.join("ipm-db-v1.db"), "INSERT INTO packages VALUES ('serde','1.0.200');")?;
-    demo.say("dev: adds a package to ipm-db");
-    demo.show("dev: new data", &dev)?;
-    let ctx = demo.open(&dev)?;
-    let p = publish::upload(&ctx, "ipm-db")?;
-    demo.say(&format!("dev: b2m upload ipm-db → v{} (the file is now `{}`, db.toml edited, comments kept)", p.version, p.file));
-    demo.show("server: behind the bucket", &server)?;
-
-    let done = demo.preflight(&server)?;
-    let rows = count(&server.join("db/all_dbs/ipm-db-v2.db"), "packages")?;
-    demo.say(&format!("server: b2m preflight (what `just start-prod` runs) fetched {} → {rows} packages", done));
-    demo.show("server: in sync again", &server)?;
-
-    sql(&server.join("db/all_dbs/ipm-db-v2.db"), "INSERT INTO packages VALUES ('tokio','1.40.0');")?;
-    demo.say("server: writes a row of its own");
-    demo.show("server: its new data is ready to upload, never silently dropped", &server)?;
-    let ctx = demo.open(&server)?;
-    let p = publish::upload(&ctx, "ipm-db")?;
-    demo.say(&format!("server: b2m upload ipm-db → v{}", p.version));
-
-    // A changeset: written once by the developer, run once for the whole fleet.
-    let ctx = demo.open(&dev)?;
-    let created = crate::changeset::create::create(&ctx.settings.changesets, "pin-left-pad", crate::changeset::Kind::Sql)?;
-    crate::fsutil::write_atomic(
-        std::path::Path::new(&created.path),
-        b"-- b2m: db = ipm-db\nUPDATE packages SET version = '1.3.1' WHERE name = 'left-pad';\nINSERT INTO packages VALUES ('rand', '0.8.5');\n",
-    )?;
-    demo.say(&format!("dev: b2m create-changeset pin-left-pad --kind sql → `{}` (committed to git)", created.name));
-    let server2 = dir.join("server2");
-    std::fs::create_dir_all(&server2).map_err(|e| Error::io("cannot create", &server2, e))?;
-    super::init(&server2, Some(demo.bucket_url.clone()), None, None)?;
-    std::fs::remove_file(server2.join("db/all_dbs/db.toml"))
-        .map_err(|e| Error::io("cannot remove", server2.join("db/all_dbs/db.toml"), e))?;
-    for project in [&server, &server2] {
-        let scripts = project.join("changeset/scripts");
-        std::fs::create_dir_all(&scripts).map_err(|e| Error::io("cannot create", &scripts, e))?;
-        let to = scripts.join(std::path::Path::new(&created.path).file_name().unwrap_or_default());
-        std::fs::copy(&created.path, &to).map_err(|e| Error::io("cannot copy to", &to, e))?;
-    }
-    demo.say("server2: a new server joins (git pull brings the changeset; no db.toml, no databases yet)");
-    let done = demo.preflight(&server2)?;
-    demo.say(&format!("server2: b2m preflight fetched {done}"));
-    demo.show("server2: up, with the changeset's version", &server2)?;
-    let done = demo.preflight(&server)?;
-    demo.say(&format!("server: b2m preflight fetched {done}; the changeset already ran, so it does not run again"));
-    demo.show("server: on the same version", &server)?;
-
+    let mut demo = Demo::set_up(dir, out)?;
+    demo.new_databases()?;
+    demo.publish_and_fetch()?;
+    demo.new_data_both_ways()?;
+    let server2 = demo.changeset_and_new_server()?;
+    let (server, server2) = (demo.server.display().to_string(), server2.display().to_string());
     out.result(&DemoReport { dir: dir.display().to_string(), steps: std::mem::take(&mut demo.steps) }, || {
         format!(
-            "\nDone. Look around in `{}`; try `b2m -C {} status`, `b2m -C {} changesets`, `b2m -C {} preflight`.",
+            "\nDone. Look around in `{}`; try `b2m -C {server} status`, `b2m -C {server} changesets`, `b2m -C {server2} preflight`.",
             dir.display(),
-            server.display(),
-            server.display(),
-            server2.display()
         )
     });
     Ok(())
+}
+
+impl Demo {
+    /// Checks that `dir` is new or empty, and makes the developer's and the server's projects in
+    /// it, on a folder bucket beside them.
+    fn set_up(dir: &Path, out: &Output) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
+        if std::fs::read_dir(dir).map_err(|e| Error::io("cannot read", dir, e))?.next().is_some() {
+            return Err(Error::config_hint(
+                format!("demo folder `{}` is not empty", dir.display()),
+                "pass a new folder, or none for a fresh temp folder",
+            ));
+        }
+        let bucket = dir.join("bucket");
+        let demo = Demo {
+            out: out.clone(),
+            bucket_url: format!("file://{}", bucket.display()),
+            steps: Vec::new(),
+            dir: dir.to_path_buf(),
+            dev: dir.join("dev"),
+            server: dir.join("server"),
+        };
+        for project in [&demo.dev, &demo.server] {
+            std::fs::create_dir_all(project).map_err(|e| Error::io("cannot create", project, e))?;
+            super::init(project, Some(demo.bucket_url.clone()), None, None)?;
+        }
+        if !out.json {
+            println!("b2m demo in `{}`: bucket `bucket/`, a developer `dev/`, a server `server/`", dir.display());
+        }
+        Ok(demo)
+    }
+
+    /// The developer's two databases.
+    fn dbs(&self) -> PathBuf {
+        self.dev.join("db/all_dbs")
+    }
+
+    /// The developer makes two databases and lists them in db.toml.
+    fn new_databases(&mut self) -> Result<()> {
+        let dbs = self.dbs();
+        sql(
+            &dbs.join("ipm-db-v1.db"),
+            "PRAGMA journal_mode=WAL; CREATE TABLE packages(name TEXT PRIMARY KEY, version TEXT); INSERT INTO packages VALUES ('left-pad','1.3.0'),('lodash','4.17.21');",
+        )?;
+        sql(
+            &dbs.join("emoji-db-v1.db"),
+            "CREATE TABLE emoji(code TEXT PRIMARY KEY, name TEXT); INSERT INTO emoji VALUES ('1F600','grinning face'),('1F680','rocket');",
+        )?;
+        let manifest = dbs.join("db.toml");
+        let text = format!(
+            "# The databases this server reads; b2m keeps the versions current.\n[db]\nipmdb = \"ipm-db-v1.db\"    # packages\nemojidb = \"emoji-db-v1.db\"\npath = \"{}/\"\n",
+            dbs.display()
+        );
+        crate::fsutil::write_atomic(&manifest, text.as_bytes())?;
+        let dev = self.dev.clone();
+        self.show("dev: two new databases", &dev)
+    }
+
+    /// The developer publishes both; the server, a fresh checkout, downloads them.
+    fn publish_and_fetch(&mut self) -> Result<()> {
+        let (dev, server) = (self.dev.clone(), self.server.clone());
+        let ctx = self.open(&dev)?;
+        for db in ["ipm-db", "emoji-db"] {
+            let p = publish::upload(&ctx, db)?;
+            self.say(&format!("dev: b2m upload {db} → v{} ({} bytes, sha256 {}…)", p.version, p.size, &p.sha256[..12]));
+        }
+        self.show("dev: published", &dev)?;
+        self.show("server: a fresh checkout", &server)?;
+
+        let ctx = self.open(&server)?;
+        ctx.out.info("");
+        fetch::fetch_manifest(&ctx)?;
+        for db in ["ipm-db", "emoji-db"] {
+            let f = fetch::download(&ctx, db, false)?;
+            self.say(&format!("server: b2m download {db} → `{}`", f.file));
+        }
+        self.show("server: in sync", &server)
+    }
+
+    /// The developer adds a row and publishes it, the server's preflight fetches it; then the
+    /// server writes a row of its own and publishes that.
+    fn new_data_both_ways(&mut self) -> Result<()> {
+        let (dev, server) = (self.dev.clone(), self.server.clone());
+        sql(&self.dbs().join("ipm-db-v1.db"), "INSERT INTO packages VALUES ('serde','1.0.200');")?;
+        self.say("dev: adds a package to ipm-db");
+        self.show("dev: new data", &dev)?;
+        let ctx = self.open(&dev)?;
+        let p = publish::upload(&ctx, "ipm-db")?;
+        self.say(&format!("dev: b2m upload ipm-db → v{} (the file is now `{}`, db.toml edited, comments kept)", p.version, p.file));
+        self.show("server: behind the bucket", &server)?;
+
+        let done = self.preflight(&server)?;
+        let rows = count(&server.join("db/all_dbs/ipm-db-v2.db"), "packages")?;
+        self.say(&format!("server: b2m preflight (what `just start-prod` runs) fetched {} → {rows} packages", done));
+        self.show("server: in sync again", &server)?;
+
+        sql(&server.join("db/all_dbs/ipm-db-v2.db"), "INSERT INTO packages VALUES ('tokio','1.40.0');")?;
+        self.say("server: writes a row of its own");
+        self.show("server: its new data is ready to upload, never silently dropped", &server)?;
+        let ctx = self.open(&server)?;
+        let p = publish::upload(&ctx, "ipm-db")?;
+        self.say(&format!("server: b2m upload ipm-db → v{}", p.version));
+        Ok(())
+    }
+
+    /// A changeset, written once by the developer and run once for the whole fleet: a new server
+    /// (returned) joins and its preflight runs it; the first server's preflight only fetches.
+    fn changeset_and_new_server(&mut self) -> Result<PathBuf> {
+        let server = self.server.clone();
+        let ctx = self.open(&self.dev)?;
+        let created = crate::changeset::create::create(&ctx.settings.changesets, "pin-left-pad", crate::changeset::Kind::Sql)?;
+        crate::fsutil::write_atomic(
+            std::path::Path::new(&created.path),
+            b"-- b2m: db = ipm-db\nUPDATE packages SET version = '1.3.1' WHERE name = 'left-pad';\nINSERT INTO packages VALUES ('rand', '0.8.5');\n",
+        )?;
+        self.say(&format!("dev: b2m create-changeset pin-left-pad --kind sql → `{}` (committed to git)", created.name));
+        let server2 = self.dir.join("server2");
+        std::fs::create_dir_all(&server2).map_err(|e| Error::io("cannot create", &server2, e))?;
+        super::init(&server2, Some(self.bucket_url.clone()), None, None)?;
+        std::fs::remove_file(server2.join("db/all_dbs/db.toml"))
+            .map_err(|e| Error::io("cannot remove", server2.join("db/all_dbs/db.toml"), e))?;
+        for project in [&server, &server2] {
+            let scripts = project.join("changeset/scripts");
+            std::fs::create_dir_all(&scripts).map_err(|e| Error::io("cannot create", &scripts, e))?;
+            let to = scripts.join(std::path::Path::new(&created.path).file_name().unwrap_or_default());
+            std::fs::copy(&created.path, &to).map_err(|e| Error::io("cannot copy to", &to, e))?;
+        }
+        self.say("server2: a new server joins (git pull brings the changeset; no db.toml, no databases yet)");
+        let done = self.preflight(&server2)?;
+        self.say(&format!("server2: b2m preflight fetched {done}"));
+        self.show("server2: up, with the changeset's version", &server2)?;
+        let done = self.preflight(&server)?;
+        self.say(&format!("server: b2m preflight fetched {done}; the changeset already ran, so it does not run again"));
+        self.show("server: on the same version", &server)?;
+        Ok(server2)
+    }
 }
 
 /// `b2m demo [DIR]`.

@@ -286,61 +286,82 @@ fn install(repo: &GitRepo) -> Result<Vec<HookOutcome>> {
         let path = repo.hooks_dir.join(hook);
         let chained = chained_path(&path);
         let moved = displaced(&path)?;
-        let step = match look(&path)? {
-            Found::Ours(bytes) => Step::Ours(bytes),
-            Found::Missing => Step::Write { chains: present(&chained)? },
-            Found::Theirs if !present(&chained)? => Step::Chain,
-            // The manager re-wrote the hook b2m had chained (husky's stubs, lefthook's and
-            // pre-commit's scripts): the one chained is the manager's old copy.
-            Found::Theirs if same(&chained, &path)? => Step::Rechain { back_to: None },
-            // pre-commit moved b2m's hook to `<hook>.legacy` and runs it from there; the hook b2m
-            // chained goes there instead, as pre-commit alone would have put it.
-            Found::Theirs if moved.is_some() => Step::Rechain { back_to: moved.clone() },
-            Found::Theirs => {
-                // Moving this one aside would overwrite the hook chained before: say so, touch nothing.
-                return Err(Error::refused(
-                    format!(
-                        "`{}` is not b2m's, and `{}` (the hook b2m chained before) is in the way of moving it aside",
-                        path.display(),
-                        chained.display()
-                    ),
-                    format!("merge the two into `{}` yourself (or remove one), then run `b2m hooks install` again", chained.display()),
-                ));
-            }
-        };
-        plan.push((hook, path, chained, moved, step, template.replace("{{project}}", &project)));
+        let step = plan_hook(&path, &chained, moved.as_ref())?;
+        plan.push(Planned { hook, path, chained, moved, step, script: template.replace("{{project}}", &project) });
     }
     fs::create_dir_all(&repo.hooks_dir).map_err(|e| Error::io("cannot create", &repo.hooks_dir, e))?;
-    let mut outcomes = Vec::new();
-    for (hook, path, chained, moved, step, script) in plan {
-        let put_back = matches!(step, Step::Rechain { back_to: Some(_) });
-        let done = match step {
-            Step::Ours(bytes) if bytes == script.as_bytes() && is_executable(&path)? => Done::AlreadyInstalled,
-            Step::Ours(_) => Done::Updated,
-            // Left by an install stopped between the move aside and the write: it still chains.
-            Step::Write { chains: true } => Done::Chained,
-            Step::Write { chains: false } => Done::Installed,
-            Step::Chain | Step::Rechain { .. } => {
-                if let Step::Rechain { back_to: Some(back_to) } = &step {
-                    rename(&chained, back_to)?;
-                }
-                // A rename keeps the bytes and the mode (and a symlink stays a symlink); it
-                // replaces the manager's old copy in the `Rechain { back_to: None }` case.
-                rename(&path, &chained)?;
-                Done::Chained
+    plan.into_iter().map(install_hook).collect()
+}
+
+/// One hook to install, looked at: where it goes, where the hook it chains goes, where a manager
+/// moved b2m's old one, what to do, and b2m's script for it.
+struct Planned {
+    hook: &'static str,
+    path: PathBuf,
+    chained: PathBuf,
+    moved: Option<PathBuf>,
+    step: Step,
+    script: String,
+}
+
+/// What to do to the hook at `path`, given the hook b2m chained before (`chained`) and where a
+/// manager moved b2m's (`moved`). Refuses when moving the hook there aside would overwrite the
+/// one chained before.
+fn plan_hook(path: &Path, chained: &Path, moved: Option<&PathBuf>) -> Result<Step> {
+    Ok(match look(path)? {
+        Found::Ours(bytes) => Step::Ours(bytes),
+        Found::Missing => Step::Write { chains: present(chained)? },
+        Found::Theirs if !present(chained)? => Step::Chain,
+        // The manager re-wrote the hook b2m had chained (husky's stubs, lefthook's and
+        // pre-commit's scripts): the one chained is the manager's old copy.
+        Found::Theirs if same(chained, path)? => Step::Rechain { back_to: None },
+        // pre-commit moved b2m's hook to `<hook>.legacy` and runs it from there; the hook b2m
+        // chained goes there instead, as pre-commit alone would have put it.
+        Found::Theirs if moved.is_some() => Step::Rechain { back_to: moved.cloned() },
+        Found::Theirs => {
+            // Moving this one aside would overwrite the hook chained before: say so, touch nothing.
+            return Err(Error::refused(
+                format!(
+                    "`{}` is not b2m's, and `{}` (the hook b2m chained before) is in the way of moving it aside",
+                    path.display(),
+                    chained.display()
+                ),
+                format!("merge the two into `{}` yourself (or remove one), then run `b2m hooks install` again", chained.display()),
+            ));
+        }
+    })
+}
+
+/// Carries out one planned hook: moves the hook there aside as its step says, clears b2m's old
+/// one where a manager moved it, and writes b2m's.
+fn install_hook(planned: Planned) -> Result<HookOutcome> {
+    let Planned { hook, path, chained, moved, step, script } = planned;
+    let put_back = matches!(step, Step::Rechain { back_to: Some(_) });
+    let done = match step {
+        Step::Ours(bytes) if bytes == script.as_bytes() && is_executable(&path)? => Done::AlreadyInstalled,
+        Step::Ours(_) => Done::Updated,
+        // Left by an install stopped between the move aside and the write: it still chains.
+        Step::Write { chains: true } => Done::Chained,
+        Step::Write { chains: false } => Done::Installed,
+        Step::Chain | Step::Rechain { .. } => {
+            if let Step::Rechain { back_to: Some(back_to) } = &step {
+                rename(&chained, back_to)?;
             }
-        };
-        // b2m's old hook where a manager moved it goes (the new one replaces it), unless the
-        // chained hook has just been put back there.
-        if let Some(moved) = moved.filter(|_| !put_back) {
-            fsutil::remove_if_exists(&moved)?;
+            // A rename keeps the bytes and the mode (and a symlink stays a symlink); it
+            // replaces the manager's old copy in the `Rechain { back_to: None }` case.
+            rename(&path, &chained)?;
+            Done::Chained
         }
-        if done != Done::AlreadyInstalled {
-            write_hook(&path, script.as_bytes())?;
-        }
-        outcomes.push(HookOutcome { hook, path: path.display().to_string(), done });
+    };
+    // b2m's old hook where a manager moved it goes (the new one replaces it), unless the
+    // chained hook has just been put back there.
+    if let Some(moved) = moved.filter(|_| !put_back) {
+        fsutil::remove_if_exists(&moved)?;
     }
-    Ok(outcomes)
+    if done != Done::AlreadyInstalled {
+        write_hook(&path, script.as_bytes())?;
+    }
+    Ok(HookOutcome { hook, path: path.display().to_string(), done })
 }
 
 /// Whether the file at `path` has its owner's execute bit.

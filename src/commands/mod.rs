@@ -11,7 +11,7 @@ pub(crate) mod server;
 mod status;
 mod transfer;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::cli::{Cli, Command};
 use crate::engine::Context;
@@ -22,22 +22,43 @@ use crate::settings::Settings;
 pub use demo::demo;
 pub use init::init;
 
-/// Runs a parsed command line; returns the exit code.
+/// Runs a parsed command line; returns the exit code. The settings are loaded once, for the
+/// commands that work on a project, and the same settings say where its notification goes.
 pub fn run(cli: Cli) -> Result<ExitStatus> {
     let out = Output::new(cli.global.json, cli.global.quiet, cli.global.verbose);
     let start = match &cli.global.directory {
         Some(dir) => std::fs::canonicalize(dir).map_err(|e| Error::config(format!("cannot use `-C {}`: {e}", dir.display())))?,
         None => std::env::current_dir().map_err(|e| Error::io("cannot read", PathBuf::from("."), e))?,
     };
-    let open = || Context::open(Settings::load(&start)?, out.clone());
-    let notable = notable(&cli.command);
-    let result = dispatch(cli.command, &start, &out, open);
-    if let Some(event) = notable.and_then(|(name, on_success)| event_of(name, on_success, &result))
-        && let Ok(settings) = Settings::load(&start)
-    {
-        crate::notify::send(&settings, &out, &crate::notify::Event::new(&settings, &event.0, &event.1));
+    let command = match without_project(cli.command, &start, &out) {
+        Ok(done) => return done,
+        Err(command) => command,
+    };
+    let settings = Settings::load(&start)?;
+    let notable = notable(&command);
+    let result = dispatch(command, &settings, &out);
+    if let Some((kind, message)) = notable.and_then(|(name, on_success)| event_of(name, on_success, &result)) {
+        crate::notify::send(&settings, &out, &crate::notify::Event::new(&settings, &kind, &message));
     }
     result
+}
+
+/// Runs a command that needs no project (`init`, `demo`, `hooks`, `completions`); hands any other
+/// back.
+fn without_project(command: Command, start: &Path, out: &Output) -> std::result::Result<Result<ExitStatus>, Command> {
+    match command {
+        Command::Init { remote, endpoint, region } => Ok(init::run(start, remote, endpoint, region, out)),
+        Command::Demo { dir } => Ok(demo::run(dir, out)),
+        Command::Hooks { action } => Ok(hooks::run(start, out, action)),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "b2m", &mut script);
+            crate::output::print_stdout(&String::from_utf8_lossy(&script));
+            Ok(Ok(ExitStatus::Success))
+        }
+        command => Err(command),
+    }
 }
 
 /// Commands whose outcome may be worth a notification: their name, and whether success is news.
@@ -65,12 +86,10 @@ fn event_of(name: &str, on_success: bool, result: &Result<ExitStatus>) -> Option
     }
 }
 
-fn dispatch(command: Command, start: &std::path::Path, out: &Output, open: impl Fn() -> Result<Context>) -> Result<ExitStatus> {
-    let start = start.to_path_buf();
-    let out = out.clone();
+/// Runs a command on the project of `settings`.
+fn dispatch(command: Command, settings: &Settings, out: &Output) -> Result<ExitStatus> {
+    let open = || Context::open(settings.clone(), out.clone());
     match command {
-        Command::Init { remote, endpoint, region } => init::run(&start, remote, endpoint, region, &out),
-        Command::Demo { dir } => demo::run(dir, &out),
         Command::Status { dbs, exit_code } => status::run(&open()?, &dbs, exit_code),
         Command::Upload { db } => transfer::upload(&open()?, &db),
         Command::Download { db: Some(db), force, all: false } => transfer::download(&open()?, &db, force),
@@ -83,21 +102,16 @@ fn dispatch(command: Command, start: &std::path::Path, out: &Output, open: impl 
         Command::FetchDbToml => transfer::fetch_db_toml(&open()?),
         Command::Lock { db } => coord::lock(&open()?, &db),
         Command::Unlock { db, force } => coord::unlock(&open()?, &db, force),
-        Command::Preflight { strict } => preflight::run(&start, &out, strict),
+        Command::Preflight { strict } => preflight::run(&Context::open(settings.clone().for_preflight(), out.clone())?, strict),
         Command::CreateChangeset { phrase, kind } => changeset::create(&open()?, &phrase, kind),
         Command::ExecuteChangeset { name, retry } => changeset::execute(&open()?, &name, retry),
         Command::Changesets { pending } => changeset::list(&open()?, pending),
         Command::Server { action } => server::run(&open()?, action),
-        Command::Hooks { action } => hooks::run(&start, &out, action),
-        Command::Completions { shell } => {
-            let mut command = <Cli as clap::CommandFactory>::command();
-            let mut script = Vec::new();
-            clap_complete::generate(shell, &mut command, "b2m", &mut script);
-            crate::output::print_stdout(&String::from_utf8_lossy(&script));
-            Ok(ExitStatus::Success)
-        }
         Command::Check { offline, deep } => check::run(&open()?, offline, deep),
         Command::Doctor => coord::doctor(&open()?),
         Command::Gc { dry_run, keep } => coord::gc(&open()?, dry_run, keep),
+        Command::Init { .. } | Command::Demo { .. } | Command::Hooks { .. } | Command::Completions { .. } => {
+            unreachable!("run() runs the commands without a project before it loads the settings")
+        }
     }
 }

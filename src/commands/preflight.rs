@@ -1,24 +1,14 @@
 //! `b2m preflight [--strict]`.
 
-use std::path::Path;
-
 use crate::engine::Context;
 use crate::engine::preflight::{self, Preflight};
 use crate::error::{ExitStatus, Result};
-use crate::output::Output;
-use crate::settings::Settings;
 
-/// Runs preflight; exit 0 means the server may start.
-pub fn run(start: &Path, out: &Output, strict: bool) -> Result<ExitStatus> {
-    let mut settings = Settings::load(start)?;
-    // Waiting for a changeset another machine runs is bounded by `preflight.changeset_wait`,
-    // unless B2M_LEASE_WAIT_SECS says otherwise.
-    if std::env::var_os("B2M_LEASE_WAIT_SECS").is_none() {
-        settings.leases.wait = settings.changeset_wait;
-    }
-    let ctx = Context::open(settings, out.clone())?;
+/// Runs preflight; exit 0 means the server may start. `ctx` is opened with
+/// [`Settings::for_preflight`](crate::settings::Settings::for_preflight).
+pub fn run(ctx: &Context, strict: bool) -> Result<ExitStatus> {
     let lock = ctx.lock()?;
-    let done = preflight::preflight(&ctx, &lock, strict)?;
+    let done = preflight::preflight(ctx, &lock, strict)?;
     ctx.out.result(&done, || summary(&done));
     Ok(ExitStatus::Success)
 }

@@ -75,15 +75,7 @@ pub fn probe(store: &Arc<dyn Store>) -> Result<Probe> {
     let before = SystemTime::now();
     let first = store.put(&key, b"probe", Condition::IfAbsent);
     let after = SystemTime::now();
-    let clock_skew_secs = store.head(&key).ok().flatten().and_then(|info| info.last_modified).map(|server| {
-        // The server stamped the object between `before` and `after`; its clock may count whole
-        // seconds only, so a skew under a second or so is noise.
-        let ours = before + after.duration_since(before).unwrap_or_default() / 2;
-        match server.duration_since(ours) {
-            Ok(ahead) => ahead.as_secs_f64(),
-            Err(behind) => -behind.duration().as_secs_f64(),
-        }
-    });
+    let clock_skew_secs = clock_skew(store.as_ref(), &key, before, after);
     let conditional = match first {
         Err(StoreError::ConditionalUnsupported { .. }) => Conditional::Unsupported,
         Err(e) => return Err(e.into()),
@@ -94,24 +86,7 @@ pub fn probe(store: &Arc<dyn Store>) -> Result<Probe> {
             Ok(PutOutcome::ConditionFailed) => Conditional::Atomic,
         },
     };
-    let mut race_winners = Vec::new();
-    let mut conditional = conditional;
-    if conditional == Conditional::Atomic {
-        for round in 0..ROUNDS {
-            let race_key = format!("{base}/race-{round}");
-            let created = race(store, &race_key, |_| Condition::IfAbsent)?;
-            race_winners.push(created);
-            let etag = store.get(&race_key)?.and_then(|o| o.etag);
-            let swapped = match etag {
-                Some(etag) => race(store, &race_key, |_| Condition::IfMatch(etag.clone()))?,
-                None => RACERS,
-            };
-            race_winners.push(swapped);
-            if created != 1 || swapped != 1 {
-                conditional = Conditional::NonAtomic;
-            }
-        }
-    }
+    let (conditional, race_winners) = if conditional == Conditional::Atomic { races(store, &base)? } else { (conditional, Vec::new()) };
     let multipart_answer = store.probe_multipart(&format!("{base}/multipart"))?;
     let large_uploads = if multipart_answer.is_some() { "single_put" } else { "parts" };
     for object in store.list(&format!("{base}/"))? {
@@ -129,6 +104,43 @@ pub fn probe(store: &Arc<dyn Store>) -> Result<Probe> {
         retention,
         millis: started.elapsed().as_millis(),
     })
+}
+
+/// How far the server's clock is ahead of ours (negative: behind), from the time it stamped `key`,
+/// written between `before` and `after`.
+fn clock_skew(store: &dyn Store, key: &str, before: SystemTime, after: SystemTime) -> Option<f64> {
+    store.head(key).ok().flatten().and_then(|info| info.last_modified).map(|server| {
+        // The server stamped the object between `before` and `after`; its clock may count whole
+        // seconds only, so a skew under a second or so is noise.
+        let ours = before + after.duration_since(before).unwrap_or_default() / 2;
+        match server.duration_since(ours) {
+            Ok(ahead) => ahead.as_secs_f64(),
+            Err(behind) => -behind.duration().as_secs_f64(),
+        }
+    })
+}
+
+/// Conditional writes that answer as atomic ones, raced: in each of `ROUNDS` rounds, `RACERS`
+/// creations of one key and then as many swaps of it; exactly one of each must win. Atomic, or
+/// non-atomic when a round had more (or fewer) winners; the winners of each race.
+fn races(store: &Arc<dyn Store>, base: &str) -> Result<(Conditional, Vec<usize>)> {
+    let mut race_winners = Vec::new();
+    let mut conditional = Conditional::Atomic;
+    for round in 0..ROUNDS {
+        let race_key = format!("{base}/race-{round}");
+        let created = race(store, &race_key, |_| Condition::IfAbsent)?;
+        race_winners.push(created);
+        let etag = store.get(&race_key)?.and_then(|o| o.etag);
+        let swapped = match etag {
+            Some(etag) => race(store, &race_key, |_| Condition::IfMatch(etag.clone()))?,
+            None => RACERS,
+        };
+        race_winners.push(swapped);
+        if created != 1 || swapped != 1 {
+            conditional = Conditional::NonAtomic;
+        }
+    }
+    Ok((conditional, race_winners))
 }
 
 /// Races `RACERS` conditional writes of one key; returns how many succeeded.

@@ -276,26 +276,7 @@ fn compare_pins(history: &mut History<'_>, ours: &Entry, theirs: &Entry, found: 
     }
     let head = history.head.clone();
     let Some(pin) = ours.pinned() else {
-        // Unpinned (an older db.toml): judged by its version number alone.
-        if ours.version <= head.version {
-            let how = if ours.version == head.version {
-                "names the same version as".to_string()
-            } else {
-                format!("names v{}, behind", ours.version)
-            };
-            found.warning(
-                &ours.key,
-                format!("`{}` {how} the bucket's v{} but pins nothing: run `b2m fetch-db-toml`", ours.file, head.version),
-            );
-        } else {
-            found.error(
-                &ours.key,
-                format!(
-                    "`{}` names v{}, beyond the bucket's v{}: this db.toml diverged from the bucket; run `b2m status` to see which files hold what, and `b2m fetch-db-toml` to take the bucket's",
-                    ours.file, ours.version, head.version
-                ),
-            );
-        }
+        compare_unpinned(ours, &head, found);
         return Ok(());
     };
     if pin == head {
@@ -326,6 +307,24 @@ fn compare_pins(history: &mut History<'_>, ours: &Entry, theirs: &Entry, found: 
         );
     }
     Ok(())
+}
+
+/// An entry that pins nothing (an older db.toml), judged by its version number alone against the
+/// bucket's `head`.
+fn compare_unpinned(ours: &Entry, head: &VersionId, found: &mut Findings) {
+    if ours.version <= head.version {
+        let how =
+            if ours.version == head.version { "names the same version as".to_string() } else { format!("names v{}, behind", ours.version) };
+        found.warning(&ours.key, format!("`{}` {how} the bucket's v{} but pins nothing: run `b2m fetch-db-toml`", ours.file, head.version));
+    } else {
+        found.error(
+            &ours.key,
+            format!(
+                "`{}` names v{}, beyond the bucket's v{}: this db.toml diverged from the bucket; run `b2m status` to see which files hold what, and `b2m fetch-db-toml` to take the bucket's",
+                ours.file, ours.version, head.version
+            ),
+        );
+    }
 }
 
 /// The version the bucket pins: its object and metadata are there, the metadata describes it,
@@ -591,42 +590,7 @@ fn check_ledger(store: &dyn Store, scripts: &[LocalScript], found: &mut Findings
             }
             Err(e) => return Err(e),
         };
-        match entry.state {
-            ledger::State::Done => {
-                if changeset::script_sha256(&script.path)? != entry.script_sha256 {
-                    found.error(
-                        name,
-                        format!(
-                            "`{}` changed after it ran ({}); a changeset that ran never runs again: restore the script as it ran (`git log -p` on it), and put the change in a new one (`b2m create-changeset PHRASE`)",
-                            script.shown,
-                            entry.describe()
-                        ),
-                    );
-                }
-            }
-            ledger::State::Failed => {
-                let why = entry.error.as_deref().unwrap_or("see its log");
-                found.error(
-                    name,
-                    format!(
-                        "failed on {} ({}) at {}: {why}; fix it, then run `b2m execute-changeset {name} --retry`",
-                        entry.host,
-                        entry.owner,
-                        entry.finished_at.as_deref().unwrap_or(&entry.started_at)
-                    ),
-                );
-            }
-            ledger::State::Running => match live_claim(store, name, now)? {
-                Some(holder) => found.warning(name, format!("is running now on {} ({})", entry.host, holder.describe())),
-                None => found.error(
-                    name,
-                    format!(
-                        "was interrupted: it started on {} ({}) at {} and its claim has lapsed; check what it changed (`b2m status`), then run `b2m execute-changeset {name} --retry`",
-                        entry.host, entry.owner, entry.started_at
-                    ),
-                ),
-            },
-        }
+        check_entry(store, script, &entry, now, found)?;
     }
     if let Some(latest) = ran.last() {
         for script in scripts.iter().filter(|s| s.name < *latest && ran.binary_search(&s.name).is_err()) {
@@ -637,6 +601,55 @@ fn check_ledger(store: &dyn Store, scripts: &[LocalScript], found: &mut Findings
                 ),
             );
         }
+    }
+    Ok(())
+}
+
+/// One changeset's ledger `entry` against its script here: done but edited since, failed, or
+/// running (still, or interrupted: its claim lapsed by `now`).
+fn check_entry(
+    store: &dyn Store,
+    script: &LocalScript,
+    entry: &ledger::Entry,
+    now: chrono::DateTime<chrono::Utc>,
+    found: &mut Findings,
+) -> Result<()> {
+    let name = &script.name;
+    match entry.state {
+        ledger::State::Done => {
+            if changeset::script_sha256(&script.path)? != entry.script_sha256 {
+                found.error(
+                    name,
+                    format!(
+                        "`{}` changed after it ran ({}); a changeset that ran never runs again: restore the script as it ran (`git log -p` on it), and put the change in a new one (`b2m create-changeset PHRASE`)",
+                        script.shown,
+                        entry.describe()
+                    ),
+                );
+            }
+        }
+        ledger::State::Failed => {
+            let why = entry.error.as_deref().unwrap_or("see its log");
+            found.error(
+                name,
+                format!(
+                    "failed on {} ({}) at {}: {why}; fix it, then run `b2m execute-changeset {name} --retry`",
+                    entry.host,
+                    entry.owner,
+                    entry.finished_at.as_deref().unwrap_or(&entry.started_at)
+                ),
+            );
+        }
+        ledger::State::Running => match live_claim(store, name, now)? {
+            Some(holder) => found.warning(name, format!("is running now on {} ({})", entry.host, holder.describe())),
+            None => found.error(
+                name,
+                format!(
+                    "was interrupted: it started on {} ({}) at {} and its claim has lapsed; check what it changed (`b2m status`), then run `b2m execute-changeset {name} --retry`",
+                    entry.host, entry.owner, entry.started_at
+                ),
+            ),
+        },
     }
     Ok(())
 }

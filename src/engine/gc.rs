@@ -14,9 +14,10 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use super::Context;
-use super::remote::{self, VersionId};
+use super::remote::{self, Chain, RemoteManifest, VersionId};
 use crate::coord::lease;
 use crate::error::Result;
+use crate::store::{Store, Unfinished};
 
 /// One piece of garbage.
 #[derive(Debug, Clone, Serialize)]
@@ -54,75 +55,107 @@ fn old_enough(modified: Option<SystemTime>, min_age: Duration) -> bool {
 /// names go too (counted back along the parent chain; the pinned one never goes), and changeset
 /// working folders beyond the newest `keep`.
 pub fn collect(ctx: &Context, dry_run: bool, keep: Option<u64>) -> Result<Collected> {
-    let mut out = Collected::default();
     let store = ctx.store.as_ref();
-    let min_age = ctx.settings.orphan_age;
     let Some(manifest) = remote::read_manifest(store)? else {
-        out.notes.push("the bucket has no db.toml: nothing is removed".into());
-        return Ok(out);
+        return Ok(Collected { notes: vec!["the bucket has no db.toml: nothing is removed".into()], ..Collected::default() });
     };
     crate::util::failpoint("gc-after-read");
+    let mut gc = Collector { store, dry_run, keep, min_age: ctx.settings.orphan_age, out: Collected::default() };
     let leases = ctx.leases();
-    let take = |out: &mut Collected, g: Garbage| -> Result<()> {
-        if !dry_run {
-            match &g.upload_id {
-                Some(id) => store.abort_upload(&crate::store::Unfinished { key: g.key.clone(), upload_id: id.clone(), initiated: None })?,
-                None => store.purge(&g.key)?,
-            }
-        }
-        out.bytes += g.bytes;
-        out.removed.push(g);
-        Ok(())
-    };
     for entry in manifest.manifest.entries() {
         let _lease = if dry_run { None } else { Some(leases.acquire(&entry.stem, "gc")?) };
         // Read again under the lease: a publish may have committed since.
         let fresh = if dry_run { None } else { remote::read_manifest(store)? };
-        let Some(head) = fresh.as_ref().unwrap_or(&manifest).current(&entry.stem) else {
-            out.notes.push(format!("`{}` is not pinned in db.toml: its versions are kept", entry.stem));
-            continue;
+        gc.database(&entry.stem, fresh.as_ref().unwrap_or(&manifest))?;
+    }
+    if let Some(n) = keep {
+        working_folders(ctx, dry_run, usize::try_from(n).unwrap_or(usize::MAX), &mut gc.out)?;
+    }
+    gc.stale_leases()?;
+    Ok(gc.out)
+}
+
+/// One run of gc over the bucket: what it found so far.
+struct Collector<'a> {
+    store: &'a dyn Store,
+    dry_run: bool,
+    keep: Option<u64>,
+    min_age: Duration,
+    out: Collected,
+}
+
+impl Collector<'_> {
+    /// Counts `g` as garbage and, unless a dry run, removes it.
+    fn take(&mut self, g: Garbage) -> Result<()> {
+        if !self.dry_run {
+            match &g.upload_id {
+                Some(id) => self.store.abort_upload(&Unfinished { key: g.key.clone(), upload_id: id.clone(), initiated: None })?,
+                None => self.store.purge(&g.key)?,
+            }
+        }
+        self.out.bytes += g.bytes;
+        self.out.removed.push(g);
+        Ok(())
+    }
+
+    /// The garbage of database `stem`, as `manifest` (read under its lease) pins it: version
+    /// objects off its history (or beyond `keep`), and old unfinished uploads. Nothing of a
+    /// database that is not pinned, or whose history cannot be read whole.
+    fn database(&mut self, stem: &str, manifest: &RemoteManifest) -> Result<()> {
+        let Some(head) = manifest.current(stem) else {
+            self.out.notes.push(format!("`{stem}` is not pinned in db.toml: its versions are kept"));
+            return Ok(());
         };
-        let chain = remote::chain(store, &head)?;
+        let chain = remote::chain(self.store, &head)?;
         // A history that ends where an earlier `--keep` removed a version (metadata and object
         // both gone) is whole; a missing metadata object beside a present object is damage.
-        let trimmed = chain.missing.as_ref().is_some_and(|m| store.head(&m.object_key()).is_ok_and(|o| o.is_none()));
+        let trimmed = chain.missing.as_ref().is_some_and(|m| self.store.head(&m.object_key()).is_ok_and(|o| o.is_none()));
         if !chain.complete && !trimmed {
-            out.notes.push(format!("`{}`: its history could not be read whole, so none of its objects are removed", entry.stem));
-            continue;
+            self.out.notes.push(format!("`{stem}`: its history could not be read whole, so none of its objects are removed"));
+            return Ok(());
         }
-        let keep_n = keep.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX).max(1));
-        let reachable: HashSet<VersionId> = chain.versions.iter().take(keep_n).map(|m| m.id(&entry.stem)).chain([head]).collect();
-        let expired: HashSet<VersionId> = chain.versions.iter().skip(keep_n).map(|m| m.id(&entry.stem)).collect();
-        for object in store.list(&format!("{}{}/", crate::layout::VERSIONS, entry.stem))? {
+        self.versions_off_history(stem, head, &chain)?;
+        for upload in self.store.unfinished_uploads(&format!("{}{stem}/", crate::layout::VERSIONS))? {
+            if old_enough(upload.initiated, self.min_age) {
+                let reason = "an unfinished multipart upload".to_string();
+                self.take(Garbage { key: upload.key, reason, bytes: 0, upload_id: Some(upload.upload_id) })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The version objects of `stem` that neither `head` nor the newest `keep` of its history
+    /// (`chain`) are: those beyond `keep`, and those never published once older than `min_age`.
+    fn versions_off_history(&mut self, stem: &str, head: VersionId, chain: &Chain) -> Result<()> {
+        let keep_n = self.keep.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX).max(1));
+        let reachable: HashSet<VersionId> = chain.versions.iter().take(keep_n).map(|m| m.id(stem)).chain([head]).collect();
+        let expired: HashSet<VersionId> = chain.versions.iter().skip(keep_n).map(|m| m.id(stem)).collect();
+        for object in self.store.list(&format!("{}{stem}/", crate::layout::VERSIONS))? {
             let Some(id) = VersionId::from_key(&object.key) else { continue };
             if reachable.contains(&id) {
                 continue;
             }
             let reason = if expired.contains(&id) {
-                format!("v{} {}… is older than the newest {}", id.version, id.short(), keep.unwrap_or_default())
-            } else if old_enough(object.last_modified, min_age) {
+                format!("v{} {}… is older than the newest {}", id.version, id.short(), self.keep.unwrap_or_default())
+            } else if old_enough(object.last_modified, self.min_age) {
                 format!("v{} {}… was never published", id.version, id.short())
             } else {
                 continue;
             };
-            take(&mut out, Garbage { key: object.key, reason, bytes: object.size, upload_id: None })?;
+            self.take(Garbage { key: object.key, reason, bytes: object.size, upload_id: None })?;
         }
-        for upload in store.unfinished_uploads(&format!("{}{}/", crate::layout::VERSIONS, entry.stem))? {
-            if old_enough(upload.initiated, min_age) {
-                let reason = "an unfinished multipart upload".to_string();
-                take(&mut out, Garbage { key: upload.key, reason, bytes: 0, upload_id: Some(upload.upload_id) })?;
-            }
+        Ok(())
+    }
+
+    /// Leases whose holder stopped renewing them.
+    fn stale_leases(&mut self) -> Result<()> {
+        let now = chrono::Utc::now();
+        for stale in lease::list_leases(self.store)?.into_iter().filter(|l| l.info.is_stale(now)) {
+            let reason = format!("stale lease of {}", stale.info.describe());
+            self.take(Garbage { key: stale.key, reason, bytes: 0, upload_id: None })?;
         }
+        Ok(())
     }
-    if let Some(n) = keep {
-        working_folders(ctx, dry_run, usize::try_from(n).unwrap_or(usize::MAX), &mut out)?;
-    }
-    let now = chrono::Utc::now();
-    for stale in lease::list_leases(store)?.into_iter().filter(|l| l.info.is_stale(now)) {
-        let reason = format!("stale lease of {}", stale.info.describe());
-        take(&mut out, Garbage { key: stale.key, reason, bytes: 0, upload_id: None })?;
-    }
-    Ok(out)
 }
 
 /// Changeset and merge working folders (`changeset/dbs/<name>/`) beyond the newest `keep`, of runs

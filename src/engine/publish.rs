@@ -449,37 +449,19 @@ pub fn commit(ctx: &Context, guarded: Guarded<'_>, local_manifest: &Manifest, ve
     };
     let manifest_lease = leases.acquire(MANIFEST_LEASE, "commit")?;
     let names = versions.iter().map(|v| format!("`{}` v{}", v.pending.stem, v.pending.version)).collect::<Vec<_>>().join(", ");
-    let landed =
-        |manifest: Option<&RemoteManifest>| versions.iter().all(|v| manifest.and_then(|m| m.current(&v.pending.stem)) == Some(v.id()));
     for _ in 0..COMMIT_TRIES {
         let current = remote::read_manifest(ctx.store.as_ref())?;
-        if landed(current.as_ref()) {
+        if landed(versions, current.as_ref()) {
             return Ok(());
         }
-        for v in versions {
-            let now = current.as_ref().and_then(|m| m.current(&v.pending.stem));
-            if now.as_ref().map(|n| (n.version, n.sha256.as_str())) != v.parent.as_ref().map(|p| (p.version, p.sha256.as_str())) {
-                return Err(Error::refused_as(
-                    Refusal::OutdatedDb,
-                    format!(
-                        "outdated_db: `{}` moved to v{} in the bucket meanwhile; nothing was published",
-                        v.pending.stem,
-                        now.map_or_else(|| "?".into(), |n| n.version.to_string())
-                    ),
-                    "run `b2m status`, then `b2m download` or `b2m merge`",
-                ));
-            }
-        }
-        let (mut manifest, condition) = match current {
+        refuse_if_moved(versions, current.as_ref())?;
+        let (manifest, condition) = match current {
             Some(RemoteManifest { manifest, etag }) => (manifest, protocol.if_match(etag)),
             None => {
                 (first_manifest(local_manifest, &versions.iter().map(|v| v.pending.key.as_str()).collect::<Vec<_>>()), protocol.if_absent())
             }
         };
-        for v in versions {
-            manifest.set_version(&v.pending.key, &v.id().file(), &v.pending.sha256);
-            ctx.state.set_pending(&v.pending)?;
-        }
+        let manifest = pin_versions(ctx, manifest, versions)?;
         let mut guards: Vec<&HeldLease> = db_leases.iter().chain(claim.iter()).collect();
         guards.push(&manifest_lease);
         let within = leases.budget(&guards)?;
@@ -493,43 +475,86 @@ pub fn commit(ctx: &Context, guarded: Guarded<'_>, local_manifest: &Manifest, ve
             Ok(PutOutcome::ConditionFailed) => {
                 tracing::info!("db.toml changed under the commit (or our answer was lost); reading it again")
             }
-            Err(e) => {
-                // The write gave up by its deadline, but its answer may have been lost on the
-                // way back: what db.toml pins now tells.
-                match reread_manifest(ctx) {
-                    Some(now) if landed(now.as_ref()) => {
-                        tracing::info!("the commit's answer was lost, but db.toml pins our versions");
-                        return Ok(());
-                    }
-                    Some(_) => {
-                        for v in versions {
-                            ctx.state.clear_pending(&v.pending.stem)?;
-                        }
-                        return Err(Error::refused(
-                            format!("the commit of {names} failed ({e}); nothing was published"),
-                            "run the command again",
-                        ));
-                    }
-                    None => {
-                        // Unknown: leave the leases to expire (after the write's deadline) rather
-                        // than free them, and the journal for the next command to settle.
-                        manifest_lease.abandon();
-                        for lease in db_leases {
-                            lease.abandon();
-                        }
-                        return Err(Error::refused(
-                            format!("the commit of {names} did not finish ({e}) and the bucket cannot be read to tell"),
-                            "run `b2m status` once the bucket is reachable: it finishes the publish if it landed",
-                        ));
-                    }
-                }
-            }
+            Err(e) => return settle_failed_write(ctx, versions, &names, e, manifest_lease, db_leases),
         }
     }
     for v in versions {
         ctx.state.clear_pending(&v.pending.stem)?;
     }
     Err(Error::refused(format!("the bucket's db.toml kept changing; {names} was not published"), "run the command again"))
+}
+
+/// Whether the bucket's db.toml (`manifest`) pins every one of `versions`.
+fn landed(versions: &[ToCommit], manifest: Option<&RemoteManifest>) -> bool {
+    versions.iter().all(|v| manifest.and_then(|m| m.current(&v.pending.stem)) == Some(v.id()))
+}
+
+/// Refuses the commit (`outdated_db`) when the bucket's db.toml (`current`) no longer pins the
+/// parent of one of `versions`: another publish came first.
+fn refuse_if_moved(versions: &[ToCommit], current: Option<&RemoteManifest>) -> Result<()> {
+    for v in versions {
+        let now = current.and_then(|m| m.current(&v.pending.stem));
+        if now.as_ref().map(|n| (n.version, n.sha256.as_str())) != v.parent.as_ref().map(|p| (p.version, p.sha256.as_str())) {
+            return Err(Error::refused_as(
+                Refusal::OutdatedDb,
+                format!(
+                    "outdated_db: `{}` moved to v{} in the bucket meanwhile; nothing was published",
+                    v.pending.stem,
+                    now.map_or_else(|| "?".into(), |n| n.version.to_string())
+                ),
+                "run `b2m status`, then `b2m download` or `b2m merge`",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `manifest` pinning each of `versions`, each recorded in the journal as pending just before
+/// the write that commits it.
+fn pin_versions(ctx: &Context, mut manifest: Manifest, versions: &[ToCommit]) -> Result<Manifest> {
+    for v in versions {
+        manifest.set_version(&v.pending.key, &v.id().file(), &v.pending.sha256);
+        ctx.state.set_pending(&v.pending)?;
+    }
+    Ok(manifest)
+}
+
+/// After the commit's write gave up (`e`) by its deadline: its answer may have been lost on the
+/// way back, so what db.toml pins now tells. Landed: done. Not landed: nothing was published.
+/// Unreadable: unknown, so the leases are left to expire (after the write's deadline) rather than
+/// freed, and the journal stays for the next command to settle.
+fn settle_failed_write(
+    ctx: &Context,
+    versions: &[ToCommit],
+    names: &str,
+    e: crate::store::StoreError,
+    manifest_lease: HeldLease,
+    db_leases: Vec<HeldLease>,
+) -> Result<()> {
+    let settled = match reread_manifest(ctx) {
+        Some(now) if landed(versions, now.as_ref()) => {
+            tracing::info!("the commit's answer was lost, but db.toml pins our versions");
+            Ok(())
+        }
+        Some(_) => {
+            let cleared = versions.iter().try_for_each(|v| ctx.state.clear_pending(&v.pending.stem));
+            cleared.and(Err(Error::refused(format!("the commit of {names} failed ({e}); nothing was published"), "run the command again")))
+        }
+        None => {
+            manifest_lease.abandon();
+            for lease in db_leases {
+                lease.abandon();
+            }
+            return Err(Error::refused(
+                format!("the commit of {names} did not finish ({e}) and the bucket cannot be read to tell"),
+                "run `b2m status` once the bucket is reachable: it finishes the publish if it landed",
+            ));
+        }
+    };
+    // Released as the commit's own end would: the manifest's lease first.
+    drop(manifest_lease);
+    drop(db_leases);
+    settled
 }
 
 /// The bucket's db.toml now, read up to three times; `None` when it cannot be read.

@@ -31,7 +31,8 @@ pub struct RolledBack {
     pub installed: bool,
 }
 
-/// `b2m rollback DB [--to N]`.
+/// `b2m rollback DB [--to N]`: under the database's lease, find the version to go back to, copy
+/// its object as the next version, commit it, and bring this machine's file to it.
 pub fn rollback(ctx: &Context, arg: &str, to: Option<u64>) -> Result<RolledBack> {
     let local = ctx.local_manifest()?;
     let entries = remote::read_manifest(ctx.store.as_ref())?.map(|m| m.manifest.entries()).unwrap_or_default();
@@ -43,7 +44,40 @@ pub fn rollback(ctx: &Context, arg: &str, to: Option<u64>) -> Result<RolledBack>
     let Some(current) = remote.as_ref().and_then(|m| m.current(&stem)) else {
         return Err(Error::refused(format!("`{stem}` is not published in the bucket"), "there is nothing to roll back"));
     };
-    let chain = remote::chain(ctx.store.as_ref(), &current)?;
+    let target = target_version(ctx, &stem, &current, to)?;
+    let wanted = target.version;
+    let (id, meta) = republish(ctx, &stem, &current, target)?;
+    let key = local
+        .entry_for_stem(&stem)
+        .map_or_else(|| entries.iter().find(|e| e.stem == stem).map(|e| e.key.clone()).unwrap_or_default(), |l| l.key);
+    // This machine's file follows unless it holds rows the bucket lacks (they stay: merge them).
+    let local_entry = local.entry_for_stem(&stem);
+    let row = status::assess(ctx, &stem, local_entry.as_ref(), remote.as_ref().and_then(|m| m.manifest.entry_for_stem(&stem)).as_ref())?;
+    let install = local_entry.is_some() && (!row.local_changes || row.status == Status::MissingLocal);
+    let swaps = Swaps::new(ctx);
+    if install && let Some(l) = &local_entry {
+        swaps.check(&ctx.db_path(&l.file))?;
+    }
+    let to_commit = publish::ToCommit { pending: publish::pending_from_working_copy(&stem, &key, &meta), parent: meta.parent.clone() };
+    let guarded = publish::Guarded { leases: &leases, db_leases: vec![db_lease], protocol };
+    publish::commit(ctx, guarded, &local, std::slice::from_ref(&to_commit))?;
+    if install {
+        let done = format!("rolled `{stem}` back to v{wanted}'s content, published as v{}", id.version);
+        let installed = fetch::install(ctx, &id, &key, local_entry.as_ref(), row.local_content.as_deref(), &swaps);
+        let restarted = swaps.restart(&done);
+        installed.map_err(|e| Error::after_publish(&done, e))?;
+        restarted?;
+    }
+    ctx.state.clear_pending(&stem)?;
+    ctx.out
+        .info(&format!("rolled `{stem}` back: v{} has the content of v{wanted} (v{} stays in the history)", id.version, current.version));
+    Ok(RolledBack { name: stem, from: current.version, to: wanted, version: id.version, sha256: id.sha256, installed: install })
+}
+
+/// The metadata of the version to roll back to: `to`, or the parent of `current`; it must be
+/// earlier than `current` and in its history.
+fn target_version(ctx: &Context, stem: &str, current: &VersionId, to: Option<u64>) -> Result<VersionMeta> {
+    let chain = remote::chain(ctx.store.as_ref(), current)?;
     let Some(head) = chain.versions.first() else {
         return Err(Error::refused(
             format!("the metadata of `{stem}` v{} is missing", current.version),
@@ -74,50 +108,31 @@ pub fn rollback(ctx: &Context, arg: &str, to: Option<u64>) -> Result<RolledBack>
             format!("`b2m history {stem}` lists the versions"),
         ));
     };
-    let old = target.id(&stem);
+    Ok(target)
+}
+
+/// Verifies `target`'s object and copies it, with metadata saying it is a rollback, as the version
+/// after `current` (not yet committed): its id and metadata.
+fn republish(ctx: &Context, stem: &str, current: &VersionId, target: VersionMeta) -> Result<(VersionId, VersionMeta)> {
+    let old = target.id(stem);
     verify(ctx, &old, &target)?;
-    let id = VersionId { stem: stem.clone(), version: current.version + 1, sha256: target.sha256.clone() };
+    let id = VersionId { stem: stem.to_string(), version: current.version + 1, sha256: target.sha256.clone() };
     ctx.store.copy(&old.object_key(), &id.object_key(), &id.sha256)?;
-    let parent = ParentRef { version: current.version, sha256: current.sha256.clone() };
     let meta = VersionMeta {
         version: id.version,
-        parent: Some(parent.clone()),
+        parent: Some(ParentRef { version: current.version, sha256: current.sha256.clone() }),
         created_at: crate::util::now_rfc3339(),
         created_by: crate::util::user_at_host(),
         made_by: "rollback".into(),
         changeset: None,
-        rollback_to: Some(wanted),
+        rollback_to: Some(target.version),
         ..target
     };
     if remote::read_meta(ctx.store.as_ref(), &id)?.is_none() {
         let body = serde_json::to_vec_pretty(&meta).map_err(|e| Error::config(format!("cannot encode metadata: {e}")))?;
         ctx.store.put(&id.meta_key(), &body, crate::store::Condition::None)?;
     }
-    let key = local
-        .entry_for_stem(&stem)
-        .map_or_else(|| entries.iter().find(|e| e.stem == stem).map(|e| e.key.clone()).unwrap_or_default(), |l| l.key);
-    // This machine's file follows unless it holds rows the bucket lacks (they stay: merge them).
-    let local_entry = local.entry_for_stem(&stem);
-    let row = status::assess(ctx, &stem, local_entry.as_ref(), remote.as_ref().and_then(|m| m.manifest.entry_for_stem(&stem)).as_ref())?;
-    let install = local_entry.is_some() && (!row.local_changes || row.status == Status::MissingLocal);
-    let swaps = Swaps::new(ctx);
-    if install && let Some(l) = &local_entry {
-        swaps.check(&ctx.db_path(&l.file))?;
-    }
-    let to_commit = publish::ToCommit { pending: publish::pending_from_working_copy(&stem, &key, &meta), parent: Some(parent) };
-    let guarded = publish::Guarded { leases: &leases, db_leases: vec![db_lease], protocol };
-    publish::commit(ctx, guarded, &local, std::slice::from_ref(&to_commit))?;
-    if install {
-        let done = format!("rolled `{stem}` back to v{wanted}'s content, published as v{}", id.version);
-        let installed = fetch::install(ctx, &id, &key, local_entry.as_ref(), row.local_content.as_deref(), &swaps);
-        let restarted = swaps.restart(&done);
-        installed.map_err(|e| Error::after_publish(&done, e))?;
-        restarted?;
-    }
-    ctx.state.clear_pending(&stem)?;
-    ctx.out
-        .info(&format!("rolled `{stem}` back: v{} has the content of v{wanted} (v{} stays in the history)", id.version, current.version));
-    Ok(RolledBack { name: stem, from: current.version, to: wanted, version: id.version, sha256: id.sha256, installed: install })
+    Ok((id, meta))
 }
 
 /// Streams the object through a hasher: a rollback never republishes damaged bytes.

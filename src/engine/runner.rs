@@ -18,7 +18,7 @@ use super::{Context, LocalLock, fetch};
 use crate::changeset::ledger::{self, Entry, MadeVersion, State};
 use crate::changeset::log::Log;
 use crate::changeset::{Kind, Script, script_sha256, sql};
-use crate::coord::HeldLease;
+use crate::coord::{HeldLease, Leases};
 use crate::error::{Error, Refusal, Result};
 use crate::layout::VersionId;
 
@@ -48,136 +48,200 @@ pub fn log_path(ctx: &Context, name: &str) -> PathBuf {
     crate::changeset::log::path(&ctx.settings.changesets, name)
 }
 
-/// `b2m execute-changeset NAME [--retry]`, under the local lock `lock`.
+/// `b2m execute-changeset NAME [--retry]`, under the local lock `lock`: claim the changeset, see
+/// what an earlier run left in its ledger entry, run it, record the outcome.
 pub fn execute(ctx: &Context, lock: &LocalLock, script: &Script, retry: bool) -> Result<Executed> {
-    let name = &script.name;
     refuse_if_earlier_pending(ctx, script)?;
     let sha = script_sha256(&script.path)?;
     let leases = ctx.leases();
-    let claim = leases.acquire(&crate::layout::changeset_lease(name), "changeset")?;
-    let previous = ledger::read(ctx.store.as_ref(), name)?;
-    let executed = |outcome: &str, entry: Entry| Executed {
-        name: name.clone(),
-        kind: script.kind,
-        outcome: outcome.to_string(),
-        versions: entry.versions.clone(),
-        entry,
+    let claim = leases.acquire(&crate::layout::changeset_lease(&script.name), "changeset")?;
+    let claimed = Claimed { ctx, script, leases: &leases, claim: &claim };
+    let runs = match ledger::read(ctx.store.as_ref(), &script.name)? {
+        None => 1,
+        Some(entry) => match claimed.after_earlier_run(entry, &sha, retry)? {
+            Earlier::Settled(executed) => return Ok(*executed),
+            Earlier::RunAgain { runs } => runs,
+        },
     };
-    let mut runs = 1;
-    if let Some(entry) = previous {
-        runs = entry.runs + 1;
+    let entry = claimed.running_entry(sha, runs);
+    let targets = match script.kind {
+        Kind::Sql => Some(prepare_sql(ctx, script)?),
+        _ => None,
+    };
+    claimed.write(&entry)?;
+    let log = log_path(ctx, &script.name);
+    let outcome = match targets {
+        Some(targets) => run_sql(ctx, script, &targets, &log),
+        None => run_child(ctx, lock, script, &claim, &log),
+    };
+    upload_log(ctx, &script.name, &log);
+    claimed.record(entry, outcome)
+}
+
+/// What an earlier run's ledger entry leaves to do.
+enum Earlier {
+    /// Nothing: the changeset is done (or was found done), and this is what running it did.
+    Settled(Box<Executed>),
+    /// Run it (again), as run number `runs`.
+    RunAgain { runs: u32 },
+}
+
+/// A changeset this process holds the claim of: its ledger entry is ours to write.
+struct Claimed<'a> {
+    ctx: &'a Context,
+    script: &'a Script,
+    leases: &'a Leases,
+    claim: &'a HeldLease,
+}
+
+impl Claimed<'_> {
+    /// What running the changeset did, with `outcome`, as its ledger `entry` says.
+    fn executed(&self, outcome: &str, entry: Entry) -> Executed {
+        Executed {
+            name: self.script.name.clone(),
+            kind: self.script.kind,
+            outcome: outcome.to_string(),
+            versions: entry.versions.clone(),
+            entry,
+        }
+    }
+
+    /// Writes the ledger entry, within what the claim still guarantees.
+    fn write(&self, entry: &Entry) -> Result<()> {
+        ledger::write(self.ctx.store.as_ref(), entry, self.leases.budget(&[self.claim])?)
+    }
+
+    /// Decides from an earlier run's `entry`: done stays done, a failure runs again only with
+    /// `retry`, an interrupted run is recovered.
+    fn after_earlier_run(&self, entry: Entry, sha: &str, retry: bool) -> Result<Earlier> {
+        let name = &self.script.name;
+        let runs = entry.runs + 1;
         match entry.state {
             State::Done => {
                 if entry.script_sha256 != sha {
-                    ctx.out.info(&format!("warning: `{name}` was edited after it ran; `b2m check` reports it"));
+                    self.ctx.out.info(&format!("warning: `{name}` was edited after it ran; `b2m check` reports it"));
                 }
-                ctx.out.info(&format!("`{name}` already ran ({}); nothing to do", entry.describe()));
-                return Ok(executed("already_done", entry));
+                self.ctx.out.info(&format!("`{name}` already ran ({}); nothing to do", entry.describe()));
+                Ok(Earlier::Settled(Box::new(self.executed("already_done", entry))))
             }
             State::Failed if !retry => {
                 let published = ledger::published(&entry.versions).map(|p| format!("; it {p}")).unwrap_or_default();
-                return Err(Error::refused(
+                Err(Error::refused(
                     format!(
                         "changeset `{name}` failed ({}): {}{published}",
                         entry.describe(),
                         entry.error.as_deref().unwrap_or("see its log")
                     ),
                     format!("fix it, then run `b2m execute-changeset {name} --retry`"),
-                ));
+                ))
             }
-            State::Failed => warn_already_published(ctx, name, &entry.versions),
-            State::Running => {
-                // We hold the claim, so the run that wrote this is gone. What did it publish?
-                let made = versions_naming(ctx, name, &entry.started_at)?;
-                // A SQL changeset publishes all its databases in one commit: published is done.
-                if script.kind == Kind::Sql && !made.is_empty() {
-                    let done = Entry { state: State::Done, finished_at: Some(crate::util::now_rfc3339()), versions: made, ..entry };
-                    ledger::write(ctx.store.as_ref(), &done, leases.budget(&[&claim])?)?;
-                    ctx.out.info(&format!("`{name}` was interrupted after it published; recorded it as done without running it again"));
-                    return Ok(executed("recovered", done));
+            State::Failed => {
+                warn_already_published(self.ctx, name, &entry.versions);
+                Ok(Earlier::RunAgain { runs })
+            }
+            State::Running => self.recover_interrupted(entry, retry),
+        }
+    }
+
+    /// An entry still `running`: we hold the claim, so the run that wrote it is gone. What did it
+    /// publish? A SQL changeset that published is done; a script's other effects are unknown,
+    /// so it is failed unless `retry` says to run it again.
+    fn recover_interrupted(&self, entry: Entry, retry: bool) -> Result<Earlier> {
+        let name = &self.script.name;
+        let runs = entry.runs + 1;
+        let made = versions_naming(self.ctx, name, &entry.started_at)?;
+        // A SQL changeset publishes all its databases in one commit: published is done.
+        if self.script.kind == Kind::Sql && !made.is_empty() {
+            let done = Entry { state: State::Done, finished_at: Some(crate::util::now_rfc3339()), versions: made, ..entry };
+            self.write(&done)?;
+            self.ctx.out.info(&format!("`{name}` was interrupted after it published; recorded it as done without running it again"));
+            return Ok(Earlier::Settled(Box::new(self.executed("recovered", done))));
+        }
+        // A script's other effects are unknown, whatever it published: never done.
+        if self.script.kind != Kind::Sql && !retry {
+            let published = ledger::published(&made).map_or_else(|| "published nothing".to_string(), |p| format!("had {p}"));
+            let failed = Entry {
+                state: State::Failed,
+                finished_at: Some(crate::util::now_rfc3339()),
+                error: Some(format!("interrupted on {} while running ({published}); its other effects are unknown", entry.host)),
+                versions: made,
+                ..entry.clone()
+            };
+            self.write(&failed)?;
+            return Err(Error::refused(
+                format!(
+                    "changeset `{name}` was interrupted on {} ({}) and {published}; its other effects are unknown",
+                    entry.host, entry.owner
+                ),
+                format!("check what it changes (`b2m status`), then run `b2m execute-changeset {name} --retry`"),
+            ));
+        }
+        warn_already_published(self.ctx, name, &made);
+        Ok(Earlier::RunAgain { runs })
+    }
+
+    /// The ledger entry of run number `runs`, starting now under our claim.
+    fn running_entry(&self, sha: String, runs: u32) -> Entry {
+        Entry {
+            name: self.script.name.clone(),
+            kind: self.script.kind,
+            state: State::Running,
+            script_sha256: sha,
+            owner: crate::util::user_at_host(),
+            host: crate::util::host_name(),
+            claim: self.claim.info().id,
+            started_at: crate::util::now_rfc3339(),
+            finished_at: None,
+            versions: Vec::new(),
+            log: Some(crate::layout::ledger_log_key(&self.script.name)),
+            error: None,
+            exit_code: None,
+            runs,
+        }
+    }
+
+    /// Records how the run ended in its ledger `entry`, with the versions it published; a failure
+    /// says first what it published before it failed.
+    fn record(&self, mut entry: Entry, outcome: Result<Vec<MadeVersion>>) -> Result<Executed> {
+        let (ctx, name) = (self.ctx, &self.script.name);
+        entry.finished_at = Some(crate::util::now_rfc3339());
+        match outcome {
+            Ok(made) => {
+                entry.state = State::Done;
+                entry.exit_code = (self.script.kind != Kind::Sql).then_some(0);
+                entry.versions = if self.script.kind == Kind::Sql { made } else { versions_naming(ctx, name, &entry.started_at)? };
+                self.write(&entry)?;
+                ctx.out.info(&format!("`{name}` ran; {} version(s) published", entry.versions.len()));
+                Ok(self.executed("ran", entry))
+            }
+            Err(e) => {
+                entry.state = State::Failed;
+                entry.error = Some(e.to_string());
+                if let Error::Child { code, .. } = &e {
+                    entry.exit_code = Some(i32::from(*code));
                 }
-                // A script's other effects are unknown, whatever it published: never done.
-                if script.kind != Kind::Sql && !retry {
-                    let published = ledger::published(&made).map_or_else(|| "published nothing".to_string(), |p| format!("had {p}"));
-                    let failed = Entry {
-                        state: State::Failed,
-                        finished_at: Some(crate::util::now_rfc3339()),
-                        error: Some(format!("interrupted on {} while running ({published}); its other effects are unknown", entry.host)),
-                        versions: made,
-                        ..entry.clone()
-                    };
-                    ledger::write(ctx.store.as_ref(), &failed, leases.budget(&[&claim])?)?;
-                    return Err(Error::refused(
-                        format!(
-                            "changeset `{name}` was interrupted on {} ({}) and {published}; its other effects are unknown",
-                            entry.host, entry.owner
-                        ),
-                        format!("check what it changes (`b2m status`), then run `b2m execute-changeset {name} --retry`"),
-                    ));
-                }
-                warn_already_published(ctx, name, &made);
+                entry.versions = versions_naming(ctx, name, &entry.started_at)?;
+                self.write(&entry)?;
+                // What it published before it failed is in the bucket: say so first.
+                Err(match (ledger::published(&entry.versions), e) {
+                    (Some(published), Error::Child { message, hint, code }) => {
+                        let why = message.strip_prefix(&format!("changeset `{name}` failed: ")).unwrap_or(&message);
+                        Error::Child { message: format!("changeset `{name}` {published}, then failed: {why}"), hint, code }
+                    }
+                    (Some(published), e) => Error::after_publish(&format!("changeset `{name}` {published}"), e),
+                    (None, e) => e,
+                })
             }
         }
     }
-    let mut entry = Entry {
-        name: name.clone(),
-        kind: script.kind,
-        state: State::Running,
-        script_sha256: sha,
-        owner: crate::util::user_at_host(),
-        host: crate::util::host_name(),
-        claim: claim.info().id,
-        started_at: crate::util::now_rfc3339(),
-        finished_at: None,
-        versions: Vec::new(),
-        log: Some(crate::layout::ledger_log_key(name)),
-        error: None,
-        exit_code: None,
-        runs,
-    };
-    let targets = match script.kind {
-        Kind::Sql => Some(prepare_sql(ctx, script)?),
-        _ => None,
-    };
-    ledger::write(ctx.store.as_ref(), &entry, leases.budget(&[&claim])?)?;
-    let log = log_path(ctx, name);
-    let outcome = match targets {
-        Some(targets) => run_sql(ctx, script, &targets, &log),
-        None => run_child(ctx, lock, script, &claim, &log),
-    };
-    if let Ok(text) = std::fs::read(&log)
+}
+
+/// Puts the run's log in the bucket beside its ledger entry; a failure is a warning.
+fn upload_log(ctx: &Context, name: &str, log: &Path) {
+    if let Ok(text) = std::fs::read(log)
         && let Err(e) = ctx.store.put(&crate::layout::ledger_log_key(name), &text, crate::store::Condition::None)
     {
         ctx.out.info(&format!("warning: could not upload the log of `{name}`: {e}"));
-    }
-    entry.finished_at = Some(crate::util::now_rfc3339());
-    match outcome {
-        Ok(made) => {
-            entry.state = State::Done;
-            entry.exit_code = (script.kind != Kind::Sql).then_some(0);
-            entry.versions = if script.kind == Kind::Sql { made } else { versions_naming(ctx, name, &entry.started_at)? };
-            ledger::write(ctx.store.as_ref(), &entry, leases.budget(&[&claim])?)?;
-            ctx.out.info(&format!("`{name}` ran; {} version(s) published", entry.versions.len()));
-            Ok(executed("ran", entry))
-        }
-        Err(e) => {
-            entry.state = State::Failed;
-            entry.error = Some(e.to_string());
-            if let Error::Child { code, .. } = &e {
-                entry.exit_code = Some(i32::from(*code));
-            }
-            entry.versions = versions_naming(ctx, name, &entry.started_at)?;
-            ledger::write(ctx.store.as_ref(), &entry, leases.budget(&[&claim])?)?;
-            // What it published before it failed is in the bucket: say so first.
-            Err(match (ledger::published(&entry.versions), e) {
-                (Some(published), Error::Child { message, hint, code }) => {
-                    let why = message.strip_prefix(&format!("changeset `{name}` failed: ")).unwrap_or(&message);
-                    Error::Child { message: format!("changeset `{name}` {published}, then failed: {why}"), hint, code }
-                }
-                (Some(published), e) => Error::after_publish(&format!("changeset `{name}` {published}"), e),
-                (None, e) => e,
-            })
-        }
     }
 }
 
@@ -272,19 +336,36 @@ fn run_sql(ctx: &Context, script: &Script, targets: &[(String, String)], log: &P
     let remote = remote::read_manifest(ctx.store.as_ref())?;
     let local = ctx.local_manifest()?;
     let dir = workdir(ctx, &script.name);
+    let Working { copies: working, parents } = working_copies(ctx, targets, remote.as_ref(), &local, &dir, &mut logger)?;
+    let text = std::fs::read_to_string(&script.path).map_err(|e| Error::io("cannot read", &script.path, e))?;
+    let before: Vec<Option<String>> = working.iter().map(|(_, p)| publish::schema_hash(p)).collect();
+    let statements = sql::apply(&working, &text, &script.path).inspect_err(|e| logger.line(&format!("failed: {e}")))?;
+    logger.line(&format!("ran {statements} statement(s) in one transaction"));
+    let to_commit = send_working_copies(ctx, script, targets, &working, &parents, before, &mut logger)?;
+    publish::commit(ctx, Guarded { leases: &leases, db_leases, protocol }, &local, &to_commit)?;
+    install_published(ctx, script, &local, &to_commit, &mut logger)
+}
+
+/// Downloads each target's pinned version into `dir` (kept as the backup) and copies it as the
+/// working copy of the next version: the copies (stem, path) and the versions they follow.
+/// Refuses a database with local changes here, which the changeset would replace.
+fn working_copies(
+    ctx: &Context,
+    targets: &[(String, String)],
+    remote: Option<&remote::RemoteManifest>,
+    local: &crate::manifest::Manifest,
+    dir: &Path,
+    logger: &mut Log,
+) -> Result<Working> {
     let mut working = Vec::new();
     let mut parents = Vec::new();
     for (stem, _) in targets {
-        let Some(current) = remote.as_ref().and_then(|m| m.current(stem)) else {
+        let Some(current) = remote.and_then(|m| m.current(stem)) else {
             return Err(Error::refused(format!("`{stem}` is not pinned in the bucket's db.toml"), "publish it first with `b2m upload`"));
         };
         // This machine's copy must have nothing the bucket lacks: it is replaced afterwards.
-        let row = status::assess(
-            ctx,
-            stem,
-            local.entry_for_stem(stem).as_ref(),
-            remote.as_ref().and_then(|m| m.manifest.entry_for_stem(stem)).as_ref(),
-        )?;
+        let row =
+            status::assess(ctx, stem, local.entry_for_stem(stem).as_ref(), remote.and_then(|m| m.manifest.entry_for_stem(stem)).as_ref())?;
         if row.local_changes && row.status != Status::MissingLocal {
             return Err(Error::refused_as(
                 Refusal::LocalChanges,
@@ -292,7 +373,7 @@ fn run_sql(ctx: &Context, script: &Script, targets: &[(String, String)], log: &P
                 format!("publish them first (`b2m upload {stem}` or `b2m merge {stem}`), then run the changeset"),
             ));
         }
-        let (tmp, _, _) = fetch::download_verified(ctx, &current, &dir)?;
+        let (tmp, _, _) = fetch::download_verified(ctx, &current, dir)?;
         let original = dir.join(current.file());
         tmp.persist(&original).map_err(|e| Error::io("cannot write", &original, e.error))?;
         let copy = dir.join(crate::names::DbFileName::file_name(stem, current.version + 1));
@@ -301,12 +382,31 @@ fn run_sql(ctx: &Context, script: &Script, targets: &[(String, String)], log: &P
         working.push((stem.clone(), copy));
         parents.push(current);
     }
-    let text = std::fs::read_to_string(&script.path).map_err(|e| Error::io("cannot read", &script.path, e))?;
-    let before: Vec<Option<String>> = working.iter().map(|(_, p)| publish::schema_hash(p)).collect();
-    let statements = sql::apply(&working, &text, &script.path).inspect_err(|e| logger.line(&format!("failed: {e}")))?;
-    logger.line(&format!("ran {statements} statement(s) in one transaction"));
+    Ok(Working { copies: working, parents })
+}
+
+/// The working copies of a SQL changeset's databases.
+struct Working {
+    /// (stem, path) of each copy, in the order of the targets.
+    copies: Vec<(String, PathBuf)>,
+    /// The version each copy follows.
+    parents: Vec<VersionId>,
+}
+
+/// Checks and uploads each working copy as the next version after its parent, naming the
+/// changeset; what the commit then writes. `schemas_before` are the copies' schema hashes before
+/// the script ran.
+fn send_working_copies(
+    ctx: &Context,
+    script: &Script,
+    targets: &[(String, String)],
+    working: &[(String, PathBuf)],
+    parents: &[VersionId],
+    schemas_before: Vec<Option<String>>,
+    logger: &mut Log,
+) -> Result<Vec<ToCommit>> {
     let mut to_commit = Vec::new();
-    for (((stem, copy), parent), schema_before) in working.iter().zip(&parents).zip(before) {
+    for (((stem, copy), parent), schema_before) in working.iter().zip(parents).zip(schemas_before) {
         let parent_ref = ParentRef { version: parent.version, sha256: parent.sha256.clone() };
         let about = publish::About { parent: Some(parent_ref.clone()), made_by: "changeset", changeset: Some(script.name.clone()) };
         let (_, meta) = publish::send_version(ctx, copy, stem, parent.version + 1, &about)?;
@@ -317,10 +417,21 @@ fn run_sql(ctx: &Context, script: &Script, targets: &[(String, String)], log: &P
         let pending = publish::pending_from_working_copy(stem, &key, &meta);
         to_commit.push(ToCommit { pending, parent: Some(parent_ref) });
     }
-    publish::commit(ctx, Guarded { leases: &leases, db_leases, protocol }, &local, &to_commit)?;
+    Ok(to_commit)
+}
+
+/// Installs the committed versions here (restarting the server if a swap stopped it); the
+/// versions the changeset made.
+fn install_published(
+    ctx: &Context,
+    script: &Script,
+    local: &crate::manifest::Manifest,
+    committed: &[ToCommit],
+    logger: &mut Log,
+) -> Result<Vec<MadeVersion>> {
     let mut made = Vec::new();
     let swaps = crate::engine::swap::Swaps::new(ctx);
-    for v in &to_commit {
+    for v in committed {
         let id = VersionId { stem: v.pending.stem.clone(), version: v.pending.version, sha256: v.pending.sha256.clone() };
         logger.line(&format!("{}: published v{} {}…", id.stem, id.version, id.short()));
         fetch::install(ctx, &id, &v.pending.key, local.entry_for_stem(&id.stem).as_ref(), None, &swaps)?;

@@ -20,7 +20,7 @@ use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::BoxError;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::primitives::{ByteStream, Length};
+use aws_sdk_s3::primitives::{ByteStream, ByteStreamError, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ExpirationStatus, LifecycleRule};
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
@@ -28,21 +28,12 @@ use futures::{StreamExt, TryStreamExt};
 use indicatif::ProgressBar;
 
 use super::{Condition, InOrder, Notice, Object, ObjectInfo, PutOutcome, Retention, Store, StoreError, Unfinished};
-use crate::settings::Remote;
+use crate::settings::{Remote, Tuning};
 
-/// The part size: files up to it go in one PUT, larger ones in parts of it (S3 allows 5 MiB and
-/// up; `B2M_PART_SIZE_MIB` overrides it). Tuned by `bench/bench.py`: see docs/decisions.md.
-const PART_SIZE: u64 = 32 << 20;
 /// S3's limit on the size of one PUT: above it an object can only go up in parts.
 const MAX_ONE_PUT: u64 = 5 << 30;
 /// S3's limit on parts per upload, with room to spare.
 const MAX_PARTS: u64 = 9_000;
-/// Parts in flight at once (`B2M_PARTS_IN_FLIGHT` overrides it).
-const PARTS_IN_FLIGHT: usize = 4;
-/// The stretch of an object each GET of a download asks for (`B2M_STRETCH_MIB` overrides it).
-const STRETCH: u64 = 16 << 20;
-/// Stretches in flight at once (`B2M_STRETCHES_IN_FLIGHT` overrides it).
-const STRETCHES_IN_FLIGHT: usize = 8;
 /// Reads of a file being sent (the SDK's default is 4 KiB: a thread hand-off per page).
 const READ_BUFFER: usize = 256 << 10;
 /// Tries of a download that breaks off mid-stream, resumed with a Range request.
@@ -65,6 +56,7 @@ pub struct S3Store {
     /// `remote.region`, or the default.
     region: String,
     location: String,
+    /// Part and stretch sizes, and how many are in flight (from the settings).
     tuning: Tuning,
     /// Requests sent (every attempt), counted by [`CountRequests`].
     sent: Arc<AtomicU64>,
@@ -75,29 +67,6 @@ pub struct S3Store {
     single_puts: OnceLock<String>,
     /// Where the fallback is said (once).
     notice: Notice,
-}
-
-/// Part size and parts in flight, for uploads and downloads.
-#[derive(Debug, Clone, Copy)]
-struct Tuning {
-    part_size: u64,
-    parts_in_flight: usize,
-    stretch: u64,
-    stretches_in_flight: usize,
-}
-
-impl Tuning {
-    /// The defaults, or what `B2M_PART_SIZE_MIB` and `B2M_PARTS_IN_FLIGHT` say.
-    fn from_env() -> Self {
-        let number = |name: &str| std::env::var(name).ok().and_then(|v| v.trim().parse::<u64>().ok()).filter(|&n| n > 0);
-        Tuning {
-            part_size: number("B2M_PART_SIZE_MIB").map_or(PART_SIZE, |mib| mib.clamp(5, 5 << 10) << 20),
-            parts_in_flight: number("B2M_PARTS_IN_FLIGHT").map_or(PARTS_IN_FLIGHT, |n| usize::try_from(n.min(64)).unwrap_or(64)),
-            stretch: number("B2M_STRETCH_MIB").map_or(STRETCH, |mib| mib.min(1 << 10) << 20),
-            stretches_in_flight: number("B2M_STRETCHES_IN_FLIGHT")
-                .map_or(STRETCHES_IN_FLIGHT, |n| usize::try_from(n.min(64)).unwrap_or(64)),
-        }
-    }
 }
 
 /// Counts every request the client sends, retries included, as it leaves.
@@ -132,50 +101,7 @@ impl S3Store {
             })?;
         let region = remote.region.clone().unwrap_or_else(|| "us-east-1".into());
         let sent = Arc::new(AtomicU64::new(0));
-        let credentials = remote
-            .credentials
-            .as_ref()
-            .map(|c| Credentials::new(c.access_key_id.clone(), c.secret_access_key.expose(), None, None, "b2m-environment"));
-        // A silent endpoint (connections accepted, never answered) costs `remote.timeout` per
-        // attempt, and a whole request with its retries at most ATTEMPTS of them: a start is never
-        // held for minutes. Transfers of a body get more (see `sending`).
-        let timeouts = TimeoutConfig::builder()
-            .connect_timeout(remote.timeout)
-            .read_timeout(remote.timeout)
-            .operation_timeout(remote.timeout * ATTEMPTS)
-            .build();
-        let client = runtime.block_on(async {
-            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .region(Region::new(region.clone()))
-                .retry_config(RetryConfig::standard().with_max_attempts(ATTEMPTS))
-                .timeout_config(timeouts);
-            if let Some(endpoint) = &remote.endpoint {
-                loader = loader.endpoint_url(endpoint);
-            }
-            // rustls with ring: one copied binary, linking only libc, no system OpenSSL.
-            let tls = aws_smithy_http_client::tls::Provider::Rustls(aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring);
-            loader = loader.http_client(aws_smithy_http_client::Builder::new().tls_provider(tls).build_https());
-            if let Some(credentials) = credentials {
-                loader = loader.credentials_provider(credentials);
-            }
-            let shared = loader.load().await;
-            if let Some(provider) = shared.credentials_provider() {
-                use aws_credential_types::provider::ProvideCredentials;
-                if let Err(e) = provider.provide_credentials().await {
-                    tracing::debug!("no credentials from the AWS chain: {e}");
-                    return Err(StoreError::NoCredentials { location: location.clone() });
-                }
-            }
-            let config = aws_sdk_s3::config::Builder::from(&shared)
-                .interceptor(CountRequests(sent.clone()))
-                .force_path_style(true)
-                .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-                .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
-                .build();
-            Ok(Client::from_conf(config))
-        })?;
-        let tuning = Tuning::from_env();
-        let timeout = remote.timeout;
+        let client = runtime.block_on(client(remote, &region, &location, sent.clone()))?;
         Ok(S3Store {
             client,
             runtime,
@@ -184,9 +110,9 @@ impl S3Store {
             endpoint,
             region,
             location,
-            tuning,
+            tuning: remote.tuning,
             sent,
-            timeout,
+            timeout: remote.timeout,
             single_puts: OnceLock::new(),
             notice,
         })
@@ -391,72 +317,70 @@ impl S3Store {
 
     /// Streams the whole object in one GET (resumed where it broke off, on the very same object).
     async fn download_whole(&self, key: &str, sink: &mut dyn Write, progress: &ProgressBar) -> Result<u64, StoreError> {
-        let write_failed = |source| StoreError::LocalWrite { key: key.to_string(), source };
-        {
-            let mut written = 0u64;
-            let mut tries = 0;
-            // The first answer's ETag and size: a resume must read the very same object, never
-            // splice the tail of a newer one onto the head of an older one.
-            let mut first: Option<(Option<String>, Option<i64>)> = None;
-            loop {
-                tries += 1;
-                let mut request = self.client.get_object().bucket(&self.bucket).key(self.full_key(key));
-                if let Some((etag, _)) = &first {
-                    // Only resumed with an ETag to hold the server to (see below).
-                    request = request.set_if_match(etag.clone()).range(format!("bytes={written}-"));
+        let mut written = 0u64;
+        let mut tries = 0;
+        // The first answer's ETag and size: a resume must read the very same object, never
+        // splice the tail of a newer one onto the head of an older one.
+        let mut first: Option<(Option<String>, Option<i64>)> = None;
+        loop {
+            tries += 1;
+            let response = self.get_from(key, written, &mut first).await?;
+            let broke = drain(key, response.body, sink, &mut written, progress).await?;
+            let resumable = first.as_ref().is_some_and(|(etag, _)| etag.is_some());
+            match broke {
+                None => return Ok(written),
+                Some(e) if tries < DOWNLOAD_TRIES && resumable => {
+                    tracing::warn!(key, written, "download broke off, resuming: {e}");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(tries))).await;
                 }
-                let response = match request.send().await {
-                    Ok(r) => r,
-                    // 412: the ETag moved on; 404: the object is gone; 416: it shrank.
-                    Err(e) if first.is_some() && matches!(Self::status_of(&e), Some(404 | 412 | 416)) => return Err(self.changed(key)),
-                    Err(e) => return Err(self.error("GET", key, e)),
-                };
-                match &first {
-                    None => first = Some((response.e_tag().map(str::to_string), response.content_length())),
-                    Some((etag, total)) => {
-                        // A server that ignores If-Match (or Range) must not slip a different
-                        // object, or the whole of it, past us.
-                        let range = response.content_range().unwrap_or("");
-                        let same = response.e_tag() == etag.as_deref()
-                            && range.starts_with(&format!("bytes {written}-"))
-                            && total.is_none_or(|total| range.ends_with(&format!("/{total}")));
-                        if !same {
-                            tracing::debug!(key, written, range, etag = response.e_tag(), "the resumed download is of another object");
-                            return Err(self.changed(key));
-                        }
-                    }
-                }
-                let mut body = response.body;
-                let broke = loop {
-                    match body.try_next().await {
-                        Ok(Some(chunk)) => {
-                            sink.write_all(&chunk).map_err(write_failed)?;
-                            written += chunk.len() as u64;
-                            progress.inc(chunk.len() as u64);
-                        }
-                        Ok(None) => break None,
-                        Err(e) => break Some(e),
-                    }
-                };
-                let resumable = first.as_ref().is_some_and(|(etag, _)| etag.is_some());
-                match broke {
-                    None => return Ok(written),
-                    Some(e) if tries < DOWNLOAD_TRIES && resumable => {
-                        tracing::warn!(key, written, "download broke off, resuming: {e}");
-                        tokio::time::sleep(Duration::from_millis(200 * u64::from(tries))).await;
-                    }
-                    Some(e) => {
-                        let unsafe_to_resume = if resumable { "" } else { " (the store gave no ETag to resume it safely)" };
-                        return Err(StoreError::Failed {
-                            operation: "GET",
-                            key: key.to_string(),
-                            location: self.location.clone(),
-                            detail: format!("{}{unsafe_to_resume}", root_cause(&e)),
-                        });
-                    }
+                Some(e) => {
+                    let unsafe_to_resume = if resumable { "" } else { " (the store gave no ETag to resume it safely)" };
+                    return Err(StoreError::Failed {
+                        operation: "GET",
+                        key: key.to_string(),
+                        location: self.location.clone(),
+                        detail: format!("{}{unsafe_to_resume}", root_cause(&e)),
+                    });
                 }
             }
         }
+    }
+
+    /// The object from byte `written` on: the whole of it the first time (recording its ETag and
+    /// size in `first`), then the rest of the very same object, or [`S3Store::changed`].
+    async fn get_from(
+        &self,
+        key: &str,
+        written: u64,
+        first: &mut Option<(Option<String>, Option<i64>)>,
+    ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput, StoreError> {
+        let mut request = self.client.get_object().bucket(&self.bucket).key(self.full_key(key));
+        if let Some((etag, _)) = &first {
+            // Only resumed with an ETag to hold the server to (see below).
+            request = request.set_if_match(etag.clone()).range(format!("bytes={written}-"));
+        }
+        let response = match request.send().await {
+            Ok(r) => r,
+            // 412: the ETag moved on; 404: the object is gone; 416: it shrank.
+            Err(e) if first.is_some() && matches!(Self::status_of(&e), Some(404 | 412 | 416)) => return Err(self.changed(key)),
+            Err(e) => return Err(self.error("GET", key, e)),
+        };
+        match &first {
+            None => *first = Some((response.e_tag().map(str::to_string), response.content_length())),
+            Some((etag, total)) => {
+                // A server that ignores If-Match (or Range) must not slip a different
+                // object, or the whole of it, past us.
+                let range = response.content_range().unwrap_or("");
+                let same = response.e_tag() == etag.as_deref()
+                    && range.starts_with(&format!("bytes {written}-"))
+                    && total.is_none_or(|total| range.ends_with(&format!("/{total}")));
+                if !same {
+                    tracing::debug!(key, written, range, etag = response.e_tag(), "the resumed download is of another object");
+                    return Err(self.changed(key));
+                }
+            }
+        }
+        Ok(response)
     }
 
     /// Downloads an object into `file` in stretches, `stretches_in_flight` at a time, each written
@@ -515,19 +439,7 @@ impl S3Store {
                 Some(r) => r,
                 None => {
                     tries += 1;
-                    let request = self
-                        .client
-                        .get_object()
-                        .bucket(&self.bucket)
-                        .key(object.full)
-                        .if_match(object.etag)
-                        .range(format!("bytes={next}-{end}"));
-                    match request.send().await {
-                        Ok(r) => r,
-                        // 412: the ETag moved on; 404: the object is gone; 416: it shrank.
-                        Err(e) if matches!(Self::status_of(&e), Some(404 | 412 | 416)) => return Err(self.changed(object.key)),
-                        Err(e) => return Err(self.error("GET", object.key, e)),
-                    }
+                    self.get_stretch(object, next, end).await?
                 }
             };
             // A server that ignores If-Match or Range must not slip other bytes past us.
@@ -544,20 +456,7 @@ impl S3Store {
                 );
                 return Err(self.changed(object.key));
             }
-            let mut body = answer.body;
-            let broke = loop {
-                match body.try_next().await {
-                    Ok(Some(chunk)) if next + chunk.len() as u64 <= end + 1 => {
-                        object.write(next, &chunk).map_err(|source| StoreError::LocalWrite { key: object.key.to_string(), source })?;
-                        next += chunk.len() as u64;
-                        object.progress.inc(chunk.len() as u64);
-                    }
-                    Ok(Some(_)) => return Err(self.changed(object.key)),
-                    Ok(None) if next == end + 1 => return Ok(()),
-                    Ok(None) => break "the answer ended early".to_string(),
-                    Err(e) => break root_cause(&e),
-                }
-            };
+            let Some(broke) = self.write_stretch(object, answer.body, &mut next, end).await? else { return Ok(()) };
             if tries >= DOWNLOAD_TRIES {
                 return Err(StoreError::Failed {
                     operation: "GET",
@@ -568,6 +467,47 @@ impl S3Store {
             }
             tracing::warn!(key = object.key, next, "download broke off, resuming: {broke}");
             tokio::time::sleep(Duration::from_millis(200 * u64::from(tries.max(1)))).await;
+        }
+    }
+
+    /// Asks for the bytes `next..=end` of `object`, held to its ETag.
+    async fn get_stretch(
+        &self,
+        object: &Stretches<'_>,
+        next: u64,
+        end: u64,
+    ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput, StoreError> {
+        let request =
+            self.client.get_object().bucket(&self.bucket).key(object.full).if_match(object.etag).range(format!("bytes={next}-{end}"));
+        match request.send().await {
+            Ok(r) => Ok(r),
+            // 412: the ETag moved on; 404: the object is gone; 416: it shrank.
+            Err(e) if matches!(Self::status_of(&e), Some(404 | 412 | 416)) => Err(self.changed(object.key)),
+            Err(e) => Err(self.error("GET", object.key, e)),
+        }
+    }
+
+    /// Writes `body`, the bytes from `next` on, where they belong, moving `next` along: `None`
+    /// when the stretch is whole through `end`, or why the stream broke off before.
+    async fn write_stretch(
+        &self,
+        object: &Stretches<'_>,
+        mut body: ByteStream,
+        next: &mut u64,
+        end: u64,
+    ) -> Result<Option<String>, StoreError> {
+        loop {
+            match body.try_next().await {
+                Ok(Some(chunk)) if *next + chunk.len() as u64 <= end + 1 => {
+                    object.write(*next, &chunk).map_err(|source| StoreError::LocalWrite { key: object.key.to_string(), source })?;
+                    *next += chunk.len() as u64;
+                    object.progress.inc(chunk.len() as u64);
+                }
+                Ok(Some(_)) => return Err(self.changed(object.key)),
+                Ok(None) if *next == end + 1 => return Ok(None),
+                Ok(None) => return Ok(Some("the answer ended early".to_string())),
+                Err(e) => return Ok(Some(root_cause(&e))),
+            }
         }
     }
 
@@ -633,34 +573,14 @@ impl S3Store {
         let part_size = self.tuning.part_size.max(size.div_ceil(MAX_PARTS));
         self.runtime.block_on(async {
             let Some(upload_id) = self.create_upload(key, &full, sha256).await? else { return Ok(None) };
+            let upload = Upload { key, full: &full, upload_id: &upload_id, path, progress };
             let parts = (0..size.div_ceil(part_size)).map(|i| {
                 let offset = i * part_size;
-                let length = part_size.min(size - offset);
-                let (full, upload_id) = (&full, &upload_id);
-                async move {
-                    let body = self.body(key, path, offset, length).await?;
-                    let number = i32::try_from(i + 1).unwrap_or(i32::MAX);
-                    let done = self
-                        .client
-                        .upload_part()
-                        .bucket(&self.bucket)
-                        .key(full)
-                        .upload_id(upload_id)
-                        .part_number(number)
-                        .content_length(i64::try_from(length).unwrap_or(i64::MAX))
-                        .body(body)
-                        .customize()
-                        .config_override(self.sending(length))
-                        .send()
-                        .await
-                        .map_err(|e| self.error("UPLOAD PART", key, e))?;
-                    progress.inc(length);
-                    Ok::<_, StoreError>(CompletedPart::builder().part_number(number).set_e_tag(done.e_tag().map(str::to_string)).build())
-                }
+                self.send_part(&upload, i, offset, part_size.min(size - offset))
             });
             let result: Result<Vec<CompletedPart>, StoreError> =
                 futures::stream::iter(parts).buffer_unordered(self.tuning.parts_in_flight).try_collect().await;
-            let mut completed = match result {
+            let completed = match result {
                 Ok(parts) => parts,
                 Err(e) => {
                     self.abort_quietly(&full, &upload_id).await;
@@ -671,32 +591,146 @@ impl S3Store {
                 self.abort_quietly(&full, &upload_id).await;
                 return Ok(Some(false));
             }
-            completed.sort_by_key(|p| p.part_number());
-            let finished = self
-                .client
-                .complete_multipart_upload()
-                .bucket(&self.bucket)
-                .key(&full)
-                .upload_id(&upload_id)
-                .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
-                // The server assembles the parts before it answers (s3s-fs reads them all again).
-                .customize()
-                .config_override(self.sending(size))
-                .send()
-                .await;
-            let Err(e) = finished else { return Ok(Some(true)) };
-            let error = self.error("COMPLETE MULTIPART", key, e);
-            let landed = self.landed(&full, size, sha256).await;
-            // Whether or not the object landed, the upload must not stay open: after a completion
-            // that took effect this is a harmless `NoSuchUpload`.
-            self.abort_quietly(&full, &upload_id).await;
-            if landed {
-                tracing::debug!(key, "the completion's answer was lost, but the object is ours: {error}");
-                Ok(Some(true))
-            } else {
-                Err(error)
-            }
+            self.complete_upload(&upload, size, sha256, completed).await.map(Some)
         })
+    }
+
+    /// Sends part number `i + 1` of `upload`: `length` bytes of its file from `offset`.
+    async fn send_part(&self, upload: &Upload<'_>, i: u64, offset: u64, length: u64) -> Result<CompletedPart, StoreError> {
+        let body = self.body(upload.key, upload.path, offset, length).await?;
+        let number = i32::try_from(i + 1).unwrap_or(i32::MAX);
+        let done = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(upload.full)
+            .upload_id(upload.upload_id)
+            .part_number(number)
+            .content_length(i64::try_from(length).unwrap_or(i64::MAX))
+            .body(body)
+            .customize()
+            .config_override(self.sending(length))
+            .send()
+            .await
+            .map_err(|e| self.error("UPLOAD PART", upload.key, e))?;
+        upload.progress.inc(length);
+        Ok(CompletedPart::builder().part_number(number).set_e_tag(done.e_tag().map(str::to_string)).build())
+    }
+
+    /// Completes `upload` from its `completed` parts. A completion whose answer was lost still
+    /// succeeded when the object under the key is ours (`size` bytes, `sha256`); either way the
+    /// upload does not stay open.
+    async fn complete_upload(
+        &self,
+        upload: &Upload<'_>,
+        size: u64,
+        sha256: &str,
+        mut completed: Vec<CompletedPart>,
+    ) -> Result<bool, StoreError> {
+        completed.sort_by_key(|p| p.part_number());
+        let finished = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(upload.full)
+            .upload_id(upload.upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
+            // The server assembles the parts before it answers (s3s-fs reads them all again).
+            .customize()
+            .config_override(self.sending(size))
+            .send()
+            .await;
+        let Err(e) = finished else { return Ok(true) };
+        let error = self.error("COMPLETE MULTIPART", upload.key, e);
+        let landed = self.landed(upload.full, size, sha256).await;
+        // Whether or not the object landed, the upload must not stay open: after a completion
+        // that took effect this is a harmless `NoSuchUpload`.
+        self.abort_quietly(upload.full, upload.upload_id).await;
+        if landed {
+            tracing::debug!(key = upload.key, "the completion's answer was lost, but the object is ours: {error}");
+            Ok(true)
+        } else {
+            Err(error)
+        }
+    }
+}
+
+/// A multipart upload under way: the key (as callers know it, and in the bucket), its id, and the
+/// file it sends.
+struct Upload<'a> {
+    key: &'a str,
+    full: &'a str,
+    upload_id: &'a str,
+    path: &'a Path,
+    progress: &'a ProgressBar,
+}
+
+/// The SDK's client for `remote` in `region`: path-style, checksums only where required, retries
+/// and timeouts as b2m wants them, rustls, requests counted into `sent`. Credentials from the
+/// environment (`remote.credentials`), else the AWS chain's; none at all is an error here rather
+/// than at the first request.
+async fn client(remote: &Remote, region: &str, location: &str, sent: Arc<AtomicU64>) -> Result<Client, StoreError> {
+    let credentials = remote
+        .credentials
+        .as_ref()
+        .map(|c| Credentials::new(c.access_key_id.clone(), c.secret_access_key.expose(), None, None, "b2m-environment"));
+    // A silent endpoint (connections accepted, never answered) costs `remote.timeout` per
+    // attempt, and a whole request with its retries at most ATTEMPTS of them: a start is never
+    // held for minutes. Transfers of a body get more (see `sending`).
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(remote.timeout)
+        .read_timeout(remote.timeout)
+        .operation_timeout(remote.timeout * ATTEMPTS)
+        .build();
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(Region::new(region.to_string()))
+        .retry_config(RetryConfig::standard().with_max_attempts(ATTEMPTS))
+        .timeout_config(timeouts);
+    if let Some(endpoint) = &remote.endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    // rustls with ring: one copied binary, linking only libc, no system OpenSSL.
+    let tls = aws_smithy_http_client::tls::Provider::Rustls(aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring);
+    loader = loader.http_client(aws_smithy_http_client::Builder::new().tls_provider(tls).build_https());
+    if let Some(credentials) = credentials {
+        loader = loader.credentials_provider(credentials);
+    }
+    let shared = loader.load().await;
+    if let Some(provider) = shared.credentials_provider() {
+        use aws_credential_types::provider::ProvideCredentials;
+        if let Err(e) = provider.provide_credentials().await {
+            tracing::debug!("no credentials from the AWS chain: {e}");
+            return Err(StoreError::NoCredentials { location: location.to_string() });
+        }
+    }
+    let config = aws_sdk_s3::config::Builder::from(&shared)
+        .interceptor(CountRequests(sent))
+        .force_path_style(true)
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        .build();
+    Ok(Client::from_conf(config))
+}
+
+/// Writes `body` into `sink` as it comes, counting into `written` and `progress`: `None` when it
+/// ended, or the error it broke off with.
+async fn drain(
+    key: &str,
+    mut body: ByteStream,
+    sink: &mut dyn Write,
+    written: &mut u64,
+    progress: &ProgressBar,
+) -> Result<Option<ByteStreamError>, StoreError> {
+    loop {
+        match body.try_next().await {
+            Ok(Some(chunk)) => {
+                sink.write_all(&chunk).map_err(|source| StoreError::LocalWrite { key: key.to_string(), source })?;
+                *written += chunk.len() as u64;
+                progress.inc(chunk.len() as u64);
+            }
+            Ok(None) => return Ok(None),
+            Err(e) => return Ok(Some(e)),
+        }
     }
 }
 

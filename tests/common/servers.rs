@@ -203,6 +203,7 @@ impl AnyServer {
                 secret_access_key: b2m::settings::Secret::new(self.secret_key.into()),
             }),
             timeout: Duration::from_secs(10),
+            tuning: b2m::settings::Tuning::default(),
         };
         b2m::store::open(&remote).expect("open the S3 store")
     }
