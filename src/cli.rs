@@ -128,6 +128,11 @@ pub enum Command {
     },
     /// Every server (as its last preflight recorded it), what it runs, and how far behind it is.
     Fleet,
+    /// Send a line to the team (`notify.webhook` / `notify.command` in b2m.toml).
+    Notify {
+        /// The line.
+        message: String,
+    },
     /// Every published version of a database, newest first.
     History {
         /// The database (stem, db.toml key or file name).

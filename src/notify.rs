@@ -1,8 +1,9 @@
-//! Notifications: on a conflict, a failed changeset or merge, a preflight that stopped a start,
-//! and a rollback, b2m POSTs `{"content": "…"}` to `notify.webhook` (Discord- and
-//! Slack-compatible) and/or runs `notify.command` with the event as JSON on stdin. A failing
-//! notification is a warning: it never fails the operation it reports on, and never blocks longer
-//! than a few seconds.
+//! Notifications: on every published version (upload, merge, changeset, rollback), a conflict, a
+//! failed changeset or merge, and a preflight that stopped a start — the kinds `notify.events`
+//! lists, all by default — and for `b2m notify MESSAGE`, b2m POSTs `{"content": "…"}` to
+//! `notify.webhook` (Discord- and Slack-compatible) and/or runs `notify.command` with the event as
+//! JSON on stdin. A failing notification is a warning: it never fails the operation it reports
+//! on, and never blocks longer than a few seconds.
 
 use std::time::Duration;
 
@@ -14,10 +15,41 @@ use crate::settings::Settings;
 /// How long a notification may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The kinds of event `notify.events` may list.
+pub const EVENTS: &[&str] = &["published", "conflict", "changeset_failed", "merge_failed", "preflight_stopped"];
+
+/// The kind of a line of one's own (`b2m notify MESSAGE`): always sent.
+pub const MESSAGE: &str = "message";
+
+/// A version published: which db, from which version to which, what made it, its size.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Published {
+    /// The stem.
+    pub stem: String,
+    /// The version it replaced (`None` for a first upload).
+    pub from: Option<u64>,
+    /// The version published.
+    pub to: u64,
+    /// `upload`, `merge`, `changeset`, `rollback`.
+    pub made_by: String,
+    /// Its size in bytes, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+}
+
+impl Published {
+    /// One line for people: "`ipm-db` v1 → v2 published by ops@server (upload, 1.2 MiB)".
+    pub fn describe(&self) -> String {
+        let from = self.from.map_or_else(|| "new".to_string(), |v| format!("v{v}"));
+        let size = self.size.map(|s| format!(", {}", crate::output::human_bytes(s))).unwrap_or_default();
+        format!("`{}` {from} → v{} published by {} ({}{size})", self.stem, self.to, crate::util::user_at_host(), self.made_by)
+    }
+}
+
 /// What happened.
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
-    /// `conflict`, `changeset_failed`, `merge_failed`, `preflight_stopped`, `rollback`.
+    /// `published`, `conflict`, `changeset_failed`, `merge_failed`, `preflight_stopped`, `message`.
     pub event: String,
     /// One line for people.
     pub content: String,
@@ -27,6 +59,9 @@ pub struct Event {
     pub by: String,
     /// RFC 3339.
     pub at: String,
+    /// For `published`: the version.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub published: Option<Published>,
 }
 
 impl Event {
@@ -39,12 +74,26 @@ impl Event {
             project: settings.root.display().to_string(),
             by: crate::util::user_at_host(),
             at: crate::util::now_rfc3339(),
+            published: None,
         }
     }
+
+    /// The announcement of a published version.
+    pub fn published(settings: &Settings, published: Published) -> Self {
+        Event { published: Some(published.clone()), ..Event::new(settings, "published", &published.describe()) }
+    }
+}
+
+/// Whether `settings` want events of `kind` sent (`notify.events`; a message always is).
+pub fn wanted(settings: &Settings, kind: &str) -> bool {
+    kind == MESSAGE || settings.notify_events.as_ref().is_none_or(|events| events.iter().any(|e| e == kind))
 }
 
 /// Sends `event` where `settings` say; failures are warnings on `out`.
 pub fn send(settings: &Settings, out: &Output, event: &Event) {
+    if !wanted(settings, &event.event) {
+        return;
+    }
     if let Some(url) = &settings.notify_webhook
         && let Err(e) = post(url, event)
     {

@@ -150,6 +150,10 @@ pub struct Settings {
     pub notify_webhook: Option<String>,
     /// `notify.command`: run with the event as JSON on stdin.
     pub notify_command: Option<String>,
+    /// `notify.events`: the kinds of event sent (`published`, `conflict`, `changeset_failed`,
+    /// `merge_failed`, `preflight_stopped`); `None`: all of them. A line of one's own (`b2m
+    /// notify`) is always sent.
+    pub notify_events: Option<Vec<String>>,
     /// `server.name`: how this server appears in `b2m fleet` (default: its host name).
     pub server_name: Option<String>,
     /// `merge.soft_delete_column` and `merge.soft_delete_value`: what a replayed DELETE sets.
@@ -345,6 +349,23 @@ impl ProjectFile {
         }
     }
 
+    /// `table.key`, a list of strings each among `allowed`, when present.
+    fn strings(&self, table: &str, key: &str, allowed: &[&str]) -> Result<Option<Vec<String>>> {
+        let Some(item) = self.doc.get(table).and_then(|t| t.get(key)) else { return Ok(None) };
+        let wrong = || {
+            Error::config_hint(
+                format!("`{}`: `{table}.{key}` must be a list of: {}", self.origin, allowed.join(", ")),
+                format!("fix `{}` and run the command again", self.origin),
+            )
+        };
+        let list = item.as_array().ok_or_else(wrong)?;
+        let values: Vec<String> = list.iter().map(|v| v.as_str().map(str::to_string)).collect::<Option<_>>().ok_or_else(wrong)?;
+        if values.iter().any(|v| !allowed.contains(&v.as_str())) {
+            return Err(wrong());
+        }
+        Ok(Some(values))
+    }
+
     /// `table.key`, a string that says something (not blank) when present.
     fn text(&self, table: &str, key: &str) -> Result<Option<String>> {
         Ok(self.string(table, key)?.filter(|s| !s.trim().is_empty()))
@@ -490,6 +511,7 @@ impl Settings {
             server_name: file.text("server", "name")?,
             notify_webhook: file.text("notify", "webhook")?,
             notify_command: file.text("notify", "command")?,
+            notify_events: file.strings("notify", "events", crate::notify::EVENTS)?,
             allow_offline,
             changeset_wait,
             offline_after,

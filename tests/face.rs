@@ -32,7 +32,10 @@ fn each_state_changing_command_leaves_one_line_and_no_credential() {
     assert!(refused["command"].as_array().is_some_and(|c| c.iter().any(|a| a == "download")), "{refused}");
     assert_eq!((forced["outcome"].as_str(), forced["result"]["version"].as_u64()), (Some("ok"), Some(2)), "{forced}");
     assert!(forced["requests"].as_u64().unwrap_or(0) > 0 && forced["by"].as_str().is_some_and(|b| b.contains('@')), "{forced}");
+    // A secret pasted where it does not belong (a message to the team) never reaches the log.
+    server.b2m(&["-vvv", "notify", &format!("key {SECRET_KEY}")]).ok();
     let text = std::fs::read_to_string(server.path().join(".b2m/log/b2m.log")).expect("log");
+    assert!(text.contains("key ***"), "{text}");
     assert!(!text.contains(SECRET_KEY) && !text.contains(ACCESS_KEY), "a credential is in the log");
 }
 
@@ -57,8 +60,7 @@ fn every_publish_is_announced_and_notify_sends_a_line() {
     let name = crate::changesets::changeset(&dev, "add", "sql", "-- b2m: db = ipm-db\nINSERT INTO t(v) VALUES ('cs');\n");
     dev.b2m(&["execute-changeset", &name]).ok();
     dev.b2m(&["rollback", "ipm-db"]).ok();
-    let published: Vec<serde_json::Value> =
-        events(&bodies).into_iter().filter(|e| e["event"]["event"] == "published").collect();
+    let published: Vec<serde_json::Value> = events(&bodies).into_iter().filter(|e| e["event"]["event"] == "published").collect();
     let made: Vec<&str> = published.iter().filter_map(|e| e["event"]["made_by"].as_str()).collect();
     assert_eq!(made, vec!["upload", "changeset", "rollback"], "{published:#?}");
     let first = &published[0];
@@ -70,7 +72,8 @@ fn every_publish_is_announced_and_notify_sends_a_line() {
     let config = std::fs::read_to_string(dev.path().join("b2m.toml")).expect("b2m.toml");
     std::fs::write(dev.path().join("b2m.toml"), config.replace("[notify]\n", "[notify]\nevents = [\"conflict\"]\n")).expect("b2m.toml");
     let before = events(&bodies).len();
-    dev.publish_row("ipm-db-v5.db", "quiet");
+    let current = dev.files().into_iter().find(|f| f.ends_with(".db")).expect("dev's db");
+    dev.publish_row(&current, "quiet");
     assert_eq!(events(&bodies).len(), before, "a publish was announced with events = [\"conflict\"]");
     // A line of one's own, from the command line and from a changeset.
     dev.b2m(&["notify", "the release is out"]).ok();
@@ -78,5 +81,8 @@ fn every_publish_is_announced_and_notify_sends_a_line() {
     let name = crate::changesets::changeset(&dev, "hello", "py", script);
     dev.b2m(&["execute-changeset", &name]).ok();
     let lines: Vec<String> = events(&bodies).iter().filter_map(|e| e["content"].as_str().map(str::to_string)).collect();
-    assert!(lines.iter().any(|l| l.contains("the release is out")) && lines.iter().any(|l| l.contains("a changeset says hello")), "{lines:#?}");
+    assert!(
+        lines.iter().any(|l| l.contains("the release is out")) && lines.iter().any(|l| l.contains("a changeset says hello")),
+        "{lines:#?}"
+    );
 }

@@ -36,7 +36,7 @@ pub(crate) fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {
 }
 
 #[test]
-fn a_webhook_receives_conflicts_failures_and_rollbacks() {
+fn a_webhook_receives_conflicts_failures_and_publishes() {
     let (url, bodies) = receiver();
     let bucket = Bucket::new(Backend::Local);
     let (dev, server) = published_pair(&bucket, 1);
@@ -67,9 +67,10 @@ fn a_webhook_receives_conflicts_failures_and_rollbacks() {
     let events: Vec<serde_json::Value> =
         bodies.lock().expect("lock").iter().map(|b| serde_json::from_str(b).expect("a JSON body")).collect();
     let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"]["event"].as_str()).collect();
-    for kind in ["changeset_failed", "preflight_stopped", "conflict", "rollback"] {
+    for kind in ["changeset_failed", "preflight_stopped", "conflict", "published"] {
         assert!(kinds.contains(&kind), "{kind} not sent: {kinds:?}");
     }
+    assert!(events.iter().any(|e| e["event"]["made_by"] == "rollback"), "the rollback was not announced: {events:?}");
     assert!(events.iter().all(|e| e["content"].as_str().is_some_and(|c| c.starts_with("b2m on "))), "{events:?}");
 }
 
@@ -89,5 +90,5 @@ fn a_failing_webhook_or_command_never_fails_the_command() {
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     assert!(run.stderr.contains("warning: the notification webhook failed"), "{}", run.stderr);
     let event: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).expect("the command got the event")).expect("json");
-    assert_eq!(event["event"], "rollback");
+    assert_eq!((event["event"].as_str(), event["made_by"].as_str()), (Some("published"), Some("rollback")), "{event}");
 }

@@ -23,7 +23,7 @@ LAYERS = [
     ["cli"],
     ["engine"],
     ["changeset"],
-    ["notify"],
+    ["notify", "activity"],
     ["coord"],
     ["store"],
     ["sqlite"],

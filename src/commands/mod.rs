@@ -36,11 +36,106 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
     };
     let settings = Settings::load(&start)?;
     let notable = notable(&command);
+    let publishes = publishes(&command);
+    let logged = changes_state(&command);
     let result = dispatch(command, &settings, &out);
     if let Some((kind, message)) = notable.and_then(|(name, on_success)| event_of(name, on_success, &result)) {
         crate::notify::send(&settings, &out, &crate::notify::Event::new(&settings, &kind, &message));
     }
+    if let (Ok(_), Some(made_by), Some(done)) = (&result, publishes, out.last_result()) {
+        for published in published_versions(&settings, made_by, &done) {
+            crate::notify::send(&settings, &out, &crate::notify::Event::published(&settings, published));
+        }
+    }
+    if logged {
+        record(&settings, &out, &result);
+    }
     result
+}
+
+/// What each published version a command's result (`done`, as `--json` gives it) names.
+fn published_versions(settings: &Settings, made_by: &str, done: &serde_json::Value) -> Vec<crate::notify::Published> {
+    use crate::notify::Published;
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    match made_by {
+        "upload" if done["uploaded"] == true => vec![Published {
+            stem: text(&done["name"]),
+            from: done["parent"].as_u64(),
+            to: done["version"].as_u64().unwrap_or(0),
+            // A changeset's script publishing through `b2m upload`.
+            made_by: if settings.changeset.is_some() { "changeset" } else { "upload" }.into(),
+            size: done["size"].as_u64(),
+        }],
+        "merge" => vec![Published {
+            stem: text(&done["name"]),
+            from: done["onto"].as_u64(),
+            to: done["version"].as_u64().unwrap_or(0),
+            made_by: "merge".into(),
+            size: None,
+        }],
+        "rollback" => vec![Published {
+            stem: text(&done["name"]),
+            from: done["from"].as_u64(),
+            to: done["version"].as_u64().unwrap_or(0),
+            made_by: "rollback".into(),
+            size: None,
+        }],
+        "changeset" if done["outcome"] == "ran" => done["versions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| {
+                let to = v["version"].as_u64().unwrap_or(0);
+                Published { stem: text(&v["stem"]), from: to.checked_sub(1), to, made_by: "changeset".into(), size: None }
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The commands that publish versions, and what made them.
+fn publishes(command: &Command) -> Option<&'static str> {
+    match command {
+        Command::Upload { .. } => Some("upload"),
+        Command::Merge { .. } => Some("merge"),
+        Command::Rollback { .. } => Some("rollback"),
+        Command::ExecuteChangeset { .. } => Some("changeset"),
+        _ => None,
+    }
+}
+
+/// Whether a command may change state here or in the bucket: those leave a line in the log.
+fn changes_state(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::Status { .. }
+            | Command::History { .. }
+            | Command::Fleet
+            | Command::Changesets { .. }
+            | Command::Check { .. }
+            | Command::Server { action: crate::cli::ServerAction::Running }
+    )
+}
+
+/// Appends the command's line to the activity log (a failure to is a warning).
+fn record(settings: &Settings, out: &Output, result: &Result<ExitStatus>) {
+    let (outcome, error) = match result {
+        Ok(ExitStatus::Success) => ("ok".to_string(), None),
+        Ok(status) => (format!("{status:?}").to_lowercase(), None),
+        Err(e) => (e.kind().to_string(), Some(e.hint().map_or_else(|| e.to_string(), |h| format!("{e}; {h}")))),
+    };
+    let line = crate::activity::Line {
+        at: crate::util::now_rfc3339(),
+        by: crate::util::user_at_host(),
+        command: std::env::args().skip(1).collect(),
+        outcome,
+        error,
+        result: out.last_result(),
+        requests: out.requests_so_far(),
+    };
+    if let Err(e) = crate::activity::append(&settings.state_dir, &line, crate::activity::MAX_BYTES) {
+        out.info(&format!("warning: could not write the activity log `{}`: {e}", crate::activity::path(&settings.state_dir).display()));
+    }
 }
 
 /// Runs a command that needs no project (`init`, `demo`, `hooks`, `completions`); hands any other
@@ -67,7 +162,6 @@ fn notable(command: &Command) -> Option<(&'static str, bool)> {
         Command::Preflight { .. } => Some(("preflight", false)),
         Command::ExecuteChangeset { .. } => Some(("changeset", false)),
         Command::Merge { .. } => Some(("merge", false)),
-        Command::Rollback { .. } => Some(("rollback", true)),
         Command::Upload { .. } | Command::Download { .. } | Command::Status { .. } => Some(("sync", false)),
         _ => None,
     }
@@ -97,6 +191,11 @@ fn dispatch(command: Command, settings: &Settings, out: &Output) -> Result<ExitS
         Command::Merge { db } => transfer::merge(&open()?, &db),
         Command::History { db } => transfer::history(&open()?, &db),
         Command::Fleet => transfer::fleet(&open()?),
+        Command::Notify { message } => {
+            crate::notify::send(settings, out, &crate::notify::Event::new(settings, crate::notify::MESSAGE, &message));
+            out.result(&serde_json::json!({ "sent": message }), String::new);
+            Ok(ExitStatus::Success)
+        }
         Command::Rollback { db, to } => transfer::rollback(&open()?, &db, to),
         Command::Restore { db, file } => transfer::restore(&open()?, &db, file.as_deref()),
         Command::FetchDbToml => transfer::fetch_db_toml(&open()?),

@@ -40,19 +40,7 @@ pub fn download(ctx: &Context, arg: &str, force: bool) -> Result<Fetched> {
     let remote = remote::read_manifest(ctx.store.as_ref())?;
     let remote_entries = remote.as_ref().map(|m| m.manifest.entries()).unwrap_or_default();
     let stem = super::resolve_db(arg, &local_manifest, &remote_entries)?;
-    let Some(r) = remote_entries.iter().find(|e| e.stem == stem).cloned() else {
-        return Err(Error::refused(
-            format!("`{stem}` is not in the bucket's db.toml (`{}`)", ctx.store.location()),
-            "run `b2m upload` to publish it first",
-        ));
-    };
-    if let Some(why) = status::key_clash(&local_manifest.entries(), &r) {
-        return Err(Error::refused_as(
-            Refusal::Conflict,
-            format!("conflict: `{stem}`: {why}; nothing was downloaded"),
-            "rename one key in db.toml",
-        ));
-    }
+    let r = bucket_entry(ctx, &stem, &local_manifest, &remote_entries)?;
     let local = local_manifest.entry_for_stem(&stem);
     let row = status::assess(ctx, &stem, local.as_ref(), Some(&r))?;
     let mut backup = None;
@@ -99,6 +87,25 @@ pub fn download(ctx: &Context, arg: &str, force: bool) -> Result<Fetched> {
     restarted?;
     ctx.out.info(&format!("downloaded `{stem}` v{} → `{}`", id.version, ctx.db_path(&id.file()).display()));
     Ok(Fetched { name: stem, version: id.version, file: id.file(), bytes, backup: backup.map(|p| p.display().to_string()) })
+}
+
+/// The bucket's db.toml entry for `stem`, unless the bucket does not have it or the local db.toml
+/// uses its key for another database.
+fn bucket_entry(ctx: &Context, stem: &str, local: &crate::manifest::Manifest, remote: &[Entry]) -> Result<Entry> {
+    let Some(r) = remote.iter().find(|e| e.stem == stem).cloned() else {
+        return Err(Error::refused(
+            format!("`{stem}` is not in the bucket's db.toml (`{}`)", ctx.store.location()),
+            "run `b2m upload` to publish it first",
+        ));
+    };
+    if let Some(why) = status::key_clash(&local.entries(), &r) {
+        return Err(Error::refused_as(
+            Refusal::Conflict,
+            format!("conflict: `{stem}`: {why}; nothing was downloaded"),
+            "rename one key in db.toml",
+        ));
+    }
+    Ok(r)
 }
 
 /// The refusal of a download that would drop the local changes `row` found (the bucket has

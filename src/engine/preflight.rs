@@ -189,6 +189,11 @@ fn sync(ctx: &Context, remote: Option<&RemoteManifest>, swaps: &Swaps<'_>, done:
             )),
         }
     }
+    one_error(blocked)
+}
+
+/// Every database that could not be brought forward, as one error (none: done).
+fn one_error(mut blocked: Vec<Error>) -> Result<()> {
     match blocked.len() {
         0 => Ok(()),
         1 => Err(blocked.remove(0)),
