@@ -323,13 +323,14 @@ impl ProjectFile {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io("cannot read", &path, e))?;
         let doc = parse_toml(&text, &origin)?;
-        for table in ["remote", "paths", "server", "preflight", "merge", "notify"] {
+        for (table, _) in KNOWN {
             if let Some(item) = doc.get(table)
                 && !matches!(item, Item::Table(_))
             {
                 return Err(Error::config_hint(format!("`{origin}`: `{table}` must be a table"), format!("fix `{origin}`")));
             }
         }
+        unknown_keys(&doc, &text, &origin)?;
         Ok(ProjectFile { doc, origin })
     }
 
@@ -493,6 +494,71 @@ struct PreflightSettings {
     allow_offline: bool,
     changeset_wait: Duration,
     offline_after: Duration,
+}
+
+/// The tables and keys of b2m.toml.
+const KNOWN: [(&str, &[&str]); 6] = [
+    ("remote", &["url", "endpoint", "region", "locking", "timeout"]),
+    ("paths", &["db_dir", "manifest", "changesets"]),
+    ("server", &["stop", "start", "running", "timeout", "name"]),
+    ("preflight", &["allow_offline", "changeset_wait", "offline_after"]),
+    ("merge", &["soft_delete_column", "soft_delete_value"]),
+    ("notify", &["webhook", "command", "events"]),
+];
+
+/// A table or key b2m does not know is an error naming it, where it is, and the nearest known
+/// name: a misspelt `allow_ofline` must not be ignored.
+fn unknown_keys(doc: &toml_edit::DocumentMut, text: &str, origin: &str) -> Result<()> {
+    let at = |span: Option<std::ops::Range<usize>>| {
+        span.map(|s| crate::util::line_col(text, s.start)).map_or_else(String::new, |(line, col)| format!(" (line {line}, column {col})"))
+    };
+    // Spans live in the parsed-only document.
+    let spanned = toml_edit::ImDocument::parse(text).ok();
+    let span_of = |table: &str, key: Option<&str>| -> Option<std::ops::Range<usize>> {
+        let doc = spanned.as_ref()?;
+        match key {
+            None => doc.as_table().get_key_value(table)?.0.span(),
+            Some(key) => doc.get(table)?.as_table_like()?.get_key_value(key)?.0.span(),
+        }
+    };
+    for (table, item) in doc.iter() {
+        let Some((_, keys)) = KNOWN.iter().find(|(name, _)| *name == table) else {
+            let names: Vec<&str> = KNOWN.iter().map(|(name, _)| *name).collect();
+            return Err(unknown(origin, table, &at(span_of(table, None)), &names));
+        };
+        for (key, _) in item.as_table_like().map(|t| t.iter().collect::<Vec<_>>()).unwrap_or_default() {
+            if !keys.contains(&key) {
+                return Err(unknown(origin, &format!("{table}.{key}"), &at(span_of(table, Some(key))), keys));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The error for an unknown `name` (a table, or `table.key`), with the nearest of `known`.
+fn unknown(origin: &str, name: &str, at: &str, known: &[&str]) -> Error {
+    let last = name.rsplit('.').next().unwrap_or(name);
+    let nearest = known.iter().min_by_key(|k| edit_distance(last, k)).copied().unwrap_or_default();
+    Error::config_hint(
+        format!("`{origin}`: b2m does not know `{name}`{at}; did you mean `{nearest}`?"),
+        format!("fix it in `{origin}` (known here: {})", known.join(", ")),
+    )
+}
+
+/// The Levenshtein distance between two names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = previous + usize::from(ca != *cb);
+            previous = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(previous + 1);
+        }
+    }
+    row[b.len()]
 }
 
 impl Settings {

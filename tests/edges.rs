@@ -192,3 +192,19 @@ fn download_all_fetches_every_database_behind_without_running_changesets() {
     assert!(bucket.read(&format!("changesets/{name}.json")).is_none(), "a changeset ran");
     laptop.b2m(&["download", "--all", "a"]).fails(2, "cannot be used with");
 }
+
+/// Issue 21 (10): a key of b2m.toml b2m does not know (a misspelt `allow_ofline`) is an error
+/// naming it, its line and column, and the nearest known key; so is an unknown table.
+#[test]
+fn unknown_b2m_toml_keys_are_errors_naming_the_nearest_known_one() {
+    let bucket = Bucket::new(Backend::Local);
+    let p = Project::new(&bucket);
+    p.append_config("[preflight]\nallow_ofline = true\n");
+    let run = p.b2m(&["status"]);
+    run.fails(2, "preflight.allow_ofline");
+    assert!(run.stderr.contains("allow_offline") && run.stderr.contains("line "), "{}", run.stderr);
+    let config = std::fs::read_to_string(p.path().join("b2m.toml")).expect("b2m.toml");
+    std::fs::write(p.path().join("b2m.toml"), config.replace("[preflight]\nallow_ofline = true\n", "[sever]\nstop = \"x\"\n"))
+        .expect("b2m.toml");
+    p.b2m(&["status"]).fails(2, "`sever`").fails(2, "server");
+}
