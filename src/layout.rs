@@ -4,6 +4,7 @@
 //! db.toml                               the published manifest: each db's current version, pinned by sha256
 //! dbs/<stem>/<stem>-v<N>.<sha256>.db    a version, content-addressed: the key is fixed by the bytes
 //! dbs/<stem>/<stem>-v<N>.<sha256>.json  its metadata (never rewritten)
+//! dbs/<stem>/trimmed.json               when `b2m gc --keep N` last removed committed versions
 //! bucket.json                           the coordination protocol every machine follows
 //! locks/<name>/<id>.json                leases; <name> is a stem, `_manifest` (db.toml's),
 //!                                       `changeset-<name>` (a changeset's run) or `claim-<16 hex>`
@@ -71,6 +72,12 @@ impl VersionId {
             sha256: sha256.to_string(),
         })
     }
+}
+
+/// `dbs/<stem>/trimmed.json`: when and by whom `b2m gc --keep N` last removed committed versions
+/// of `stem` (history then ends on purpose).
+pub fn trimmed_key(stem: &str) -> String {
+    format!("{VERSIONS}{stem}/trimmed.json")
 }
 
 /// The key of the bucket's own settings (the coordination protocol).

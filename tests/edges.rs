@@ -208,3 +208,23 @@ fn unknown_b2m_toml_keys_are_errors_naming_the_nearest_known_one() {
         .expect("b2m.toml");
     p.b2m(&["status"]).fails(2, "`sever`").fails(2, "server");
 }
+
+/// Issue 21 (9): after `gc --keep 2`, history says it was trimmed by gc, and when — not that an
+/// older version's metadata is missing.
+#[test]
+fn history_after_gc_keep_says_it_was_trimmed_and_when() {
+    let bucket = Bucket::new(Backend::Local);
+    let dev = Project::new(&bucket);
+    dev.create_db("ipmdb", "ipm-db-v1.db", 1);
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    for v in 1..4 {
+        dev.publish_row(&format!("ipm-db-v{v}.db"), &format!("row {v}"));
+    }
+    dev.b2m(&["gc", "--keep", "2"]).ok();
+    let run = dev.b2m(&["history", "ipm-db"]);
+    run.ok();
+    assert!(!run.stdout.contains("metadata is missing"), "{}", run.stdout);
+    assert!(run.stdout.contains("trimmed by `b2m gc --keep 2`") && run.stdout.contains(" on 20"), "{}", run.stdout);
+    let json: serde_json::Value = serde_json::from_str(&dev.b2m(&["history", "ipm-db", "--json"]).stdout).expect("json");
+    assert_eq!((json["complete"].as_bool(), json["trimmed"]["keep"].as_u64()), (Some(true), Some(2)), "{json}");
+}

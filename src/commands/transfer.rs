@@ -84,7 +84,9 @@ pub fn history(ctx: &Context, db: &str) -> Result<ExitStatus> {
             .collect();
         let mut text = crate::output::table(&["VERSION", "SHA256", "SIZE", "CREATED", "BY", "MADE BY", "PARENT", "NOTE"], &rows);
         text.push_str("* = what the bucket's db.toml names\n");
-        if !history.complete {
+        if let Some(t) = &history.trimmed {
+            text.push_str(&format!("versions up to v{} were trimmed by `b2m gc --keep {}` on {} ({})\n", t.below, t.keep, t.at, t.by));
+        } else if !history.complete {
             text.push_str("the history goes on, but an older version's metadata is missing\n");
         }
         if history.orphans > 0 {

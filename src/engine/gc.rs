@@ -130,6 +130,13 @@ impl Collector<'_> {
         let keep_n = self.keep.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX).max(1));
         let reachable: HashSet<VersionId> = chain.versions.iter().take(keep_n).map(|m| m.id(stem)).chain([head]).collect();
         let expired: HashSet<VersionId> = chain.versions.iter().skip(keep_n).map(|m| m.id(stem)).collect();
+        if let (Some(keep), Some(newest_gone), false) = (self.keep, expired.iter().map(|id| id.version).max(), self.dry_run) {
+            // History ends here on purpose from now on: say so, and when.
+            let trimmed = remote::Trimmed { keep, below: newest_gone, at: crate::util::now_rfc3339(), by: crate::util::user_at_host() };
+            let body = serde_json::to_vec_pretty(&trimmed)
+                .map_err(|e| crate::error::Error::config(format!("cannot encode the trim record: {e}")))?;
+            self.store.put(&crate::layout::trimmed_key(stem), &body, crate::store::Condition::None)?;
+        }
         for object in self.store.list(&format!("{}{stem}/", crate::layout::VERSIONS))? {
             let Some(id) = VersionId::from_key(&object.key) else { continue };
             if reachable.contains(&id) {

@@ -44,6 +44,9 @@ pub struct History {
     pub complete: bool,
     /// Objects under `dbs/<stem>/` that are on no published version's chain (orphans).
     pub orphans: usize,
+    /// When the history ends because `b2m gc --keep N` removed the older versions: when, by whom.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trimmed: Option<remote::Trimmed>,
 }
 
 /// The history of `arg`.
@@ -81,5 +84,10 @@ pub fn history(ctx: &Context, arg: &str) -> Result<History> {
         .filter_map(|o| VersionId::from_key(&o.key))
         .filter(|id| !on_chain.contains(id))
         .count();
-    Ok(History { name: stem, versions, complete: chain.complete, orphans })
+    // A chain that stops at a version gc removed on purpose (its object is gone too) is whole.
+    let trimmed = match &chain.missing {
+        Some(missing) if ctx.store.head(&missing.object_key())?.is_none() => remote::read_trimmed(ctx.store.as_ref(), &stem)?,
+        _ => None,
+    };
+    Ok(History { name: stem, versions, complete: chain.complete || trimmed.is_some(), orphans, trimmed })
 }

@@ -58,6 +58,26 @@ impl VersionMeta {
     }
 }
 
+/// What `dbs/<stem>/trimmed.json` says: `b2m gc --keep N` removed the committed versions of a
+/// database older than its newest `keep`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Trimmed {
+    /// The `N` of `--keep N`.
+    pub keep: u64,
+    /// The newest version removed.
+    pub below: u64,
+    /// RFC 3339.
+    pub at: String,
+    /// `user@host`.
+    pub by: String,
+}
+
+/// The trim record of `stem`, if gc ever trimmed its history.
+pub fn read_trimmed(store: &dyn Store, stem: &str) -> Result<Option<Trimmed>> {
+    let Some(object) = store.get(&crate::layout::trimmed_key(stem))? else { return Ok(None) };
+    Ok(serde_json::from_slice(&object.body).ok())
+}
+
 /// The bucket's db.toml and the ETag it was read with.
 pub struct RemoteManifest {
     /// Parsed, with its formatting.
