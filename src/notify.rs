@@ -15,8 +15,7 @@ use crate::settings::Settings;
 /// How long a notification may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The kinds of event `notify.events` may list.
-pub const EVENTS: &[&str] = &["published", "conflict", "changeset_failed", "merge_failed", "preflight_stopped"];
+pub use crate::settings::NOTIFY_EVENTS as EVENTS;
 
 /// The kind of a line of one's own (`b2m notify MESSAGE`): always sent.
 pub const MESSAGE: &str = "message";

@@ -496,6 +496,9 @@ struct PreflightSettings {
     offline_after: Duration,
 }
 
+/// The kinds of event `notify.events` may list.
+pub const NOTIFY_EVENTS: &[&str] = &["published", "conflict", "changeset_failed", "merge_failed", "preflight_stopped"];
+
 /// The tables and keys of b2m.toml.
 const KNOWN: [(&str, &[&str]); 6] = [
     ("remote", &["url", "endpoint", "region", "locking", "timeout"]),
@@ -577,7 +580,7 @@ impl Settings {
             server_name: file.text("server", "name")?,
             notify_webhook: file.text("notify", "webhook")?,
             notify_command: file.text("notify", "command")?,
-            notify_events: file.strings("notify", "events", crate::notify::EVENTS)?,
+            notify_events: file.strings("notify", "events", NOTIFY_EVENTS)?,
             allow_offline,
             changeset_wait,
             offline_after,
