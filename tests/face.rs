@@ -33,6 +33,7 @@ fn each_state_changing_command_leaves_one_line_and_no_credential() {
     assert_eq!((forced["outcome"].as_str(), forced["result"]["version"].as_u64()), (Some("ok"), Some(2)), "{forced}");
     assert!(forced["requests"].as_u64().unwrap_or(0) > 0 && forced["by"].as_str().is_some_and(|b| b.contains('@')), "{forced}");
     // A secret pasted where it does not belong (a message to the team) never reaches the log.
+    server.append_config("[notify]\ncommand = \"true\"\n");
     server.b2m(&["-vvv", "notify", &format!("key {SECRET_KEY}")]).ok();
     let text = std::fs::read_to_string(server.path().join(".b2m/log/b2m.log")).expect("log");
     assert!(text.contains("key ***"), "{text}");
@@ -75,7 +76,8 @@ fn every_publish_is_announced_and_notify_sends_a_line() {
     let current = dev.files().into_iter().find(|f| f.ends_with(".db")).expect("dev's db");
     dev.publish_row(&current, "quiet");
     assert_eq!(events(&bodies).len(), before, "a publish was announced with events = [\"conflict\"]");
-    // A line of one's own, from the command line and from a changeset.
+    // A line of one's own, from the command line and from a changeset; nowhere to send it is an error.
+    Project::new(&bucket).b2m(&["notify", "hello"]).fails(2, "notify.webhook");
     dev.b2m(&["notify", "the release is out"]).ok();
     let script = "import os, sys\nsys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))\nimport changeset as cs\ncs.notify('a changeset says hello')\n";
     let name = crate::changesets::changeset(&dev, "hello", "py", script);

@@ -192,6 +192,12 @@ fn dispatch(command: Command, settings: &Settings, out: &Output) -> Result<ExitS
         Command::History { db } => transfer::history(&open()?, &db),
         Command::Fleet => transfer::fleet(&open()?),
         Command::Notify { message } => {
+            if settings.notify_webhook.is_none() && settings.notify_command.is_none() {
+                return Err(Error::config_hint(
+                    "`b2m.toml` has no `notify.webhook` or `notify.command`: there is nowhere to send it",
+                    "add `[notify]` with `webhook = \"https://…\"` or `command = \"…\"` to `b2m.toml`",
+                ));
+            }
             crate::notify::send(settings, out, &crate::notify::Event::new(settings, crate::notify::MESSAGE, &message));
             out.result(&serde_json::json!({ "sent": message }), String::new);
             Ok(ExitStatus::Success)
