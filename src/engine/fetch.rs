@@ -140,9 +140,10 @@ pub fn install(ctx: &Context, id: &VersionId, key: &str, old: Option<&Entry>, ju
     let (tmp, bytes, content) = download_verified(ctx, id, &ctx.settings.db_dir)?;
     crate::util::failpoint("before-swap");
     let old_path = old.map(|l| ctx.db_path(&l.file)).filter(|p| p.is_file());
+    let replaced = replaced_file(old_path.as_deref(), &target);
     // Every swap stops the server first, a replacement under the same name included.
-    if let Some(replaced) = old_path.clone().or_else(|| Some(target.clone()).filter(|t| t.is_file())) {
-        swaps.prepare(&replaced)?;
+    if let Some(replaced) = &replaced {
+        swaps.prepare(replaced)?;
     }
     if let (Some(path), Some(judged)) = (&old_path, judged) {
         let now = status::local_content(ctx, path)?;
@@ -159,7 +160,6 @@ pub fn install(ctx: &Context, id: &VersionId, key: &str, old: Option<&Entry>, ju
             ));
         }
     }
-    let replaced = old_path.clone().or_else(|| Some(target.clone()).filter(|t| t.is_file()));
     place(ctx, tmp, &target, &content, replaced.as_deref())?;
     let mut manifest = ctx.local_manifest()?;
     let named = manifest.entry_for_stem(&id.stem);
@@ -181,6 +181,12 @@ pub fn install(ctx: &Context, id: &VersionId, key: &str, old: Option<&Entry>, ju
         super::journal::archive(ctx, &id.stem, Some(old.version), &dir)?;
     }
     Ok(bytes)
+}
+
+/// The file a swap to `target` replaces: the old file (`old`, if it exists), else one already at
+/// `target`.
+pub(super) fn replaced_file(old: Option<&std::path::Path>, target: &std::path::Path) -> Option<std::path::PathBuf> {
+    old.map(std::path::Path::to_path_buf).or_else(|| Some(target.to_path_buf()).filter(|t| t.is_file()))
 }
 
 /// Moves a replaced file (and its sidecars) out of the db folder into a working folder `dir`

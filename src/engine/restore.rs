@@ -132,7 +132,7 @@ fn put_back(
 ) -> Result<String> {
     let target = ctx.db_path(&id.file());
     let old_path = local.map(|l| ctx.db_path(&l.file)).filter(|p| p.is_file());
-    let replaced = old_path.clone().or_else(|| Some(target.clone()).filter(|t| t.is_file()));
+    let replaced = fetch::replaced_file(old_path.as_deref(), &target);
     if let Some(replaced) = &replaced {
         swaps.prepare(replaced)?;
         fsutil::take_owner_and_mode(tmp.as_file(), replaced).map_err(|e| Error::io("cannot give the owner and mode of", replaced, e))?;
