@@ -11,9 +11,9 @@ pub struct Cli {
     /// Flags every command takes.
     #[command(flatten)]
     pub global: GlobalArgs,
-    /// The command.
+    /// The command; none opens the screen in a terminal, and prints `status` otherwise.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 /// Flags every command takes, before or after the subcommand.
@@ -31,6 +31,9 @@ pub struct GlobalArgs {
     /// Run as if started in DIR.
     #[arg(short = 'C', global = true, value_name = "DIR")]
     pub directory: Option<PathBuf>,
+    /// Report progress as lines on stderr instead of drawing bars (the screen runs commands so).
+    #[arg(long, global = true, hide = true)]
+    pub progress_lines: bool,
 }
 
 /// A changeset's language.

@@ -18,6 +18,7 @@ pub mod names;
 pub mod notify;
 pub mod output;
 pub mod process;
+pub mod screen;
 pub mod settings;
 pub mod sqlite;
 pub mod store;

@@ -19,6 +19,8 @@ pub struct Output {
     /// `-v` count.
     pub verbose: u8,
     progress: bool,
+    /// `--progress-lines`: the bars' positions as lines on stderr (for the screen that runs this).
+    lines: Option<ProgressLines>,
     /// The bucket requests of the command's store, once it has one: every JSON result names them.
     requests: std::sync::Arc<std::sync::OnceLock<Requests>>,
     /// The command's result as JSON, whatever was printed: for the activity log.
@@ -29,7 +31,15 @@ impl Output {
     /// Output for the given flags; progress bars only on a terminal, never with `--json`, `-q`, `-v`.
     pub fn new(json: bool, quiet: bool, verbose: u8) -> Self {
         let progress = !json && !quiet && verbose == 0 && std::io::stderr().is_terminal();
-        Output { json, quiet, verbose, progress, requests: Default::default(), last: Default::default() }
+        Output { json, quiet, verbose, progress, lines: None, requests: Default::default(), last: Default::default() }
+    }
+
+    /// Reports every bar's position as a line on stderr, ten times a second, instead of drawing
+    /// it: `b2m-progress<TAB>step<TAB>unit<TAB>position<TAB>length` (the screen runs commands so).
+    pub fn with_progress_lines(mut self) -> Self {
+        self.progress = false;
+        self.lines = Some(ProgressLines::default());
+        self
     }
 
     /// A message for the user, on stderr.
@@ -66,6 +76,9 @@ impl Output {
 
     /// A spinner for work of unknown length (integrity checks).
     pub fn spinner(&self, message: &str) -> ProgressBar {
+        if let Some(lines) = &self.lines {
+            return lines.track(0, message, "");
+        }
         if !self.progress {
             return ProgressBar::hidden();
         }
@@ -79,6 +92,9 @@ impl Output {
     }
 
     fn bar(&self, len: u64, message: &str, template: &str) -> ProgressBar {
+        if let Some(lines) = &self.lines {
+            return lines.track(len, message, if template.contains("bytes") { "bytes" } else { "pages" });
+        }
         if !self.progress {
             return ProgressBar::hidden();
         }
@@ -134,6 +150,50 @@ impl Output {
     /// The bucket requests the command's store has made so far (0 before it opened one).
     pub fn requests_so_far(&self) -> u64 {
         self.requests.get().map_or(0, |count| count())
+    }
+}
+
+/// The bars of a command run with `--progress-lines`, and the thread that reports them.
+#[derive(Clone, Default)]
+struct ProgressLines {
+    bars: std::sync::Arc<std::sync::Mutex<Vec<indicatif::WeakProgressBar>>>,
+    reporting: std::sync::Arc<std::sync::OnceLock<()>>,
+}
+
+/// The prefix of a progress line.
+pub const PROGRESS_LINE: &str = "b2m-progress";
+
+impl ProgressLines {
+    /// A hidden bar whose position is reported, in `unit`s (`bytes`, `pages`, or none).
+    fn track(&self, len: u64, message: &str, unit: &str) -> ProgressBar {
+        let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::hidden());
+        // indicatif expands tabs in a message: the unit follows an ASCII unit separator.
+        bar.set_message(format!("{}\u{1f}{unit}", message.replace(['\t', '\n', '\u{1f}'], " ")));
+        if let Ok(mut bars) = self.bars.lock() {
+            bars.push(bar.downgrade());
+        }
+        let bars = self.bars.clone();
+        self.reporting.get_or_init(|| {
+            std::thread::spawn(move || report_progress(&bars));
+        });
+        bar
+    }
+}
+
+/// Every tenth of a second, a line per live bar on stderr.
+fn report_progress(bars: &std::sync::Mutex<Vec<indicatif::WeakProgressBar>>) {
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let live: Vec<ProgressBar> = match bars.lock() {
+            Ok(mut bars) => {
+                bars.retain(|bar| bar.upgrade().is_some_and(|bar| !bar.is_finished()));
+                bars.iter().filter_map(indicatif::WeakProgressBar::upgrade).collect()
+            }
+            Err(_) => return,
+        };
+        for bar in live {
+            eprintln!("{PROGRESS_LINE}\t{}\t{}\t{}", bar.message().replace('\u{1f}', "\t"), bar.position(), bar.length().unwrap_or(0));
+        }
     }
 }
 

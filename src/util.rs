@@ -7,9 +7,13 @@ use crate::error::{Error, Result};
 
 /// A crash point for tests: when `B2M_FAILPOINT` names this point, the process dies here at once,
 /// as a `kill -9` would, so tests can prove that every step is recoverable. `<point>:pause=<ms>`
-/// pauses there instead (to hold a lease across a long step).
+/// pauses there instead (to hold a lease across a long step); `<point>:panic` panics there (the
+/// screen's terminal must come back even then).
 pub fn failpoint(name: &str) {
     let Ok(spec) = std::env::var("B2M_FAILPOINT") else { return };
+    if spec.strip_suffix(":panic") == Some(name) {
+        panic!("failpoint `{name}`");
+    }
     let (point, pause) = spec.split_once(":pause=").map_or((spec.as_str(), None), |(p, ms)| (p, ms.parse::<u64>().ok()));
     if point != name {
         return;

@@ -28,5 +28,6 @@ mod preflight;
 mod proxy_selftest;
 mod replay;
 mod s3_store;
+mod screen;
 mod sync;
 mod unmanaged;

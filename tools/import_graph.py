@@ -20,6 +20,7 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 LAYERS = [
     ["main", "lib"],
     ["commands"],
+    ["screen"],
     ["cli"],
     ["engine"],
     ["changeset"],

@@ -25,12 +25,20 @@ pub use init::init;
 /// Runs a parsed command line; returns the exit code. The settings are loaded once, for the
 /// commands that work on a project, and the same settings say where its notification goes.
 pub fn run(cli: Cli) -> Result<ExitStatus> {
-    let out = Output::new(cli.global.json, cli.global.quiet, cli.global.verbose);
+    let mut out = Output::new(cli.global.json, cli.global.quiet, cli.global.verbose);
+    if cli.global.progress_lines {
+        out = out.with_progress_lines();
+    }
     let start = match &cli.global.directory {
         Some(dir) => std::fs::canonicalize(dir).map_err(|e| Error::config(format!("cannot use `-C {}`: {e}", dir.display())))?,
         None => std::env::current_dir().map_err(|e| Error::io("cannot read", PathBuf::from("."), e))?,
     };
-    let command = match without_project(cli.command, &start, &out) {
+    let command = match cli.command {
+        Some(command) => command,
+        None if crate::screen::can_open(cli.global.json) => return crate::screen::run(&Settings::load(&start)?, cli.global.verbose),
+        None => Command::Status { dbs: Vec::new(), exit_code: false },
+    };
+    let command = match without_project(command, &start, &out) {
         Ok(done) => return done,
         Err(command) => command,
     };

@@ -1,5 +1,6 @@
 //! The rules: three-way status, the publish protocol, fetching versions, recovery after a crash.
 
+pub mod changesets;
 pub mod check;
 pub mod fetch;
 pub mod fleet;

@@ -476,6 +476,20 @@ pub fn pre_commit_bin() -> PathBuf {
     pip_tool("pre-commit", PRE_COMMIT, "pre-commit")
 }
 
+/// tmux (Debian's package), for the screen's tests in a real terminal: the machine's, or installed
+/// with apt-get on first use (`.ci/run` installs it too).
+pub fn tmux_bin() -> PathBuf {
+    let installed = PathBuf::from("/usr/bin/tmux");
+    if !installed.exists() {
+        test_tool("tmux", "Debian package tmux", |_| {
+            let install =
+                || Command::new("apt-get").args(["install", "-y", "--no-install-recommends", "tmux"]).status().is_ok_and(|s| s.success());
+            install() || (Command::new("apt-get").arg("update").status().is_ok_and(|s| s.success()) && install())
+        });
+    }
+    installed
+}
+
 /// just (PyPI's `rust-just`; Debian bookworm has no `just`), installed into a venv on first use.
 pub fn just_bin() -> PathBuf {
     pip_tool("just", "rust-just==1.59.0", "just")
