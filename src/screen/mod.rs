@@ -231,7 +231,11 @@ impl Screen {
 
 impl Drop for Screen {
     fn drop(&mut self) {
-        restore();
+        // During a panic the hook has given the terminal back already (and must: a release build
+        // aborts, unwinding nothing).
+        if !std::thread::panicking() {
+            restore();
+        }
     }
 }
 
