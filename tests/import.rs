@@ -98,7 +98,12 @@ impl Original<'_> {
 
     /// Every object of the original's (b2m's folder `b2m/` aside), with its bytes.
     fn objects(&self) -> BTreeMap<String, Vec<u8>> {
-        self.bucket.keys().into_iter().filter(|k| !k.starts_with("b2m/")).map(|k| (k.clone(), self.bucket.read(&k).expect("object"))).collect()
+        self.bucket
+            .keys()
+            .into_iter()
+            .filter(|k| !k.starts_with("b2m/"))
+            .map(|k| (k.clone(), self.bucket.read(&k).expect("object")))
+            .collect()
     }
 }
 
@@ -118,7 +123,8 @@ fn b2m_url(bucket: &Bucket) -> String {
 /// A project of the original b2m: its `b2m.toml` (with `extra` lines), db folder and db.toml.
 fn original_project<'a>(bucket: &'a Bucket, extra: &str) -> (Project, Original<'a>) {
     let p = Project::new(bucket);
-    let config = format!("# the team's settings\nrootbucket = \"{}\" # where the dbs live\ndiscord = \"{HOOK}\"\n{extra}", rootbucket(bucket));
+    let config =
+        format!("# the team's settings\nrootbucket = \"{}\" # where the dbs live\ndiscord = \"{HOOK}\"\n{extra}", rootbucket(bucket));
     std::fs::write(p.path().join("b2m.toml"), config).expect("b2m.toml");
     (p, Original { bucket })
 }
@@ -145,7 +151,10 @@ fn json(run: &Run) -> serde_json::Value {
 /// The import's row for the original file `from`.
 #[track_caller]
 fn row<'a>(report: &'a serde_json::Value, from: &str) -> &'a serde_json::Value {
-    report["dbs"].as_array().and_then(|rows| rows.iter().find(|r| r["from"] == from)).unwrap_or_else(|| panic!("no row for {from}: {report:#}"))
+    report["dbs"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["from"] == from))
+        .unwrap_or_else(|| panic!("no row for {from}: {report:#}"))
 }
 
 /// b2m's db.toml in the bucket after the import.
@@ -176,7 +185,10 @@ both_backends!(the_original_s_events_become_the_version_s_history, |backend| {
     original.metadata("ipm-db-v2.db", &[ALICE, BOB]);
     let report = json(import(&p, &bucket, &["--json"]).ok());
     let imported = row(&report, "ipm-db-v2.db");
-    assert_eq!((imported["outcome"].as_str(), imported["version"].as_u64(), imported["events"].as_u64()), (Some("imported"), Some(2), Some(2)));
+    assert_eq!(
+        (imported["outcome"].as_str(), imported["version"].as_u64(), imported["events"].as_u64()),
+        (Some("imported"), Some(2), Some(2))
+    );
     let history = json(p.b2m(&["history", "ipm-db", "--json"]).ok());
     let v2 = &history["versions"][0];
     assert_eq!((v2["version"].as_u64(), v2["made_by"].as_str()), (Some(2), Some("import")), "{history:#}");
@@ -191,7 +203,11 @@ both_backends!(the_original_s_events_become_the_version_s_history, |backend| {
     assert_eq!(v2["imported"]["from"], "ipm-db-v2.db");
     let table = p.b2m(&["history", "ipm-db"]);
     table.ok();
-    for says in ["imported from the original b2m's `ipm-db-v2.db`", "#1 2026-01-28 10:00:00 UTC alice@laptop success", "#2 2026-01-29 11:30:00 UTC bob@desk"] {
+    for says in [
+        "imported from the original b2m's `ipm-db-v2.db`",
+        "#1 2026-01-28 10:00:00 UTC alice@laptop success",
+        "#2 2026-01-29 11:30:00 UTC bob@desk",
+    ] {
         assert!(table.stdout.contains(says), "{says:?} missing:\n{}", table.stdout);
     }
 });
@@ -202,7 +218,10 @@ both_backends!(a_db_with_no_metadata_and_no_version_is_imported_as_v1_with_notes
     original.db("banner-db.db", 2);
     let report = json(import(&p, &bucket, &["--json"]).ok());
     let banner = row(&report, "banner-db.db");
-    assert_eq!((banner["name"].as_str(), banner["version"].as_u64(), banner["outcome"].as_str()), (Some("banner-db"), Some(1), Some("imported")));
+    assert_eq!(
+        (banner["name"].as_str(), banner["version"].as_u64(), banner["outcome"].as_str()),
+        (Some("banner-db"), Some(1), Some("imported"))
+    );
     let notes = banner["notes"].to_string();
     assert!(notes.contains("no metadata for `banner-db.db`") && notes.contains("carries no version"), "{notes}");
     assert!(b2m_manifest(&bucket).contains("\"banner-db-v1.db\""), "{}", b2m_manifest(&bucket));
@@ -264,7 +283,11 @@ both_backends!(two_names_for_one_version_are_refused_naming_what_to_rename, |bac
     let (keys, config) = (bucket.keys(), config_text(&p));
     let run = import(&p, &bucket, &[]);
     run.fails(1, "`ipm-db-v2.db` and `ipm-db_v2.db` are both `ipm-db` v2: rename `ipm-db_v2.db` to `ipm-db-v3.db`");
-    assert!(run.stderr.contains("`my db.db` is not a name b2m can take") && run.stderr.contains("rename it to `my-db-v1.db`"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("`my db.db` is not a name b2m can take") && run.stderr.contains("rename it to `my-db-v1.db`"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(bucket.keys(), keys, "the bucket changed");
     assert_eq!(config_text(&p), config);
 });
@@ -327,4 +350,28 @@ both_backends!(a_non_sqlite_object_fails_alone, |backend| {
     assert_eq!(failures.len(), 1, "{}", run.stderr);
     let manifest = b2m_manifest(&bucket);
     assert!(manifest.contains("ipm-db-v1.db") && !manifest.contains("notes-db"), "{manifest}");
+});
+
+both_backends!(a_crash_after_the_commit_leaves_a_differing_local_file_alone, |backend| {
+    let bucket = Bucket::new(backend);
+    let (p, original) = original_project(&bucket, "");
+    original.db("ipm-db-v2.db", 2);
+    // The server's own copy took rows the original bucket never got.
+    p.create_db("ipmdb", "ipm-db-v2.db", 5);
+    let local = std::fs::read(p.db("ipm-db-v2.db")).expect("local db");
+    let endpoint = bucket.endpoint();
+    let mut args = vec!["import"];
+    if let Some(endpoint) = endpoint.as_deref() {
+        args.extend(["--endpoint", endpoint, "--region", "us-west-004"]);
+    }
+    let crashed = p.b2m_env(&args, &[("B2M_FAILPOINT", "import-after-commit")]);
+    assert_ne!(crashed.code, 0, "the failpoint did not fire: {crashed:?}");
+    assert!(pinned_object(&b2m_manifest(&bucket), "ipm-db").is_some(), "the commit did not land");
+    // The next command finishes nothing on the import's behalf: the local rows stay.
+    assert_eq!(p.status_of("ipm-db"), "conflict");
+    assert_eq!(std::fs::read(p.db("ipm-db-v2.db")).expect("local db"), local, "the local file was replaced");
+    let report = json(import(&p, &bucket, &["--json"]).ok());
+    assert_eq!(row(&report, "ipm-db-v2.db")["outcome"], "already_imported");
+    assert_eq!(report["local"][0]["outcome"], "left_as_it_was", "{report:#}");
+    assert_eq!(std::fs::read(p.db("ipm-db-v2.db")).expect("local db"), local);
 });

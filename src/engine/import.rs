@@ -482,7 +482,9 @@ impl StemImport<'_> {
         };
         let guarded = Guarded { leases: self.leases, db_leases: vec![lease], protocol: self.protocol };
         let to_commit = ToCommit { pending, parent: current.map(parent_of) };
-        publish::commit_bucket_only(self.ctx, guarded, &bucket_ready(&self.ctx.local_manifest()?), &[to_commit])
+        publish::commit_bucket_only(self.ctx, guarded, &bucket_ready(&self.ctx.local_manifest()?), &[to_commit])?;
+        crate::util::failpoint("import-after-commit");
+        Ok(())
     }
 }
 
