@@ -375,3 +375,29 @@ both_backends!(a_crash_after_the_commit_leaves_a_differing_local_file_alone, |ba
     assert_eq!(report["local"][0]["outcome"], "left_as_it_was", "{report:#}");
     assert_eq!(std::fs::read(p.db("ipm-db-v2.db")).expect("local db"), local);
 });
+
+both_backends!(a_later_run_imports_what_the_original_gained_and_refuses_what_it_changed, |backend| {
+    let bucket = Bucket::new(backend);
+    let (p, original) = original_project(&bucket, "");
+    original.db("ipm-db-v1.db", 1);
+    original.db("emoji-db-v1.db", 1);
+    import(&p, &bucket, &[]).ok();
+    let emoji_before = pinned_object(&b2m_manifest(&bucket), "emoji-db");
+    // Teammates still on the original b2m: one bumps ipm-db, one uploads emoji-db-v1.db again with new rows.
+    original.db("ipm-db-v2.db", 2);
+    original.db("emoji-db-v1.db", 4);
+    let run = import(&p, &bucket, &["--json"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let report = json(&run);
+    assert_eq!(row(&report, "ipm-db-v1.db")["outcome"], "already_imported");
+    let v2 = row(&report, "ipm-db-v2.db");
+    assert_eq!((v2["outcome"].as_str(), v2["parent"].as_u64()), (Some("imported"), Some(1)), "{v2:#}");
+    let emoji = row(&report, "emoji-db-v1.db");
+    assert_eq!(emoji["outcome"], "failed");
+    assert!(emoji["error"].as_str().is_some_and(|e| e.contains("differs from b2m's `emoji-db` v1")), "{emoji:#}");
+    assert_eq!(pinned_object(&b2m_manifest(&bucket), "emoji-db"), emoji_before, "emoji-db's pin moved");
+    let history = json(p.b2m(&["history", "ipm-db", "--json"]).ok());
+    let chain: Vec<(Option<u64>, Option<u64>)> =
+        history["versions"].as_array().expect("versions").iter().map(|v| (v["version"].as_u64(), v["parent"].as_u64())).collect();
+    assert_eq!(chain, vec![(Some(2), Some(1)), (Some(1), None)], "{history:#}");
+});
