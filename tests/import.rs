@@ -401,3 +401,18 @@ both_backends!(a_later_run_imports_what_the_original_gained_and_refuses_what_it_
         history["versions"].as_array().expect("versions").iter().map(|v| (v["version"].as_u64(), v["parent"].as_u64())).collect();
     assert_eq!(chain, vec![(Some(2), Some(1)), (Some(1), None)], "{history:#}");
 });
+
+both_backends!(a_version_b2m_has_without_its_metadata_is_not_sent_again, |backend| {
+    let bucket = Bucket::new(backend);
+    let (p, original) = original_project(&bucket, "");
+    original.db("ipm-db-v1.db", 1);
+    import(&p, &bucket, &[]).ok();
+    let object = format!("b2m/{}", pinned_object(&b2m_manifest(&bucket), "ipm-db").expect("pinned"));
+    std::fs::remove_file(bucket.object_path(&meta_key_of(&object))).expect("metadata removed");
+    let keys = bucket.keys();
+    let report = json(import(&p, &bucket, &["--json"]).ok());
+    let v1 = row(&report, "ipm-db-v1.db");
+    assert_eq!(v1["outcome"], "skipped", "{v1:#}");
+    assert!(v1["error"].as_str().is_some_and(|e| e.contains("its history has no v1")), "{v1:#}");
+    assert_eq!(bucket.keys(), keys, "something was sent again");
+});

@@ -320,11 +320,13 @@ impl StemImport<'_> {
         if let Some(meta) = chain.iter().find(|m| m.version == db.version) {
             return self.compare(db, info, meta);
         }
-        if let Some(current) = current.filter(|c| c.version > db.version) {
+        // Never a second object for a number b2m has used: its history lacks this one (cut by
+        // `gc --keep`, or its metadata unreadable).
+        if let Some(current) = current.filter(|c| c.version >= db.version) {
             return Ok(Judged::Not(
                 Outcome::Skipped,
                 format!(
-                    "b2m's `{}` is at v{} and has no v{}: the original's older `{}` was not imported",
+                    "b2m's `{}` is at v{} and its history has no v{}: the original's `{}` was not imported",
                     self.stem, current.version, db.version, db.file
                 ),
             ));
@@ -546,7 +548,17 @@ fn bucket_ready(local: &Manifest) -> Manifest {
 /// Brings the local db.toml's entry for `stem` along with the imported `versions` (newest
 /// first); `None` when the local db.toml does not name the database.
 fn settle_local(ctx: &Context, stem: &str, versions: &[VersionMeta], swaps: &Swaps<'_>) -> Option<LocalRow> {
-    let local = ctx.local_manifest().ok()?;
+    let failed = |e: Error| LocalRow {
+        name: stem.to_string(),
+        key: String::new(),
+        file: String::new(),
+        outcome: LocalOutcome::Failed,
+        detail: e.to_string(),
+    };
+    let local = match ctx.local_manifest() {
+        Ok(local) => local,
+        Err(e) => return Some(failed(e)),
+    };
     let (key, file) = local.entry_for_stem(stem).map(|e| (e.key, e.file)).or_else(|| {
         let key = key_in(&local, stem)?;
         Some((key.clone(), local.file_of(&key)?))
