@@ -225,6 +225,21 @@ pub enum Command {
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         keep: Option<u64>,
     },
+    /// Move a project and bucket of the original b2m (`rootbucket`, `version/`, `lock/`) into
+    /// b2m's layout, leaving every original object as it was; safe to run again.
+    Import {
+        /// b2m's bucket (default: the folder `b2m` beside the original's objects, under its
+        /// `rootbucket`).
+        #[arg(long)]
+        remote: Option<String>,
+        /// S3 endpoint of the bucket, e.g. `https://s3.us-west-004.backblazeb2.com` (the original's
+        /// rclone settings are not read).
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// S3 region, e.g. `us-west-004`.
+        #[arg(long)]
+        region: Option<String>,
+    },
     /// The main job end to end on a local-folder bucket, no credentials needed.
     Demo {
         /// Where to build the demo (default: a new temp folder, kept).

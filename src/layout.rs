@@ -12,6 +12,9 @@
 //! changesets/<name>.json, <name>.log    the changeset ledger and logs
 //! fleet/<server-id>.json                what each server runs
 //! ```
+//!
+//! The original b2m's bucket (HexmosTech/FreeDevTools, `b2-manager/`), which `b2m import` reads
+//! and never writes, has its own layout under its `rootbucket`: see [`original`].
 
 use sha2::{Digest, Sha256};
 
@@ -146,9 +149,81 @@ pub fn fleet_key(server_id: &str) -> String {
     format!("{FLEET}{server_id}.json")
 }
 
+/// The original b2m's bucket, as its code writes it under its `rootbucket` (`b2:bucket/path/`):
+/// read by `b2m import`, never written, so the team can go back to it.
+///
+/// ```text
+/// <file>.db                           a database, as `rclone copy` put it (core/rclone.go)
+/// version/<file without .db>.metadata.json   its metadata and event list (core/metadata.go)
+/// lock/<file>.<user>.<host>.lock      held while someone uploads <file> (core/helpers.go)
+/// db.toml                             a manifest, when the team keeps one there
+/// b2m/                                where `b2m import` puts b2m's own layout (above) by default
+/// ```
+pub mod original {
+    /// The folder of the original's locks.
+    pub const LOCKS: &str = "lock/";
+    /// The folder of the original's metadata.
+    pub const METADATA: &str = "version/";
+    /// The original's manifest, when the team keeps one in the bucket.
+    pub const MANIFEST: &str = "db.toml";
+    /// The folder under the original's root that b2m's layout goes into by default: beside the
+    /// original objects, never among them (b2m's `db.toml` would replace the original's).
+    pub const B2M_FOLDER: &str = "b2m";
+
+    /// The database file a key at the original's root names (`ipm-db-v2.db`); `None` for a key
+    /// in a folder or a file that is not a `.db`.
+    pub fn db_file(key: &str) -> Option<&str> {
+        (!key.contains('/') && key.ends_with(".db") && key.len() > 3).then_some(key)
+    }
+
+    /// `version/<file without .db>.metadata.json`: where the original keeps `file`'s metadata.
+    pub fn metadata_key(file: &str) -> String {
+        format!("{METADATA}{}.metadata.json", file.strip_suffix(".db").unwrap_or(file))
+    }
+
+    /// An original lock: whose it is.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Lock {
+        /// The key (`lock/ipm-db-v2.db.alice.laptop.lock`).
+        pub key: String,
+        /// The database file it locks (`ipm-db-v2.db`).
+        pub file: String,
+        /// The user who holds it.
+        pub user: String,
+        /// Their host.
+        pub host: String,
+    }
+
+    /// The lock a key under `lock/` is, split as the original splits it (the last three dotted
+    /// parts are user, host and `lock`); a `.lock` key of another shape is still a lock, whose
+    /// file is the rest of its name. `None` for any other key.
+    pub fn lock_of(key: &str) -> Option<Lock> {
+        let name = key.strip_prefix(LOCKS)?.strip_suffix(".lock")?;
+        let mut parts = name.rsplitn(3, '.');
+        let (host, user, file) = (parts.next()?, parts.next(), parts.next());
+        let (file, user, host) = match (file, user) {
+            (Some(file), Some(user)) => (file, user, host),
+            _ => (name, "", ""),
+        };
+        Some(Lock { key: key.to_string(), file: file.to_string(), user: user.to_string(), host: host.to_string() })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn original_keys_parse_as_the_original_writes_them() {
+        let lock = original::lock_of("lock/ipm-db-v2.db.alice.laptop.lock").expect("a lock");
+        assert_eq!((lock.file.as_str(), lock.user.as_str(), lock.host.as_str()), ("ipm-db-v2.db", "alice", "laptop"));
+        assert_eq!(original::lock_of("lock/odd.lock").map(|l| l.file), Some("odd".into()));
+        assert_eq!(original::lock_of("version/ipm-db-v2.metadata.json"), None);
+        assert_eq!(original::metadata_key("ipm-db_v2.db"), "version/ipm-db_v2.metadata.json");
+        assert_eq!(original::db_file("ipm-db-v2.db"), Some("ipm-db-v2.db"));
+        assert_eq!(original::db_file("b2m/dbs/x.db"), None);
+        assert_eq!(original::db_file("db.toml"), None);
+    }
 
     #[test]
     fn keys_are_content_addressed_and_parse_back() {

@@ -254,6 +254,11 @@ impl Manifest {
         self.set_pin(key, sha256);
     }
 
+    /// The file name `[db]` gives `key`, whatever its shape (b2m's `<stem>-v<N>.db` or not).
+    pub fn file_of(&self, key: &str) -> Option<String> {
+        self.table()?.get(key)?.as_str().map(str::to_string)
+    }
+
     /// The `path` value, if any.
     pub fn path_value(&self) -> Option<String> {
         self.table()?.get("path")?.as_str().map(str::to_string)

@@ -317,12 +317,18 @@ struct ProjectFile {
 }
 
 impl ProjectFile {
-    /// Reads and parses `b2m.toml` in `root`; each known table must be a table.
+    /// Reads and parses `b2m.toml` in `root`.
     fn read(root: &Path) -> Result<Self> {
         let path = root.join(PROJECT_FILE);
-        let origin = path.display().to_string();
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io("cannot read", &path, e))?;
-        let doc = parse_toml(&text, &origin)?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses the text of a `b2m.toml` (`origin` names it in errors); each known table must be a
+    /// table, and every table and key must be known.
+    fn parse(text: &str, origin: &str) -> Result<Self> {
+        let origin = origin.to_string();
+        let doc = parse_toml(text, &origin)?;
         for (table, _) in KNOWN {
             if let Some(item) = doc.get(table)
                 && !matches!(item, Item::Table(_))
@@ -330,7 +336,7 @@ impl ProjectFile {
                 return Err(Error::config_hint(format!("`{origin}`: `{table}` must be a table"), format!("fix `{origin}`")));
             }
         }
-        unknown_keys(&doc, &text, &origin)?;
+        unknown_keys(&doc, text, &origin)?;
         Ok(ProjectFile { doc, origin })
     }
 
@@ -569,7 +575,17 @@ impl Settings {
     /// the environment, over the defaults.
     pub fn load(start: &Path) -> Result<Self> {
         let root = find_root(start)?;
-        let file = ProjectFile::read(&root)?;
+        Self::from_file(root.clone(), ProjectFile::read(&root)?)
+    }
+
+    /// The settings of the project in `root` were its `b2m.toml` `text` (not read from disk):
+    /// `b2m import` checks the file it is about to write with it.
+    pub fn from_text(root: &Path, text: &str) -> Result<Self> {
+        Self::from_file(root.to_path_buf(), ProjectFile::parse(text, &root.join(PROJECT_FILE).display().to_string())?)
+    }
+
+    /// The settings from a parsed `b2m.toml` in `root`, under the environment, over the defaults.
+    fn from_file(root: PathBuf, file: ProjectFile) -> Result<Self> {
         let env = Environment::read();
         let remote = file.remote(&env)?;
         let Paths { db_dir, manifest, changesets } = file.paths(&root)?;

@@ -19,6 +19,7 @@ mod hardening2;
 mod history;
 mod hook_managers;
 mod hooks;
+mod import;
 mod init_demo;
 mod live_server;
 mod merge;

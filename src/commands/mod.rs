@@ -5,6 +5,7 @@ mod check;
 mod coord;
 mod demo;
 mod hooks;
+mod import;
 mod init;
 mod preflight;
 pub(crate) mod server;
@@ -146,13 +147,17 @@ fn record(settings: &Settings, out: &Output, result: &Result<ExitStatus>) {
     }
 }
 
-/// Runs a command that needs no project (`init`, `demo`, `hooks`, `completions`); hands any other
-/// back.
+/// Runs a command that needs no project settings loaded first (`init`, `demo`, `hooks`,
+/// `completions`, `import`); hands any other back.
 fn without_project(command: Command, start: &Path, out: &Output) -> std::result::Result<Result<ExitStatus>, Command> {
     match command {
         Command::Init { remote, endpoint, region } => Ok(init::run(start, remote, endpoint, region, out)),
         Command::Demo { dir } => Ok(demo::run(dir, out)),
         Command::Hooks { action } => Ok(hooks::run(start, out, action)),
+        // The project's b2m.toml may still be the original b2m's: import translates it first.
+        Command::Import { remote, endpoint, region } => {
+            Ok(import::run(start, crate::engine::import::config::Flags { remote, endpoint, region }, out))
+        }
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();
@@ -223,7 +228,7 @@ fn dispatch(command: Command, settings: &Settings, out: &Output) -> Result<ExitS
         Command::Check { offline, deep } => check::run(&open()?, offline, deep),
         Command::Doctor => coord::doctor(&open()?),
         Command::Gc { dry_run, keep } => coord::gc(&open()?, dry_run, keep),
-        Command::Init { .. } | Command::Demo { .. } | Command::Hooks { .. } | Command::Completions { .. } => {
+        Command::Init { .. } | Command::Demo { .. } | Command::Hooks { .. } | Command::Completions { .. } | Command::Import { .. } => {
             unreachable!("run() runs the commands without a project before it loads the settings")
         }
     }

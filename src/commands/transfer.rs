@@ -92,9 +92,31 @@ pub fn history(ctx: &Context, db: &str) -> Result<ExitStatus> {
         if history.orphans > 0 {
             text.push_str(&format!("{} object(s) were never published (`b2m gc` removes them)\n", history.orphans));
         }
+        text.push_str(&imported_lines(&history));
         text
     });
     Ok(ExitStatus::Success)
+}
+
+/// What the history table cannot show of the versions `b2m import` made: where each came from,
+/// and the original b2m's events for it, oldest first.
+fn imported_lines(history: &history::History) -> String {
+    let mut text = String::new();
+    for v in &history.versions {
+        let Some(imported) = &v.imported else { continue };
+        text.push_str(&format!(
+            "v{} was imported from the original b2m's `{}` ({}) on {} by {}\n",
+            v.version, imported.from, imported.root, imported.at, imported.by
+        ));
+        for e in &imported.events {
+            let size = u64::try_from(e.size_bytes).map(crate::output::human_bytes).unwrap_or_default();
+            text.push_str(&format!("  #{} {} {} {} {size}\n", e.sequence_id, e.datetime, e.who(), e.status));
+        }
+        for note in &imported.notes {
+            text.push_str(&format!("  note: {note}\n"));
+        }
+    }
+    text
 }
 
 /// `b2m rollback DB [--to N]`.

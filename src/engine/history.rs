@@ -1,6 +1,6 @@
 //! `b2m history DB`: every published version of a database, newest first, walked along the parent
 //! chain from what the bucket's db.toml pins (one GET per version; one LIST to count the objects
-//! that are not on the chain).
+//! that are not on the chain). A version `b2m import` made carries the original b2m's events.
 
 use serde::Serialize;
 
@@ -31,6 +31,10 @@ pub struct Version {
     pub schema_changed: bool,
     /// Whether the bucket's db.toml names it now.
     pub current: bool,
+    /// For a version `b2m import` made: the original object, and the original b2m's events for
+    /// it (who uploaded it, when, with what outcome).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub imported: Option<remote::Imported>,
 }
 
 /// The whole history.
@@ -73,6 +77,7 @@ pub fn history(ctx: &Context, arg: &str) -> Result<History> {
             parent: meta.parent.as_ref().map(|p| p.version),
             schema_changed: older.is_some_and(|o| o.schema_hash != meta.schema_hash),
             current: i == 0,
+            imported: meta.imported.clone(),
         });
     }
     let on_chain: Vec<VersionId> = chain.versions.iter().map(|m| m.id(&stem)).collect();

@@ -176,7 +176,7 @@ impl<'a> Work<'a> {
         all_replayed(journal, tail.end_offset)?;
         let version = self.onto.version + 1;
         let parent = ParentRef { version: self.onto.version, sha256: self.onto.sha256.clone() };
-        let about = publish::About { parent: Some(parent.clone()), made_by: "merge", changeset: None };
+        let about = publish::About { parent: Some(parent.clone()), made_by: "merge", changeset: None, imported: None };
         let (id, meta) = publish::send_version(ctx, &self.working, &stem, version, &about)?;
         let pending = publish::pending_from_working_copy(&stem, &self.local.key, &meta);
         let to_commit = publish::ToCommit { pending, parent: Some(parent) };

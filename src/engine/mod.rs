@@ -6,6 +6,7 @@ pub mod fetch;
 pub mod fleet;
 pub mod gc;
 pub mod history;
+pub mod import;
 pub mod journal;
 pub mod merge;
 pub mod preflight;

@@ -74,7 +74,7 @@ pub fn upload(ctx: &Context, arg: &str) -> Result<Published> {
     // Run by a changeset's script: the version names the changeset (how a rerun after a crash
     // knows the work was published).
     let made_by = if ctx.settings.changeset.is_some() { "changeset" } else { "upload" };
-    let about = About { parent: parent.clone(), made_by, changeset: ctx.settings.changeset.clone() };
+    let about = About { parent: parent.clone(), made_by, changeset: ctx.settings.changeset.clone(), imported: None };
     let sent = send_snapshot(ctx, &local_path, snapshot, &stem, version, &about)?;
     let sent_at = Instant::now();
     tracing::info!(
@@ -294,6 +294,8 @@ pub struct About {
     pub made_by: &'static str,
     /// The changeset that made it.
     pub changeset: Option<String>,
+    /// For `b2m import`: the original object and its events.
+    pub imported: Option<remote::Imported>,
 }
 
 /// Steps 3 and 4 of a publish: snapshots `path` through the online backup API (committed WAL
@@ -377,18 +379,21 @@ fn put_meta(ctx: &Context, id: &VersionId, size: u64, schema_hash: Option<String
     if let Some(existing) = remote::read_meta(ctx.store.as_ref(), id)? {
         return Ok(existing);
     }
+    // An imported version was made when and by whom the original's last successful upload says.
+    let made = about.imported.as_ref().and_then(|i| i.events.iter().rev().find(|e| e.status == "success" || e.status.is_empty()));
     let meta = VersionMeta {
         sha256: id.sha256.clone(),
         content_sha256: id.sha256.clone(),
         size,
         version: id.version,
         parent: about.parent.clone(),
-        created_at: crate::util::now_rfc3339(),
-        created_by: crate::util::user_at_host(),
+        created_at: made.and_then(remote::OriginalEvent::when).unwrap_or_else(crate::util::now_rfc3339),
+        created_by: made.map_or_else(crate::util::user_at_host, remote::OriginalEvent::who),
         made_by: about.made_by.to_string(),
         changeset: about.changeset.clone(),
         rollback_to: None,
         schema_hash,
+        imported: about.imported.clone(),
     };
     let body = serde_json::to_vec_pretty(&meta).map_err(|e| Error::config(format!("cannot encode metadata: {e}")))?;
     ctx.store.put(&id.meta_key(), &body, crate::store::Condition::None)?;
@@ -441,6 +446,18 @@ impl ToCommit {
 /// lost is recognised on re-read (db.toml pins our sha256s); one whose outcome stays unknown leaves
 /// its leases to expire and its journal for the next command.
 pub fn commit(ctx: &Context, guarded: Guarded<'_>, local_manifest: &Manifest, versions: &[ToCommit]) -> Result<()> {
+    commit_with(ctx, guarded, local_manifest, versions, true)
+}
+
+/// [`commit`] of versions whose local half the caller settles itself, and settles again when run
+/// again (`b2m import`): nothing is journaled, so no later command fetches or renames a local
+/// file for them after a crash (a local file import left alone must stay as it is).
+pub fn commit_bucket_only(ctx: &Context, guarded: Guarded<'_>, local_manifest: &Manifest, versions: &[ToCommit]) -> Result<()> {
+    commit_with(ctx, guarded, local_manifest, versions, false)
+}
+
+/// [`commit`], journaling the local half or not.
+fn commit_with(ctx: &Context, guarded: Guarded<'_>, local_manifest: &Manifest, versions: &[ToCommit], journal: bool) -> Result<()> {
     let Guarded { leases, db_leases, protocol } = guarded;
     // A changeset's child publishes only while its runner's claim is live, and within it.
     let claim = match &ctx.settings.changeset {
@@ -461,7 +478,7 @@ pub fn commit(ctx: &Context, guarded: Guarded<'_>, local_manifest: &Manifest, ve
                 (first_manifest(local_manifest, &versions.iter().map(|v| v.pending.key.as_str()).collect::<Vec<_>>()), protocol.if_absent())
             }
         };
-        let manifest = pin_versions(ctx, manifest, versions)?;
+        let manifest = pin_versions(ctx, manifest, versions, journal)?;
         let mut guards: Vec<&HeldLease> = db_leases.iter().chain(claim.iter()).collect();
         guards.push(&manifest_lease);
         let within = leases.budget(&guards)?;
@@ -509,12 +526,14 @@ fn refuse_if_moved(versions: &[ToCommit], current: Option<&RemoteManifest>) -> R
     Ok(())
 }
 
-/// `manifest` pinning each of `versions`, each recorded in the journal as pending just before
-/// the write that commits it.
-fn pin_versions(ctx: &Context, mut manifest: Manifest, versions: &[ToCommit]) -> Result<Manifest> {
+/// `manifest` pinning each of `versions`, each recorded in the journal as pending (when
+/// `journal`) just before the write that commits it.
+fn pin_versions(ctx: &Context, mut manifest: Manifest, versions: &[ToCommit], journal: bool) -> Result<Manifest> {
     for v in versions {
         manifest.set_version(&v.pending.key, &v.id().file(), &v.pending.sha256);
-        ctx.state.set_pending(&v.pending)?;
+        if journal {
+            ctx.state.set_pending(&v.pending)?;
+        }
     }
     Ok(manifest)
 }

@@ -49,6 +49,91 @@ pub struct VersionMeta {
     /// sha256 of the schema (`sqlite_master` SQL), to spot schema changes between versions.
     #[serde(default)]
     pub schema_hash: Option<String>,
+    /// For a version `b2m import` made from the original b2m's bucket: which object, and the
+    /// original's events (its history before b2m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported: Option<Imported>,
+}
+
+/// Where an imported version came from (`b2m import`, docs/import.md).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Imported {
+    /// The original object's key under the original's root (`ipm-db_v2.db`).
+    pub from: String,
+    /// The original's root (`s3://bucket/path`).
+    pub root: String,
+    /// sha256 of the original object's bytes as they were (b2m's object has a canonical header).
+    pub sha256: String,
+    /// Its size.
+    pub size: u64,
+    /// Its ETag when it was imported, if the store gave one: a second run that finds the same
+    /// size and ETag knows the object without reading it again.
+    #[serde(default)]
+    pub etag: Option<String>,
+    /// RFC 3339 time of the import.
+    pub at: String,
+    /// `user@host` who imported it.
+    pub by: String,
+    /// The original's events for this file (`version/<file>.metadata.json`), as it wrote them.
+    #[serde(default)]
+    pub events: Vec<OriginalEvent>,
+    /// What the import could not carry over (no metadata, unreadable metadata, no version in the
+    /// name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// One event of the original b2m's metadata (its Go `model.MetaEvent`, same JSON names); every
+/// field is optional, as older originals wrote fewer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OriginalEvent {
+    /// `sequence_id`: 1 for the first upload.
+    #[serde(default)]
+    pub sequence_id: i64,
+    /// `datetime`: `2026-01-28 10:00:00 UTC` (the file's modification time at the upload).
+    #[serde(default)]
+    pub datetime: String,
+    /// `timestamp`: the same, in Unix seconds.
+    #[serde(default)]
+    pub timestamp: i64,
+    /// `hash`: the original's hash of the file (sha256, xxHash or BLAKE3, by its version).
+    #[serde(default)]
+    pub hash: String,
+    /// `size_bytes`.
+    #[serde(default)]
+    pub size_bytes: i64,
+    /// `uploader`: the user.
+    #[serde(default)]
+    pub uploader: String,
+    /// `hostname`.
+    #[serde(default)]
+    pub hostname: String,
+    /// `platform`: `linux`, `darwin`.
+    #[serde(default)]
+    pub platform: String,
+    /// `tool_version`.
+    #[serde(default)]
+    pub tool_version: String,
+    /// `upload_duration_sec`.
+    #[serde(default)]
+    pub upload_duration_sec: Option<serde_json::Number>,
+    /// `status`: `success`, `cancelled`, `uploading`.
+    #[serde(default)]
+    pub status: String,
+}
+
+impl OriginalEvent {
+    /// `uploader@hostname`.
+    pub fn who(&self) -> String {
+        format!("{}@{}", self.uploader, self.hostname)
+    }
+
+    /// The event's time as RFC 3339, from its Unix timestamp.
+    pub fn when(&self) -> Option<String> {
+        chrono::DateTime::from_timestamp(self.timestamp, 0)
+            .filter(|_| self.timestamp > 0)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    }
 }
 
 impl VersionMeta {

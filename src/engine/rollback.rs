@@ -126,6 +126,8 @@ fn republish(ctx: &Context, stem: &str, current: &VersionId, target: VersionMeta
         made_by: "rollback".into(),
         changeset: None,
         rollback_to: Some(target.version),
+        // The content is the imported one's; this version was made by the rollback.
+        imported: None,
         ..target
     };
     if remote::read_meta(ctx.store.as_ref(), &id)?.is_none() {

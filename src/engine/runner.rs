@@ -408,7 +408,8 @@ fn send_working_copies(
     let mut to_commit = Vec::new();
     for (((stem, copy), parent), schema_before) in working.iter().zip(parents).zip(schemas_before) {
         let parent_ref = ParentRef { version: parent.version, sha256: parent.sha256.clone() };
-        let about = publish::About { parent: Some(parent_ref.clone()), made_by: "changeset", changeset: Some(script.name.clone()) };
+        let about =
+            publish::About { parent: Some(parent_ref.clone()), made_by: "changeset", changeset: Some(script.name.clone()), imported: None };
         let (_, meta) = publish::send_version(ctx, copy, stem, parent.version + 1, &about)?;
         if meta.schema_hash != schema_before {
             logger.line(&format!("{stem}: the schema changed"));
