@@ -167,6 +167,7 @@ fn version(version: u64, current: bool, made_by: &str) -> Version {
         parent: version.checked_sub(1).filter(|v| *v > 0),
         schema_changed: false,
         current,
+        imported: None,
     }
 }
 
