@@ -57,6 +57,12 @@ impl VersionId {
         format!("{}.json", self.base())
     }
 
+    /// `dbs/ipm-db/ipm-db-v2.<sha256>.recipe`: how to build the version from pages, when it is
+    /// stored as pages (its `.db` object is then a base of zstd frames, or absent).
+    pub fn recipe_key(&self) -> String {
+        format!("{}.recipe", self.base())
+    }
+
     /// The sha256 shortened for people.
     pub fn short(&self) -> &str {
         &self.sha256[..12.min(self.sha256.len())]
@@ -66,7 +72,7 @@ impl VersionId {
     pub fn from_key(key: &str) -> Option<Self> {
         let rest = key.strip_prefix(VERSIONS)?;
         let (stem, name) = rest.split_once('/')?;
-        let name = name.strip_suffix(".db").or_else(|| name.strip_suffix(".json"))?;
+        let name = name.strip_suffix(".db").or_else(|| name.strip_suffix(".json")).or_else(|| name.strip_suffix(".recipe"))?;
         let (file_base, sha256) = name.rsplit_once('.')?;
         let parsed = DbFileName::parse(&format!("{file_base}.db"))?;
         (parsed.stem == stem && crate::names::is_sha256(sha256)).then(|| VersionId {
@@ -76,6 +82,21 @@ impl VersionId {
         })
     }
 }
+
+/// `dbs/<stem>/packs/<sha256>.pack`: the pages new in one version, as zstd frames.
+pub fn pack_key(stem: &str, sha256: &str) -> String {
+    format!("{VERSIONS}{stem}/packs/{sha256}.pack")
+}
+
+/// The stem and sha256 a pack key names.
+pub fn pack_of(key: &str) -> Option<(&str, &str)> {
+    let (stem, name) = key.strip_prefix(VERSIONS)?.split_once("/packs/")?;
+    let sha256 = name.strip_suffix(".pack")?;
+    crate::names::is_sha256(sha256).then_some((stem, sha256))
+}
+
+/// `FORMAT.md`: how to rebuild a version stored as pages by hand.
+pub const FORMAT_DOC: &str = "FORMAT.md";
 
 /// `dbs/<stem>/trimmed.json`: when and by whom `b2m gc --keep N` last removed committed versions
 /// of `stem` (history then ends on purpose).

@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod names;
 pub mod notify;
 pub mod output;
+pub mod pages;
 pub mod process;
 pub mod screen;
 pub mod settings;

@@ -165,6 +165,9 @@ pub struct Settings {
     /// How old an object no commit pins must be before `b2m gc` removes it: longer than any
     /// publish can take between its upload and its commit (`B2M_ORPHAN_AGE_SECS`, default 24 h).
     pub orphan_age: Duration,
+    /// `remote.pages` (or `B2M_PAGES=1`): new versions are stored as pages (README, "Versions
+    /// stored as pages"); versions stored either way are always read.
+    pub pages: bool,
 }
 
 /// How leases behave on this project (from `Settings`).
@@ -221,6 +224,7 @@ struct Environment {
     local_lock_token: Option<String>,
     /// `B2M_ORPHAN_AGE_SECS`.
     orphan_age: Option<Duration>,
+    pages: Option<bool>,
     /// `B2M_PART_SIZE_MIB`, `B2M_PARTS_IN_FLIGHT`, `B2M_STRETCH_MIB`, `B2M_STRETCHES_IN_FLIGHT`,
     /// over the defaults.
     tuning: Tuning,
@@ -243,6 +247,7 @@ impl Environment {
             changeset: std::env::var("B2M_CHANGESET").ok().filter(|s| crate::names::is_changeset_name(s)),
             local_lock_token: env_string("B2M_LOCAL_LOCK_TOKEN"),
             orphan_age: env_secs("B2M_ORPHAN_AGE_SECS"),
+            pages: std::env::var("B2M_PAGES").ok().map(|v| v == "1" || v == "true"),
             tuning: env_tuning(),
         }
     }
@@ -438,17 +443,19 @@ impl ProjectFile {
         Ok(Paths { db_dir, manifest, changesets: rel("changesets", "changeset")? })
     }
 
+    /// `table.key`, true or false.
+    fn flag(&self, table: &str, key: &str, default: bool) -> Result<bool> {
+        match self.doc.get(table).and_then(|t| t.get(key)) {
+            None => Ok(default),
+            Some(item) => item.as_bool().ok_or_else(|| {
+                Error::config_hint(format!("`{}`: `{table}.{key}` must be true or false", self.origin), format!("fix `{}`", self.origin))
+            }),
+        }
+    }
+
     /// `[preflight]`, with the lease wait of the environment over `changeset_wait`.
     fn preflight(&self, env: &Environment) -> Result<PreflightSettings> {
-        let allow_offline = match self.doc.get("preflight").and_then(|t| t.get("allow_offline")) {
-            None => false,
-            Some(item) => item.as_bool().ok_or_else(|| {
-                Error::config_hint(
-                    format!("`{}`: `preflight.allow_offline` must be true or false", self.origin),
-                    format!("fix `{}`", self.origin),
-                )
-            })?,
-        };
+        let allow_offline = self.flag("preflight", "allow_offline", false)?;
         let changeset_wait = self.seconds("preflight", "changeset_wait", 600, 0)?;
         Ok(PreflightSettings {
             allow_offline,
@@ -507,7 +514,7 @@ pub const NOTIFY_EVENTS: &[&str] = &["published", "conflict", "changeset_failed"
 
 /// The tables and keys of b2m.toml.
 const KNOWN: [(&str, &[&str]); 6] = [
-    ("remote", &["url", "endpoint", "region", "locking", "timeout"]),
+    ("remote", &["url", "endpoint", "region", "locking", "timeout", "pages"]),
     ("paths", &["db_dir", "manifest", "changesets"]),
     ("server", &["stop", "start", "running", "timeout", "name"]),
     ("preflight", &["allow_offline", "changeset_wait", "offline_after"]),
@@ -611,6 +618,10 @@ impl Settings {
             changeset: env.changeset,
             local_lock_token: env.local_lock_token,
             orphan_age: env.orphan_age.unwrap_or(Duration::from_secs(24 * 3600)),
+            pages: match env.pages {
+                Some(pages) => pages,
+                None => file.flag("remote", "pages", false)?,
+            },
         })
     }
 

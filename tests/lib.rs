@@ -25,6 +25,7 @@ mod live_server;
 mod merge;
 mod neighbours;
 mod notify;
+mod pages;
 mod preflight;
 mod proxy_selftest;
 mod replay;

@@ -27,7 +27,7 @@ LAYERS = [
     ["notify", "activity"],
     ["coord"],
     ["store"],
-    ["sqlite"],
+    ["sqlite", "pages"],
     ["manifest", "settings"],
     ["layout"],
     ["output", "telemetry"],

@@ -216,23 +216,17 @@ pub fn download_verified(ctx: &Context, id: &VersionId, dir: &std::path::Path) -
         .permissions(fsutil::new_file_permissions())
         .tempfile_in(dir)
         .map_err(|e| Error::io("cannot create a temp file in", dir, e))?;
-    let object_key = id.object_key();
     let bar = ctx.out.bytes_bar(0, "download");
     let phase = std::time::Instant::now();
-    // Stretches land where they belong, several at once; the hash follows them in order.
-    let file = tmp.as_file();
-    let follow = file.try_clone().map_err(|e| Error::io("cannot read", tmp.path(), e))?;
-    let trailing = Trailing::new(follow);
-    let received = ctx.store.download_to(&object_key, file, &|offset, len| trailing.landed(offset, len), &bar);
-    bar.finish_and_clear();
-    let bytes = match received {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            trailing.abandon();
-            return Err(e.into());
+    let (object_key, received) = match super::pages::read_recipe(ctx.store.as_ref(), id)? {
+        Some(recipe) => {
+            let rebuilt = super::pages::fetch(ctx, id, recipe, tmp.as_file(), &bar);
+            (id.recipe_key(), rebuilt.map(|r| (r.received, r.sha256)))
         }
+        None => (id.object_key(), receive_whole(ctx, id, tmp.as_file(), &bar)),
     };
-    let sha256 = trailing.finish(bytes).map_err(|e| Error::io("cannot read", tmp.path(), e))?;
+    bar.finish_and_clear();
+    let (bytes, sha256) = received?;
     tracing::info!(ms = phase.elapsed().as_millis() as u64, bytes, "received, hashed and written");
     if sha256 != id.sha256 {
         ctx.state.mark_bad_object(&object_key, &id.sha256, &sha256)?;
@@ -265,6 +259,20 @@ pub fn download_verified(ctx: &Context, id: &VersionId, dir: &std::path::Path) -
     checked?;
     ctx.state.clear_bad_object(&object_key)?;
     Ok((tmp, bytes, content?))
+}
+
+/// Streams the whole object `id` names into `file`, stretches landing where they belong while the
+/// hash follows them in order: the bytes received and their sha256.
+fn receive_whole(ctx: &Context, id: &VersionId, file: &std::fs::File, bar: &indicatif::ProgressBar) -> Result<(u64, String)> {
+    let follow = file.try_clone().map_err(|e| Error::io("cannot read", ctx.tmp_dir(), e))?;
+    let trailing = Trailing::new(follow);
+    match ctx.store.download_to(&id.object_key(), file, &|offset, len| trailing.landed(offset, len), bar) {
+        Ok(bytes) => Ok((bytes, trailing.finish(bytes).map_err(|e| Error::io("cannot read", ctx.tmp_dir(), e))?)),
+        Err(e) => {
+            trailing.abandon();
+            Err(e.into())
+        }
+    }
 }
 
 /// Renames a fetched and verified temp file into place as `target`, clearing stale sidecars first.

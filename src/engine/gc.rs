@@ -137,7 +137,19 @@ impl Collector<'_> {
                 .map_err(|e| crate::error::Error::config(format!("cannot encode the trim record: {e}")))?;
             self.store.put(&crate::layout::trimmed_key(stem), &body, crate::store::Condition::None)?;
         }
+        let needed = super::pages::needed_by(self.store, reachable.iter())?;
         for object in self.store.list(&format!("{}{stem}/", crate::layout::VERSIONS))? {
+            if needed.contains(&object.key) {
+                continue;
+            }
+            if crate::layout::pack_of(&object.key).is_some() {
+                // A pack no kept version's recipe chain reads.
+                if old_enough(object.last_modified, self.min_age) {
+                    let reason = "a pack no kept version reads".to_string();
+                    self.take(Garbage { key: object.key, reason, bytes: object.size, upload_id: None })?;
+                }
+                continue;
+            }
             let Some(id) = VersionId::from_key(&object.key) else { continue };
             if reachable.contains(&id) {
                 continue;

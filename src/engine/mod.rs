@@ -9,6 +9,7 @@ pub mod history;
 pub mod import;
 pub mod journal;
 pub mod merge;
+pub mod pages;
 pub mod preflight;
 pub mod publish;
 pub mod remote;

@@ -339,6 +339,9 @@ fn send_snapshot(
     version: u64,
     about: &About,
 ) -> Result<(VersionId, VersionMeta)> {
+    if ctx.settings.pages {
+        return send_pages(ctx, path, &snapshot, stem, version, about);
+    }
     let mut checked = None;
     let sent = std::thread::scope(|scope| {
         let snapshot_path = snapshot.to_path_buf();
@@ -367,6 +370,39 @@ fn send_snapshot(
         (Ok((id, size, true)), Some(Ok(schema_hash))) => (id, size, schema_hash),
         // An object that appeared without waiting for the check: never published.
         (Ok(_), _) => return Err(Error::refused("the upload did not wait for the integrity check", "run the command again")),
+    };
+    let meta = put_meta(ctx, &id, size, schema_hash, about)?;
+    Ok((id, meta))
+}
+
+/// [`send_snapshot`] as pages (README, "Versions stored as pages"): the integrity check runs
+/// beside the cutting into pages, and nothing is sent before it passed.
+fn send_pages(
+    ctx: &Context,
+    path: &std::path::Path,
+    snapshot: &std::path::Path,
+    stem: &str,
+    version: u64,
+    about: &About,
+) -> Result<(VersionId, VersionMeta)> {
+    let size = std::fs::metadata(snapshot).map_err(|e| Error::io("cannot read", snapshot, e))?.len();
+    let mut checked = None;
+    let sent = std::thread::scope(|scope| {
+        let mut check = Some(scope.spawn(|| db::verify(snapshot, false).map(|()| schema_hash(snapshot))));
+        let mut settle = || {
+            checked = check.take().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+            matches!(checked, Some(Ok(_)))
+        };
+        let bar = ctx.out.bytes_bar(size, "pages");
+        let sent = super::pages::send(ctx, snapshot, stem, version, about.parent.as_ref(), &bar, &mut settle);
+        bar.finish_and_clear();
+        sent
+    });
+    let (id, size, schema_hash) = match (sent, checked) {
+        (_, Some(Err(Error::BadDatabase { reason, .. }))) => return Err(Error::BadDatabase { path: path.to_path_buf(), reason }),
+        (_, Some(Err(e))) | (Err(e), _) => return Err(e),
+        (Ok((id, size)), Some(Ok(schema_hash))) => (id, size, schema_hash),
+        (Ok(_), None) => return Err(Error::refused("the pages were sent before the integrity check", "run the command again")),
     };
     let meta = put_meta(ctx, &id, size, schema_hash, about)?;
     Ok((id, meta))

@@ -235,6 +235,24 @@ impl Store for LocalStore {
         self.settle_and_place(key, linked, &dest, settle)
     }
 
+    fn download_range(&self, key: &str, offset: u64, len: u64, sink: &mut dyn Write, progress: &ProgressBar) -> Result<u64, StoreError> {
+        use std::io::Seek;
+        self.count();
+        let path = self.path(key)?;
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(self.failed("GET", key, "no such object".into())),
+            Err(e) => return Err(self.failed("GET", key, e.to_string())),
+        };
+        file.seek(io::SeekFrom::Start(offset)).map_err(self.io("GET", key))?;
+        let mut src = progress.wrap_read(BufReader::with_capacity(fsutil::BUF_SIZE, file.take(len)));
+        let copied = io::copy(&mut src, sink).map_err(|source| StoreError::LocalWrite { key: key.to_string(), source })?;
+        if copied != len {
+            return Err(self.failed("GET", key, format!("the object ends before byte {}", offset + len)));
+        }
+        Ok(copied)
+    }
+
     fn download(&self, key: &str, sink: &mut dyn Write, progress: &ProgressBar) -> Result<u64, StoreError> {
         self.count();
         let path = self.path(key)?;

@@ -157,6 +157,10 @@ pub trait Store: Send + Sync {
     /// Streams an object into `sink`; returns the bytes written.
     fn download(&self, key: &str, sink: &mut dyn Write, progress: &ProgressBar) -> Result<u64, StoreError>;
 
+    /// Streams bytes `offset..offset + len` of an object into `sink` (a pack's frames); returns the
+    /// bytes written. An answer of other bytes than those asked for is an error.
+    fn download_range(&self, key: &str, offset: u64, len: u64, sink: &mut dyn Write, progress: &ProgressBar) -> Result<u64, StoreError>;
+
     /// Downloads an object into `file` (empty), each stretch written where it belongs, possibly
     /// several at once and out of order, and reported to `landed(offset, len)` once written.
     /// Returns the object's size. By default one stream, in order.

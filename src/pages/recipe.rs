@@ -1,0 +1,166 @@
+//! A version stored as pages: its recipe (FORMAT.md in the bucket says the same for people).
+//!
+//! A recipe is zstd-compressed JSON. `runs` cover the file's pages in order; each run's pages
+//! come either from the parent version (`from`: its page numbers, which differ after a `VACUUM`
+//! moved them) or from a zstd frame of a pack (`frame`, and `skip` pages into that frame).
+//! `hashes` holds the 8-byte page hash (the first 8 bytes of the page's sha256) of every page the
+//! version's frames hold, frame after frame, so that anyone holding some version can tell which
+//! of its pages another version needs. The whole file's sha256 proves the result.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The recipe format this b2m writes and reads.
+pub const FORMAT: u32 = 1;
+
+/// The version a recipe's `from` runs read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parent {
+    /// Its version number.
+    pub version: u64,
+    /// The sha256 of its whole file.
+    pub sha256: String,
+}
+
+/// An object holding zstd frames: a pack of one version's new pages, or a base (every page).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pack {
+    /// Its key under the bucket's prefix.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// One zstd frame of a pack: where it lies, and how many pages it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Frame {
+    /// Index into the recipe's `packs`.
+    pub pack: u32,
+    /// Byte offset in that pack.
+    pub offset: u64,
+    /// Compressed length.
+    pub len: u64,
+    /// Pages it holds, decompressed.
+    pub pages: u32,
+}
+
+/// Pages `at..at+count` of the file, from one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Run {
+    /// From the parent version's pages `from..from+count`.
+    Parent { at: u64, count: u64, from: u64 },
+    /// From frame `frame`, starting `skip` pages into it.
+    Frame { at: u64, count: u64, frame: u32, skip: u32 },
+}
+
+impl Run {
+    /// The first page it covers, and how many.
+    pub fn span(&self) -> (u64, u64) {
+        match *self {
+            Run::Parent { at, count, .. } | Run::Frame { at, count, .. } => (at, count),
+        }
+    }
+}
+
+/// How to build one version's file from pages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recipe {
+    /// [`FORMAT`].
+    pub format: u32,
+    /// Bytes per page.
+    pub page_size: u32,
+    /// Pages in the file (its size is `pages × page_size`).
+    pub pages: u64,
+    /// The sha256 of the whole file.
+    pub sha256: String,
+    /// The version the `Parent` runs read, if any.
+    pub parent: Option<Parent>,
+    /// The objects holding this recipe's frames.
+    pub packs: Vec<Pack>,
+    /// The frames the `Frame` runs read.
+    pub frames: Vec<Frame>,
+    /// Every page, in order.
+    pub runs: Vec<Run>,
+    /// The 8-byte hashes of the pages the frames hold, frame after frame, as hex.
+    pub hashes: String,
+    /// Versions since the last base (0: this is a base).
+    #[serde(default)]
+    pub chain: u32,
+    /// The compressed bytes of that base.
+    #[serde(default)]
+    pub base_bytes: u64,
+    /// The bytes of the packs since that base, this one's included.
+    #[serde(default)]
+    pub since_base: u64,
+}
+
+impl Recipe {
+    /// The file's size in bytes.
+    pub fn size(&self) -> u64 {
+        self.pages * u64::from(self.page_size)
+    }
+
+    /// As stored: zstd-compressed JSON.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let json = serde_json::to_vec(self).map_err(|e| Error::refused(format!("cannot write a recipe: {e}"), "report this"))?;
+        zstd::encode_all(json.as_slice(), 3).map_err(|e| Error::refused(format!("cannot compress a recipe: {e}"), "report this"))
+    }
+
+    /// Reads a stored recipe, checking that its runs cover its pages once, in order, and that
+    /// every frame and pack it names exists.
+    pub fn decode(bytes: &[u8], what: &str) -> Result<Recipe> {
+        let damaged = |why: String| {
+            Error::refused(format!("the recipe `{what}` is damaged: {why}"), "publish the version again, or restore the object")
+        };
+        let json = zstd::decode_all(bytes).map_err(|e| damaged(format!("not zstd ({e})")))?;
+        let recipe: Recipe = serde_json::from_slice(&json).map_err(|e| damaged(e.to_string()))?;
+        if recipe.format != FORMAT {
+            return Err(Error::refused(
+                format!("the recipe `{what}` has format {}, which this b2m does not read", recipe.format),
+                "upgrade b2m",
+            ));
+        }
+        recipe.check().map_err(damaged)?;
+        Ok(recipe)
+    }
+
+    fn check(&self) -> std::result::Result<(), String> {
+        if !self.page_size.is_power_of_two() || !(512..=65536).contains(&self.page_size) {
+            return Err(format!("page size {}", self.page_size));
+        }
+        let mut next = 0;
+        for run in &self.runs {
+            let (at, count) = run.span();
+            if at != next || count == 0 {
+                return Err(format!("a run at page {at} where page {next} was due"));
+            }
+            match *run {
+                Run::Parent { .. } if self.parent.is_none() => return Err("a run from a parent it does not name".into()),
+                Run::Frame { frame, skip, .. } => {
+                    let f = self.frames.get(frame as usize).ok_or(format!("frame {frame} is not listed"))?;
+                    if u64::from(skip) + count > u64::from(f.pages) || f.pack as usize >= self.packs.len() {
+                        return Err(format!("frame {frame} is read past its pages"));
+                    }
+                }
+                Run::Parent { .. } => {}
+            }
+            next = at + count;
+        }
+        if next != self.pages {
+            return Err(format!("runs cover {next} of {} pages", self.pages));
+        }
+        let framed: u64 = self.frames.iter().map(|f| u64::from(f.pages)).sum();
+        if self.hashes.len() as u64 != framed * 16 {
+            return Err(format!("{} page hashes for {framed} framed pages", self.hashes.len() / 16));
+        }
+        Ok(())
+    }
+
+    /// The hash of the `n`th page the frames hold.
+    pub fn framed_hash(&self, n: u64) -> Option<u64> {
+        let at = usize::try_from(n).ok()?.checked_mul(16)?;
+        u64::from_str_radix(self.hashes.get(at..at + 16)?, 16).ok()
+    }
+}

@@ -1,0 +1,223 @@
+//! Versions stored as pages (issue 20): a publish sends the pages that changed, a fetch receives
+//! the pages the server lacks, and every rebuilt file is byte-identical to the published one.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+use sha2::{Digest, Sha256};
+
+use crate::common::*;
+
+/// A project that stores new versions as pages.
+fn paged(bucket: &Bucket) -> Project {
+    let mut p = Project::new(bucket);
+    p.env.push(("B2M_PAGES".into(), "1".into()));
+    p
+}
+
+fn sha256_of(path: &Path) -> String {
+    hex::encode(Sha256::digest(std::fs::read(path).expect("read")))
+}
+
+/// The sha256 the bucket's db.toml pins for `stem`.
+fn pinned(bucket: &Bucket, stem: &str) -> String {
+    let object = bucket.current_object(stem);
+    object.rsplit('.').nth(1).expect("sha in the key").to_string()
+}
+
+fn json(run: &Run) -> serde_json::Value {
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", run.stdout))
+}
+
+/// A database of about `mib` MiB: rows of text in two tables, an index.
+fn create(p: &Project, file: &str, mib: u32) {
+    let conn = Connection::open(p.db(file)).expect("db");
+    conn.execute_batch(&format!(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
+         CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT);
+         WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {rows})
+         INSERT INTO t(v) SELECT 'row ' || x || ' ' || hex(randomblob(150)) FROM c;
+         INSERT INTO notes(body) SELECT v FROM t WHERE id % 3 = 0;
+         CREATE INDEX t_v ON t(v);",
+        rows = mib * 1500
+    ))
+    .expect("fill");
+    drop(conn);
+    p.add_entry("ipmdb", file);
+}
+
+/// Changes about one row in `every`, spread over the file.
+fn touch(p: &Project, file: &str, every: u32) {
+    let conn = Connection::open(p.db(file)).expect("db");
+    conn.execute(&format!("UPDATE t SET v = v || '!' WHERE id % {every} = 0"), []).expect("update");
+}
+
+/// The size of the objects under `dbs/ipm-db/` whose key ends with `suffix`, and how many.
+fn stored(bucket: &Bucket, suffix: &str) -> (u64, usize) {
+    let keys: Vec<String> = bucket.keys().into_iter().filter(|k| k.starts_with("dbs/ipm-db/") && k.ends_with(suffix)).collect();
+    (keys.iter().map(|k| bucket.read(k).map_or(0, |b| b.len() as u64)).sum(), keys.len())
+}
+
+fn download(server: &Project, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json", "download", "ipm-db"];
+    all.extend(args);
+    let run = server.b2m(&all);
+    run.ok();
+    json(&run)
+}
+
+fn on_both_stores(test: impl Fn(Backend)) {
+    test(Backend::Local);
+    test(Backend::S3);
+}
+
+#[test]
+fn a_changed_version_costs_its_pages_and_rebuilds_byte_identical() {
+    on_both_stores(|backend| {
+        let bucket = Bucket::new(backend);
+        let dev = paged(&bucket);
+        create(&dev, "ipm-db-v1.db", 8);
+        dev.b2m(&["upload", "ipm-db"]).ok();
+        let size = std::fs::metadata(dev.db("ipm-db-v1.db")).expect("size").len();
+        let (base, _) = stored(&bucket, ".db");
+        assert!(base > 0 && base < size, "the base is stored compressed: {base} of {size} bytes");
+        let server = paged(&bucket);
+        server.b2m(&["fetch-db-toml"]).ok();
+        let cold = download(&server, &[]);
+        assert_eq!(sha256_of(&server.db("ipm-db-v1.db")), pinned(&bucket, "ipm-db"), "{cold}");
+        // 1 row in 200 changes: the next version costs a pack of those pages, up and down.
+        touch(&dev, "ipm-db-v1.db", 200);
+        dev.b2m(&["upload", "ipm-db"]).ok();
+        let (packs, count) = stored(&bucket, ".pack");
+        assert_eq!(count, 1, "one pack for v2");
+        assert!(packs * 10 < size, "v2's pack is {packs} bytes of a {size}-byte db");
+        let fetched = download(&server, &[]);
+        assert_eq!(sha256_of(&server.db("ipm-db-v2.db")), pinned(&bucket, "ipm-db"));
+        assert_eq!(server.rows("ipm-db-v2.db"), dev.rows("ipm-db-v2.db"));
+        let received = fetched["bytes"].as_u64().expect("bytes");
+        assert!(received <= packs + 4096, "received {received} bytes for a pack of {packs}");
+        assert_eq!(server.status_of("ipm-db"), "up_to_date");
+    });
+}
+
+#[test]
+fn pages_moved_by_a_vacuum_are_not_sent_again_and_a_page_size_change_starts_a_base() {
+    let bucket = Bucket::new(Backend::S3);
+    let dev = paged(&bucket);
+    create(&dev, "ipm-db-v1.db", 8);
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    let server = paged(&bucket);
+    server.b2m(&["fetch-db-toml"]).ok();
+    download(&server, &[]);
+    let conn = Connection::open(dev.db("ipm-db-v1.db")).expect("db");
+    conn.execute_batch("DROP TABLE notes; VACUUM;").expect("vacuum");
+    drop(conn);
+    let size = std::fs::metadata(dev.db("ipm-db-v1.db")).expect("size").len();
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    let (packs, _) = stored(&bucket, ".pack");
+    assert!(packs * 10 <= size, "after a VACUUM the pack is {packs} bytes of {size}");
+    download(&server, &[]);
+    assert_eq!(sha256_of(&server.db("ipm-db-v2.db")), pinned(&bucket, "ipm-db"));
+    // A shrinking file, then a new page size: each rebuilds exactly.
+    let conn = Connection::open(dev.db("ipm-db-v2.db")).expect("db");
+    conn.execute_batch("DELETE FROM t WHERE id % 2 = 0; VACUUM;").expect("shrink");
+    drop(conn);
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    download(&server, &[]);
+    assert_eq!(sha256_of(&server.db("ipm-db-v3.db")), pinned(&bucket, "ipm-db"));
+    let conn = Connection::open(dev.db("ipm-db-v3.db")).expect("db");
+    conn.execute_batch("PRAGMA page_size = 8192; VACUUM;").expect("page size");
+    drop(conn);
+    let (bases_before, _) = stored(&bucket, ".db");
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    let (bases_after, _) = stored(&bucket, ".db");
+    assert!(bases_after > bases_before, "a new page size starts a base");
+    download(&server, &[]);
+    assert_eq!(sha256_of(&server.db("ipm-db-v4.db")), pinned(&bucket, "ipm-db"));
+}
+
+#[test]
+fn a_server_three_versions_behind_and_a_changed_local_file_rebuild_exactly() {
+    let bucket = Bucket::new(Backend::S3);
+    let dev = paged(&bucket);
+    create(&dev, "ipm-db-v1.db", 4);
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    let server = paged(&bucket);
+    server.b2m(&["fetch-db-toml"]).ok();
+    download(&server, &[]);
+    for (n, every) in [(1, 97), (2, 89), (3, 83)] {
+        touch(&dev, &format!("ipm-db-v{n}.db"), every);
+        dev.b2m(&["upload", "ipm-db"]).ok();
+    }
+    let (packs, _) = stored(&bucket, ".pack");
+    let fetched = download(&server, &[]);
+    assert!(fetched["bytes"].as_u64().unwrap_or(u64::MAX) <= packs, "{fetched}: three packs weigh {packs}");
+    assert_eq!(sha256_of(&server.db("ipm-db-v4.db")), pinned(&bucket, "ipm-db"));
+    // The server's file changes; the next version replaces it (--force), lending what matches.
+    server.insert("ipm-db-v4.db", "local row");
+    touch(&dev, "ipm-db-v4.db", 71);
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    download(&server, &["--force"]);
+    assert_eq!(sha256_of(&server.db("ipm-db-v5.db")), pinned(&bucket, "ipm-db"));
+    assert!(!server.rows("ipm-db-v5.db").contains(&"local row".to_string()));
+}
+
+#[test]
+fn a_damaged_pack_is_refused_and_nothing_is_swapped() {
+    let bucket = Bucket::new(Backend::Local);
+    let dev = paged(&bucket);
+    create(&dev, "ipm-db-v1.db", 4);
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    let server = paged(&bucket);
+    server.b2m(&["fetch-db-toml"]).ok();
+    download(&server, &[]);
+    touch(&dev, "ipm-db-v1.db", 50);
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    let pack = bucket.keys().into_iter().find(|k| k.ends_with(".pack")).expect("a pack");
+    let path = bucket.object_path(&pack);
+    let mut bytes = std::fs::read(&path).expect("pack");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&path, &bytes).expect("damage");
+    let before = sha256_of(&server.db("ipm-db-v1.db"));
+    server.b2m(&["download", "ipm-db"]).fails(1, "");
+    assert_eq!(sha256_of(&server.db("ipm-db-v1.db")), before, "the old file is untouched");
+    assert!(!server.db("ipm-db-v2.db").exists(), "nothing of v2 was placed");
+    // A pack cut short is refused the same way.
+    std::fs::write(&path, &bytes[..middle]).expect("truncate");
+    server.b2m(&["download", "ipm-db"]).fails(1, "");
+    assert_eq!(sha256_of(&server.db("ipm-db-v1.db")), before);
+    assert_eq!(server.status_of("ipm-db"), "outdated_db");
+}
+
+#[test]
+fn gc_keeps_every_pack_and_recipe_a_kept_version_reads() {
+    let bucket = Bucket::new(Backend::S3);
+    let dev = paged(&bucket);
+    create(&dev, "ipm-db-v1.db", 2);
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    for n in 1..=3 {
+        touch(&dev, &format!("ipm-db-v{n}.db"), 40 + n);
+        dev.b2m(&["upload", "ipm-db"]).ok();
+    }
+    // Keep only v4: its chain still reads v1's base and the packs of v2..v4.
+    dev.b2m_env(&["gc", "--keep", "1"], &[("B2M_ORPHAN_AGE_SECS", "0")]).ok();
+    let server = paged(&bucket);
+    server.b2m(&["fetch-db-toml"]).ok();
+    download(&server, &[]);
+    assert_eq!(sha256_of(&server.db("ipm-db-v4.db")), pinned(&bucket, "ipm-db"));
+    assert_eq!(stored(&bucket, ".pack").1, 3, "v2..v4's packs are kept");
+}
+
+#[test]
+fn a_bucket_of_whole_versions_keeps_working_and_its_first_paged_publish_starts_a_base() {
+    let bucket = Bucket::new(Backend::S3);
+    let (dev, server) = published_pair(&bucket, 20);
+    let mut dev = dev;
+    dev.env.push(("B2M_PAGES".into(), "1".into()));
+    dev.publish_row("ipm-db-v1.db", "paged");
+    assert_eq!(stored(&bucket, ".recipe").1, 1);
+    download(&server, &[]);
+    assert_eq!(sha256_of(&server.db("ipm-db-v2.db")), pinned(&bucket, "ipm-db"));
+    assert!(server.rows("ipm-db-v2.db").contains(&"paged".to_string()));
+}
