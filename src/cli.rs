@@ -82,6 +82,26 @@ pub enum Command {
         #[arg(long)]
         region: Option<String>,
     },
+    /// Rebuild a published version into FILE (no project needed: `--remote`, or `B2M_REMOTE`).
+    #[command(disable_version_flag = true)]
+    Export {
+        /// The database (stem, db.toml key or file name).
+        db: String,
+        /// Where to write it (must not exist).
+        file: PathBuf,
+        /// Which version (default: the one the bucket's db.toml pins).
+        #[arg(long)]
+        version: Option<u64>,
+        /// The bucket, outside a project: `s3://bucket/prefix` or `file:///path`.
+        #[arg(long)]
+        remote: Option<String>,
+        /// S3 endpoint, with `--remote`.
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// S3 region, with `--remote`.
+        #[arg(long)]
+        region: Option<String>,
+    },
     /// Compare each database with its base and the bucket.
     Status {
         /// Databases to show (stem, db.toml key or file name); all when none.

@@ -79,8 +79,9 @@ fn a_changed_version_costs_its_pages_and_rebuilds_byte_identical() {
         create(&dev, "ipm-db-v1.db", 8);
         dev.b2m(&["upload", "ipm-db"]).ok();
         let size = std::fs::metadata(dev.db("ipm-db-v1.db")).expect("size").len();
-        let (base, _) = stored(&bucket, ".db");
-        assert!(base > 0 && base < size, "the base is stored compressed: {base} of {size} bytes");
+        let (base, packs) = stored(&bucket, ".pack");
+        assert!(packs == 1 && base < size, "the base is one pack, compressed: {base} of {size} bytes");
+        assert_eq!(stored(&bucket, ".db").1, 0, "no version is stored whole");
         let server = paged(&bucket);
         server.b2m(&["fetch-db-toml"]).ok();
         let cold = download(&server, &[]);
@@ -88,8 +89,9 @@ fn a_changed_version_costs_its_pages_and_rebuilds_byte_identical() {
         // 1 row in 200 changes: the next version costs a pack of those pages, up and down.
         touch(&dev, "ipm-db-v1.db", 200);
         dev.b2m(&["upload", "ipm-db"]).ok();
-        let (packs, count) = stored(&bucket, ".pack");
-        assert_eq!(count, 1, "one pack for v2");
+        let (all, count) = stored(&bucket, ".pack");
+        let packs = all - base;
+        assert_eq!(count, 2, "the base and one pack for v2");
         assert!(packs * 10 < size, "v2's pack is {packs} bytes of a {size}-byte db");
         let fetched = download(&server, &[]);
         assert_eq!(sha256_of(&server.db("ipm-db-v2.db")), pinned(&bucket, "ipm-db"));
@@ -113,8 +115,9 @@ fn pages_moved_by_a_vacuum_are_not_sent_again_and_a_page_size_change_starts_a_ba
     conn.execute_batch("DROP TABLE notes; VACUUM;").expect("vacuum");
     drop(conn);
     let size = std::fs::metadata(dev.db("ipm-db-v1.db")).expect("size").len();
+    let (base, _) = stored(&bucket, ".pack");
     dev.b2m(&["upload", "ipm-db"]).ok();
-    let (packs, _) = stored(&bucket, ".pack");
+    let packs = stored(&bucket, ".pack").0 - base;
     assert!(packs * 10 <= size, "after a VACUUM the pack is {packs} bytes of {size}");
     download(&server, &[]);
     assert_eq!(sha256_of(&server.db("ipm-db-v2.db")), pinned(&bucket, "ipm-db"));
@@ -128,10 +131,10 @@ fn pages_moved_by_a_vacuum_are_not_sent_again_and_a_page_size_change_starts_a_ba
     let conn = Connection::open(dev.db("ipm-db-v3.db")).expect("db");
     conn.execute_batch("PRAGMA page_size = 8192; VACUUM;").expect("page size");
     drop(conn);
-    let (bases_before, _) = stored(&bucket, ".db");
+    let (before, _) = stored(&bucket, ".pack");
     dev.b2m(&["upload", "ipm-db"]).ok();
-    let (bases_after, _) = stored(&bucket, ".db");
-    assert!(bases_after > bases_before, "a new page size starts a base");
+    let (after, _) = stored(&bucket, ".pack");
+    assert!(after - before > size / 10, "a new page size starts a base ({} bytes)", after - before);
     download(&server, &[]);
     assert_eq!(sha256_of(&server.db("ipm-db-v4.db")), pinned(&bucket, "ipm-db"));
 }
@@ -145,11 +148,12 @@ fn a_server_three_versions_behind_and_a_changed_local_file_rebuild_exactly() {
     let server = paged(&bucket);
     server.b2m(&["fetch-db-toml"]).ok();
     download(&server, &[]);
+    let (base, _) = stored(&bucket, ".pack");
     for (n, every) in [(1, 97), (2, 89), (3, 83)] {
         touch(&dev, &format!("ipm-db-v{n}.db"), every);
         dev.b2m(&["upload", "ipm-db"]).ok();
     }
-    let (packs, _) = stored(&bucket, ".pack");
+    let packs = stored(&bucket, ".pack").0 - base;
     let fetched = download(&server, &[]);
     assert!(fetched["bytes"].as_u64().unwrap_or(u64::MAX) <= packs, "{fetched}: three packs weigh {packs}");
     assert_eq!(sha256_of(&server.db("ipm-db-v4.db")), pinned(&bucket, "ipm-db"));
@@ -173,7 +177,8 @@ fn a_damaged_pack_is_refused_and_nothing_is_swapped() {
     download(&server, &[]);
     touch(&dev, "ipm-db-v1.db", 50);
     dev.b2m(&["upload", "ipm-db"]).ok();
-    let pack = bucket.keys().into_iter().find(|k| k.ends_with(".pack")).expect("a pack");
+    let v1 = stored(&bucket, ".pack").0;
+    let pack = bucket.keys().into_iter().filter(|k| k.ends_with(".pack")).find(|k| bucket.read(k).map(|b| b.len() as u64) != Some(v1)).expect("v2's pack");
     let path = bucket.object_path(&pack);
     let mut bytes = std::fs::read(&path).expect("pack");
     let middle = bytes.len() / 2;
@@ -206,7 +211,7 @@ fn gc_keeps_every_pack_and_recipe_a_kept_version_reads() {
     server.b2m(&["fetch-db-toml"]).ok();
     download(&server, &[]);
     assert_eq!(sha256_of(&server.db("ipm-db-v4.db")), pinned(&bucket, "ipm-db"));
-    assert_eq!(stored(&bucket, ".pack").1, 3, "v2..v4's packs are kept");
+    assert_eq!(stored(&bucket, ".pack").1, 4, "v1's base and v2..v4's packs are kept");
 }
 
 #[test]
@@ -220,4 +225,35 @@ fn a_bucket_of_whole_versions_keeps_working_and_its_first_paged_publish_starts_a
     download(&server, &[]);
     assert_eq!(sha256_of(&server.db("ipm-db-v2.db")), pinned(&bucket, "ipm-db"));
     assert!(server.rows("ipm-db-v2.db").contains(&"paged".to_string()));
+}
+
+#[test]
+fn export_rebuilds_any_version_with_no_project() {
+    on_both_stores(|backend| {
+        let bucket = Bucket::new(backend);
+        let (dev, _server) = published_pair(&bucket, 30);
+        let mut dev = dev;
+        dev.env.push(("B2M_PAGES".into(), "1".into()));
+        dev.publish_row("ipm-db-v1.db", "paged v2");
+        touch(&dev, "ipm-db-v2.db", 3);
+        dev.b2m(&["upload", "ipm-db"]).ok();
+        let outside = tempfile::tempdir().expect("dir");
+        let export = |args: &[&str]| {
+            let mut cmd = b2m_command(outside.path());
+            cmd.args(["export", "ipm-db"]).args(args).args(["--remote", &bucket.url()]);
+            if let Some(endpoint) = bucket.endpoint() {
+                cmd.args(["--endpoint", &endpoint, "--region", "us-west-004"]);
+            }
+            Run::from(cmd.output().expect("run"))
+        };
+        export(&["v3.db"]).ok();
+        assert_eq!(sha256_of(&outside.path().join("v3.db")), pinned(&bucket, "ipm-db"));
+        export(&["v1.db", "--version", "1"]).ok();
+        assert_eq!(rows_of(&outside.path().join("v1.db")).len(), 30, "v1, stored whole");
+        export(&["v2.db", "--version", "2"]).ok();
+        assert!(rows_of(&outside.path().join("v2.db")).contains(&"paged v2".to_string()));
+        export(&["v2.db", "--version", "2"]).fails(1, "exists");
+        export(&["v9.db", "--version", "9"]).fails(1, "has no v9");
+        assert!(!outside.path().join(".b2m").exists(), "no local state left behind");
+    });
 }

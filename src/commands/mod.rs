@@ -4,6 +4,7 @@ mod changeset;
 mod check;
 mod coord;
 mod demo;
+mod export;
 mod hooks;
 mod import;
 mod init;
@@ -152,6 +153,9 @@ fn record(settings: &Settings, out: &Output, result: &Result<ExitStatus>) {
 fn without_project(command: Command, start: &Path, out: &Output) -> std::result::Result<Result<ExitStatus>, Command> {
     match command {
         Command::Init { remote, endpoint, region } => Ok(init::run(start, remote, endpoint, region, out)),
+        Command::Export { db, file, version, remote, endpoint, region } => {
+            Ok(export::run(start, &db, &file, version, export::Bucket { remote, endpoint, region }, out))
+        }
         Command::Demo { dir } => Ok(demo::run(dir, out)),
         Command::Hooks { action } => Ok(hooks::run(start, out, action)),
         // The project's b2m.toml may still be the original b2m's: import translates it first.
@@ -228,7 +232,12 @@ fn dispatch(command: Command, settings: &Settings, out: &Output) -> Result<ExitS
         Command::Check { offline, deep } => check::run(&open()?, offline, deep),
         Command::Doctor => coord::doctor(&open()?),
         Command::Gc { dry_run, keep } => coord::gc(&open()?, dry_run, keep),
-        Command::Init { .. } | Command::Demo { .. } | Command::Hooks { .. } | Command::Completions { .. } | Command::Import { .. } => {
+        Command::Init { .. }
+        | Command::Demo { .. }
+        | Command::Hooks { .. }
+        | Command::Completions { .. }
+        | Command::Import { .. }
+        | Command::Export { .. } => {
             unreachable!("run() runs the commands without a project before it loads the settings")
         }
     }

@@ -337,7 +337,7 @@ fn check_pinned(ctx: &Context, history: &mut History<'_>, key: &str, deep: bool,
         head.stem
     );
     let missing = |what: &str, key: String| format!("the bucket pins `{}` but its {what} `{key}` is missing: {restore}", head.file());
-    if listed.object.is_none() {
+    if listed.object.is_none() && !listed.recipe {
         found.error(key, missing("object", head.object_key()));
     }
     if !listed.meta {
@@ -357,7 +357,7 @@ fn check_pinned(ctx: &Context, history: &mut History<'_>, key: &str, deep: bool,
                             head.short()
                         ),
                     );
-                } else if let Some(size) = listed.object.filter(|size| *size != meta.size) {
+                } else if let Some(size) = listed.object.filter(|size| *size != meta.size && !listed.recipe) {
                     found.error(
                         key,
                         format!(
@@ -375,7 +375,7 @@ fn check_pinned(ctx: &Context, history: &mut History<'_>, key: &str, deep: bool,
             MetaRead::Missing => found.error(key, missing("metadata", head.meta_key())),
         }
     }
-    if deep && listed.object.is_some() {
+    if deep && (listed.object.is_some() || listed.recipe) {
         match fetch::download_verified(ctx, &head, &ctx.tmp_dir()) {
             Ok(_verified) => {}
             Err(e @ (Error::Refused { .. } | Error::BadDatabase { .. })) => {
@@ -390,7 +390,11 @@ fn check_pinned(ctx: &Context, history: &mut History<'_>, key: &str, deep: bool,
 /// Objects under `dbs/<stem>/` that are neither the pinned version nor on its parent chain.
 fn report_orphans(history: &mut History<'_>, key: &str, found: &mut Findings) -> Result<()> {
     for (id, listed) in history.orphans()? {
-        let object = if listed.object.is_some() { id.object_key() } else { id.meta_key() };
+        let object = match (listed.object, listed.recipe) {
+            (Some(_), _) => id.object_key(),
+            (None, true) => id.recipe_key(),
+            (None, false) => id.meta_key(),
+        };
         found.warning(
             key,
             format!(
@@ -421,6 +425,9 @@ struct Listed {
     object: Option<u64>,
     /// Whether its metadata is there.
     meta: bool,
+    /// Whether it is stored as pages (its recipe is there; its `.db` object, if any, is a
+    /// compressed base).
+    recipe: bool,
 }
 
 /// A metadata object, read.
@@ -460,6 +467,8 @@ impl<'a> History<'a> {
             let slot = listed.entry(id).or_default();
             if object.key.ends_with(".db") {
                 slot.object = Some(object.size);
+            } else if object.key.ends_with(".recipe") {
+                slot.recipe = true;
             } else {
                 slot.meta = true;
             }

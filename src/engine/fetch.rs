@@ -218,12 +218,16 @@ pub fn download_verified(ctx: &Context, id: &VersionId, dir: &std::path::Path) -
         .map_err(|e| Error::io("cannot create a temp file in", dir, e))?;
     let bar = ctx.out.bytes_bar(0, "download");
     let phase = std::time::Instant::now();
-    let (object_key, received) = match super::pages::read_recipe(ctx.store.as_ref(), id)? {
-        Some(recipe) => {
-            let rebuilt = super::pages::fetch(ctx, id, recipe, tmp.as_file(), &bar);
-            (id.recipe_key(), rebuilt.map(|r| (r.received, r.sha256)))
-        }
-        None => (id.object_key(), receive_whole(ctx, id, tmp.as_file(), &bar)),
+    // A version stored whole has its `.db` object; one stored as pages has none, and a recipe.
+    let (object_key, received) = match receive_whole(ctx, id, tmp.as_file(), &bar) {
+        Err(e) => match super::pages::read_recipe(ctx.store.as_ref(), id)? {
+            Some(recipe) => {
+                tmp.as_file().set_len(0).map_err(|e| Error::io("cannot truncate", tmp.path(), e))?;
+                (id.recipe_key(), super::pages::fetch(ctx, id, recipe, tmp.as_file(), &bar).map(|r| (r.received, r.sha256)))
+            }
+            None => (id.object_key(), Err(e)),
+        },
+        whole => (id.object_key(), whole),
     };
     bar.finish_and_clear();
     let (bytes, sha256) = received?;

@@ -2,6 +2,7 @@
 
 pub mod changesets;
 pub mod check;
+pub mod export;
 pub mod fetch;
 pub mod fleet;
 pub mod gc;

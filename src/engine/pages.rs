@@ -131,7 +131,8 @@ pub fn send(
         return Err(Error::refused("the snapshot failed its integrity check", "nothing was sent"));
     }
     if let Some(pack) = &built.pack {
-        let key = if against.is_some() { layout::pack_key(stem, &built.pack_sha256) } else { id.object_key() };
+        // A base is a pack too: the `.db` key means "this version whole", always.
+        let key = layout::pack_key(stem, &built.pack_sha256);
         ctx.store.upload_file(&key, pack, &built.pack_sha256, &indicatif::ProgressBar::hidden())?;
         built.recipe.packs[0].key = key;
     }

@@ -117,7 +117,13 @@ fn republish(ctx: &Context, stem: &str, current: &VersionId, target: VersionMeta
     let old = target.id(stem);
     verify(ctx, &old, &target)?;
     let id = VersionId { stem: stem.to_string(), version: current.version + 1, sha256: target.sha256.clone() };
-    ctx.store.copy(&old.object_key(), &id.object_key(), &id.sha256)?;
+    match super::pages::read_recipe(ctx.store.as_ref(), &old)? {
+        // A recipe reads the same packs under the new version's name: nothing is copied.
+        Some(recipe) => {
+            ctx.store.put(&id.recipe_key(), &recipe.encode()?, crate::store::Condition::IfAbsent)?;
+        }
+        None => ctx.store.copy(&old.object_key(), &id.object_key(), &id.sha256)?,
+    }
     let meta = VersionMeta {
         version: id.version,
         parent: Some(ParentRef { version: current.version, sha256: current.sha256.clone() }),
@@ -137,8 +143,18 @@ fn republish(ctx: &Context, stem: &str, current: &VersionId, target: VersionMeta
     Ok((id, meta))
 }
 
-/// Streams the object through a hasher: a rollback never republishes damaged bytes.
+/// Streams the object through a hasher (a version stored as pages is rebuilt): a rollback never
+/// republishes damaged bytes.
 fn verify(ctx: &Context, id: &VersionId, meta: &VersionMeta) -> Result<()> {
+    if super::pages::read_recipe(ctx.store.as_ref(), id)?.is_some() {
+        return super::fetch::download_verified(ctx, id, &ctx.tmp_dir()).map(drop).map_err(|e| {
+            Error::refused_as(
+                Refusal::Conflict,
+                format!("conflict: `{}` v{} cannot be rebuilt from its pages ({e}); it is not republished", id.stem, id.version),
+                "roll back to another version (`b2m history` lists them), or restore the objects",
+            )
+        });
+    }
     let mut sink = HashingWriter::new(std::io::sink());
     let bar = ctx.out.bytes_bar(meta.size, "verify");
     let bytes = match ctx.store.download(&id.object_key(), &mut sink, &bar) {
