@@ -160,8 +160,17 @@ fn a_server_three_versions_behind_and_a_changed_local_file_rebuild_exactly() {
     // The server's file changes; the next version replaces it (--force), lending what matches.
     server.insert("ipm-db-v4.db", "local row");
     touch(&dev, "ipm-db-v4.db", 71);
+    let before = stored(&bucket, ".pack").0;
     dev.b2m(&["upload", "ipm-db"]).ok();
-    download(&server, &["--force"]);
+    let pack = stored(&bucket, ".pack").0 - before;
+    let fetched = download(&server, &["--force"]);
+    let received = fetched["bytes"].as_u64().unwrap_or(u64::MAX);
+    // Beyond v5's pack, only the frames holding v4's copies of the pages the local row changed.
+    let frames = 4 * 128 * 1024;
+    assert!(
+        received <= pack + frames,
+        "{fetched}: the changed local file lends the pages it shares ({received} bytes for a pack of {pack})"
+    );
     assert_eq!(sha256_of(&server.db("ipm-db-v5.db")), pinned(&bucket, "ipm-db"));
     assert!(!server.rows("ipm-db-v5.db").contains(&"local row".to_string()));
 }
@@ -178,7 +187,12 @@ fn a_damaged_pack_is_refused_and_nothing_is_swapped() {
     touch(&dev, "ipm-db-v1.db", 50);
     dev.b2m(&["upload", "ipm-db"]).ok();
     let v1 = stored(&bucket, ".pack").0;
-    let pack = bucket.keys().into_iter().filter(|k| k.ends_with(".pack")).find(|k| bucket.read(k).map(|b| b.len() as u64) != Some(v1)).expect("v2's pack");
+    let pack = bucket
+        .keys()
+        .into_iter()
+        .filter(|k| k.ends_with(".pack"))
+        .find(|k| bucket.read(k).map(|b| b.len() as u64) != Some(v1))
+        .expect("v2's pack");
     let path = bucket.object_path(&pack);
     let mut bytes = std::fs::read(&path).expect("pack");
     let middle = bytes.len() / 2;

@@ -26,7 +26,14 @@ pub fn run(start: &Path, db: &str, file: &Path, version: Option<u64>, bucket: Bu
     let dest = if file.is_absolute() { file.to_path_buf() } else { start.join(file) };
     let exported = crate::engine::export::export(&ctx, db, version, &dest)?;
     out.report(&exported, || {
-        format!("wrote `{}` v{} to `{}` ({} read, sha256 {} checked)", exported.name, exported.version, exported.file, human_bytes(exported.bytes), &exported.sha256[..12])
+        format!(
+            "wrote `{}` v{} to `{}` ({} read, sha256 {} checked)",
+            exported.name,
+            exported.version,
+            exported.file,
+            human_bytes(exported.bytes),
+            &exported.sha256[..12]
+        )
     });
     Ok(ExitStatus::Success)
 }
@@ -39,7 +46,10 @@ fn settings(start: &Path, bucket: Bucket, scratch: &Path) -> Result<Settings> {
         match Settings::load(start) {
             Ok(settings) => return Ok(settings),
             Err(e) if url.is_none() => {
-                return Err(Error::config_hint(format!("{e}"), "outside a project, name the bucket: `b2m export DB FILE --remote s3://bucket/prefix`"));
+                return Err(Error::config_hint(
+                    format!("{e}"),
+                    "outside a project, name the bucket: `b2m export DB FILE --remote s3://bucket/prefix`",
+                ));
             }
             Err(_) => {}
         }

@@ -45,7 +45,8 @@ fn find(ctx: &Context, stem: &str, version: Option<u64>) -> Result<VersionId> {
     let manifest = remote::read_manifest(ctx.store.as_ref())?
         .ok_or_else(|| Error::refused(format!("the bucket at `{}` has no db.toml", ctx.store.location()), "check the remote"))?;
     let stem = super::resolve_db(stem, &manifest.manifest, &manifest.manifest.entries())?;
-    let head = manifest.current(&stem).ok_or_else(|| Error::refused(format!("`{stem}` is not published in the bucket"), "check the name"))?;
+    let head =
+        manifest.current(&stem).ok_or_else(|| Error::refused(format!("`{stem}` is not published in the bucket"), "check the name"))?;
     let Some(version) = version.filter(|v| *v != head.version) else { return Ok(head) };
     let chain = remote::chain(ctx.store.as_ref(), &head)?;
     chain.versions.iter().find(|m| m.version == version).map(|m| m.id(&stem)).ok_or_else(|| {

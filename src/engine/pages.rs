@@ -169,6 +169,7 @@ pub fn fetch(ctx: &Context, id: &VersionId, recipe: Recipe, out: &std::fs::File,
     }
     tracing::warn!(stem = id.stem, "pages lent by the local file did not add up; rebuilding from the bucket alone");
     out.set_len(0).map_err(|e| Error::io("cannot truncate", ctx.tmp_dir(), e))?;
+    std::io::Seek::rewind(&mut &*out).map_err(|e| Error::io("cannot rewind", ctx.tmp_dir(), e))?;
     let again = rebuild_from(ctx, id, recipe, None, out, bar)?;
     Ok(Rebuilt { received: first.received + again.received, sha256: again.sha256 })
 }
@@ -301,11 +302,12 @@ struct Frames {
     received: u64,
 }
 
-/// Frames further apart than this are fetched by separate ranged GETs.
-const GAP: u64 = 1 << 20;
+/// Frames further apart than this are fetched by separate ranged GETs (a GET costs about what
+/// this many bytes of egress do, and a round trip).
+const GAP: u64 = 64 << 10;
 /// A pack needing more separate stretches than this is read in one GET from its first needed
 /// frame to its last.
-const MAX_STRETCHES: usize = 4;
+const MAX_STRETCHES: usize = 16;
 
 impl Frames {
     fn fetch(ctx: &Context, chain: &[Recipe], needed: &[(usize, u32)], bar: &indicatif::ProgressBar) -> Result<Frames> {
