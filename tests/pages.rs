@@ -271,3 +271,78 @@ fn export_rebuilds_any_version_with_no_project() {
         assert!(!outside.path().join(".b2m").exists(), "no local state left behind");
     });
 }
+
+/// Killed at each step of a publish and of a fetch of pages: the bucket and the server hold the
+/// old version or the new, never a mix, and the next command finishes the job.
+#[test]
+fn a_crash_at_each_step_of_a_paged_publish_or_fetch_leaves_old_or_new() {
+    for point in ["pages-after-pack", "pages-after-recipe", "before-commit", "after-commit", "after-local-manifest"] {
+        let bucket = Bucket::new(Backend::S3);
+        let dev = paged(&bucket);
+        create(&dev, "ipm-db-v1.db", 2);
+        dev.b2m(&["upload", "ipm-db"]).ok();
+        let v1 = pinned(&bucket, "ipm-db");
+        touch(&dev, "ipm-db-v1.db", 30);
+        let run = dev.b2m_env(&["upload", "ipm-db"], &[("B2M_FAILPOINT", point)]);
+        assert_ne!(run.code, 0, "{point}: the failpoint must kill the upload");
+        let committed = pinned(&bucket, "ipm-db") != v1;
+        assert_eq!(committed, point == "after-commit" || point == "after-local-manifest", "{point}");
+        let expected = if committed { "up_to_date" } else { "ready_to_upload" };
+        assert_eq!(dev.status_of("ipm-db"), expected, "after a crash at {point}");
+        if !committed {
+            dev.b2m(&["upload", "ipm-db"]).ok();
+        }
+        assert_eq!(dev.status_of("ipm-db"), "up_to_date", "{point}");
+        let server = paged(&bucket);
+        server.b2m(&["fetch-db-toml"]).ok();
+        download(&server, &[]);
+        assert_eq!(sha256_of(&server.db("ipm-db-v2.db")), pinned(&bucket, "ipm-db"), "{point}");
+    }
+    for point in ["pages-after-frames", "before-install", "after-install"] {
+        let bucket = Bucket::new(Backend::S3);
+        let dev = paged(&bucket);
+        create(&dev, "ipm-db-v1.db", 2);
+        dev.b2m(&["upload", "ipm-db"]).ok();
+        let server = paged(&bucket);
+        server.b2m(&["fetch-db-toml"]).ok();
+        download(&server, &[]);
+        touch(&dev, "ipm-db-v1.db", 30);
+        dev.b2m(&["upload", "ipm-db"]).ok();
+        let run = server.b2m_env(&["download", "ipm-db"], &[("B2M_FAILPOINT", point)]);
+        assert_ne!(run.code, 0, "{point}: the failpoint must kill the download");
+        let files = server.files();
+        let named = if point == "after-install" { "ipm-db-v2.db" } else { "ipm-db-v1.db" };
+        assert!(files.contains(&named.to_string()), "{point}: {files:?}");
+        server.b2m(&["download", "ipm-db"]).ok();
+        assert_eq!(server.files(), vec!["db.toml", "ipm-db-v2.db"], "{point}: temp files cleared, one file");
+        assert_eq!(sha256_of(&server.db("ipm-db-v2.db")), pinned(&bucket, "ipm-db"), "{point}");
+    }
+}
+
+/// gc run (with no grace period) while a publish of pages is paused at each of its steps never
+/// removes what the published version reads: it waits for the database's lease.
+#[test]
+fn gc_between_the_steps_of_a_paged_publish_removes_nothing_it_needs() {
+    for point in ["pages-after-pack", "pages-after-recipe", "before-commit"] {
+        let bucket = Bucket::new(Backend::S3);
+        let dev = paged(&bucket);
+        create(&dev, "ipm-db-v1.db", 2);
+        dev.b2m(&["upload", "ipm-db"]).ok();
+        touch(&dev, "ipm-db-v1.db", 30);
+        let mut publish = dev.command();
+        publish.args(["upload", "ipm-db"]).env("B2M_FAILPOINT", format!("{point}:pause=1500"));
+        let publish = publish.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().expect("upload");
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        // From another machine: its own local lock, only the bucket's lease between them.
+        let other = paged(&bucket);
+        let gc = other.b2m_env(&["gc", "--keep", "1"], &[("B2M_ORPHAN_AGE_SECS", "0")]);
+        let published = publish.wait_with_output().expect("upload");
+        assert!(published.status.success(), "{point}: {}", String::from_utf8_lossy(&published.stderr));
+        gc.ok();
+        other.b2m_env(&["gc", "--keep", "1"], &[("B2M_ORPHAN_AGE_SECS", "0")]).ok();
+        let server = paged(&bucket);
+        server.b2m(&["fetch-db-toml"]).ok();
+        download(&server, &[]);
+        assert_eq!(sha256_of(&server.db("ipm-db-v2.db")), pinned(&bucket, "ipm-db"), "{point}");
+    }
+}

@@ -136,7 +136,9 @@ pub fn send(
         ctx.store.upload_file(&key, pack, &built.pack_sha256, &indicatif::ProgressBar::hidden())?;
         built.recipe.packs[0].key = key;
     }
+    crate::util::failpoint("pages-after-pack");
     put_once(ctx.store.as_ref(), &id.recipe_key(), &built.recipe.encode()?)?;
+    crate::util::failpoint("pages-after-recipe");
     put_once(ctx.store.as_ref(), layout::FORMAT_DOC, FORMAT_DOC.as_bytes())?;
     remember(ctx, &built.recipe, &built.hashes)?;
     tracing::info!(pages = built.recipe.pages, new = built.new_pages, pack = pack_size, base = against.is_none(), "sent as pages");
@@ -211,6 +213,7 @@ fn rebuild_from(
     let needed = rebuild::frames_needed(&pieces);
     let frames = Frames::fetch(ctx, &chain, &needed, bar)?;
     let received = frames.received;
+    crate::util::failpoint("pages-after-frames");
     let local_file = match (local, pieces.iter().any(|p| matches!(p, Piece::Local { .. }))) {
         (Some(l), true) => Some(std::fs::File::open(&l.path).map_err(|e| Error::io("cannot read", &l.path, e))?),
         _ => None,
