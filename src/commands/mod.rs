@@ -42,7 +42,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
     };
     let command = match without_project(command, &start, &out) {
         Ok(done) => return done,
-        Err(command) => command,
+        Err(command) => *command,
     };
     let settings = Settings::load(&start)?;
     let notable = notable(&command);
@@ -150,7 +150,7 @@ fn record(settings: &Settings, out: &Output, result: &Result<ExitStatus>) {
 
 /// Runs a command that needs no project settings loaded first (`init`, `demo`, `hooks`,
 /// `completions`, `import`); hands any other back.
-fn without_project(command: Command, start: &Path, out: &Output) -> std::result::Result<Result<ExitStatus>, Command> {
+fn without_project(command: Command, start: &Path, out: &Output) -> std::result::Result<Result<ExitStatus>, Box<Command>> {
     match command {
         Command::Init { remote, endpoint, region } => Ok(init::run(start, remote, endpoint, region, out)),
         Command::Export { db, file, version, remote, endpoint, region } => {
@@ -169,7 +169,7 @@ fn without_project(command: Command, start: &Path, out: &Output) -> std::result:
             crate::output::print_stdout(&String::from_utf8_lossy(&script));
             Ok(Ok(ExitStatus::Success))
         }
-        command => Err(command),
+        command => Err(Box::new(command)),
     }
 }
 
