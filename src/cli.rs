@@ -36,6 +36,20 @@ pub struct GlobalArgs {
     pub progress_lines: bool,
 }
 
+/// A bucket named on the command line.
+#[derive(Debug, Args)]
+pub struct BucketArgs {
+    /// The bucket: `s3://bucket/prefix` or `file:///path`.
+    #[arg(long)]
+    pub remote: Option<String>,
+    /// S3 endpoint, e.g. `https://s3.us-west-004.backblazeb2.com`.
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// S3 region, e.g. `us-west-004`.
+    #[arg(long)]
+    pub region: Option<String>,
+}
+
 /// A changeset's language.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum ChangesetKind {
@@ -70,17 +84,12 @@ pub enum ServerAction {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Set up b2m.toml, the db folder, db.toml, changeset/ and .gitignore lines.
+    /// Set up b2m.toml, the db folder, db.toml, changeset/ and .gitignore lines (the bucket
+    /// defaults to a folder `.b2m-bucket`).
     Init {
-        /// The bucket: `s3://bucket/prefix` or `file:///path` (default: a folder `.b2m-bucket`).
-        #[arg(long)]
-        remote: Option<String>,
-        /// S3 endpoint, e.g. `https://s3.us-west-004.backblazeb2.com`.
-        #[arg(long)]
-        endpoint: Option<String>,
-        /// S3 region, e.g. `us-west-004`.
-        #[arg(long)]
-        region: Option<String>,
+        /// The bucket.
+        #[command(flatten)]
+        bucket: BucketArgs,
     },
     /// Rebuild a published version into FILE (no project needed: `--remote`, or `B2M_REMOTE`).
     #[command(disable_version_flag = true)]
@@ -92,15 +101,9 @@ pub enum Command {
         /// Which version (default: the one the bucket's db.toml pins).
         #[arg(long)]
         version: Option<u64>,
-        /// The bucket, outside a project: `s3://bucket/prefix` or `file:///path`.
-        #[arg(long)]
-        remote: Option<String>,
-        /// S3 endpoint, with `--remote`.
-        #[arg(long)]
-        endpoint: Option<String>,
-        /// S3 region, with `--remote`.
-        #[arg(long)]
-        region: Option<String>,
+        /// The bucket, outside a project.
+        #[command(flatten)]
+        bucket: BucketArgs,
     },
     /// Compare each database with its base and the bucket.
     Status {
@@ -249,16 +252,9 @@ pub enum Command {
     /// b2m's layout, leaving every original object as it was; safe to run again.
     Import {
         /// b2m's bucket (default: the folder `b2m` beside the original's objects, under its
-        /// `rootbucket`).
-        #[arg(long)]
-        remote: Option<String>,
-        /// S3 endpoint of the bucket, e.g. `https://s3.us-west-004.backblazeb2.com` (the original's
-        /// rclone settings are not read).
-        #[arg(long)]
-        endpoint: Option<String>,
-        /// S3 region, e.g. `us-west-004`.
-        #[arg(long)]
-        region: Option<String>,
+        /// `rootbucket`; the original's rclone settings are not read).
+        #[command(flatten)]
+        bucket: BucketArgs,
     },
     /// The main job end to end on a local-folder bucket, no credentials needed.
     Demo {

@@ -66,6 +66,22 @@ fn download(server: &Project, args: &[&str]) -> serde_json::Value {
     json(&run)
 }
 
+/// A developer who published `ipm-db` v1 (about `mib` MiB) as pages.
+fn published(bucket: &Bucket, mib: u32) -> Project {
+    let dev = paged(bucket);
+    create(&dev, "ipm-db-v1.db", mib);
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    dev
+}
+
+/// A server that fetched what the bucket publishes.
+fn fetched(bucket: &Bucket) -> Project {
+    let server = paged(bucket);
+    server.b2m(&["fetch-db-toml"]).ok();
+    download(&server, &[]);
+    server
+}
+
 fn on_both_stores(test: impl Fn(Backend)) {
     test(Backend::Local);
     test(Backend::S3);
@@ -105,12 +121,8 @@ fn a_changed_version_costs_its_pages_and_rebuilds_byte_identical() {
 #[test]
 fn pages_moved_by_a_vacuum_are_not_sent_again_and_a_page_size_change_starts_a_base() {
     let bucket = Bucket::new(Backend::S3);
-    let dev = paged(&bucket);
-    create(&dev, "ipm-db-v1.db", 8);
-    dev.b2m(&["upload", "ipm-db"]).ok();
-    let server = paged(&bucket);
-    server.b2m(&["fetch-db-toml"]).ok();
-    download(&server, &[]);
+    let dev = published(&bucket, 8);
+    let server = fetched(&bucket);
     let conn = Connection::open(dev.db("ipm-db-v1.db")).expect("db");
     conn.execute_batch("DROP TABLE notes; VACUUM;").expect("vacuum");
     drop(conn);
@@ -142,12 +154,8 @@ fn pages_moved_by_a_vacuum_are_not_sent_again_and_a_page_size_change_starts_a_ba
 #[test]
 fn a_server_three_versions_behind_and_a_changed_local_file_rebuild_exactly() {
     let bucket = Bucket::new(Backend::S3);
-    let dev = paged(&bucket);
-    create(&dev, "ipm-db-v1.db", 4);
-    dev.b2m(&["upload", "ipm-db"]).ok();
-    let server = paged(&bucket);
-    server.b2m(&["fetch-db-toml"]).ok();
-    download(&server, &[]);
+    let dev = published(&bucket, 4);
+    let server = fetched(&bucket);
     let (base, _) = stored(&bucket, ".pack");
     for (n, every) in [(1, 97), (2, 89), (3, 83)] {
         touch(&dev, &format!("ipm-db-v{n}.db"), every);
@@ -178,21 +186,12 @@ fn a_server_three_versions_behind_and_a_changed_local_file_rebuild_exactly() {
 #[test]
 fn a_damaged_pack_is_refused_and_nothing_is_swapped() {
     let bucket = Bucket::new(Backend::Local);
-    let dev = paged(&bucket);
-    create(&dev, "ipm-db-v1.db", 4);
-    dev.b2m(&["upload", "ipm-db"]).ok();
-    let server = paged(&bucket);
-    server.b2m(&["fetch-db-toml"]).ok();
-    download(&server, &[]);
+    let dev = published(&bucket, 4);
+    let server = fetched(&bucket);
+    let base = bucket.keys();
     touch(&dev, "ipm-db-v1.db", 50);
     dev.b2m(&["upload", "ipm-db"]).ok();
-    let v1 = stored(&bucket, ".pack").0;
-    let pack = bucket
-        .keys()
-        .into_iter()
-        .filter(|k| k.ends_with(".pack"))
-        .find(|k| bucket.read(k).map(|b| b.len() as u64) != Some(v1))
-        .expect("v2's pack");
+    let pack = bucket.keys().into_iter().find(|k| k.ends_with(".pack") && !base.contains(k)).expect("v2's pack");
     let path = bucket.object_path(&pack);
     let mut bytes = std::fs::read(&path).expect("pack");
     let middle = bytes.len() / 2;
@@ -212,9 +211,7 @@ fn a_damaged_pack_is_refused_and_nothing_is_swapped() {
 #[test]
 fn gc_keeps_every_pack_and_recipe_a_kept_version_reads() {
     let bucket = Bucket::new(Backend::S3);
-    let dev = paged(&bucket);
-    create(&dev, "ipm-db-v1.db", 2);
-    dev.b2m(&["upload", "ipm-db"]).ok();
+    let dev = published(&bucket, 2);
     for n in 1..=3 {
         touch(&dev, &format!("ipm-db-v{n}.db"), 40 + n);
         dev.b2m(&["upload", "ipm-db"]).ok();
@@ -278,9 +275,7 @@ fn export_rebuilds_any_version_with_no_project() {
 fn a_crash_at_each_step_of_a_paged_publish_or_fetch_leaves_old_or_new() {
     for point in ["pages-after-pack", "pages-after-recipe", "before-commit", "after-commit", "after-local-manifest"] {
         let bucket = Bucket::new(Backend::S3);
-        let dev = paged(&bucket);
-        create(&dev, "ipm-db-v1.db", 2);
-        dev.b2m(&["upload", "ipm-db"]).ok();
+        let dev = published(&bucket, 2);
         let v1 = pinned(&bucket, "ipm-db");
         touch(&dev, "ipm-db-v1.db", 30);
         let run = dev.b2m_env(&["upload", "ipm-db"], &[("B2M_FAILPOINT", point)]);
@@ -300,12 +295,8 @@ fn a_crash_at_each_step_of_a_paged_publish_or_fetch_leaves_old_or_new() {
     }
     for point in ["pages-after-frames", "before-install", "after-install"] {
         let bucket = Bucket::new(Backend::S3);
-        let dev = paged(&bucket);
-        create(&dev, "ipm-db-v1.db", 2);
-        dev.b2m(&["upload", "ipm-db"]).ok();
-        let server = paged(&bucket);
-        server.b2m(&["fetch-db-toml"]).ok();
-        download(&server, &[]);
+        let dev = published(&bucket, 2);
+        let server = fetched(&bucket);
         touch(&dev, "ipm-db-v1.db", 30);
         dev.b2m(&["upload", "ipm-db"]).ok();
         let run = server.b2m_env(&["download", "ipm-db"], &[("B2M_FAILPOINT", point)]);
@@ -325,9 +316,7 @@ fn a_crash_at_each_step_of_a_paged_publish_or_fetch_leaves_old_or_new() {
 fn gc_between_the_steps_of_a_paged_publish_removes_nothing_it_needs() {
     for point in ["pages-after-pack", "pages-after-recipe", "before-commit"] {
         let bucket = Bucket::new(Backend::S3);
-        let dev = paged(&bucket);
-        create(&dev, "ipm-db-v1.db", 2);
-        dev.b2m(&["upload", "ipm-db"]).ok();
+        let dev = published(&bucket, 2);
         touch(&dev, "ipm-db-v1.db", 30);
         let mut publish = dev.command();
         publish.args(["upload", "ipm-db"]).env("B2M_FAILPOINT", format!("{point}:pause=1500"));

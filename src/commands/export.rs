@@ -3,20 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::cli::BucketArgs as Bucket;
 use crate::engine::Context;
 use crate::error::{Error, ExitStatus, Result};
 use crate::output::{Output, human_bytes};
 use crate::settings::Settings;
-
-/// Where the bucket is, when named on the command line.
-pub struct Bucket {
-    /// `--remote`.
-    pub remote: Option<String>,
-    /// `--endpoint`.
-    pub endpoint: Option<String>,
-    /// `--region`.
-    pub region: Option<String>,
-}
 
 /// Runs the export.
 pub fn run(start: &Path, db: &str, file: &Path, version: Option<u64>, bucket: Bucket, out: &Output) -> Result<ExitStatus> {

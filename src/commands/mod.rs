@@ -152,14 +152,13 @@ fn record(settings: &Settings, out: &Output, result: &Result<ExitStatus>) {
 /// `completions`, `import`); hands any other back.
 fn without_project(command: Command, start: &Path, out: &Output) -> std::result::Result<Result<ExitStatus>, Box<Command>> {
     match command {
-        Command::Init { remote, endpoint, region } => Ok(init::run(start, remote, endpoint, region, out)),
-        Command::Export { db, file, version, remote, endpoint, region } => {
-            Ok(export::run(start, &db, &file, version, export::Bucket { remote, endpoint, region }, out))
-        }
+        Command::Init { bucket } => Ok(init::run(start, bucket.remote, bucket.endpoint, bucket.region, out)),
+        Command::Export { db, file, version, bucket } => Ok(export::run(start, &db, &file, version, bucket, out)),
         Command::Demo { dir } => Ok(demo::run(dir, out)),
         Command::Hooks { action } => Ok(hooks::run(start, out, action)),
         // The project's b2m.toml may still be the original b2m's: import translates it first.
-        Command::Import { remote, endpoint, region } => {
+        Command::Import { bucket } => {
+            let crate::cli::BucketArgs { remote, endpoint, region } = bucket;
             Ok(import::run(start, crate::engine::import::config::Flags { remote, endpoint, region }, out))
         }
         Command::Completions { shell } => {

@@ -595,15 +595,7 @@ fn settle_entry(
             format!("`{file}` is none of the imported versions of `{stem}`: it was left as it was (docs/import.md says what to do)"),
         ));
     };
-    let pending = Pending {
-        stem: stem.to_string(),
-        key: key.to_string(),
-        version: meta.version,
-        sha256: meta.sha256.clone(),
-        content_sha256: meta.content_sha256.clone(),
-        local_content_sha256: meta.content_sha256.clone(),
-        from_file: file.to_string(),
-    };
+    let pending = Pending { from_file: file.to_string(), ..publish::pending_from_working_copy(stem, key, &meta) };
     publish::finish_local(ctx, &pending, swaps)?;
     let now = meta.id(stem).file();
     Ok(if meta.version == head.version {

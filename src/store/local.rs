@@ -62,6 +62,16 @@ impl LocalStore {
         Ok(self.root.join(key))
     }
 
+    /// Opens an object's file for a GET (counted).
+    fn open_object(&self, key: &str) -> Result<File, StoreError> {
+        self.count();
+        match File::open(self.path(key)?) {
+            Ok(f) => Ok(f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(self.failed("GET", key, "no such object".into())),
+            Err(e) => Err(self.failed("GET", key, e.to_string())),
+        }
+    }
+
     fn failed(&self, operation: &'static str, key: &str, detail: String) -> StoreError {
         StoreError::Failed { operation, key: key.to_string(), location: self.location.clone(), detail }
     }
@@ -237,13 +247,7 @@ impl Store for LocalStore {
 
     fn download_range(&self, key: &str, offset: u64, len: u64, sink: &mut dyn Write, progress: &ProgressBar) -> Result<u64, StoreError> {
         use std::io::Seek;
-        self.count();
-        let path = self.path(key)?;
-        let mut file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(self.failed("GET", key, "no such object".into())),
-            Err(e) => return Err(self.failed("GET", key, e.to_string())),
-        };
+        let mut file = self.open_object(key)?;
         file.seek(io::SeekFrom::Start(offset)).map_err(self.io("GET", key))?;
         let mut src = progress.wrap_read(BufReader::with_capacity(fsutil::BUF_SIZE, file.take(len)));
         let copied = io::copy(&mut src, sink).map_err(|source| StoreError::LocalWrite { key: key.to_string(), source })?;
@@ -254,13 +258,7 @@ impl Store for LocalStore {
     }
 
     fn download(&self, key: &str, sink: &mut dyn Write, progress: &ProgressBar) -> Result<u64, StoreError> {
-        self.count();
-        let path = self.path(key)?;
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(self.failed("GET", key, "no such object".into())),
-            Err(e) => return Err(self.failed("GET", key, e.to_string())),
-        };
+        let file = self.open_object(key)?;
         let mut src = progress.wrap_read(BufReader::with_capacity(fsutil::BUF_SIZE, file));
         let mut buf = vec![0u8; fsutil::BUF_SIZE];
         let mut total = 0u64;
