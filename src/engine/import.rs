@@ -595,7 +595,7 @@ fn settle_entry(
             format!("`{file}` is none of the imported versions of `{stem}`: it was left as it was (docs/import.md says what to do)"),
         ));
     };
-    let pending = Pending { from_file: file.to_string(), ..publish::pending_from_working_copy(stem, key, &meta) };
+    let pending = Pending { from_file: file.to_string(), ..publish::pending_from_working_copy(stem, key, meta) };
     publish::finish_local(ctx, &pending, swaps)?;
     let now = meta.id(stem).file();
     Ok(if meta.version == head.version {
