@@ -331,10 +331,7 @@ impl Frames {
                 .prefix(".b2m-pack-")
                 .tempfile_in(ctx.tmp_dir())
                 .map_err(|e| Error::io("cannot create a temp file in", ctx.tmp_dir(), e))?;
-            for (offset, len) in stretches(&list) {
-                let mut sink = At { file: file.as_file(), offset };
-                frames.received += ctx.store.download_range(key, offset, len, &mut sink, bar)?;
-            }
+            frames.received += fetch_stretches(ctx, key, &stretches(&list), file.as_file(), bar)?;
             frames.files.insert((level, pack), file);
         }
         Ok(frames)
@@ -347,6 +344,33 @@ impl Frames {
         file.as_file().read_exact_at(&mut bytes, f.offset).map_err(|e| Error::io("cannot read", file.path(), e))?;
         Ok(bytes)
     }
+}
+
+/// A stretch longer than this is read in pieces of it, several at once.
+const PIECE: u64 = 16 << 20;
+/// Pieces in flight at once (as a whole download's stretches).
+const IN_FLIGHT: usize = 4;
+
+/// Reads byte ranges of `key` into `file` at their offsets, pieces of big ones side by side; the
+/// bytes read.
+fn fetch_stretches(ctx: &Context, key: &str, stretches: &[(u64, u64)], file: &std::fs::File, bar: &indicatif::ProgressBar) -> Result<u64> {
+    let pieces: Vec<(u64, u64)> = stretches
+        .iter()
+        .flat_map(|&(offset, len)| (0..len.div_ceil(PIECE)).map(move |i| (offset + i * PIECE, PIECE.min(len - i * PIECE))))
+        .collect();
+    let (store, next) = (ctx.store.as_ref(), std::sync::atomic::AtomicUsize::new(0));
+    let work = || -> Result<u64> {
+        let mut read = 0;
+        while let Some(&(offset, len)) = pieces.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
+            read += store.download_range(key, offset, len, &mut At { file, offset }, bar)?;
+        }
+        Ok(read)
+    };
+    let workers = IN_FLIGHT.min(pieces.len()).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers).map(|_| scope.spawn(work)).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).sum::<Result<u64>>()
+    })
 }
 
 /// Byte ranges covering `frames` (sorted by offset): neighbours merged.
