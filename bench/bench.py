@@ -1422,14 +1422,14 @@ class PagesRun:
             log(f"  note: b2m logged {logged} requests, the proxy saw {len(traffic.requests)}")
         return result, traffic
 
-    def anchor(self, figure, label, command, shaped=False):
+    def anchor(self, figure, label, command, shaped=False, counted=True):
         """An anchor's row; n/a with why when it cannot run."""
         try:
             result, traffic = self.proxy.measure(command, shaped)
         except (Unmeasurable, OSError) as e:
             self.rows.append(PageRow(figure, label, why=str(e)))
             return None
-        self.rows.append(PageRow(figure, label, run=result, traffic=traffic))
+        self.rows.append(PageRow(figure, label, run=result, traffic=traffic if counted else None))
         return result
 
     def limit(self, issue_mib_bytes):
@@ -1500,6 +1500,11 @@ class PagesRun:
                     full_download(anchors.aws_cp, f"s3://{BUCKET}/{anchor_keys['aws']}"))
         self.anchor("cold fetch of v1 (no local file)", "rclone copyto (full copy)",
                     full_download(anchors.rclone_copy, f"bench:{BUCKET}/{anchor_keys['rclone']}"))
+        # The proxy's own cost: the same copy straight to the server (not counted).
+        self.anchor("cold fetch of v1 (no local file)",
+                    "rclone copyto, straight to the server (what the proxy costs)",
+                    full_download(bench.anchors.rclone_copy,
+                                  f"bench:{BUCKET}/{anchor_keys['rclone']}"), counted=False)
         bench.b2m(servers["behind"], "download", DB_STEM)
         for project in servers.values():
             self.settle(project)
@@ -1507,8 +1512,7 @@ class PagesRun:
         # Versions of 1% change: published, fetched by the server on the previous version.
         steps = ["loopback", "loopback"] if self.smoke else ["loopback", "shaped", "loopback"]
         for n, link in enumerate(steps, start=2):
-            self.one_percent(dev, servers["server"], n, link, anchor_keys,
-                             with_rsync=(n == 2))
+            self.one_percent(dev, servers["server"], n, link, with_rsync=(n == 2))
         behind = len(steps)
         result, traffic = self.b2m(servers["behind"], "download", DB_STEM)
         packs = sum(d.pack_bytes or 0 for _, _, d in self.diffs[-behind:])
@@ -1559,7 +1563,7 @@ class PagesRun:
         return sum(size for key, size in self.bucket_objects().items()
                    if key not in before and not key.startswith("locks/"))
 
-    def one_percent(self, dev, server, version, link, anchor_keys, with_rsync):
+    def one_percent(self, dev, server, version, link, with_rsync):
         """v<version>: 1% of the pages changed, published, and fetched by the server on the
         previous version (through the shaped link when link == "shaped")."""
         anchors = self.anchors
@@ -1587,14 +1591,19 @@ class PagesRun:
                           traffic=traffic)
             self.rows.append(row)
             out = self.folder / "anchor-out.db"
+            same = f"s3://{BUCKET}/{ANCHOR_PREFIX}/{self.prefix}/v{version}.db"
 
             def full():
                 try:
-                    return anchors.aws_cp(f"s3://{BUCKET}/{anchor_keys['aws']}", out)
+                    return anchors.aws_cp(same, out)
                 finally:
                     out.unlink(missing_ok=True)
-            full_run = self.anchor(row.figure, "aws s3 cp (full transfer, same link)", full,
-                                   shaped=True)
+            try:  # the same file as a whole object, put there on loopback, unmeasured
+                self.anchors.aws_cp(current_db(dev), same)
+            except Unmeasurable:
+                pass  # the download below then says why
+            full_run = self.anchor(row.figure, "aws s3 cp of the same version (full transfer, "
+                                   "same link)", full, shaped=True)
             if full_run:
                 ratio = result.seconds / full_run.seconds
                 row.measured += f" ({ratio:.2f}× the full transfer)"
