@@ -2,6 +2,7 @@
 """b2m's figures, each beside what a user would otherwise run, in one run.
 
     python3 bench/bench.py [--sizes 64,1024] [--runs N] [--no-build] [--smoke]
+                           [--pages [--pages-size MiB] [--storage-size MiB]] [--only SECTIONS]
 
 For each database size (MiB): upload and download against one local S3 server (s3s-fs on
 127.0.0.1) beside `sqlite3 .backup` + `aws s3 cp` and `rclone copyto`, with every tool's peak
@@ -11,12 +12,29 @@ preflight with 3 databases of that size beside 3 of 1 MiB; bucket requests per c
 no-op preflight and a download through a proxy adding 40 ms of round trip (bench/delay_proxy.py),
 and a journal replay beside the sqlite3 shell.
 
+With --pages (and in --smoke, at 4 MiB), the figures of issue 20 (versions stored as pages) on a
+text-heavy database of --pages-size MiB (default 1024): its full upload fresh, beside full copies
+by `aws s3 cp` and `rclone copyto`; versions where 1% of the pages changed in separate places
+(rows updated across the file until a page diff of the file before and after says so), each
+published by a dev project and fetched by a server on the previous version; the same fetch
+through a link of 100 Mbit/s and 40 ms of round trip beside a full `aws s3 cp` through it; a
+server three versions behind; a DROP TABLE + VACUUM; a cold fetch; `sqlite3_rsync` on local
+paths where it is installed (the bound a bucket cannot beat); and the bucket's storage after 30
+versions of a --storage-size MiB database (default 64). Every command of that section runs
+through bench/shape_proxy.py, which counts bytes each way and requests by method (and shapes the
+link when asked), so each row has them beside the wall time and peak memory; the loopback wall
+times a target compares are measured again straight to the server. The commands are
+the plain `b2m upload DB` and `b2m download DB`, so the section measures today's b2m (whole
+files) and a b2m that stores pages alike. `--only pages` runs that section alone.
+
 Each figure is the median (min–max) of several runs, the tools taking turns (b2m, anchor 1,
 anchor 2, b2m, …), timed as the wall clock of the whole process; no-op preflights, which take
-milliseconds, run NOOP_RUNS times as often. The report is printed and written to
-bench/results/. awscli (into target/bench-venv), rclone and sqlite3 install themselves when
-missing; an anchor that cannot run is shown as n/a. The exit status is 1 only when a b2m command
-fails; missed targets are reported, not failed. B2M_BIN measures another b2m binary.
+milliseconds, run NOOP_RUNS times as often; the pages section measures each figure once (its
+versions follow one another). The report is printed and written to bench/results/. awscli (into
+target/bench-venv), rclone, sqlite3 and zstd install themselves when missing; an anchor that
+cannot run is shown as n/a. The exit status is 1 only when a b2m command fails (or the pages
+section's harness does); missed targets are reported, not failed. B2M_BIN measures another b2m
+binary (the examples are taken from beside it when target/release has none).
 """
 
 import argparse
@@ -24,6 +42,7 @@ import contextlib
 import datetime
 import hashlib
 import itertools
+import json
 import os
 import platform
 import random
@@ -41,6 +60,7 @@ import tempfile
 import threading
 import time
 import tomllib
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -313,7 +333,24 @@ def ensure_tools():
         "sqlite3": version_of(system_tool("sqlite3", "sqlite3"), "--version",
                               pick=lambda out: "sqlite3 " + out.split()[0]),
         "sha256sum": version_of(system_tool("sha256sum", "coreutils"), "--version"),
+        "zstd": version_of(system_tool("zstd", "zstd"), "--version",
+                           pick=lambda out: "zstd " + re.search(r"v[\d.]+", out).group()),
+        "sqlite3_rsync": version_of(sqlite3_rsync(), "--version",
+                                    pick=lambda out: "sqlite3_rsync " + out.split()[0]),
     }
+
+
+def sqlite3_rsync():
+    """sqlite3_rsync from PATH (Debian ships it in its sqlite3 package from SQLite 3.47 on; the
+    tool itself is SQLite's), or why there is none."""
+    path = shutil.which("sqlite3_rsync")
+    if path:
+        return Tool("sqlite3_rsync", path)
+    done = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "sqlite3"],
+                          capture_output=True, text=True)
+    package = (f"Debian's sqlite3 {done.stdout.strip()} does not ship it"
+               if done.returncode == 0 and done.stdout.strip() else "not on PATH")
+    return Tool("sqlite3_rsync", why=f"{package} (it came with SQLite 3.47)")
 
 
 class Anchors:
@@ -615,9 +652,10 @@ class Report:
             print(line, flush=True)
         self.lines.extend(lines)
 
-    def write(self, smoke):
+    def write(self, smoke, suffix=""):
         RESULTS.mkdir(exist_ok=True)
-        name = datetime.datetime.now().strftime("%Y-%m-%d-%H%M") + ("-smoke" if smoke else "")
+        name = (datetime.datetime.now().strftime("%Y-%m-%d-%H%M") + suffix
+                + ("-smoke" if smoke else ""))
         path = RESULTS / f"{name}.md"
         path.write_text("\n".join(self.lines) + "\n")
         return path
@@ -1011,6 +1049,761 @@ def replay(bench, name, rows, statements, runs, table):
                       f"sqlite3 {shell.peak_rss_mib():.0f} MiB", "", "", ""])
 
 
+# -- versions stored as pages (issue 20) ------------------------------------------------------
+
+# The issue's figures: a 1 GiB db, 1% of its pages changed in at least 1,000 separate places. Its
+# byte targets are for 1 GiB; at another size they are scaled by size / 1 GiB.
+ISSUE_MIB = 1024
+CHANGE_SHARE = 0.01
+CHANGE_PLACES = 1000
+SHAPED_MBIT, SHAPED_DELAY_MS = 100, 20  # the shaped link: 100 Mbit/s, 40 ms of round trip
+STORAGE_VERSIONS = 30
+PAGE_RSS_LIMIT_MIB = 64
+ANCHOR_PREFIX = "anchors"  # the anchors' objects: beside b2m's prefix, never in its storage sum
+SHAPE_PROXY = ROOT / "bench" / "shape_proxy.py"
+REQUEST_CLASSES = ("GET", "HEAD", "PUT", "POST", "DELETE", "LIST")
+
+
+def pseudo_words(count, seed=7):
+    """A fixed vocabulary of pronounceable words (text that compresses like prose)."""
+    rnd = random.Random(seed)
+    consonants, vowels = "bcdfghklmnprstvz", "aeiou"
+    words = set()
+    while len(words) < count:
+        words.add("".join(rnd.choice(consonants) + rnd.choice(vowels)
+                          for _ in range(rnd.randint(1, 4))))
+    return sorted(words)
+
+
+VOCABULARY = pseudo_words(4096)
+CITIES = pseudo_words(300, seed=11)
+STATUSES = ["new", "paid", "packed", "shipped", "delivered", "returned", "cancelled"]
+
+
+def prose(rnd, low, high):
+    """Text of low..high words from the vocabulary, in sentences."""
+    words = rnd.choices(VOCABULARY, k=rnd.randint(low, high))
+    for i in range(0, len(words), 12):
+        words[i] = words[i].capitalize()
+    return " ".join(words) + "."
+
+
+def stamp(rnd, year=2024):
+    return (f"{year}-{rnd.randint(1, 12):02d}-{rnd.randint(1, 28):02d} "
+            f"{rnd.randint(0, 23):02d}:{rnd.randint(0, 59):02d}:{rnd.randint(0, 59):02d}")
+
+
+PAGES_SCHEMA = """
+    PRAGMA journal_mode = DELETE;
+    CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL,
+                            city TEXT, about TEXT, created_at TEXT);
+    CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL, status TEXT,
+                         total REAL, lines TEXT, created_at TEXT, updated_at TEXT);
+    CREATE TABLE notes (id INTEGER PRIMARY KEY, customer_id INTEGER, title TEXT, body TEXT,
+                        updated_at TEXT);
+    CREATE TABLE events (id INTEGER PRIMARY KEY, kind TEXT, at TEXT, payload TEXT);
+    CREATE UNIQUE INDEX customers_email ON customers (email);
+    CREATE INDEX orders_customer ON orders (customer_id);
+    CREATE INDEX notes_updated ON notes (updated_at);
+"""
+# Rows per round of inserts: the tables grow together, as an application writes them, so every
+# table's pages are spread over the whole file. `events` (about 8% of the file) is the table the
+# VACUUM step drops.
+ROUND = {"customers": 20, "orders": 80, "notes": 40, "events": 40}
+
+
+def make_pages_database(path, size_mib, seed):
+    """A text-heavy database of about size_mib: customers, orders, notes and events, 3 indexes,
+    filled in rounds until the file reaches the size."""
+    rnd = random.Random(seed)
+    conn = sqlite3.connect(path)
+    conn.executescript(PAGES_SCHEMA)
+    conn.execute("PRAGMA synchronous = OFF")
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    ids = dict.fromkeys(ROUND, 0)
+
+    def next_ids(table):
+        first = ids[table] + 1
+        ids[table] += ROUND[table]
+        return range(first, ids[table] + 1)
+
+    rounds = 0
+    while conn.execute("PRAGMA page_count").fetchone()[0] * page_size < size_mib * MiB:
+        rounds += 1
+        if rounds % 25 == 0:
+            conn.commit()
+        conn.executemany("INSERT INTO customers VALUES (?, ?, ?, ?, ?, ?)", (
+            (i, f"{rnd.choice(VOCABULARY).title()} {rnd.choice(VOCABULARY).title()}",
+             f"c{i}.{rnd.choice(VOCABULARY)}@example.com", rnd.choice(CITIES),
+             prose(rnd, 5, 25), stamp(rnd, 2023)) for i in next_ids("customers")))
+        last_customer = ids["customers"]
+        conn.executemany("INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?)", (
+            (i, rnd.randint(1, last_customer), rnd.choice(STATUSES),
+             round(rnd.uniform(5, 900), 2),
+             "; ".join(f"{rnd.randint(1, 9)} x {rnd.choice(VOCABULARY)}"
+                       for _ in range(rnd.randint(1, 8))), stamp(rnd), stamp(rnd))
+            for i in next_ids("orders")))
+        conn.executemany("INSERT INTO notes VALUES (?, ?, ?, ?, ?)", (
+            (i, rnd.randint(1, last_customer), prose(rnd, 3, 8), prose(rnd, 60, 400),
+             stamp(rnd)) for i in next_ids("notes")))
+        conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", (
+            (i, rnd.choice(STATUSES), stamp(rnd),
+             f'{{"order": {rnd.randint(1, ids["orders"])}, "note": "{prose(rnd, 4, 20)}"}}')
+            for i in next_ids("events")))
+    conn.commit()
+    conn.close()
+
+
+# -- page diffs --
+
+def page_size_of(path):
+    """The page size in a database file's header."""
+    with open(path, "rb") as f:
+        header = f.read(100)
+    size = int.from_bytes(header[16:18], "big")
+    return 65536 if size == 1 else size
+
+
+def page_hashes(path):
+    """The sha1 of every page of a database file, in page order."""
+    size = page_size_of(path)
+    hashes = []
+    with open(path, "rb") as f:
+        while block := f.read(1024 * size):
+            view = memoryview(block)
+            hashes.extend(hashlib.sha1(view[i:i + size]).digest()
+                          for i in range(0, len(block), size))
+    return hashes
+
+
+@dataclass
+class PageDiff:
+    """How one version's file differs from the one before, page by page."""
+    pages: int  # pages in the new file
+    page_size: int
+    changed: list  # page numbers (0-based) whose bytes differ at the same place, or new at the end
+    runs: int  # separate places: maximal runs of consecutive changed pages
+    new_content: list  # page numbers whose content appears nowhere in the old file
+    pack_bytes: int = None  # zstd -3 of the pages with new content: one version's pack
+
+    @classmethod
+    def of(cls, before, after, page_size):
+        changed = [i for i, h in enumerate(after) if i >= len(before) or before[i] != h]
+        runs = sum(1 for n, i in enumerate(changed) if n == 0 or changed[n - 1] != i - 1)
+        old = set(before)
+        seen, fresh = set(), []
+        for i, h in enumerate(after):
+            if h not in old and h not in seen:
+                seen.add(h)
+                fresh.append(i)
+        return cls(len(after), page_size, changed, runs, fresh)
+
+    def share(self, pages):
+        return f"{len(pages):,} ({100 * len(pages) / max(self.pages, 1):.2f}%)"
+
+
+def zstd_size(zstd, chunks):
+    """Bytes of `zstd -3` of the concatenated chunks (an iterable of bytes), or None."""
+    if not zstd.path:
+        return None
+    proc = subprocess.Popen([zstd.path, "-3", "-q", "-c", "-T2"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE)
+    total = 0
+
+    def count():
+        nonlocal total
+        while block := proc.stdout.read(1 << 20):
+            total += len(block)
+    reader = threading.Thread(target=count)
+    reader.start()
+    try:
+        for chunk in chunks:
+            proc.stdin.write(chunk)
+    finally:
+        proc.stdin.close()
+        reader.join()
+        proc.wait()
+    return total if proc.returncode == 0 else None
+
+
+def file_blocks(path):
+    with open(path, "rb") as f:
+        while block := f.read(4 * MiB):
+            yield block
+
+
+def pages_of(path, numbers, page_size):
+    with open(path, "rb") as f:
+        for i in numbers:
+            f.seek(i * page_size)
+            yield f.read(page_size)
+
+
+def change_pages(path, rnd, zstd, share=CHANGE_SHARE):
+    """Updates rows spread over the file (note bodies, order statuses, customer cities, with
+    their indexes) in rounds until at least `share` of the pages changed; the page diff."""
+    page_size = page_size_of(path)
+    before = page_hashes(path)
+    goal = max(1, int(share * len(before) + 0.999))
+    conn = sqlite3.connect(path)
+    top = {t: conn.execute(f"SELECT max(id) FROM {t}").fetchone()[0] or 0
+           for t in ("customers", "orders", "notes")}
+    updates, batch = 0, max(4, goal // 4)
+    while True:
+        for _ in range(batch):
+            table = rnd.choices(("notes", "orders", "customers"), weights=(5, 3, 1))[0]
+            row = rnd.randint(1, top[table])
+            if table == "notes":
+                conn.execute("UPDATE notes SET body = ?, updated_at = ? WHERE id = ?",
+                             (prose(rnd, 60, 400), stamp(rnd, 2025), row))
+            elif table == "orders":
+                conn.execute("UPDATE orders SET status = ?, updated_at = ? WHERE id = ?",
+                             (rnd.choice(STATUSES), stamp(rnd, 2025), row))
+            else:
+                conn.execute("UPDATE customers SET city = ? WHERE id = ?",
+                             (rnd.choice(CITIES), row))
+        conn.commit()
+        updates += batch
+        after = page_hashes(path)
+        changed = sum(1 for i, h in enumerate(after) if i >= len(before) or before[i] != h)
+        if changed >= goal:
+            break
+        per_update = max(changed, 1) / updates
+        batch = max(1, int((goal - changed) / per_update / 2 + 1))
+    conn.close()
+    diff = PageDiff.of(before, after, page_size)
+    diff.pack_bytes = zstd_size(zstd, pages_of(path, diff.new_content, page_size))
+    log(f"  changed {diff.share(diff.changed)} pages in {diff.runs:,} places "
+        f"({updates:,} row updates); new content {len(diff.new_content):,} pages")
+    return diff
+
+
+def drop_and_vacuum(path, zstd, table="events"):
+    """DROP TABLE + VACUUM (pages move, most content stays); the page diff."""
+    before = page_hashes(path)
+    conn = sqlite3.connect(path)
+    conn.execute(f"DROP TABLE {table}")
+    conn.commit()
+    conn.execute("VACUUM")
+    conn.close()
+    after = page_hashes(path)
+    diff = PageDiff.of(before, after, page_size_of(path))
+    diff.pack_bytes = zstd_size(zstd, pages_of(path, diff.new_content, diff.page_size))
+    log(f"  drop {table} + VACUUM: {len(before):,} → {len(after):,} pages, "
+        f"{diff.share(diff.changed)} changed in {diff.runs:,} places, "
+        f"new content {diff.share(diff.new_content)}")
+    return diff
+
+
+# -- the counting proxy --
+
+@dataclass
+class Traffic:
+    """What crossed the counting proxy during one command."""
+    up: int = 0
+    down: int = 0
+    connections: int = 0
+    unparsed: int = 0
+    requests: list = field(default_factory=list)
+
+    def count(self, cls):
+        return sum(1 for r in self.requests if r["class"] == cls)
+
+    def requests_text(self):
+        """`3 (GET 2, HEAD 1)`; a `?` when a connection could not be followed."""
+        parts = [f"{c} {self.count(c)}" for c in REQUEST_CLASSES if self.count(c)]
+        text = f"{len(self.requests)} ({', '.join(parts)})" if parts else "0"
+        return text + (f"; {self.unparsed} connection(s) not followed" if self.unparsed else "")
+
+    def data_writes(self):
+        """PUTs and POSTs of version data: any key under dbs/ but a version's .json metadata
+        (the rest — metadata, db.toml, leases, fleet, ledger — is what a publish writes today
+        beside the file)."""
+        return sum(1 for r in self.requests if r["method"] in ("PUT", "POST")
+                   and is_data_key(r["key"]))
+
+
+def is_data_key(key):
+    parts = key.split("/")
+    return "dbs" in parts[:-1] and not key.endswith(".json")
+
+
+class CountingProxy:
+    """bench/shape_proxy.py in front of the S3 server, driven through its control port."""
+
+    def __init__(self, background, target_port):
+        self.port, self.control = free_port(), free_port()
+        background.start("shape-proxy", [sys.executable, str(SHAPE_PROXY), str(self.port),
+                                         str(target_port), str(self.control)], self.port)
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+
+    def _call(self, method, path):
+        request = urllib.request.Request(f"http://127.0.0.1:{self.control}{path}", method=method)
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return json.load(answer)
+
+    def shape(self, mbit=0, delay_ms=0):
+        self._call("POST", f"/shape?mbit={mbit}&delay_ms={delay_ms}")
+
+    def measure(self, command, shaped=False):
+        """(Run, Traffic) of command(), counted alone (and shaped, when asked)."""
+        self._call("POST", "/reset")
+        if shaped:
+            self.shape(SHAPED_MBIT, SHAPED_DELAY_MS)
+        try:
+            result = command()
+        finally:
+            if shaped:
+                self.shape()
+        counts = self._call("GET", "/counts")
+        return result, Traffic(**counts)
+
+
+# -- the section --
+
+def fmt_bytes(n):
+    """`512 B`, `3.4 KiB`, `5.21 MiB`, `1.00 GiB`."""
+    if n is None:
+        return "n/a"
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n} B"
+
+
+@dataclass
+class PageRow:
+    """One row of the pages table: a figure, the command measured, and what it cost."""
+    figure: str
+    command: str
+    measured: str = "—"
+    target: str = "—"
+    ok: str = "—"
+    run: Run = None
+    traffic: Traffic = None
+    why: str = ""
+
+    def cells(self):
+        if self.run is None:
+            return [self.figure, self.command, self.measured if not self.why
+                    else f"n/a ({self.why})", self.target, self.ok, "", "", "", "", ""]
+        t = self.traffic
+        return [self.figure, self.command, self.measured, self.target, self.ok,
+                fmt_bytes(t.up) if t else "—", fmt_bytes(t.down) if t else "—",
+                t.requests_text() if t else "—", fmt_time(self.run.seconds),
+                f"{self.run.rss_kib / 1024:.0f} MiB"]
+
+
+PAGE_HEADER = ["figure", "command", "measured", "target", "met?", "sent", "received",
+               "requests (by method)", "wall", "peak RSS"]
+
+
+class PagesRun:
+    """The figures of issue 20 against one S3 server, every command through the counting
+    proxy: a dev project publishing, servers fetching, anchors copying whole files."""
+
+    def __init__(self, bench, proxy, folder, prefix, size_mib, smoke):
+        self.bench, self.proxy, self.folder, self.prefix = bench, proxy, folder, prefix
+        self.size_mib, self.smoke = size_mib, smoke
+        self.scale = size_mib / ISSUE_MIB
+        self.rows, self.diffs, self.b2m_rss = [], [], []
+        self.zstd = bench.anchors.tools["zstd"]
+        self.rnd = random.Random(20)
+        # The anchors talk to the same server through the same proxy, so they are counted too.
+        self.anchors = Anchors(bench.anchors.tools, proxy.endpoint, bench.b2m.gnu_time)
+
+    # -- helpers --
+
+    def b2m(self, project, *args, shaped=False):
+        """A b2m command through the proxy: (Run, Traffic)."""
+        result, traffic = self.proxy.measure(lambda: self.bench.b2m(project, *args), shaped)
+        self.b2m_rss.append(result.rss_kib / 1024)
+        logged = B2m.requests(result)
+        if logged is not None and logged != len(traffic.requests):
+            log(f"  note: b2m logged {logged} requests, the proxy saw {len(traffic.requests)}")
+        return result, traffic
+
+    def anchor(self, figure, label, command, shaped=False, counted=True):
+        """An anchor's row; n/a with why when it cannot run."""
+        try:
+            result, traffic = self.proxy.measure(command, shaped)
+        except (Unmeasurable, OSError) as e:
+            self.rows.append(PageRow(figure, label, why=str(e)))
+            return None
+        self.rows.append(PageRow(figure, label, run=result, traffic=traffic if counted else None))
+        return result
+
+    def limit(self, issue_mib_bytes):
+        return issue_mib_bytes * self.scale
+
+    def bucket_objects(self, prefix=None):
+        """{key: size} of every object under the prefix (s3s-fs keeps objects as files)."""
+        root = self.bench.work / "s3" / BUCKET / (prefix or self.prefix)
+        return {str(p.relative_to(root)): p.stat().st_size
+                for p in root.rglob("*") if p.is_file()} if root.exists() else {}
+
+    def settle(self, project):
+        """A server's file as a server's is: written a while ago, its hash cached (b2m trusts
+        its cache only for files older than a few seconds)."""
+        backdate(current_db(project), 60)
+        self.bench.b2m(project, "status")
+
+    # -- figures --
+
+    def run(self):
+        bench, folder, anchors = self.bench, self.folder, self.anchors
+        source = folder / "source.db"
+        log(f"pages: making a {self.size_mib} MiB text-heavy database…")
+        make_pages_database(source, self.size_mib, seed=self.size_mib)
+        self.db_bytes = source.stat().st_size
+        self.compressed = zstd_size(self.zstd, file_blocks(source))
+        url = f"s3://{BUCKET}/{self.prefix}"
+        dev = make_project(folder / "dev", url, self.proxy.endpoint,
+                           {DB_KEY: f"{DB_STEM}-v1.db"})
+        shutil.copyfile(source, dev / DB_DIR / f"{DB_STEM}-v1.db")
+        source.unlink()
+
+        # A fresh db's full upload, beside full copies by aws s3 cp and rclone copyto; then b2m
+        # and rclone again straight to the server, for the wall times the target compares (the
+        # proxy, one Python thread per connection each way, slows one stream more than several).
+        log("pages: full upload of a fresh db")
+        fresh = folder / "fresh.db"
+        shutil.copyfile(current_db(dev), fresh)
+        result, traffic = self.b2m(dev, "upload", DB_STEM)
+        self.rows.append(PageRow("full upload of a fresh db", "b2m upload",
+                                 fmt_time(result.seconds), run=result, traffic=traffic))
+        out = folder / "anchor-out.db"
+        anchor_keys = {"aws": f"{ANCHOR_PREFIX}/{self.prefix}/aws.db",
+                       "rclone": f"{ANCHOR_PREFIX}/{self.prefix}/rclone.db"}
+        self.anchor("full upload of a fresh db", "aws s3 cp (full copy)",
+                    lambda: anchors.aws_cp(current_db(dev), f"s3://{BUCKET}/{anchor_keys['aws']}"))
+        self.anchor(
+            "full upload of a fresh db", "rclone copyto (full copy)",
+            lambda: anchors.rclone_copy(current_db(dev), f"bench:{BUCKET}/{anchor_keys['rclone']}"))
+        self.straight_upload(fresh, anchor_keys)
+
+        def full_download(copy, src):
+            def command():
+                try:
+                    return copy(src, out)
+                finally:
+                    out.unlink(missing_ok=True)
+            return command
+
+        # Two servers on v1: one follows every version, one stays behind.
+        servers = {}
+        for name in ("server", "behind"):
+            servers[name] = bench.server(folder / name, self.prefix, self.proxy.endpoint)
+        result, traffic = self.b2m(servers["server"], "download", DB_STEM)
+        self.rows.append(PageRow("cold fetch of v1 (no local file)", "b2m download",
+                                 fmt_bytes(traffic.down), run=result, traffic=traffic))
+        self.anchor("cold fetch of v1 (no local file)", "aws s3 cp (full copy)",
+                    full_download(anchors.aws_cp, f"s3://{BUCKET}/{anchor_keys['aws']}"))
+        self.anchor("cold fetch of v1 (no local file)", "rclone copyto (full copy)",
+                    full_download(anchors.rclone_copy, f"bench:{BUCKET}/{anchor_keys['rclone']}"))
+        # What the proxy costs one stream: the same copy straight to the server.
+        self.anchor("cold fetch of v1 (no local file)",
+                    "rclone copyto, straight to the server (not counted)",
+                    full_download(bench.anchors.rclone_copy,
+                                  f"bench:{BUCKET}/{anchor_keys['rclone']}"), counted=False)
+        bench.b2m(servers["behind"], "download", DB_STEM)
+        for project in servers.values():
+            self.settle(project)
+
+        # Versions of 1% change: published, fetched by the server on the previous version.
+        steps = ["loopback", "loopback"] if self.smoke else ["loopback", "shaped", "loopback"]
+        for n, link in enumerate(steps, start=2):
+            self.one_percent(dev, servers["server"], n, link, with_rsync=(n == 2))
+        behind = len(steps)
+        result, traffic = self.b2m(servers["behind"], "download", DB_STEM)
+        packs = sum(d.pack_bytes or 0 for _, _, d in self.diffs[-behind:])
+        one_fetch = next(r for r in self.rows if "previous version" in r.figure)
+        gets_limit = one_fetch.traffic.count("GET") + 4
+        ok = traffic.down <= packs and traffic.count("GET") <= gets_limit
+        self.rows.append(PageRow(
+            f"a server {behind} versions behind (v1 → v{behind + 1})", "b2m download",
+            fmt_bytes(traffic.down),
+            f"≤ {behind} × one version's pack (Σ {fmt_bytes(packs)}), GETs ≤ {gets_limit} "
+            f"(a 1-behind fetch's + 4)", met(ok), run=result, traffic=traffic))
+        self.settle(servers["behind"])
+
+        # DROP TABLE + VACUUM: pages move, their content stays.
+        version = behind + 2
+        log(f"pages: v{version}, drop a table + VACUUM")
+        diff = drop_and_vacuum(current_db(dev), self.zstd)
+        self.diffs.append(("drop events + VACUUM", version, diff))
+        before = self.bucket_objects()
+        result, traffic = self.b2m(dev, "upload", DB_STEM)
+        stored = self.stored_since(before)
+        limit = 0.10 * self.db_bytes
+        self.rows.append(PageRow("publish after DROP TABLE + VACUUM", "b2m upload",
+                                 f"{fmt_bytes(traffic.up)}; stored {fmt_bytes(stored)}",
+                                 f"≤ 10% of the db ({fmt_bytes(limit)})",
+                                 met(traffic.up <= limit), run=result, traffic=traffic))
+        result, traffic = self.b2m(servers["server"], "download", DB_STEM)
+        self.rows.append(PageRow("fetch after DROP TABLE + VACUUM", "b2m download",
+                                 fmt_bytes(traffic.down), f"≤ 10% of the db ({fmt_bytes(limit)})",
+                                 met(traffic.down <= limit), run=result, traffic=traffic))
+
+        # A cold fetch of the newest version: no local file, no state (a new server project);
+        # then again straight to the server, for the wall time.
+        cold = bench.server(folder / "cold", self.prefix, self.proxy.endpoint)
+        result, traffic = self.b2m(cold, "download", DB_STEM)
+        size = current_db(cold).stat().st_size
+        compressed = zstd_size(self.zstd, file_blocks(current_db(cold)))
+        figure = f"cold fetch of v{version} (no local file)"
+        self.rows.append(PageRow(
+            figure, "b2m download", f"{fmt_bytes(traffic.down)} of a {fmt_bytes(size)} file",
+            f"≤ the compressed size ({fmt_bytes(compressed)}, zstd -3)",
+            met(compressed is not None and traffic.down <= compressed), run=result,
+            traffic=traffic))
+        shutil.rmtree(cold)
+        cold = bench.server(folder / "cold-straight", self.prefix)
+        result = bench.b2m(cold, "download", DB_STEM)
+        self.b2m_rss.append(result.rss_kib / 1024)
+        self.rows.append(PageRow(figure, "b2m download, straight to the server (not counted)",
+                                 fmt_time(result.seconds), "wall ≤ 1.0× today's", run=result))
+        shutil.rmtree(cold)
+        self.bucket_after = self.bucket_objects()
+
+    def straight_upload(self, fresh, anchor_keys):
+        """The fresh db's full upload by b2m (to a prefix of its own) and by rclone copyto,
+        straight to the server: the wall times the target compares."""
+        bench, figure = self.bench, "full upload of a fresh db"
+        prefix = f"{self.prefix}-straight"
+        project = make_project(self.folder / "straight", f"s3://{BUCKET}/{prefix}",
+                               bench.endpoint, {DB_KEY: f"{DB_STEM}-v1.db"})
+        shutil.move(fresh, project / DB_DIR / f"{DB_STEM}-v1.db")
+        try:
+            result = bench.b2m(project, "upload", DB_STEM)
+            self.b2m_rss.append(result.rss_kib / 1024)
+            row = PageRow(figure, "b2m upload, straight to the server (not counted)",
+                          fmt_time(result.seconds), "≤ 1.0× rclone copyto", run=result)
+            self.rows.append(row)
+            rclone = self.anchor(figure, "rclone copyto, straight to the server (not counted)",
+                                 lambda: bench.anchors.rclone_copy(
+                                     current_db(project),
+                                     f"bench:{BUCKET}/{anchor_keys['rclone']}.straight"),
+                                 counted=False)
+            if rclone:
+                ratio = result.seconds / rclone.seconds
+                row.measured += f" ({ratio:.2f}× rclone)"
+                row.ok = met(ratio <= 1.0)
+        finally:
+            shutil.rmtree(project, ignore_errors=True)
+            shutil.rmtree(bench.work / "s3" / BUCKET / prefix, ignore_errors=True)
+
+    def stored_since(self, before):
+        """Bytes of the objects a publish added under the prefix (leases excluded)."""
+        return sum(size for key, size in self.bucket_objects().items()
+                   if key not in before and not key.startswith("locks/"))
+
+    def one_percent(self, dev, server, version, link, with_rsync):
+        """v<version>: 1% of the pages changed, published, and fetched by the server on the
+        previous version (through the shaped link when link == "shaped")."""
+        anchors = self.anchors
+        log(f"pages: v{version}, 1% of the pages ({link})")
+        diff = change_pages(current_db(dev), self.rnd, self.zstd)
+        self.diffs.append(("1% of the pages", version, diff))
+        before = self.bucket_objects()
+        result, traffic = self.b2m(dev, "upload", DB_STEM)
+        stored = self.stored_since(before)
+        limit = self.limit(6 * MiB)
+        ok = traffic.up <= limit and traffic.count("LIST") == 0 and traffic.data_writes() <= 3
+        self.rows.append(PageRow(
+            f"publish, 1% changed (v{version})", "b2m upload",
+            f"{fmt_bytes(traffic.up)}; {traffic.count('LIST')} LIST, "
+            f"{traffic.data_writes()} data PUT/POST; stored {fmt_bytes(stored)}",
+            f"≤ {fmt_bytes(limit)}, no LIST, ≤ 3 data PUTs beyond metadata + commit", met(ok),
+            run=result, traffic=traffic))
+        if with_rsync:
+            self.rsync(dev, server, version)
+        if link == "shaped":
+            result, traffic = self.b2m(server, "download", DB_STEM, shaped=True)
+            row = PageRow(f"fetch, 1% changed, through {SHAPED_MBIT} Mbit/s + "
+                          f"{2 * SHAPED_DELAY_MS} ms (v{version})", "b2m download",
+                          fmt_time(result.seconds), "≤ 1/10 of a full transfer", run=result,
+                          traffic=traffic)
+            self.rows.append(row)
+            out = self.folder / "anchor-out.db"
+            same = f"s3://{BUCKET}/{ANCHOR_PREFIX}/{self.prefix}/v{version}.db"
+
+            def full():
+                try:
+                    return anchors.aws_cp(same, out)
+                finally:
+                    out.unlink(missing_ok=True)
+            try:  # the same file as a whole object, put there on loopback, unmeasured
+                self.anchors.aws_cp(current_db(dev), same)
+            except Unmeasurable:
+                pass  # the download below then says why
+            full_run = self.anchor(row.figure, "aws s3 cp of the same version (full transfer, "
+                                   "same link)", full, shaped=True)
+            if full_run:
+                ratio = result.seconds / full_run.seconds
+                row.measured += f" ({ratio:.2f}× the full transfer)"
+                row.ok = met(ratio <= 0.1)
+        else:
+            result, traffic = self.b2m(server, "download", DB_STEM)
+            limit = self.limit(6 * MiB)
+            ok = traffic.down <= limit and traffic.count("GET") <= 4
+            self.rows.append(PageRow(
+                f"fetch, 1% changed, previous version on the server (v{version})",
+                "b2m download", f"{fmt_bytes(traffic.down)}; {traffic.count('GET')} GET",
+                f"≤ {fmt_bytes(limit)}, ≤ 4 GETs including db.toml", met(ok), run=result,
+                traffic=traffic))
+        self.settle(server)
+
+    def rsync(self, dev, server, version):
+        """sqlite3_rsync ORIGIN REPLICA on local paths: the bound a bucket cannot beat (it runs
+        a process on both ends), where Debian's sqlite3 ships it."""
+        figure = f"fetch, 1% changed (v{version}): rsync bound"
+        tool = self.bench.anchors.tools["sqlite3_rsync"]
+        if not tool.path:
+            self.rows.append(PageRow(figure, "sqlite3_rsync ORIGIN REPLICA", why=tool.why))
+            return
+        replica = self.folder / "rsync-replica.db"
+        shutil.copyfile(current_db(server), replica)
+        try:
+            result = run(tool.argv("-v", str(current_db(dev)), str(replica)), clean_env(),
+                         self.bench.b2m.gnu_time)
+            self.rows.append(PageRow(figure, "sqlite3_rsync ORIGIN REPLICA (local paths)",
+                                     last_line(result.output), run=result))
+        except Unmeasurable as e:
+            self.rows.append(PageRow(figure, "sqlite3_rsync ORIGIN REPLICA", why=str(e)))
+        finally:
+            replica.unlink(missing_ok=True)
+
+    def memory_row(self, storage_rss=None):
+        peak = max(self.b2m_rss)
+        text = f"{peak:.0f} MiB (max over {len(self.b2m_rss)} b2m commands)"
+        if storage_rss:
+            text += f"; {max(storage_rss):.0f} MiB at the storage run's size"
+        return [PageRow("peak memory", "every b2m command above", text,
+                        f"≤ {PAGE_RSS_LIMIT_MIB} MiB, flat in db size",
+                        met(peak <= PAGE_RSS_LIMIT_MIB)).cells()]
+
+
+def storage_run(bench, proxy, folder, prefix, size_mib, versions):
+    """`versions` daily versions of 1% change published to one prefix: the bucket's stored bytes
+    beside versions × the db size and the target (2 compressed bases + the packs)."""
+    zstd = bench.anchors.tools["zstd"]
+    source = folder / "source.db"
+    log(f"storage: {versions} versions of a {size_mib} MiB db…")
+    make_pages_database(source, size_mib, seed=30 + size_mib)
+    project = make_project(folder / "dev", f"s3://{BUCKET}/{prefix}", proxy.endpoint,
+                           {DB_KEY: f"{DB_STEM}-v1.db"})
+    shutil.copyfile(source, project / DB_DIR / f"{DB_STEM}-v1.db")
+    source.unlink()
+    base = zstd_size(zstd, file_blocks(current_db(project)))
+    rnd = random.Random(30)
+    sent, rss, seconds, packs, sizes = 0, [], 0.0, 0, 0
+    for version in range(1, versions + 1):
+        if version > 1:
+            diff = change_pages(current_db(project), rnd, zstd)
+            packs += diff.pack_bytes or 0
+        sizes += current_db(project).stat().st_size
+        result, traffic = proxy.measure(lambda: bench.b2m(project, "upload", DB_STEM))
+        sent += traffic.up
+        seconds += result.seconds
+        rss.append(result.rss_kib / 1024)
+    root = bench.work / "s3" / BUCKET / prefix
+    objects = [p for p in root.rglob("*") if p.is_file() and "locks" not in p.parts]
+    stored = sum(p.stat().st_size for p in objects)
+    target = 2 * base + packs if base is not None else None
+    row = ["bucket storage", f"{versions} versions, 1% change each", fmt_bytes(stored),
+           f"≤ 2 compressed bases + the packs ({fmt_bytes(target)})",
+           met(target is not None and stored <= target), fmt_bytes(sent), "",
+           f"{versions} uploads", fmt_time(seconds), f"{max(rss):.0f} MiB"]
+    facts = (f"{len(objects)} objects ({object_kinds(objects)}); {versions} × the db = "
+             f"{fmt_bytes(sizes)}; one compressed base (zstd -3) {fmt_bytes(base)}, "
+             f"Σ {versions - 1} packs (zstd -3 of each version's new pages) {fmt_bytes(packs)}")
+    return row, facts, rss
+
+
+def object_kinds(paths):
+    """`.db × 2, .json × 30, …`: the bucket's objects by what their names end with."""
+    kinds = {}
+    for p in paths:
+        name = p.name if isinstance(p, Path) else p
+        kind = "db.toml" if name == "db.toml" else (Path(name).suffix or name)
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return ", ".join(f"{k} × {n}" for k, n in sorted(kinds.items()))
+
+
+def pages_section(bench, report, size_mib, smoke, storage_mib):
+    """Issue 20's figures: publish and fetch of a few versions of a size_mib db, every command
+    counted through bench/shape_proxy.py; then the 30-version storage run at storage_mib."""
+    proxy = CountingProxy(bench.background, bench.port)
+    name = f"pages-{size_mib}mib"
+    folder = bench.folder(name)
+    pages = PagesRun(bench, proxy, folder, name, size_mib, smoke)
+    failed = None
+    try:
+        pages.run()
+    except B2mFailed as e:
+        failed = str(e)
+        bench.failures.append(f"{name}: {e}")
+    except Exception as e:  # a harness bug: the rows measured so far are still reported
+        import traceback
+        traceback.print_exc()
+        failed = f"the harness failed: {e!r}"
+        bench.failures.append(f"{name}: {failed}")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    storage, facts, storage_rss = None, "", None
+    if not smoke and storage_mib and not failed:
+        storage_name = f"pages-storage-{storage_mib}mib"
+        try:
+            storage, facts, storage_rss = storage_run(bench, proxy, bench.folder(storage_name),
+                                                      storage_name, storage_mib, STORAGE_VERSIONS)
+        except B2mFailed as e:
+            bench.failures.append(f"{storage_name}: {e}")
+            facts = f"**b2m failed**: {e}"
+        finally:
+            bench.discard(storage_name)
+    bench.discard(name)
+    shutil.rmtree(bench.work / "s3" / BUCKET / ANCHOR_PREFIX / name, ignore_errors=True)
+
+    db = getattr(pages, "db_bytes", None)
+    report.add(f"## Versions stored as pages (issue 20): a {size_mib} MiB database", "",
+               f"A text-heavy database ({fmt_bytes(db)}; 4 tables, 3 indexes; "
+               f"{fmt_bytes(getattr(pages, 'compressed', None))} compressed by zstd -3), "
+               f"published by a dev project and fetched by servers, every command through "
+               f"bench/shape_proxy.py (counting bytes and requests; loopback unless the row says "
+               f"a shaped link: {SHAPED_MBIT} Mbit/s each way and {SHAPED_DELAY_MS} ms each way). "
+               f"One run per figure. Byte targets are the issue's for 1 GiB"
+               + ("" if size_mib == ISSUE_MIB else f", scaled to {size_mib} MiB") + ". "
+               "\"sent\" is client → server (requests), \"received\" server → client, HTTP "
+               "headers included; LIST is a GET listing the bucket; \"data PUT/POST\" write a key "
+               "under dbs/ that is not a version's .json metadata; \"stored\" is what the "
+               "publish added to the bucket.", "")
+    if failed:
+        report.add(f"**b2m failed**: {failed}", "")
+    rows = [r.cells() for r in pages.rows]
+    if pages.b2m_rss:
+        rows += pages.memory_row(storage_rss)
+    if storage:
+        rows.append(storage)
+    report.add(*md_table(PAGE_HEADER, rows), "")
+    if facts:
+        report.add(f"Storage run ({STORAGE_VERSIONS} versions of a {storage_mib} MiB db, "
+                   f"a smaller size than the figures above so that it stays minutes): {facts}.", "")
+    if getattr(pages, "bucket_after", None):
+        objects = pages.bucket_after
+        report.add(f"The bucket after the figures: {len(objects)} objects under the prefix, "
+                   f"{fmt_bytes(sum(objects.values()))} "
+                   f"({object_kinds([k.split('/')[-1] for k in objects])}).", "")
+    diff_rows = [[f"v{version}: {what}", f"{d.pages:,}", d.share(d.changed), f"{d.runs:,}",
+                  d.share(d.new_content), fmt_bytes(d.pack_bytes)]
+                 for what, version, d in pages.diffs]
+    report.add("Page diffs (the page-by-page comparison of each version's file with the one "
+               "before; a page's content is new when no page of the old file had it; the pack "
+               "estimate is zstd -3 of the new pages):", "",
+               *md_table(["version", "pages", "changed pages", "separate places",
+                          "pages with new content", "pack estimate"], diff_rows), "")
+
+
 # -- the run ----------------------------------------------------------------------------------
 
 def machine_facts(b2m_bin, measured, tools):
@@ -1043,6 +1836,14 @@ def machine_facts(b2m_bin, measured, tools):
     ]
 
 
+def example(name, b2m_bin):
+    """An example binary: target/release/examples/, else the one beside B2M_BIN's (a binary
+    measured from another work tree)."""
+    own = RELEASE / "examples" / name
+    beside = b2m_bin.parent / "examples" / name
+    return beside if not own.exists() and beside.exists() else own
+
+
 def snapshot(binary, copy):
     """A copy of binary to run, so that a rebuild during the run changes nothing measured."""
     return Path(shutil.copy2(binary, copy))
@@ -1064,12 +1865,34 @@ def parse_args():
     parser.add_argument("--no-build", action="store_true",
                         help="use the release binaries as they are")
     parser.add_argument("--smoke", action="store_true",
-                        help="4 MiB, 1 run, a 10k-statement replay: checks the harness in < 2 min")
+                        help="4 MiB, 1 run, a 10k-statement replay, the pages section at 4 MiB "
+                             "without shaped link or storage run: checks the harness in minutes")
+    parser.add_argument("--pages", action="store_true",
+                        help="add the section of issue 20 (versions stored as pages)")
+    parser.add_argument("--pages-size", type=int, default=1024, metavar="MiB",
+                        help="its database size (default 1024)")
+    parser.add_argument("--storage-size", type=int, default=64, metavar="MiB",
+                        help=f"its {STORAGE_VERSIONS}-version storage run's database size "
+                             "(default 64; 0 skips the run)")
+    parser.add_argument("--only", metavar="SECTIONS",
+                        help=f"run only these sections, comma-separated: {', '.join(SECTIONS)}")
     args = parser.parse_args()
     args.sizes = [4] if args.smoke else [int(s) for s in args.sizes.split(",") if s.strip()]
     if args.smoke:
         args.runs = 1
+        args.pages_size = 4
+    if args.only:
+        args.sections = [s.strip() for s in args.only.split(",") if s.strip()]
+        if unknown := set(args.sections) - set(SECTIONS):
+            parser.error(f"unknown section {', '.join(sorted(unknown))}: "
+                         f"choose from {', '.join(SECTIONS)}")
+    else:
+        args.sections = [s for s in SECTIONS if s != "pages" or args.pages or args.smoke]
     return args
+
+
+# The report's sections, in order.
+SECTIONS = ("sizes", "proxy", "replay", "pages")
 
 
 def runs_for(args, size_mib):
@@ -1077,7 +1900,19 @@ def runs_for(args, size_mib):
 
 
 def measure_all(bench, report, args):
-    """Every section of the report."""
+    """Every section of the report that args select."""
+    if "sizes" in args.sections:
+        measure_sizes(bench, report, args)
+    if "proxy" in args.sections:
+        measure_proxy(bench, report, args)
+    if "replay" in args.sections:
+        measure_replay(bench, report, args)
+    if "pages" in args.sections:
+        pages_section(bench, report, args.pages_size, args.smoke, args.storage_size)
+
+
+def measure_sizes(bench, report, args):
+    """The per-size tables and peak memory across sizes."""
     rss_by_size = {}
     for size in args.sizes:
         rss_by_size[size] = bench_size(bench, report, size, runs_for(args, size))
@@ -1092,6 +1927,9 @@ def measure_all(bench, report, args):
     if len(rss_by_size) > 1:
         rss_across_sizes(report, rss_by_size)
 
+
+def measure_proxy(bench, report, args):
+    """A no-op preflight and a download through the delay proxy."""
     proxy_size = 4 if args.smoke else 64
     rows = []
     bench.figure("proxy", rows, proxied, proxy_size, runs_for(args, proxy_size), rows)
@@ -1103,6 +1941,9 @@ def measure_all(bench, report, args):
                *md_table(["figure", "b2m through the proxy", "b2m direct", "target", "met?"], rows),
                "")
 
+
+def measure_replay(bench, report, args):
+    """The journal replay beside the sqlite3 shell."""
     rows = []
     statements, items = (10_000, 10_000) if args.smoke else (1_000_000, 100_000)
     bench.figure("replay", rows, replay, items, statements, args.runs or 3, rows)
@@ -1119,7 +1960,8 @@ def main():
     if not args.no_build:
         build()
     b2m_bin = Path(os.environ.get("B2M_BIN") or RELEASE / "b2m").resolve()
-    needed = [b2m_bin, RELEASE / "examples" / "s3-server", RELEASE / "examples" / "replay"]
+    s3_server, replay_bin = example("s3-server", b2m_bin), example("replay", b2m_bin)
+    needed = [b2m_bin, s3_server] + ([replay_bin] if "replay" in args.sections else [])
     if missing := [str(p) for p in needed if not p.exists()]:
         sys.exit(f"missing {', '.join(missing)}: run without --no-build")
     tools = ensure_tools()
@@ -1130,11 +1972,11 @@ def main():
     try:
         (work / "s3" / BUCKET).mkdir(parents=True)
         port = free_port()
-        background.start("s3-server", [str(RELEASE / "examples" / "s3-server"), str(work / "s3"),
-                                       str(port), KEY_ID, SECRET], port)
+        background.start("s3-server", [str(s3_server), str(work / "s3"), str(port), KEY_ID,
+                                       SECRET], port)
         (work / "bin").mkdir()
         b2m = B2m(snapshot(b2m_bin, work / "bin" / "b2m"),
-                  snapshot(RELEASE / "examples" / "replay", work / "bin" / "replay"),
+                  snapshot(replay_bin, work / "bin" / "replay") if replay_bin.exists() else None,
                   tools["time"].path)
         bench = Bench(work, b2m, tools, background, port)
         report.add(f"# b2m bench, {datetime.datetime.now():%Y-%m-%d %H:%M}"
@@ -1144,7 +1986,8 @@ def main():
         measure_all(bench, report, args)
         report.add(f"Took {time.monotonic() - started:.0f} s." + "".join(
             f"\n\nb2m failed: {f}" for f in bench.failures))
-        log(f"written to {report.write(args.smoke).relative_to(ROOT)}")
+        suffix = "" if args.only is None else "-" + "-".join(args.sections)
+        log(f"written to {report.write(args.smoke, suffix).relative_to(ROOT)}")
     finally:
         background.stop()
         shutil.rmtree(work, ignore_errors=True)
