@@ -158,8 +158,9 @@ def wait(proc):
 
 
 def clean_env(**extra):
-    """The environment without the caller's B2M_* settings (a B2M_REMOTE would redirect b2m)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("B2M_")}
+    """The environment without the caller's B2M_* settings (a B2M_REMOTE would redirect b2m),
+    except B2M_PAGES: `B2M_PAGES=1 bench.py …` measures versions stored as pages."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("B2M_") or k == "B2M_PAGES"}
     env.update(extra)
     return env
 
