@@ -83,9 +83,7 @@ pub fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(status) => status.into(),
         Err(e) => {
-            let hint = e.hint();
-            let message = telemetry::redact(&e.to_string().replace('\n', " "));
-            let hint = hint.map(|h| telemetry::redact(&h));
+            let (message, hint) = telemetry::error_words(&e);
             let line = hint.as_ref().map_or_else(|| message.clone(), |h| format!("{message}; {h}"));
             eprintln!("error: {line}");
             if json {

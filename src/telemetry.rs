@@ -16,6 +16,11 @@ fn secrets() -> &'static [String] {
     SECRETS.get().map(Vec::as_slice).unwrap_or_default()
 }
 
+/// An error as people read it, credentials redacted: its message on one line, and its hint.
+pub fn error_words(e: &crate::error::Error) -> (String, Option<String>) {
+    (redact(&e.to_string().replace('\n', " ")), e.hint().map(|h| redact(&h)))
+}
+
 /// `text` with every known credential replaced by `***`.
 pub fn redact(text: &str) -> String {
     let mut out = text.to_string();

@@ -137,7 +137,9 @@ pub fn send(
         built.recipe.packs[0].key = key;
     }
     crate::util::failpoint("pages-after-pack");
-    put_once(ctx.store.as_ref(), &id.recipe_key(), &built.recipe.encode()?)?;
+    // Written over an earlier attempt's: this one's packs were just sent, an earlier one's may
+    // have been swept since (the recipe of a version not yet committed is an orphan too).
+    ctx.store.put(&id.recipe_key(), &built.recipe.encode()?, Condition::None)?;
     crate::util::failpoint("pages-after-recipe");
     put_once(ctx.store.as_ref(), layout::FORMAT_DOC, FORMAT_DOC.as_bytes())?;
     remember(ctx, &built.recipe, &built.hashes)?;

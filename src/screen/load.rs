@@ -35,10 +35,9 @@ pub fn start(settings: Settings, events: Sender<Event>) -> Sender<Request> {
 
 /// One line, as the command prints an error.
 pub fn error_line(e: &Error) -> String {
-    let message = crate::telemetry::redact(&e.to_string().replace('\n', " "));
-    match e.hint() {
-        Some(hint) => format!("{message}; {}", crate::telemetry::redact(&hint)),
-        None => message,
+    match crate::telemetry::error_words(e) {
+        (message, Some(hint)) => format!("{message}; {hint}"),
+        (message, None) => message,
     }
 }
 
