@@ -500,11 +500,26 @@ pub fn just_bin() -> PathBuf {
 /// its test would talk to the first's server until that one's test ends.
 static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// A free port of 127.0.0.1 below the ephemeral range (32768 and up on Linux): the in-process
+/// servers and every client connection take their ports from that range, so none can take this
+/// one between our check and the child's bind (a child that failed to bind while another server
+/// answered on its port once made a race test talk to a server that then went away).
+fn free_port_below_the_ephemeral_range() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 100) as u16 * 100;
+    loop {
+        let port = base + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 2_700;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// Spawns `command(port)` on a free port of 127.0.0.1 and waits until it listens there; panics,
 /// with its log (`log`, if it writes one), if it exits first or does not listen within a minute.
 pub fn start_listening(what: &str, command: impl FnOnce(u16) -> Command, log: Option<&Path>) -> (std::process::Child, u16) {
     let _one_at_a_time = STARTING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let port = free_port_below_the_ephemeral_range();
     let mut cmd = command(port);
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("starting {what} ({cmd:?}): {e}"));
     let started = std::time::Instant::now();
