@@ -219,15 +219,17 @@ pub fn download_verified(ctx: &Context, id: &VersionId, dir: &std::path::Path) -
     let bar = ctx.out.bytes_bar(0, "download");
     let phase = std::time::Instant::now();
     // A version stored whole has its `.db` object; one stored as pages has none, and a recipe.
+    // Only a GET the bucket answered and refused (no such object) is worth the recipe's GET: a
+    // silent bucket or a full disk is reported at once, as before.
     let (object_key, received) = match receive_whole(ctx, id, tmp.as_file(), &bar) {
-        Err(e) => match super::pages::read_recipe(ctx.store.as_ref(), id)? {
+        Err(e @ Error::Store(crate::store::StoreError::Failed { .. })) => match super::pages::read_recipe(ctx.store.as_ref(), id)? {
             Some(recipe) => {
                 tmp.as_file().set_len(0).map_err(|e| Error::io("cannot truncate", tmp.path(), e))?;
                 (id.recipe_key(), super::pages::fetch(ctx, id, recipe, tmp.as_file(), &bar).map(|r| (r.received, r.sha256)))
             }
             None => (id.object_key(), Err(e)),
         },
-        whole => (id.object_key(), whole),
+        other => (id.object_key(), other),
     };
     bar.finish_and_clear();
     let (bytes, sha256) = received?;

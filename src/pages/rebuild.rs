@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
@@ -214,9 +213,4 @@ pub fn local_index(hashes: &[u64]) -> HashMap<u64, u64> {
         index.entry(*hash).or_insert(page as u64);
     }
     index
-}
-
-/// Whether `path` exists and can lend pages.
-pub fn usable(path: &Path) -> bool {
-    path.is_file()
 }

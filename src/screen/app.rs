@@ -10,7 +10,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use crate::engine::changesets::Row as Changeset;
 use crate::engine::fleet::Server;
 use crate::engine::history::History;
-use crate::engine::status::{DbStatus, Status};
+use crate::engine::status::DbStatus;
 
 /// An operation the screen runs beside itself, as the command of the same name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -435,10 +435,5 @@ impl App {
     /// The last publish of a row's bucket version, if known.
     pub fn last_publish(&self, row: &DbStatus) -> Option<&Publish> {
         self.published.get(&(row.name.clone(), row.remote_version?))
-    }
-
-    /// Whether a row wants attention (for its colour).
-    pub fn needs_attention(row: &DbStatus) -> bool {
-        !matches!(row.status, Status::UpToDate)
     }
 }
