@@ -247,7 +247,7 @@ impl Environment {
             changeset: std::env::var("B2M_CHANGESET").ok().filter(|s| crate::names::is_changeset_name(s)),
             local_lock_token: env_string("B2M_LOCAL_LOCK_TOKEN"),
             orphan_age: env_secs("B2M_ORPHAN_AGE_SECS"),
-            pages: std::env::var("B2M_PAGES").ok().map(|v| v == "1" || v == "true"),
+            pages: env_string("B2M_PAGES").map(|v| v != "0" && v != "false"),
             tuning: env_tuning(),
         }
     }
@@ -620,7 +620,7 @@ impl Settings {
             orphan_age: env.orphan_age.unwrap_or(Duration::from_secs(24 * 3600)),
             pages: match env.pages {
                 Some(pages) => pages,
-                None => file.flag("remote", "pages", false)?,
+                None => file.flag("remote", "pages", true)?,
             },
         })
     }

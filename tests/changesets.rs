@@ -23,7 +23,7 @@ pub(crate) fn ledger(bucket: &Bucket, name: &str) -> serde_json::Value {
 
 fn rows_of_object(bucket: &Bucket, key: &str) -> Vec<String> {
     let dir = tempfile::tempdir().expect("dir");
-    std::fs::write(dir.path().join("x.db"), bucket.read(key).expect("object")).expect("copy");
+    std::fs::write(dir.path().join("x.db"), bucket.version_bytes(key).expect("object")).expect("copy");
     rows_of(&dir.path().join("x.db"))
 }
 

@@ -92,10 +92,11 @@ both_backends!(a_consistent_project_passes_online_and_offline_in_few_requests, |
     let counted = dev.b2m(&["check", "-v"]);
     counted.ok();
     assert_eq!(requests(&counted), 5, "{}", counted.stderr);
-    // --deep downloads the one pinned object besides.
+    // --deep rebuilds the one pinned version besides: a GET of its `.db` (not there: it is
+    // stored as pages), its recipe and its pack.
     let deep = dev.b2m(&["check", "--deep", "-v"]);
     deep.ok();
-    assert_eq!(requests(&deep), 6, "{}", deep.stderr);
+    assert_eq!(requests(&deep), 8, "{}", deep.stderr);
     dev.b2m(&["check", "--offline", "--deep"]).fails(2, "cannot be used with");
 });
 
@@ -152,7 +153,7 @@ fn a_pinned_object_deleted_from_the_bucket_fails() {
     let bucket = Bucket::new(Backend::Local);
     let (dev, _server) = published_pair(&bucket, 1);
     let object = bucket.current_object("ipm-db");
-    std::fs::remove_file(bucket.object_path(&object)).expect("delete");
+    std::fs::remove_file(bucket.object_path(&recipe_key_of(&object))).expect("delete");
     let (code, checked) = check(&dev, &[]);
     assert_eq!(code, 1);
     assert_finding(&checked, "error", "ipmdb", &[&object, "missing", "`b2m status`"]);
@@ -301,7 +302,7 @@ both_backends!(an_orphan_object_warns_naming_gc, |backend| {
     assert_clean(&dev, &[]);
     // What an interrupted upload of v3 leaves, and a second v1 that no commit named: the chain
     // must be walked to tell the real v1 from it.
-    let body = bucket.read(&current).expect("object");
+    let body = bucket.current_bytes("ipm-db");
     let v3 = format!("dbs/ipm-db/ipm-db-v3.{}.db", "e1".repeat(32));
     let v1 = format!("dbs/ipm-db/ipm-db-v1.{}.db", "f2".repeat(32));
     let meta_v1 = meta_key_of(&v1);
@@ -319,10 +320,14 @@ both_backends!(an_orphan_object_warns_naming_gc, |backend| {
     assert!(!orphans.iter().any(|m| m.contains(&current)), "{orphans:?}");
 });
 
+/// A version stored whole (a bucket from before versions were stored as pages).
 #[test]
 fn deep_finds_an_object_whose_bytes_were_flipped() {
     let bucket = Bucket::new(Backend::Local);
-    let (dev, _server) = published_pair(&bucket, 50);
+    let mut dev = Project::new(&bucket);
+    dev.env.push(("B2M_PAGES".into(), "0".into()));
+    dev.create_db("ipmdb", "ipm-db-v1.db", 50);
+    dev.b2m(&["upload", "ipm-db"]).ok();
     let object = bucket.current_object("ipm-db");
     let path = bucket.object_path(&object);
     let mut bytes = std::fs::read(&path).expect("object");
@@ -338,4 +343,22 @@ fn deep_finds_an_object_whose_bytes_were_flipped() {
     let (code, checked) = check(&dev, &[]);
     assert_eq!(code, 1);
     assert_finding(&checked, "error", "ipmdb", &[&object, "bytes but its metadata says"]);
+}
+
+/// A version stored as pages: a byte flipped in its pack fails `--deep`, naming the version.
+#[test]
+fn deep_finds_a_pack_whose_bytes_were_flipped() {
+    let bucket = Bucket::new(Backend::Local);
+    let (dev, _server) = published_pair(&bucket, 50);
+    let object = bucket.current_object("ipm-db");
+    let pack = bucket.version_storage(&object).into_iter().find(|k| k.ends_with(".pack")).expect("a pack");
+    let path = bucket.object_path(&pack);
+    let mut bytes = std::fs::read(&path).expect("pack");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&path, &bytes).expect("flip");
+    assert_clean(&dev, &[]);
+    let (code, checked) = check(&dev, &["--deep"]);
+    assert_eq!(code, 1);
+    assert_finding(&checked, "error", "ipmdb", &[&object, "fails verification"]);
 }

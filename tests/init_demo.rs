@@ -20,7 +20,8 @@ fn init_sets_up_a_project_that_works_and_can_rerun() {
     std::fs::write(&manifest, text).expect("write");
     Run::from(b2m_command(dir.path()).args(["upload", "ipm-db"]).output().expect("run")).ok();
     let bucket_manifest = std::fs::read_to_string(dir.path().join(".b2m-bucket/db.toml")).expect("bucket db.toml");
-    assert!(dir.path().join(".b2m-bucket").join(pinned_object(&bucket_manifest, "ipm-db").expect("pinned")).is_file());
+    let pinned = pinned_object(&bucket_manifest, "ipm-db").expect("pinned");
+    assert!(dir.path().join(".b2m-bucket").join(recipe_key_of(&pinned)).is_file(), "{pinned} is stored as pages");
     // A rerun keeps what exists and adds no duplicate .gitignore lines.
     let config = std::fs::read_to_string(dir.path().join("b2m.toml")).expect("b2m.toml");
     Run::from(b2m_command(dir.path()).arg("init").output().expect("run")).ok();
@@ -42,7 +43,7 @@ fn the_demo_runs_the_main_job_end_to_end() {
     assert!(manifest.contains("ipmdb = \"ipm-db-v4.db\""), "{manifest}");
     let bucket_manifest = std::fs::read_to_string(demo.join("bucket/db.toml")).expect("bucket db.toml");
     let object = pinned_object(&bucket_manifest, "ipm-db").expect("pinned");
-    assert!(object.starts_with("dbs/ipm-db/ipm-db-v4.") && demo.join("bucket").join(&object).is_file(), "{object}");
+    assert!(object.starts_with("dbs/ipm-db/ipm-db-v4.") && demo.join("bucket").join(recipe_key_of(&object)).is_file(), "{object}");
     // It refuses a folder that is not empty, rather than mixing into it.
     Run::from(b2m_command(dir.path()).args(["demo", &demo.display().to_string()]).output().expect("run")).fails(2, "is not empty");
     // With --json the result alone is on stdout.

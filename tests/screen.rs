@@ -306,7 +306,8 @@ impl Drop for Tmux {
 }
 
 /// A project on s3s-fs behind a proxy (to slow the link down), with `emoji-db` up to date and
-/// `ipm-db` (24 MiB) ready to upload; b2m sends it in 5 MiB parts, one at a time.
+/// `ipm-db` (24 MiB, every row rewritten) ready to upload; b2m sends it in 5 MiB parts, one at a
+/// time.
 fn ready_to_upload() -> (S3Server, Proxy, Project) {
     let server = S3Server::start();
     let proxy = Proxy::start(&server.endpoint);
@@ -315,7 +316,10 @@ fn ready_to_upload() -> (S3Server, Proxy, Project) {
     p.b2m(&["upload", "ipm-db"]).ok();
     p.create_db("emojidb", "emoji-db-v1.db", 3);
     p.b2m(&["upload", "emoji-db"]).ok();
-    p.insert("ipm-db-v1.db", "new row");
+    // Every row rewritten: versions are stored as pages, and a publish sends what changed.
+    let conn = rusqlite::Connection::open(p.db("ipm-db-v1.db")).expect("db");
+    conn.execute("UPDATE t SET v = hex(randomblob(2000))", []).expect("rewrite");
+    drop(conn);
     assert_eq!(p.status_of("ipm-db"), "ready_to_upload");
     (server, proxy, p)
 }

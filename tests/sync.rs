@@ -13,12 +13,18 @@ both_backends!(whole_flow_from_new_local_to_second_version, |backend| {
     assert_eq!(dev.status_of("ipm-db"), "up_to_date");
     let v1 = bucket.current_object("ipm-db");
     assert!(v1.starts_with("dbs/ipm-db/ipm-db-v1.") && v1.ends_with(".db"), "{v1}");
-    assert_eq!(bucket.keys(), vec!["db.toml".to_string(), v1.clone(), meta_key_of(&v1)]);
+    // Stored as pages: its recipe and one pack (a base), the metadata, and FORMAT.md.
+    let keys = bucket.keys();
+    let packs = keys.iter().filter(|k| k.starts_with("dbs/ipm-db/packs/") && k.ends_with(".pack")).count();
+    assert_eq!((keys.len(), packs), (5, 1), "{keys:?}");
+    for key in ["FORMAT.md".to_string(), "db.toml".to_string(), recipe_key_of(&v1), meta_key_of(&v1)] {
+        assert!(keys.contains(&key), "{key} in {keys:?}");
+    }
     let meta = bucket.current_meta("ipm-db");
     assert_eq!(meta["version"], 1);
     assert_eq!(meta["parent"], serde_json::Value::Null);
     assert_eq!(meta["made_by"], "upload");
-    let object = bucket.read(&v1).expect("object");
+    let object = bucket.version_bytes(&v1).expect("object");
     assert_eq!(meta["size"].as_u64(), Some(object.len() as u64));
     use sha2::Digest;
     let sha = hex::encode(sha2::Sha256::digest(&object));
@@ -139,6 +145,33 @@ both_backends!(a_corrupted_bucket_object_fails_the_download_and_leaves_no_file, 
     dev.create_db("ipmdb", "ipm-db-v1.db", 50);
     dev.b2m(&["upload", "ipm-db"]).ok();
     let key = bucket.current_object("ipm-db");
+    // Its pack (stored as pages), whose frames then do not decompress.
+    let pack = bucket.version_storage(&key).into_iter().find(|k| k.ends_with(".pack")).expect("a pack");
+    let object = bucket.object_path(&pack);
+    let mut bytes = std::fs::read(&object).expect("object");
+    let at = bytes.len() - 100;
+    bytes[at] ^= 0xff;
+    std::fs::write(&object, bytes).expect("damage");
+
+    let server = Project::new(&bucket);
+    server.b2m(&["fetch-db-toml"]).ok();
+    let before = server.manifest_text();
+    server.b2m(&["download", "ipm-db"]).fails(1, "conflict:");
+    assert_eq!(server.files(), vec!["db.toml"], "no partial or temp file left");
+    assert_eq!(server.manifest_text(), before);
+    let row = server.status_row("ipm-db");
+    assert_eq!(row["status"], "conflict", "{row}");
+    assert!(row["detail"].as_str().is_some_and(|d| d.contains(key.trim_end_matches(".db"))), "{row}");
+});
+
+// The same, for a version stored whole (a bucket from before pages).
+both_backends!(a_corrupted_whole_object_fails_the_download_and_leaves_no_file, |backend| {
+    let bucket = Bucket::new(backend);
+    let mut dev = Project::new(&bucket);
+    dev.env.push(("B2M_PAGES".into(), "0".into()));
+    dev.create_db("ipmdb", "ipm-db-v1.db", 50);
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    let key = bucket.current_object("ipm-db");
     let object = bucket.object_path(&key);
     let mut bytes = std::fs::read(&object).expect("object");
     let at = bytes.len() - 100;
@@ -167,7 +200,7 @@ both_backends!(rows_still_in_the_wal_are_in_the_published_object, |backend| {
     // A first upload keeps the file's name: nothing is swapped under the server.
     dev.b2m(&["upload", "ipm-db"]).ok();
     let published = tempfile::tempdir().expect("dir");
-    std::fs::write(published.path().join("x.db"), bucket.read(&bucket.current_object("ipm-db")).expect("object")).expect("copy");
+    std::fs::write(published.path().join("x.db"), bucket.current_bytes("ipm-db")).expect("copy");
     assert_eq!(rows_of(&published.path().join("x.db")), vec!["in the wal"]);
     assert_eq!(dev.status_of("ipm-db"), "up_to_date");
     // More rows: the next version renames the file, which the server has open.
@@ -195,7 +228,7 @@ both_backends!(a_fresh_copy_equal_to_the_bucket_is_adopted_without_state, |backe
     // A server that got the file by hand (or lost .b2m/ in a crash).
     let server = Project::new(&bucket);
     server.b2m(&["fetch-db-toml"]).ok();
-    std::fs::write(server.db("ipm-db-v1.db"), bucket.read(&bucket.current_object("ipm-db")).expect("object")).expect("copy");
+    std::fs::write(server.db("ipm-db-v1.db"), bucket.current_bytes("ipm-db")).expect("copy");
     assert_eq!(server.status_of("ipm-db"), "up_to_date");
     // A file that differs with no known base is a conflict.
     std::fs::remove_dir_all(dev.path().join(".b2m")).expect("drop state");
@@ -277,7 +310,9 @@ fn fetch_db_toml_never_points_an_existing_db_at_a_file_that_is_not_here() {
 
 both_backends!(a_large_db_goes_up_in_parts_and_comes_back_identical, |backend| {
     let bucket = Bucket::new(backend);
-    let dev = Project::new(&bucket);
+    let mut dev = Project::new(&bucket);
+    // Stored whole (as a bucket from before pages keeps it), so that the object is the file.
+    dev.env.push(("B2M_PAGES".into(), "0".into()));
     // ~48 MiB: above the 32 MiB multipart threshold, so three 16 MiB parts go up concurrently.
     dev.create_big_db("bigdb", "big-db-v1.db", 12000);
     dev.b2m(&["upload", "big-db"]).ok();

@@ -225,7 +225,8 @@ pub fn download_verified(ctx: &Context, id: &VersionId, dir: &std::path::Path) -
         Err(e @ Error::Store(crate::store::StoreError::Failed { .. })) => match super::pages::read_recipe(ctx.store.as_ref(), id)? {
             Some(recipe) => {
                 tmp.as_file().set_len(0).map_err(|e| Error::io("cannot truncate", tmp.path(), e))?;
-                (id.recipe_key(), super::pages::fetch(ctx, id, recipe, tmp.as_file(), &bar).map(|r| (r.received, r.sha256)))
+                let rebuilt = super::pages::fetch(ctx, id, recipe, tmp.as_file(), &bar);
+                (id.recipe_key(), rebuilt.map(|r| (r.received, r.sha256)).or_else(|e| damaged_pages(ctx, id, e)))
             }
             None => (id.object_key(), Err(e)),
         },
@@ -235,7 +236,8 @@ pub fn download_verified(ctx: &Context, id: &VersionId, dir: &std::path::Path) -
     let (bytes, sha256) = received?;
     tracing::info!(ms = phase.elapsed().as_millis() as u64, bytes, "received, hashed and written");
     if sha256 != id.sha256 {
-        ctx.state.mark_bad_object(&object_key, &id.sha256, &sha256)?;
+        // Marked under the version's key, as `status` asks, however it is stored.
+        ctx.state.mark_bad_object(&id.object_key(), &id.sha256, &sha256)?;
         return Err(Error::refused_as(
             Refusal::Conflict,
             format!(
@@ -263,8 +265,25 @@ pub fn download_verified(ctx: &Context, id: &VersionId, dir: &std::path::Path) -
     tracing::info!(ms = phase.elapsed().as_millis() as u64, "fsync and quick check");
     synced.map_err(|e| Error::io("cannot sync", tmp.path(), e))?;
     checked?;
-    ctx.state.clear_bad_object(&object_key)?;
+    ctx.state.clear_bad_object(&id.object_key())?;
     Ok((tmp, bytes, content?))
+}
+
+/// A version stored as pages that its pieces cannot rebuild (a damaged or truncated pack, a
+/// recipe that does not add up) is a conflict, as an object that does not match its sha256 is:
+/// marked, so that `status` says so until a download of it verifies.
+fn damaged_pages(ctx: &Context, id: &VersionId, e: Error) -> Result<(u64, String)> {
+    let Error::Refused { message, .. } = &e else { return Err(e) };
+    ctx.state.mark_bad_object(&id.object_key(), &id.sha256, "")?;
+    Err(Error::refused_as(
+        Refusal::Conflict,
+        format!(
+            "conflict: the bucket's pages of `{}` (`{}`) do not rebuild it: {message}; it was not installed",
+            id.file(),
+            id.recipe_key()
+        ),
+        "the bucket's copy is damaged: restore it from a backup or publish a new version; local files were left as they were",
+    ))
 }
 
 /// Streams the whole object `id` names into `file`, stretches landing where they belong while the

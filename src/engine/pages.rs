@@ -133,7 +133,9 @@ pub fn send(
     if let Some(pack) = &built.pack {
         // A base is a pack too: the `.db` key means "this version whole", always.
         let key = layout::pack_key(stem, &built.pack_sha256);
-        ctx.store.upload_file(&key, pack, &built.pack_sha256, &indicatif::ProgressBar::hidden())?;
+        let bar = ctx.out.bytes_bar(pack_size, "upload");
+        ctx.store.upload_file(&key, pack, &built.pack_sha256, &bar)?;
+        bar.finish_and_clear();
         built.recipe.packs[0].key = key;
     }
     crate::util::failpoint("pages-after-pack");
@@ -273,13 +275,25 @@ fn chain_to(ctx: &Context, id: &VersionId, recipe: Recipe, holds: Option<&str>) 
 
 /// The page hashes of the local file, when it can lend pages of this size.
 fn lender(ctx: &Context, local: &Local, page_size: u32) -> Result<Option<Vec<u64>>> {
-    if let Some(cached) = local.holds.as_deref().and_then(|sha| recall(ctx, sha)).filter(|c| c.page_size == page_size) {
+    if let Some(mut cached) = local.holds.as_deref().and_then(|sha| recall(ctx, sha)).filter(|c| c.page_size == page_size) {
+        // The file holds the version's content: every page is the version's but the first, whose
+        // header may differ in the bytes that record no content (journal mode, change counter).
+        if let Some(first) = cached.hashes.first_mut() {
+            *first = first_page_hash(&local.path, page_size)?;
+        }
         return Ok(Some(cached.hashes));
     }
     if pages::page_size_of(&local.path).ok() != Some(page_size) {
         return Ok(None);
     }
     Ok(Some(pages::hash_pages(&local.path, page_size)?.0))
+}
+
+/// The hash of the first page of the file at `path`, as it is on disk.
+fn first_page_hash(path: &Path, page_size: u32) -> Result<u64> {
+    let mut page = vec![0u8; page_size as usize];
+    std::fs::File::open(path).and_then(|f| f.read_exact_at(&mut page, 0)).map_err(|e| Error::io("cannot read", path, e))?;
+    Ok(pages::page_hash(&page))
 }
 
 /// The page hashes of the rebuilt file, from the recipes and the local file's.

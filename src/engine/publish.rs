@@ -393,6 +393,7 @@ fn send_pages(
             checked = check.take().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
             matches!(checked, Some(Ok(_)))
         };
+        crate::util::failpoint("before-object-upload");
         let bar = ctx.out.bytes_bar(size, "pages");
         let sent = super::pages::send(ctx, snapshot, stem, version, about.parent.as_ref(), &bar, &mut settle);
         bar.finish_and_clear();

@@ -158,7 +158,9 @@ pub fn write(
     let (mut sha, mut written) = (Sha256::new(), 0u64);
     let mut last: Option<((usize, u32), Vec<u8>)> = None;
     let mut buf = vec![0u8; page];
-    let failed = |e: std::io::Error| Error::refused(format!("cannot write the rebuilt file: {e}"), "check the disk");
+    // Errors of the disk stay I/O errors (a full disk is said as one), never a damaged version.
+    let failed = |e: std::io::Error| Error::io("cannot write", "the rebuilt file", e);
+    let unreadable = |e: std::io::Error| Error::io("cannot read", "the local file lending pages", e);
     for piece in pieces {
         if piece.at() != written {
             return Err(Error::refused("a rebuild plan skips pages", "report this"));
@@ -167,9 +169,9 @@ pub fn write(
             Piece::Local { count, from, .. } => {
                 let file =
                     local.as_mut().ok_or_else(|| Error::refused("a rebuild plan reads a local file there is none of", "report this"))?;
-                file.seek(SeekFrom::Start(from * u64::from(page_size))).map_err(failed)?;
+                file.seek(SeekFrom::Start(from * u64::from(page_size))).map_err(unreadable)?;
                 for _ in 0..count {
-                    file.read_exact(&mut buf).map_err(failed)?;
+                    file.read_exact(&mut buf).map_err(unreadable)?;
                     sha.update(&buf);
                     out.write_all(&buf).map_err(failed)?;
                 }

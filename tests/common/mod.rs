@@ -157,10 +157,75 @@ impl Bucket {
         serde_json::from_slice(&self.read(&meta_key).expect("metadata")).expect("metadata JSON")
     }
 
-    /// The version objects (`.db`, not metadata) of `stem` in the bucket.
+    /// The version objects of `stem` in the bucket: a version stored whole (`.db`) or as pages
+    /// (`.recipe`), not metadata.
     pub fn version_objects(&self, stem: &str) -> Vec<String> {
-        self.keys().into_iter().filter(|k| k.starts_with(&format!("dbs/{stem}/")) && k.ends_with(".db")).collect()
+        self.keys().into_iter().filter(|k| k.starts_with(&format!("dbs/{stem}/")) && is_version_object(k)).collect()
     }
+
+    /// The bytes of the version `key` names, however the bucket stores it.
+    #[track_caller]
+    pub fn version_bytes(&self, key: &str) -> Option<Vec<u8>> {
+        version_bytes(&Project::new(self), &|k| self.read(k), key)
+    }
+
+    /// The bytes of the version the bucket's db.toml pins for `stem`.
+    #[track_caller]
+    pub fn current_bytes(&self, stem: &str) -> Vec<u8> {
+        let key = self.current_object(stem);
+        self.version_bytes(&key).unwrap_or_else(|| panic!("{key} is in the bucket"))
+    }
+
+    /// The object that stands for the version `key` names: `key` itself when the version is
+    /// stored whole, else its recipe.
+    pub fn stored_key(&self, key: &str) -> String {
+        if self.read(key).is_some() { key.to_string() } else { recipe_key_of(key) }
+    }
+
+    /// The objects that hold the pages of the version `key` names, or the object itself when it
+    /// is stored whole: the bytes a test damages to damage the version.
+    pub fn version_storage(&self, key: &str) -> Vec<String> {
+        if self.read(key).is_some() {
+            return vec![key.to_string()];
+        }
+        let recipe = recipe_key_of(key);
+        let stem = key.split('/').nth(1).expect("dbs/<stem>/");
+        self.keys().into_iter().filter(|k| k.starts_with(&format!("dbs/{stem}/packs/")) || *k == recipe).collect()
+    }
+}
+
+/// Whether `key` is a version's object: stored whole (`.db`) or as pages (`.recipe`).
+pub fn is_version_object(key: &str) -> bool {
+    key.ends_with(".db") || key.ends_with(".recipe")
+}
+
+/// The recipe key beside a version's `.db` key.
+pub fn recipe_key_of(key: &str) -> String {
+    format!("{}.recipe", key.strip_suffix(".db").unwrap_or(key))
+}
+
+/// The bytes of the version `key` (`dbs/<stem>/<stem>-v<N>.<sha256>.db`) names: the object
+/// itself when the version is stored whole (`read`), else rebuilt from its pages by `b2m export`
+/// in `project` (a project on the same bucket), checked against the key's sha256. None when the
+/// bucket holds the version neither way.
+#[track_caller]
+pub fn version_bytes(project: &Project, read: &dyn Fn(&str) -> Option<Vec<u8>>, key: &str) -> Option<Vec<u8>> {
+    if let Some(bytes) = read(key) {
+        return Some(bytes);
+    }
+    read(&recipe_key_of(key))?;
+    let name = key.rsplit('/').next().expect("a key");
+    let (stem_version, rest) = name.split_once('.').expect("<stem>-v<N>.<sha256>.db");
+    let sha = rest.strip_suffix(".db").expect("a .db key");
+    let (stem, version) = stem_version.rsplit_once("-v").expect("<stem>-v<N>");
+    let out = project.path().join(format!("export-{name}"));
+    let _ = std::fs::remove_file(&out);
+    project.b2m(&["export", stem, "--version", version, &out.to_string_lossy()]).ok();
+    let bytes = std::fs::read(&out).expect("exported");
+    std::fs::remove_file(&out).expect("remove the export");
+    use sha2::Digest;
+    assert_eq!(hex::encode(sha2::Sha256::digest(&bytes)), sha, "b2m export of {key} rebuilt another version (not on the pinned chain?)");
+    Some(bytes)
 }
 
 /// The object key a db.toml text names and pins for `stem`: `dbs/<stem>/<stem>-v<N>.<sha256>.db`.

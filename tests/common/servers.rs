@@ -213,6 +213,13 @@ impl AnyServer {
         self.store().get(key).unwrap_or_else(|e| panic!("reading {key} from {:?}: {e}", self.kind)).map(|o| o.body)
     }
 
+    /// The bytes of the version `key` names, however the bucket stores it (see
+    /// [`super::version_bytes`]).
+    #[track_caller]
+    pub fn version_bytes(&self, key: &str) -> Option<Vec<u8>> {
+        super::version_bytes(&self.project(), &|k| self.read(k), key)
+    }
+
     /// Creates `BUCKET` (a server that is still starting gets a few seconds).
     fn create_bucket(&self) {
         use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
