@@ -24,6 +24,7 @@ both_backends!(whole_flow_from_new_local_to_second_version, |backend| {
     assert_eq!(meta["version"], 1);
     assert_eq!(meta["parent"], serde_json::Value::Null);
     assert_eq!(meta["made_by"], "upload");
+    assert_eq!(meta["recipe"].as_str(), Some(recipe_key_of(&v1).as_str()), "the metadata names the recipe");
     let object = bucket.version_bytes(&v1).expect("object");
     assert_eq!(meta["size"].as_u64(), Some(object.len() as u64));
     use sha2::Digest;

@@ -337,7 +337,9 @@ fn check_pinned(ctx: &Context, history: &mut History<'_>, key: &str, deep: bool,
         head.stem
     );
     let missing = |what: &str, key: String| format!("the bucket pins `{}` but its {what} `{key}` is missing: {restore}", head.file());
-    if listed.object.is_none() && !listed.recipe {
+    // Neither its `.db` nor its recipe: the metadata says which it was stored as.
+    let gone = listed.object.is_none() && !listed.recipe;
+    if gone && !listed.meta {
         found.error(key, missing("object", head.object_key()));
     }
     if !listed.meta {
@@ -345,6 +347,10 @@ fn check_pinned(ctx: &Context, history: &mut History<'_>, key: &str, deep: bool,
     } else {
         match history.meta(&head)? {
             MetaRead::Read(meta) => {
+                if gone {
+                    let (what, stored) = meta.recipe.clone().map_or(("object", head.object_key()), |r| ("recipe", r));
+                    found.error(key, missing(what, stored));
+                }
                 if meta.sha256 != head.sha256 || meta.version != head.version {
                     found.error(
                         key,
@@ -369,10 +375,18 @@ fn check_pinned(ctx: &Context, history: &mut History<'_>, key: &str, deep: bool,
                 }
             }
             MetaRead::Unreadable(why) => {
+                if gone {
+                    found.error(key, missing("object", head.object_key()));
+                }
                 found.error(key, format!("metadata `{}` is unreadable ({why}): {restore}", head.meta_key()));
             }
             // Listed a moment ago, gone now.
-            MetaRead::Missing => found.error(key, missing("metadata", head.meta_key())),
+            MetaRead::Missing => {
+                if gone {
+                    found.error(key, missing("object", head.object_key()));
+                }
+                found.error(key, missing("metadata", head.meta_key()));
+            }
         }
     }
     if deep && (listed.object.is_some() || listed.recipe) {

@@ -218,20 +218,7 @@ pub fn download_verified(ctx: &Context, id: &VersionId, dir: &std::path::Path) -
         .map_err(|e| Error::io("cannot create a temp file in", dir, e))?;
     let bar = ctx.out.bytes_bar(0, "download");
     let phase = std::time::Instant::now();
-    // A version stored whole has its `.db` object; one stored as pages has none, and a recipe.
-    // Only a GET the bucket answered and refused (no such object) is worth the recipe's GET: a
-    // silent bucket or a full disk is reported at once, as before.
-    let (object_key, received) = match receive_whole(ctx, id, tmp.as_file(), &bar) {
-        Err(e @ Error::Store(crate::store::StoreError::Failed { .. })) => match super::pages::read_recipe(ctx.store.as_ref(), id)? {
-            Some(recipe) => {
-                tmp.as_file().set_len(0).map_err(|e| Error::io("cannot truncate", tmp.path(), e))?;
-                let rebuilt = super::pages::fetch(ctx, id, recipe, tmp.as_file(), &bar);
-                (id.recipe_key(), rebuilt.map(|r| (r.received, r.sha256)).or_else(|e| damaged_pages(ctx, id, e)))
-            }
-            None => (id.object_key(), Err(e)),
-        },
-        other => (id.object_key(), other),
-    };
+    let (object_key, received) = receive(ctx, id, tmp.as_file(), &bar)?;
     bar.finish_and_clear();
     let (bytes, sha256) = received?;
     tracing::info!(ms = phase.elapsed().as_millis() as u64, bytes, "received, hashed and written");
@@ -267,6 +254,38 @@ pub fn download_verified(ctx: &Context, id: &VersionId, dir: &std::path::Path) -
     checked?;
     ctx.state.clear_bad_object(&id.object_key())?;
     Ok((tmp, bytes, content?))
+}
+
+/// What [`receive`] read: the key, and the bytes received and their sha256.
+type Received = (String, Result<(u64, String)>);
+
+/// Receives version `id` into `file`, however the bucket stores it: the key that was read (the
+/// `.db` object, or the recipe), and the bytes received and their sha256. A version stored whole
+/// has its `.db` object; one stored as pages has none, and a recipe. The kind this machine
+/// publishes is asked for first (`remote.pages`); only a GET the bucket answered and refused (no
+/// such object) is worth asking for the other: a silent bucket or a full disk is reported at
+/// once.
+fn receive(ctx: &Context, id: &VersionId, file: &std::fs::File, bar: &indicatif::ProgressBar) -> Result<Received> {
+    let paged = |recipe| {
+        let rebuilt = super::pages::fetch(ctx, id, recipe, file, bar);
+        (id.recipe_key(), rebuilt.map(|r| (r.received, r.sha256)).or_else(|e| damaged_pages(ctx, id, e)))
+    };
+    if ctx.settings.pages {
+        return Ok(match super::pages::read_recipe(ctx.store.as_ref(), id)? {
+            Some(recipe) => paged(recipe),
+            None => (id.object_key(), receive_whole(ctx, id, file, bar)),
+        });
+    }
+    Ok(match receive_whole(ctx, id, file, bar) {
+        Err(e @ Error::Store(crate::store::StoreError::Failed { .. })) => match super::pages::read_recipe(ctx.store.as_ref(), id)? {
+            Some(recipe) => {
+                file.set_len(0).map_err(|e| Error::io("cannot truncate", ctx.tmp_dir(), e))?;
+                paged(recipe)
+            }
+            None => (id.object_key(), Err(e)),
+        },
+        other => (id.object_key(), other),
+    })
 }
 
 /// A version stored as pages that its pieces cannot rebuild (a damaged or truncated pack, a

@@ -371,7 +371,7 @@ fn send_snapshot(
         // An object that appeared without waiting for the check: never published.
         (Ok(_), _) => return Err(Error::refused("the upload did not wait for the integrity check", "run the command again")),
     };
-    let meta = put_meta(ctx, &id, size, schema_hash, about)?;
+    let meta = put_meta(ctx, &id, size, schema_hash, about, None)?;
     Ok((id, meta))
 }
 
@@ -405,14 +405,22 @@ fn send_pages(
         (Ok((id, size)), Some(Ok(schema_hash))) => (id, size, schema_hash),
         (Ok(_), None) => return Err(Error::refused("the pages were sent before the integrity check", "run the command again")),
     };
-    let meta = put_meta(ctx, &id, size, schema_hash, about)?;
+    let recipe = Some(id.recipe_key());
+    let meta = put_meta(ctx, &id, size, schema_hash, about, recipe)?;
     Ok((id, meta))
 }
 
 /// Writes a version's metadata beside its object (created once: an existing one, from an earlier
 /// attempt with identical bytes, is the same version's and is kept). Its content hash is its
 /// sha256: every object b2m sends has a canonical header.
-fn put_meta(ctx: &Context, id: &VersionId, size: u64, schema_hash: Option<String>, about: &About) -> Result<VersionMeta> {
+fn put_meta(
+    ctx: &Context,
+    id: &VersionId,
+    size: u64,
+    schema_hash: Option<String>,
+    about: &About,
+    recipe: Option<String>,
+) -> Result<VersionMeta> {
     if let Some(existing) = remote::read_meta(ctx.store.as_ref(), id)? {
         return Ok(existing);
     }
@@ -431,6 +439,7 @@ fn put_meta(ctx: &Context, id: &VersionId, size: u64, schema_hash: Option<String
         rollback_to: None,
         schema_hash,
         imported: about.imported.clone(),
+        recipe,
     };
     let body = serde_json::to_vec_pretty(&meta).map_err(|e| Error::config(format!("cannot encode metadata: {e}")))?;
     ctx.store.put(&id.meta_key(), &body, crate::store::Condition::None)?;

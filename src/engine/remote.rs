@@ -53,6 +53,9 @@ pub struct VersionMeta {
     /// original's events (its history before b2m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imported: Option<Imported>,
+    /// For a version stored as pages: its recipe's key (`….recipe`; none: stored whole, `….db`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipe: Option<String>,
 }
 
 /// Where an imported version came from (`b2m import`, docs/import.md).

@@ -117,13 +117,17 @@ fn republish(ctx: &Context, stem: &str, current: &VersionId, target: VersionMeta
     let old = target.id(stem);
     verify(ctx, &old, &target)?;
     let id = VersionId { stem: stem.to_string(), version: current.version + 1, sha256: target.sha256.clone() };
-    match super::pages::read_recipe(ctx.store.as_ref(), &old)? {
+    let recipe = match super::pages::read_recipe(ctx.store.as_ref(), &old)? {
         // A recipe reads the same packs under the new version's name: nothing is copied.
         Some(recipe) => {
             ctx.store.put(&id.recipe_key(), &recipe.encode()?, crate::store::Condition::IfAbsent)?;
+            Some(id.recipe_key())
         }
-        None => ctx.store.copy(&old.object_key(), &id.object_key(), &id.sha256)?,
-    }
+        None => {
+            ctx.store.copy(&old.object_key(), &id.object_key(), &id.sha256)?;
+            None
+        }
+    };
     let meta = VersionMeta {
         version: id.version,
         parent: Some(ParentRef { version: current.version, sha256: current.sha256.clone() }),
@@ -134,6 +138,7 @@ fn republish(ctx: &Context, stem: &str, current: &VersionId, target: VersionMeta
         rollback_to: Some(target.version),
         // The content is the imported one's; this version was made by the rollback.
         imported: None,
+        recipe,
         ..target
     };
     if remote::read_meta(ctx.store.as_ref(), &id)?.is_none() {
