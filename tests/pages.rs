@@ -417,3 +417,25 @@ fn a_file_past_the_lock_byte_page_rebuilds_byte_identical() {
     assert_eq!(sha256_of(&server.db("ipm-db-v2.db")), pinned(&bucket, "ipm-db"));
     assert!(fetched["bytes"].as_u64().expect("bytes") < 4 << 20, "{fetched}");
 }
+
+/// A machine that does not know the parent's page hashes (its `.b2m/` is new: a fresh clone, a
+/// rebuilt server) reads them from the parent's recipes, with no listing, and still sends only
+/// what changed, not a new base.
+#[test]
+fn a_publish_without_the_parents_hashes_here_reads_them_from_its_recipes() {
+    let bucket = Bucket::new(Backend::S3);
+    let dev = published(&bucket, 8);
+    touch(&dev, "ipm-db-v1.db", 200);
+    dev.b2m(&["upload", "ipm-db"]).ok();
+    std::fs::remove_dir_all(dev.path().join(".b2m/pages")).expect("forget the page hashes");
+    let size = std::fs::metadata(dev.db("ipm-db-v2.db")).expect("size").len();
+    let (before, _) = stored(&bucket, ".pack");
+    touch(&dev, "ipm-db-v2.db", 150);
+    let run = dev.b2m(&["-v", "upload", "ipm-db"]);
+    run.ok();
+    let (after, packs) = stored(&bucket, ".pack");
+    assert_eq!(packs, 3, "the base and the packs of v2 and v3");
+    assert!((after - before) * 10 < size, "v3's pack is {} bytes of a {size}-byte db", after - before);
+    let server = fetched(&bucket);
+    assert_eq!(sha256_of(&server.db("ipm-db-v3.db")), pinned(&bucket, "ipm-db"));
+}

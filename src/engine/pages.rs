@@ -115,7 +115,10 @@ pub fn send(
     settle: &mut dyn FnMut() -> bool,
 ) -> Result<(VersionId, u64)> {
     let page_size = pages::page_size_of(path)?;
-    let cached = parent.and_then(|p| Some((p, recall(ctx, &p.sha256)?)));
+    let cached = match parent {
+        Some(p) => recall(ctx, &p.sha256).map_or_else(|| hashes_in_bucket(ctx, stem, p), |c| Ok(Some(c)))?.map(|c| (p, c)),
+        None => None,
+    };
     let against = cached
         .as_ref()
         .filter(|(_, c)| c.page_size == page_size && c.chain < MAX_CHAIN && (c.since_base as f64) < c.base_bytes as f64 * BASE_SHARE);
@@ -147,6 +150,20 @@ pub fn send(
     remember(ctx, &built.recipe, &built.hashes)?;
     tracing::info!(pages = built.recipe.pages, new = built.new_pages, pack = pack_size, base = against.is_none(), "sent as pages");
     Ok((id, built.recipe.size()))
+}
+
+/// The page hashes of `parent` as its recipes say, for a machine that never held it here (a
+/// fresh clone, a rebuilt server): its recipe chain down to a base, a GET each, no listing. None
+/// when it is stored whole (the next version is then a base).
+fn hashes_in_bucket(ctx: &Context, stem: &str, parent: &ParentRef) -> Result<Option<Cached>> {
+    let id = VersionId { stem: stem.to_string(), version: parent.version, sha256: parent.sha256.clone() };
+    let Some(recipe) = read_recipe(ctx.store.as_ref(), &id)? else { return Ok(None) };
+    let (chain, _) = chain_to(ctx, &id, recipe, None)?;
+    let pieces = rebuild::plan(&chain, false)?;
+    let Some(hashes) = target_hashes(&chain, &pieces, None) else { return Ok(None) };
+    let r = &chain[0];
+    tracing::info!(stem, version = parent.version, recipes = chain.len(), "read the parent's page hashes from its recipes");
+    Ok(Some(Cached { hashes, page_size: r.page_size, chain: r.chain, base_bytes: r.base_bytes, since_base: r.since_base }))
 }
 
 /// Writes a content-addressed object unless it is there (an earlier attempt's is as good).
