@@ -337,57 +337,21 @@ fn check_pinned(ctx: &Context, history: &mut History<'_>, key: &str, deep: bool,
         head.stem
     );
     let missing = |what: &str, key: String| format!("the bucket pins `{}` but its {what} `{key}` is missing: {restore}", head.file());
-    // Neither its `.db` nor its recipe: the metadata says which it was stored as.
-    let gone = listed.object.is_none() && !listed.recipe;
-    if gone && !listed.meta {
-        found.error(key, missing("object", head.object_key()));
+    let meta = if listed.meta { history.meta(&head)? } else { MetaRead::Missing };
+    if listed.object.is_none() && !listed.recipe {
+        // Neither its `.db` nor its recipe: the metadata says which it was stored as.
+        let recipe = match &meta {
+            MetaRead::Read(m) => m.recipe.clone(),
+            _ => None,
+        };
+        let (what, stored) = recipe.map_or(("object", head.object_key()), |r| ("recipe", r));
+        found.error(key, missing(what, stored));
     }
-    if !listed.meta {
-        found.error(key, missing("metadata", head.meta_key()));
-    } else {
-        match history.meta(&head)? {
-            MetaRead::Read(meta) => {
-                if gone {
-                    let (what, stored) = meta.recipe.clone().map_or(("object", head.object_key()), |r| ("recipe", r));
-                    found.error(key, missing(what, stored));
-                }
-                if meta.sha256 != head.sha256 || meta.version != head.version {
-                    found.error(
-                        key,
-                        format!(
-                            "metadata `{}` describes v{} {}…, not the pinned v{} {}…: it was edited or damaged; {restore}",
-                            head.meta_key(),
-                            meta.version,
-                            &meta.sha256[..12.min(meta.sha256.len())],
-                            head.version,
-                            head.short()
-                        ),
-                    );
-                } else if let Some(size) = listed.object.filter(|size| *size != meta.size && !listed.recipe) {
-                    found.error(
-                        key,
-                        format!(
-                            "object `{}` is {size} bytes but its metadata says {}: it was damaged; {restore} (`b2m check --deep` verifies the bytes)",
-                            head.object_key(),
-                            meta.size
-                        ),
-                    );
-                }
-            }
-            MetaRead::Unreadable(why) => {
-                if gone {
-                    found.error(key, missing("object", head.object_key()));
-                }
-                found.error(key, format!("metadata `{}` is unreadable ({why}): {restore}", head.meta_key()));
-            }
-            // Listed a moment ago, gone now.
-            MetaRead::Missing => {
-                if gone {
-                    found.error(key, missing("object", head.object_key()));
-                }
-                found.error(key, missing("metadata", head.meta_key()));
-            }
-        }
+    match meta {
+        MetaRead::Read(meta) => check_meta(&head, &listed, &meta, &restore, &mut |m| found.error(key, m)),
+        MetaRead::Unreadable(why) => found.error(key, format!("metadata `{}` is unreadable ({why}): {restore}", head.meta_key())),
+        // Not listed, or listed a moment ago and gone now.
+        MetaRead::Missing => found.error(key, missing("metadata", head.meta_key())),
     }
     if deep && (listed.object.is_some() || listed.recipe) {
         match fetch::download_verified(ctx, &head, &ctx.tmp_dir()) {
@@ -399,6 +363,26 @@ fn check_pinned(ctx: &Context, history: &mut History<'_>, key: &str, deep: bool,
         }
     }
     Ok(())
+}
+
+/// The pinned version's metadata against the pin, and a whole object's listed size against it.
+fn check_meta(head: &VersionId, listed: &Listed, meta: &VersionMeta, restore: &str, error: &mut dyn FnMut(String)) {
+    if meta.sha256 != head.sha256 || meta.version != head.version {
+        error(format!(
+            "metadata `{}` describes v{} {}…, not the pinned v{} {}…: it was edited or damaged; {restore}",
+            head.meta_key(),
+            meta.version,
+            &meta.sha256[..12.min(meta.sha256.len())],
+            head.version,
+            head.short()
+        ));
+    } else if let Some(size) = listed.object.filter(|size| *size != meta.size && !listed.recipe) {
+        error(format!(
+            "object `{}` is {size} bytes but its metadata says {}: it was damaged; {restore} (`b2m check --deep` verifies the bytes)",
+            head.object_key(),
+            meta.size
+        ));
+    }
 }
 
 /// Objects under `dbs/<stem>/` that are neither the pinned version nor on its parent chain.
