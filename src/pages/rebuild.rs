@@ -7,7 +7,7 @@
 //! shares is read from there instead (`lend`).
 
 use std::collections::HashMap;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 
 use sha2::{Digest, Sha256};
 
@@ -130,80 +130,153 @@ fn frame_starts(recipe: &Recipe) -> Vec<u64> {
         .collect()
 }
 
-/// The frames a plan reads: (level, frame), each once, in order.
-pub fn frames_needed(pieces: &[Piece]) -> Vec<(usize, u32)> {
-    let mut needed: Vec<(usize, u32)> = pieces
+/// The frames a plan reads, each once, in the order it first reads them: (level, frame), and the
+/// index of the first piece that reads it.
+pub fn frames_needed(pieces: &[Piece]) -> Vec<((usize, u32), usize)> {
+    let mut seen = std::collections::HashSet::new();
+    pieces
         .iter()
-        .filter_map(|p| match *p {
-            Piece::Frame { level, frame, .. } => Some((level, frame)),
+        .enumerate()
+        .filter_map(|(i, p)| match *p {
+            Piece::Frame { level, frame, .. } => seen.insert((level, frame)).then_some(((level, frame), i)),
             Piece::Local { .. } => None,
         })
-        .collect();
-    needed.sort_unstable();
-    needed.dedup();
-    needed
+        .collect()
 }
 
+/// A frame's compressed bytes, and the pages it holds once decompressed.
+pub struct Compressed {
+    /// The zstd frame.
+    pub bytes: Vec<u8>,
+    /// Pages it holds (its recipe says so).
+    pub pages: u32,
+}
+
+/// Stretches of the new file on their way to be written and hashed: a decompressed frame (or
+/// local pages) and the bytes of it that go next.
+type Chunk = (Raw, std::ops::Range<usize>);
+
+/// A frame's pages, decompressed (or local pages), shared by the decompression and the writer.
+type Raw = std::sync::Arc<Vec<u8>>;
+
+/// Chunks in flight between the decompression and the writer (each holds its frame: memory).
+const IN_FLIGHT: usize = 2;
+
+/// Bytes of local pages read at a time.
+const LOCAL_CHUNK: usize = 1 << 20;
+
+/// Bytes written to the new file at a time.
+const WRITE_BYTES: usize = 1 << 20;
+
 /// Writes the new file into `out` by the plan: local pages from `local`, frame pages decompressed
-/// from what `frame` returns (a frame's compressed bytes). Returns the sha256 of what was written.
+/// from what `frame` returns. Writing and hashing run on a thread of their own, beside the
+/// decompression. Returns the sha256 of what was written.
 pub fn write(
     page_size: u32,
     pieces: &[Piece],
-    mut local: Option<&std::fs::File>,
-    frame: &mut dyn FnMut(usize, u32) -> Result<Vec<u8>>,
-    out: &mut dyn Write,
+    local: Option<&std::fs::File>,
+    frame: &mut dyn FnMut(usize, u32) -> Result<Compressed>,
+    out: &mut (dyn Write + Send),
     progress: &indicatif::ProgressBar,
 ) -> Result<String> {
+    let (send, receive) = std::sync::mpsc::sync_channel::<Chunk>(IN_FLIGHT);
+    std::thread::scope(|scope| {
+        let sink = scope.spawn(move || -> std::io::Result<String> {
+            let mut sha = Sha256::new();
+            for (bytes, range) in receive {
+                // Written a MiB at a time: a write of a whole frame of 2 MiB can make the kernel
+                // look for a 2 MiB page-cache folio, several times slower on a busy machine.
+                for part in bytes[range].chunks(WRITE_BYTES) {
+                    out.write_all(part)?;
+                    sha.update(part);
+                }
+            }
+            Ok(hex::encode(sha.finalize()))
+        });
+        let fed = feed(page_size, pieces, local, frame, &send, progress);
+        drop(send);
+        let written = sink.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let written = written.map_err(|e| Error::refused(format!("cannot write the rebuilt file: {e}"), "check the disk"));
+        // A writer that failed stops the feed: its error is the one to tell.
+        match fed {
+            Err(_) if written.is_err() => written,
+            Err(e) => Err(e),
+            Ok(()) => written,
+        }
+    })
+}
+
+/// Sends the new file's bytes, in order, to `sink`: local pages read, frames decompressed.
+fn feed(
+    page_size: u32,
+    pieces: &[Piece],
+    local: Option<&std::fs::File>,
+    frame: &mut dyn FnMut(usize, u32) -> Result<Compressed>,
+    sink: &std::sync::mpsc::SyncSender<Chunk>,
+    progress: &indicatif::ProgressBar,
+) -> Result<()> {
     let page = page_size as usize;
-    let (mut sha, mut written) = (Sha256::new(), 0u64);
-    let mut last: Option<((usize, u32), Vec<u8>)> = None;
-    let mut buf = vec![0u8; page];
-    let failed = |e: std::io::Error| Error::refused(format!("cannot write the rebuilt file: {e}"), "check the disk");
+    let mut written = 0u64;
+    // The frame decompressed last (level, frame): a plan may read on in it after a lent page.
+    let mut last: Option<((usize, u32), Raw)> = None;
+    let mut decompressor = zstd::bulk::Decompressor::new().map_err(|e| damaged(&e))?;
+    let gone = |_| Error::refused("the rebuilt file's writer stopped", "check the disk");
     for piece in pieces {
         if piece.at() != written {
             return Err(Error::refused("a rebuild plan skips pages", "report this"));
         }
         match *piece {
             Piece::Local { count, from, .. } => {
-                let file =
-                    local.as_mut().ok_or_else(|| Error::refused("a rebuild plan reads a local file there is none of", "report this"))?;
-                file.seek(SeekFrom::Start(from * u64::from(page_size))).map_err(failed)?;
-                for _ in 0..count {
-                    file.read_exact(&mut buf).map_err(failed)?;
-                    sha.update(&buf);
-                    out.write_all(&buf).map_err(failed)?;
+                let file = local.ok_or_else(|| Error::refused("a rebuild plan reads a local file there is none of", "report this"))?;
+                for chunk in read_local(file, from * u64::from(page_size), count * u64::from(page_size)) {
+                    let chunk = std::sync::Arc::new(chunk?);
+                    sink.send((chunk.clone(), 0..chunk.len())).map_err(gone)?;
                 }
             }
             Piece::Frame { count, level, frame: f, skip, .. } => {
-                if last.as_ref().is_none_or(|(key, _)| *key != (level, f)) {
-                    let bytes = frame(level, f)?;
-                    let raw = zstd::decode_all(bytes.as_slice()).map_err(|e| {
-                        Error::refused(
-                            format!("a frame of the version's pack is damaged ({e})"),
-                            "nothing was installed; publish the version again",
-                        )
-                    })?;
-                    last = Some(((level, f), raw));
-                }
-                let raw = last.as_ref().map(|(_, raw)| raw.as_slice()).unwrap_or_default();
-                let start = skip as usize * page;
-                let bytes = raw.get(start..start + count as usize * page).ok_or_else(|| {
-                    Error::refused(
+                let raw = match &last {
+                    Some((key, raw)) if *key == (level, f) => raw.clone(),
+                    _ => {
+                        let compressed = frame(level, f)?;
+                        let raw = decompressor.decompress(&compressed.bytes, compressed.pages as usize * page).map_err(|e| damaged(&e))?;
+                        let raw = std::sync::Arc::new(raw);
+                        last = Some(((level, f), raw.clone()));
+                        raw
+                    }
+                };
+                let range = skip as usize * page..(skip as usize + count as usize) * page;
+                if range.end > raw.len() {
+                    return Err(Error::refused(
                         "a frame of the version's pack holds fewer pages than its recipe says",
                         "nothing was installed; publish the version again",
-                    )
-                })?;
-                sha.update(bytes);
-                out.write_all(bytes).map_err(failed)?;
+                    ));
+                }
+                sink.send((raw, range)).map_err(gone)?;
             }
         }
-        let (_, count) = match *piece {
-            Piece::Local { at, count, .. } | Piece::Frame { at, count, .. } => (at, count),
+        let count = match *piece {
+            Piece::Local { count, .. } | Piece::Frame { count, .. } => count,
         };
         written += count;
         progress.inc(count * u64::from(page_size));
     }
-    Ok(hex::encode(sha.finalize()))
+    Ok(())
+}
+
+fn damaged(e: &std::io::Error) -> Error {
+    Error::refused(format!("a frame of the version's pack is damaged ({e})"), "nothing was installed; publish the version again")
+}
+
+/// Bytes `offset..offset + len` of `file`, read a chunk at a time.
+fn read_local(file: &std::fs::File, offset: u64, len: u64) -> impl Iterator<Item = Result<Vec<u8>>> + '_ {
+    use std::os::unix::fs::FileExt;
+    (0..len.div_ceil(LOCAL_CHUNK as u64)).map(move |i| {
+        let at = i * LOCAL_CHUNK as u64;
+        let mut chunk = vec![0u8; (len - at).min(LOCAL_CHUNK as u64) as usize];
+        file.read_exact_at(&mut chunk, offset + at)
+            .map_err(|e| Error::refused(format!("cannot read the local file to rebuild from: {e}"), "check the disk"))?;
+        Ok(chunk)
+    })
 }
 
 /// An index of a local file's pages by hash (the first page holding each).
@@ -213,4 +286,57 @@ pub fn local_index(hashes: &[u64]) -> HashMap<u64, u64> {
         index.entry(*hash).or_insert(page as u64);
     }
     index
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::FileExt;
+
+    use super::*;
+
+    /// Rebuilds a one-recipe version from its pack, each frame's bytes passed through `spoil`:
+    /// the file, what was written, and the sha256 `write` returned.
+    fn rebuilt(dir: &std::path::Path, spoil: impl Fn(&mut Vec<u8>)) -> (Vec<u8>, Vec<u8>, Result<String>) {
+        let path = crate::pages::tests::text_file(dir, 80);
+        let built = crate::pages::build(&path, None, dir, &indicatif::ProgressBar::hidden()).expect("build");
+        let pack = std::fs::File::open(built.pack.as_ref().expect("pack")).expect("open");
+        let pieces = plan(std::slice::from_ref(&built.recipe), false).expect("plan");
+        let mut read = |_level: usize, frame: u32| -> Result<Compressed> {
+            let f = built.recipe.frames[frame as usize];
+            let mut bytes = vec![0u8; f.len as usize];
+            pack.read_exact_at(&mut bytes, f.offset).expect("read");
+            spoil(&mut bytes);
+            Ok(Compressed { bytes, pages: f.pages })
+        };
+        let mut out = Vec::new();
+        let sha = write(4096, &pieces, None, &mut read, &mut out, &indicatif::ProgressBar::hidden());
+        (std::fs::read(&path).expect("read"), out, sha)
+    }
+
+    #[test]
+    fn a_rebuild_writes_and_hashes_the_file_byte_for_byte() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (file, out, sha) = rebuilt(dir.path(), |_| {});
+        assert!(out == file, "the rebuilt file is the file");
+        assert_eq!(sha.expect("rebuilt"), hex::encode(Sha256::digest(&file)));
+    }
+
+    #[test]
+    fn a_frame_cut_short_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (_, _, sha) = rebuilt(dir.path(), |bytes| bytes.truncate(bytes.len() / 2));
+        assert!(sha.is_err_and(|e| e.to_string().contains("damaged")));
+    }
+
+    #[test]
+    fn frames_are_fetched_in_the_order_the_plan_first_reads_them() {
+        let pieces = [
+            Piece::Frame { at: 0, count: 1, level: 1, frame: 4, skip: 0 },
+            Piece::Local { at: 1, count: 1, from: 0 },
+            Piece::Frame { at: 2, count: 1, level: 0, frame: 9, skip: 0 },
+            Piece::Frame { at: 3, count: 1, level: 1, frame: 4, skip: 1 },
+            Piece::Frame { at: 4, count: 1, level: 0, frame: 2, skip: 0 },
+        ];
+        assert_eq!(frames_needed(&pieces), vec![((1, 4), 0), ((0, 9), 2), ((0, 2), 4)]);
+    }
 }
