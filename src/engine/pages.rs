@@ -298,6 +298,8 @@ struct Frames {
     /// The ranged GETs: (level, pack), offset, length; in the order the rebuild needs them.
     gets: Vec<((usize, u32), u64, u64)>,
     landing: Landing,
+    /// Where the rebuild keeps frames it reads again later.
+    spill: std::fs::File,
 }
 
 /// Frames further apart than this are fetched by separate ranged GETs (a GET costs about what
@@ -321,7 +323,8 @@ impl Frames {
         }
         let tmp = ctx.tmp_dir();
         std::fs::create_dir_all(&tmp).map_err(|e| Error::io("cannot create", &tmp, e))?;
-        let mut frames = Frames { files: Default::default(), gets: Vec::new(), landing: Landing::default() };
+        let spill = tempfile::tempfile_in(&tmp).map_err(|e| Error::io("cannot create a temp file in", &tmp, e))?;
+        let mut frames = Frames { files: Default::default(), gets: Vec::new(), landing: Landing::default(), spill };
         let mut order = Vec::new();
         for (pack, mut list) in by_pack {
             list.sort_by_key(|(f, _)| f.offset);
@@ -357,8 +360,8 @@ impl Frames {
         std::thread::scope(|scope| {
             let download = scope.spawn(|| self.download(store, chain, bar));
             let hidden = indicatif::ProgressBar::hidden();
-            let written =
-                rebuild::write(chain[0].page_size, pieces, local, &mut |level, frame| self.read(chain, level, frame), out, &hidden);
+            let mut read = |level, frame| self.read(chain, level, frame);
+            let written = rebuild::write(chain[0].page_size, pieces, local, &mut read, &self.spill, out, &hidden);
             if written.is_err() {
                 self.landing.stop();
             }

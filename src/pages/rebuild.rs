@@ -169,13 +169,15 @@ const LOCAL_CHUNK: usize = 1 << 20;
 const WRITE_BYTES: usize = 1 << 20;
 
 /// Writes the new file into `out` by the plan: local pages from `local`, frame pages decompressed
-/// from what `frame` returns. Writing and hashing run on a thread of their own, beside the
-/// decompression. Returns the sha256 of what was written.
+/// from what `frame` returns; a frame the plan comes back to later is kept in `spill` (an empty
+/// temp file), so it is decompressed once. Writing and hashing run on a thread of their own,
+/// beside the decompression. Returns the sha256 of what was written.
 pub fn write(
     page_size: u32,
     pieces: &[Piece],
     local: Option<&std::fs::File>,
     frame: &mut dyn FnMut(usize, u32) -> Result<Compressed>,
+    spill: &std::fs::File,
     out: &mut (dyn Write + Send),
     progress: &indicatif::ProgressBar,
 ) -> Result<String> {
@@ -193,7 +195,7 @@ pub fn write(
             }
             Ok(hex::encode(sha.finalize()))
         });
-        let fed = feed(page_size, pieces, local, frame, &send, progress);
+        let fed = feed(page_size, pieces, local, frame, spill, &send, progress);
         drop(send);
         let written = sink.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         let written = written.map_err(|e| Error::refused(format!("cannot write the rebuilt file: {e}"), "check the disk"));
@@ -212,14 +214,13 @@ fn feed(
     pieces: &[Piece],
     local: Option<&std::fs::File>,
     frame: &mut dyn FnMut(usize, u32) -> Result<Compressed>,
+    spill: &std::fs::File,
     sink: &std::sync::mpsc::SyncSender<Chunk>,
     progress: &indicatif::ProgressBar,
 ) -> Result<()> {
     let page = page_size as usize;
     let mut written = 0u64;
-    // The frame decompressed last (level, frame): a plan may read on in it after a lent page.
-    let mut last: Option<((usize, u32), Raw)> = None;
-    let mut decompressor = zstd::bulk::Decompressor::new().map_err(|e| damaged(&e))?;
+    let mut frames = Decoded::new(pieces, page, spill)?;
     let gone = |_| Error::refused("the rebuilt file's writer stopped", "check the disk");
     for piece in pieces {
         if piece.at() != written {
@@ -234,24 +235,8 @@ fn feed(
                 }
             }
             Piece::Frame { count, level, frame: f, skip, .. } => {
-                let raw = match &last {
-                    Some((key, raw)) if *key == (level, f) => raw.clone(),
-                    _ => {
-                        let compressed = frame(level, f)?;
-                        let raw = decompressor.decompress(&compressed.bytes, compressed.pages as usize * page).map_err(|e| damaged(&e))?;
-                        let raw = std::sync::Arc::new(raw);
-                        last = Some(((level, f), raw.clone()));
-                        raw
-                    }
-                };
                 let range = skip as usize * page..(skip as usize + count as usize) * page;
-                if range.end > raw.len() {
-                    return Err(Error::refused(
-                        "a frame of the version's pack holds fewer pages than its recipe says",
-                        "nothing was installed; publish the version again",
-                    ));
-                }
-                sink.send((raw, range)).map_err(gone)?;
+                sink.send(frames.pages((level, f), range, frame)?).map_err(gone)?;
             }
         }
         let count = match *piece {
@@ -261,6 +246,82 @@ fn feed(
         progress.inc(count * u64::from(page_size));
     }
     Ok(())
+}
+
+/// Frames decompressed: the last one in memory (a plan reads on in it after a lent page), and
+/// those the plan comes back to after other frames kept in a spill file. A plan after a
+/// `VACUUM` reads each frame of the base once per table it holds pages of.
+struct Decoded<'a> {
+    decompressor: zstd::bulk::Decompressor<'static>,
+    page: usize,
+    last: Option<((usize, u32), Raw)>,
+    /// How many separate times the plan reads each frame.
+    visits: HashMap<(usize, u32), u32>,
+    /// Where each frame read again lies in the spill file, and its length.
+    spilled: HashMap<(usize, u32), (u64, usize)>,
+    spill: &'a std::fs::File,
+    spill_end: u64,
+}
+
+impl<'a> Decoded<'a> {
+    fn new(pieces: &[Piece], page: usize, spill: &'a std::fs::File) -> Result<Self> {
+        let mut visits = HashMap::new();
+        let mut previous = None;
+        for piece in pieces {
+            let key = match *piece {
+                Piece::Frame { level, frame, .. } => Some((level, frame)),
+                Piece::Local { .. } => None,
+            };
+            if let Some(key) = key.filter(|k| previous != Some(*k)) {
+                *visits.entry(key).or_insert(0) += 1;
+            }
+            previous = key.or(previous);
+        }
+        let decompressor = zstd::bulk::Decompressor::new().map_err(|e| damaged(&e))?;
+        Ok(Decoded { decompressor, page, last: None, visits, spilled: HashMap::new(), spill, spill_end: 0 })
+    }
+
+    /// Bytes `range` of frame `key` decompressed, fetched through `frame` if need be.
+    fn pages(
+        &mut self,
+        key: (usize, u32),
+        range: std::ops::Range<usize>,
+        frame: &mut dyn FnMut(usize, u32) -> Result<Compressed>,
+    ) -> Result<Chunk> {
+        use std::os::unix::fs::FileExt;
+        let short = || {
+            Error::refused(
+                "a frame of the version's pack holds fewer pages than its recipe says",
+                "nothing was installed; publish the version again",
+            )
+        };
+        let spill_error = |e: std::io::Error| Error::refused(format!("cannot keep a frame in a temp file: {e}"), "check the disk");
+        if let Some((_, raw)) = self.last.as_ref().filter(|(k, _)| *k == key) {
+            return if range.end <= raw.len() { Ok((raw.clone(), range)) } else { Err(short()) };
+        }
+        if let Some(&(at, len)) = self.spilled.get(&key) {
+            if range.end > len {
+                return Err(short());
+            }
+            let mut bytes = vec![0u8; range.len()];
+            self.spill.read_exact_at(&mut bytes, at + range.start as u64).map_err(spill_error)?;
+            let bytes = std::sync::Arc::new(bytes);
+            return Ok((bytes.clone(), 0..bytes.len()));
+        }
+        let compressed = frame(key.0, key.1)?;
+        let raw = self.decompressor.decompress(&compressed.bytes, compressed.pages as usize * self.page).map_err(|e| damaged(&e))?;
+        if self.visits.get(&key).is_some_and(|n| *n > 1) {
+            self.spill.write_all_at(&raw, self.spill_end).map_err(spill_error)?;
+            self.spilled.insert(key, (self.spill_end, raw.len()));
+            self.spill_end += raw.len() as u64;
+        }
+        let raw = std::sync::Arc::new(raw);
+        self.last = Some((key, raw.clone()));
+        if range.end > raw.len() {
+            return Err(short());
+        }
+        Ok((raw, range))
+    }
 }
 
 fn damaged(e: &std::io::Error) -> Error {
@@ -309,7 +370,8 @@ mod tests {
             Ok(Compressed { bytes, pages: f.pages })
         };
         let mut out = Vec::new();
-        let sha = write(4096, &pieces, None, &mut read, &mut out, &indicatif::ProgressBar::hidden());
+        let spill = tempfile::tempfile().expect("spill");
+        let sha = write(4096, &pieces, None, &mut read, &spill, &mut out, &indicatif::ProgressBar::hidden());
         (std::fs::read(&path).expect("read"), out, sha)
     }
 
@@ -326,6 +388,36 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let (_, _, sha) = rebuilt(dir.path(), |bytes| bytes.truncate(bytes.len() / 2));
         assert!(sha.is_err_and(|e| e.to_string().contains("damaged")));
+    }
+
+    #[test]
+    fn a_plan_that_comes_back_to_a_frame_decompresses_it_once() {
+        // As after a VACUUM: the new file reads each frame of the base twice, half at a time.
+        let dir = tempfile::tempdir().expect("dir");
+        let path = crate::pages::tests::text_file(dir.path(), 64);
+        let built = crate::pages::build(&path, None, dir.path(), &indicatif::ProgressBar::hidden()).expect("build");
+        let pack = std::fs::File::open(built.pack.as_ref().expect("pack")).expect("open");
+        let halves = [(0, 0), (1, 0), (0, 16), (1, 16)];
+        let pieces: Vec<Piece> = halves
+            .iter()
+            .enumerate()
+            .map(|(i, &(frame, skip))| Piece::Frame { at: i as u64 * 16, count: 16, level: 0, frame, skip })
+            .collect();
+        let mut fetched = Vec::new();
+        let mut read = |_level: usize, frame: u32| -> Result<Compressed> {
+            fetched.push(frame);
+            let f = built.recipe.frames[frame as usize];
+            let mut bytes = vec![0u8; f.len as usize];
+            pack.read_exact_at(&mut bytes, f.offset).expect("read");
+            Ok(Compressed { bytes, pages: f.pages })
+        };
+        let (spill, mut out) = (tempfile::tempfile().expect("spill"), Vec::new());
+        write(4096, &pieces, None, &mut read, &spill, &mut out, &indicatif::ProgressBar::hidden()).expect("write");
+        assert_eq!(fetched, vec![0, 1], "each frame fetched and decompressed once");
+        let file = std::fs::read(&path).expect("read");
+        let expected: Vec<u8> =
+            halves.iter().flat_map(|&(frame, skip)| file[(frame as usize * 32 + skip as usize) * 4096..][..16 * 4096].to_vec()).collect();
+        assert!(out == expected, "the pages in the plan's order");
     }
 
     #[test]
