@@ -231,23 +231,13 @@ fn rebuild_from(
     if let Some(hashes) = &lender {
         pieces = rebuild::lend(&chain, pieces, &rebuild::local_index(hashes));
     }
-    let needed = rebuild::frames_needed(&pieces);
-    let frames = Frames::fetch(ctx, &chain, &needed, bar)?;
-    let received = frames.received;
-    crate::util::failpoint("pages-after-frames");
+    let frames = Frames::new(ctx, &chain, &pieces)?;
     let local_file = match (local, pieces.iter().any(|p| matches!(p, Piece::Local { .. }))) {
         (Some(l), true) => Some(std::fs::File::open(&l.path).map_err(|e| Error::io("cannot read", &l.path, e))?),
         _ => None,
     };
     let mut writer = std::io::BufWriter::with_capacity(1 << 20, out);
-    let sha256 = rebuild::write(
-        page_size,
-        &pieces,
-        local_file.as_ref(),
-        &mut |level, frame| frames.read(&chain, level, frame),
-        &mut writer,
-        &indicatif::ProgressBar::hidden(),
-    )?;
+    let (received, sha256) = frames.rebuild(ctx.store.as_ref(), &chain, &pieces, local_file.as_ref(), &mut writer, bar)?;
     std::io::Write::flush(&mut writer).map_err(|e| Error::io("cannot write", ctx.tmp_dir(), e))?;
     if sha256 == id.sha256 {
         let hashes = target_hashes(&chain, &pieces, lender.as_deref());
@@ -332,81 +322,221 @@ fn target_hashes(chain: &[Recipe], pieces: &[Piece], local: Option<&[u64]>) -> O
     Some(hashes)
 }
 
-/// The frames a rebuild reads, fetched into one sparse temp file per pack.
+/// The frames a rebuild reads, fetched into one sparse temp file per pack in the order the
+/// rebuild first needs them, while the rebuild reads each one as soon as its bytes have landed.
 struct Frames {
     files: std::collections::HashMap<(usize, u32), tempfile::NamedTempFile>,
-    received: u64,
+    /// The ranged GETs: (level, pack), offset, length; in the order the rebuild needs them.
+    gets: Vec<((usize, u32), u64, u64)>,
+    landing: Landing,
+    /// Where the rebuild keeps frames it reads again later.
+    spill: std::fs::File,
 }
 
 /// Frames further apart than this are fetched by separate ranged GETs (a GET costs about what
 /// this many bytes of egress do, and a round trip).
 const GAP: u64 = 64 << 10;
-/// A pack needing more separate stretches than this is read in one GET from its first needed
-/// frame to its last.
-const MAX_STRETCHES: usize = 16;
-
-impl Frames {
-    fn fetch(ctx: &Context, chain: &[Recipe], needed: &[(usize, u32)], bar: &indicatif::ProgressBar) -> Result<Frames> {
-        let mut by_pack: std::collections::BTreeMap<(usize, u32), Vec<pages::Frame>> = Default::default();
-        for &(level, frame) in needed {
-            let f = chain[level].frames[frame as usize];
-            by_pack.entry((level, f.pack)).or_default().push(f);
-        }
-        let mut frames = Frames { files: Default::default(), received: 0 };
-        let tmp = ctx.tmp_dir();
-        std::fs::create_dir_all(&tmp).map_err(|e| Error::io("cannot create", &tmp, e))?;
-        let total: u64 = by_pack.values().flatten().map(|f| f.len).sum();
-        bar.set_length(total);
-        for ((level, pack), mut list) in by_pack {
-            list.sort_by_key(|f| f.offset);
-            let key = &chain[level].packs[pack as usize].key;
-            let file = tempfile::Builder::new()
-                .prefix(".b2m-pack-")
-                .tempfile_in(ctx.tmp_dir())
-                .map_err(|e| Error::io("cannot create a temp file in", ctx.tmp_dir(), e))?;
-            frames.received += fetch_stretches(ctx, key, &stretches(&list), file.as_file(), bar)?;
-            frames.files.insert((level, pack), file);
-        }
-        Ok(frames)
-    }
-
-    fn read(&self, chain: &[Recipe], level: usize, frame: u32) -> Result<Vec<u8>> {
-        let f = chain[level].frames[frame as usize];
-        let file = self.files.get(&(level, f.pack)).ok_or_else(|| Error::refused("a frame was not fetched", "report this"))?;
-        let mut bytes = vec![0u8; f.len as usize];
-        file.as_file().read_exact_at(&mut bytes, f.offset).map_err(|e| Error::io("cannot read", file.path(), e))?;
-        Ok(bytes)
-    }
-}
-
+/// A pack is read in at most one stretch per this many bytes of frames needed from it (and at
+/// least one): beyond that, the smallest gaps between its stretches are read too.
+const BYTES_PER_STRETCH: u64 = 4 << 20;
 /// A stretch longer than this is read in pieces of it, several at once.
 const PIECE: u64 = 16 << 20;
 /// Pieces in flight at once (as a whole download's stretches).
 const IN_FLIGHT: usize = 4;
 
-/// Reads byte ranges of `key` into `file` at their offsets, pieces of big ones side by side; the
-/// bytes read.
-fn fetch_stretches(ctx: &Context, key: &str, stretches: &[(u64, u64)], file: &std::fs::File, bar: &indicatif::ProgressBar) -> Result<u64> {
-    let pieces: Vec<(u64, u64)> = stretches
-        .iter()
-        .flat_map(|&(offset, len)| (0..len.div_ceil(PIECE)).map(move |i| (offset + i * PIECE, PIECE.min(len - i * PIECE))))
-        .collect();
-    let (store, next) = (ctx.store.as_ref(), std::sync::atomic::AtomicUsize::new(0));
-    let work = || -> Result<u64> {
-        let mut read = 0;
-        while let Some(&(offset, len)) = pieces.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
-            read += store.download_range(key, offset, len, &mut At { file, offset }, bar)?;
+impl Frames {
+    /// The GETs reading the frames `pieces` (a plan of `chain`) need, and a temp file per pack.
+    fn new(ctx: &Context, chain: &[Recipe], pieces: &[Piece]) -> Result<Frames> {
+        let mut by_pack: std::collections::BTreeMap<(usize, u32), Vec<(pages::Frame, usize)>> = Default::default();
+        for ((level, frame), first) in rebuild::frames_needed(pieces) {
+            let f = chain[level].frames[frame as usize];
+            by_pack.entry((level, f.pack)).or_default().push((f, first));
         }
+        let tmp = ctx.tmp_dir();
+        std::fs::create_dir_all(&tmp).map_err(|e| Error::io("cannot create", &tmp, e))?;
+        let spill = tempfile::tempfile_in(&tmp).map_err(|e| Error::io("cannot create a temp file in", &tmp, e))?;
+        let mut frames = Frames { files: Default::default(), gets: Vec::new(), landing: Landing::default(), spill };
+        let mut order = Vec::new();
+        for (pack, mut list) in by_pack {
+            list.sort_by_key(|(f, _)| f.offset);
+            let ranges: Vec<pages::Frame> = list.iter().map(|(f, _)| *f).collect();
+            for (offset, len) in stretches(&ranges).into_iter().flat_map(split) {
+                // A GET is needed as early as the first frame it holds part of.
+                let first = list.iter().filter(|(f, _)| f.offset < offset + len && offset < f.offset + f.len).map(|(_, i)| *i).min();
+                order.push((first.unwrap_or(usize::MAX), (pack, offset, len)));
+            }
+            let file = tempfile::Builder::new()
+                .prefix(".b2m-pack-")
+                .tempfile_in(&tmp)
+                .map_err(|e| Error::io("cannot create a temp file in", &tmp, e))?;
+            frames.files.insert(pack, file);
+        }
+        order.sort_by_key(|(first, _)| *first);
+        frames.gets = order.into_iter().map(|(_, get)| get).collect();
+        Ok(frames)
+    }
+
+    /// Fetches the frames and rebuilds the file from them (and `local`) into `out`, side by side:
+    /// the bytes received, and the sha256 of what was written.
+    fn rebuild(
+        &self,
+        store: &dyn Store,
+        chain: &[Recipe],
+        pieces: &[Piece],
+        local: Option<&std::fs::File>,
+        out: &mut (dyn std::io::Write + Send),
+        bar: &indicatif::ProgressBar,
+    ) -> Result<(u64, String)> {
+        bar.set_length(self.gets.iter().map(|(_, _, len)| len).sum());
+        std::thread::scope(|scope| {
+            let download = scope.spawn(|| self.download(store, chain, bar));
+            let hidden = indicatif::ProgressBar::hidden();
+            let mut read = |level, frame| self.read(chain, level, frame);
+            let written = rebuild::write(chain[0].page_size, pieces, local, &mut read, &self.spill, out, &hidden);
+            if written.is_err() {
+                self.landing.stop();
+            }
+            // The download's own error first: a rebuild waiting for its frames only saw it stop.
+            let received = download.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+            Ok((received, written?))
+        })
+    }
+
+    /// Makes the GETs, [`IN_FLIGHT`] at a time, each landing where it belongs: the bytes read.
+    fn download(&self, store: &dyn Store, chain: &[Recipe], bar: &indicatif::ProgressBar) -> Result<u64> {
+        let _ending = Ending(&self.landing);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let work = || -> Result<u64> {
+            let mut read = 0;
+            while let Some(&(pack, offset, len)) = self.gets.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
+                if self.landing.stopped() {
+                    break;
+                }
+                let (key, file) = (&chain[pack.0].packs[pack.1 as usize].key, self.files[&pack].as_file());
+                let got = store.download_range(key, offset, len, &mut At { file, offset, pack, landing: &self.landing }, bar);
+                read += got.inspect_err(|_| self.landing.end(false))?;
+            }
+            Ok(read)
+        };
+        let workers = IN_FLIGHT.min(self.gets.len()).max(1);
+        let read = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers).map(|_| scope.spawn(work)).collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).sum::<Result<u64>>()
+        })?;
+        if !self.landing.stopped() {
+            crate::util::failpoint("pages-after-frames");
+        }
+        self.landing.end(true);
         Ok(read)
-    };
-    let workers = IN_FLIGHT.min(pieces.len()).max(1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers).map(|_| scope.spawn(work)).collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).sum::<Result<u64>>()
-    })
+    }
+
+    /// A frame's bytes, once they have landed.
+    fn read(&self, chain: &[Recipe], level: usize, frame: u32) -> Result<rebuild::Compressed> {
+        let f = chain[level].frames[frame as usize];
+        let pack = (level, f.pack);
+        let file = self.files.get(&pack).ok_or_else(|| Error::refused("a frame was not fetched", "report this"))?;
+        self.landing.wait(pack, f.offset, f.offset + f.len)?;
+        let mut bytes = vec![0u8; f.len as usize];
+        file.as_file().read_exact_at(&mut bytes, f.offset).map_err(|e| Error::io("cannot read", file.path(), e))?;
+        Ok(rebuild::Compressed { bytes, pages: f.pages })
+    }
 }
 
-/// Byte ranges covering `frames` (sorted by offset): neighbours merged.
+/// Splits a stretch into pieces of at most [`PIECE`] bytes.
+fn split((offset, len): (u64, u64)) -> impl Iterator<Item = (u64, u64)> {
+    (0..len.div_ceil(PIECE)).map(move |i| (offset + i * PIECE, PIECE.min(len - i * PIECE)))
+}
+
+/// What of each pack has landed in its temp file, shared by the GETs and the rebuild.
+#[derive(Default)]
+struct Landing {
+    state: std::sync::Mutex<Landed>,
+    moved: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct Landed {
+    /// Per pack, the stretches landed: start → end, merged.
+    packs: std::collections::HashMap<(usize, u32), std::collections::BTreeMap<u64, u64>>,
+    /// Once the download ended: whether every GET finished.
+    over: Option<bool>,
+    /// The rebuild failed: no GET is started any more.
+    stopped: bool,
+}
+
+impl Landing {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Landed> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Bytes `start..end` of `pack` are written.
+    fn landed(&self, pack: (usize, u32), start: u64, end: u64) {
+        insert(self.lock().packs.entry(pack).or_default(), start, end);
+        self.moved.notify_all();
+    }
+
+    /// Waits until bytes `start..end` of `pack` have landed.
+    fn wait(&self, pack: (usize, u32), start: u64, end: u64) -> Result<()> {
+        let mut state = self.lock();
+        loop {
+            if state.packs.get(&pack).is_some_and(|ranges| covers(ranges, start, end)) {
+                return Ok(());
+            }
+            match state.over {
+                Some(true) => return Err(Error::refused("a frame was not fetched", "report this")),
+                Some(false) => return Err(Error::refused("the download of the version's frames failed", "try again")),
+                None => state = self.moved.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner),
+            }
+        }
+    }
+
+    /// The download is over (`complete`: every GET finished); the first word stands.
+    fn end(&self, complete: bool) {
+        let mut state = self.lock();
+        state.over = state.over.or(Some(complete));
+        self.moved.notify_all();
+    }
+
+    /// The rebuild failed: the GETs still to make are not made.
+    fn stop(&self) {
+        self.lock().stopped = true;
+    }
+
+    fn stopped(&self) -> bool {
+        let state = self.lock();
+        state.stopped || state.over == Some(false)
+    }
+}
+
+/// Ends the download as failed unless it ended already (a GET's thread that panicked included),
+/// so a rebuild waiting for frames never waits for good.
+struct Ending<'a>(&'a Landing);
+
+impl Drop for Ending<'_> {
+    fn drop(&mut self) {
+        self.0.end(false);
+    }
+}
+
+/// Adds `start..end` to merged stretches.
+fn insert(ranges: &mut std::collections::BTreeMap<u64, u64>, mut start: u64, mut end: u64) {
+    if let Some((&s, &e)) = ranges.range(..=start).next_back().filter(|(_, e)| **e >= start) {
+        (start, end) = (s, end.max(e));
+    }
+    while let Some((&s, &e)) = ranges.range(start..).next().filter(|(s, _)| **s <= end) {
+        end = end.max(e);
+        ranges.remove(&s);
+    }
+    ranges.insert(start, end);
+}
+
+/// Whether merged stretches cover `start..end`.
+fn covers(ranges: &std::collections::BTreeMap<u64, u64>, start: u64, end: u64) -> bool {
+    ranges.range(..=start).next_back().is_some_and(|(_, e)| *e >= end)
+}
+
+/// Byte ranges covering `frames` (sorted by offset): neighbours closer than [`GAP`] merged, then
+/// the smallest gaps until the stretches are within the budget of [`BYTES_PER_STRETCH`].
 fn stretches(frames: &[pages::Frame]) -> Vec<(u64, u64)> {
     let mut out: Vec<(u64, u64)> = Vec::new();
     for f in frames {
@@ -415,22 +545,38 @@ fn stretches(frames: &[pages::Frame]) -> Vec<(u64, u64)> {
             _ => out.push((f.offset, f.len)),
         }
     }
-    if out.len() > MAX_STRETCHES {
-        let (first, last) = (out[0].0, out.last().map_or(0, |(s, l)| s + l));
-        return vec![(first, last - first)];
+    let budget = (frames.iter().map(|f| f.len).sum::<u64>() / BYTES_PER_STRETCH).max(1) as usize;
+    if out.len() <= budget {
+        return out;
     }
-    out
+    let mut gaps: Vec<(u64, usize)> = out.windows(2).enumerate().map(|(i, w)| (w[1].0 - (w[0].0 + w[0].1), i)).collect();
+    gaps.sort_unstable();
+    let mut joins = vec![false; out.len()];
+    for &(_, i) in &gaps[..out.len() - budget] {
+        joins[i + 1] = true; // stretch i + 1 joins the one before it
+    }
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(budget);
+    for (i, (offset, len)) in out.into_iter().enumerate() {
+        match merged.last_mut() {
+            Some((start, total)) if joins[i] => *total = offset + len - *start,
+            _ => merged.push((offset, len)),
+        }
+    }
+    merged
 }
 
-/// A writer at a position of a file.
+/// A writer at a position of a pack's temp file, telling what landed.
 struct At<'a> {
     file: &'a std::fs::File,
     offset: u64,
+    pack: (usize, u32),
+    landing: &'a Landing,
 }
 
 impl std::io::Write for At<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.file.write_all_at(buf, self.offset)?;
+        self.landing.landed(self.pack, self.offset, self.offset + buf.len() as u64);
         self.offset += buf.len() as u64;
         Ok(buf.len())
     }
@@ -442,3 +588,61 @@ impl std::io::Write for At<'_> {
 
 /// The bucket's `FORMAT.md`: how to rebuild a version without b2m.
 pub const FORMAT_DOC: &str = include_str!("../../docs/FORMAT.md");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(list: &[(u64, u64)]) -> Vec<pages::Frame> {
+        list.iter().map(|&(offset, len)| pages::Frame { pack: 0, offset, len, pages: 1 }).collect()
+    }
+
+    #[test]
+    fn a_few_needed_frames_far_apart_are_read_in_one_stretch_per_4_mib_needed() {
+        // 2 MiB needed in 20 frames far apart: one stretch, first to last.
+        let spread: Vec<(u64, u64)> = (0..20).map(|i| (i * (1 << 20), 100 << 10)).collect();
+        assert_eq!(stretches(&frames(&spread)), vec![(0, 19 * (1 << 20) + (100 << 10))]);
+        // Neighbours closer than the gap are one stretch whatever the budget.
+        assert_eq!(stretches(&frames(&[(0, 10), (20, 10), (GAP + 30, 10)])), vec![(0, GAP + 40)]);
+    }
+
+    #[test]
+    fn many_needed_frames_keep_their_widest_gaps_as_separate_stretches() {
+        // 40 frames of 1 MiB (40 MiB needed: a budget of 10 stretches), 1 MiB apart but for
+        // nine gaps of 64 MiB: those nine stay gaps, every 1 MiB one is read.
+        let mut list = Vec::new();
+        let mut at = 0;
+        for i in 0..40u64 {
+            list.push((at, 1 << 20));
+            at += 2 << 20;
+            if i % 4 == 3 && i < 39 {
+                at += 64 << 20;
+            }
+        }
+        let got = stretches(&frames(&list));
+        assert_eq!(got.len(), 10, "{got:?}");
+        assert!(got.iter().all(|&(_, len)| len == 7 << 20), "each stretch reads 4 frames and 3 gaps of 1 MiB: {got:?}");
+        let read: u64 = got.iter().map(|(_, len)| len).sum();
+        assert_eq!(read, 70 << 20, "40 MiB needed, 30 MiB of small gaps, none of the 9 big ones");
+    }
+
+    #[test]
+    fn landed_stretches_merge_and_a_wait_ends_when_the_download_does() {
+        let mut ranges = std::collections::BTreeMap::new();
+        insert(&mut ranges, 10, 20);
+        insert(&mut ranges, 30, 40);
+        assert!(covers(&ranges, 12, 20) && !covers(&ranges, 15, 35));
+        insert(&mut ranges, 20, 30);
+        assert_eq!(ranges.into_iter().collect::<Vec<_>>(), vec![(10, 40)]);
+        let landing = Landing::default();
+        std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| landing.wait((0, 0), 0, 100));
+            landing.landed((0, 0), 0, 60);
+            landing.landed((0, 0), 60, 100);
+            assert!(waiter.join().expect("join").is_ok());
+            let never = scope.spawn(|| landing.wait((0, 1), 0, 10));
+            drop(Ending(&landing));
+            assert!(never.join().expect("join").is_err(), "a download that ended without the bytes ends the wait");
+        });
+    }
+}

@@ -5,6 +5,7 @@
 //! [`build`] turns a file (and its parent's page hashes) into a pack and a recipe in one pass;
 //! [`rebuild`] turns recipes, a local file and frames back into the file.
 
+mod compress;
 pub mod rebuild;
 pub mod recipe;
 
@@ -17,11 +18,21 @@ pub use recipe::{Frame, Pack, Parent, Recipe, Run};
 
 use crate::error::{Error, Result};
 
-/// Uncompressed bytes per frame: a frame is the smallest piece a fetch reads.
-pub const FRAME_BYTES: usize = 128 << 10;
+/// A frame (the smallest piece a fetch reads) holds about this share of the file's pages…
+const FRAMES_PER_FILE: u64 = 256;
+/// …and between these many bytes of them, uncompressed: frames of a few MiB compress as well as
+/// one stream, and small files keep small frames, so a fetch of a few pages reads little more.
+pub const MIN_FRAME_BYTES: u64 = 128 << 10;
+/// See [`MIN_FRAME_BYTES`]; also what a rebuild holds of one frame at a time.
+pub const MAX_FRAME_BYTES: u64 = 2 << 20;
 
-/// The zstd level packs are written at.
-pub const LEVEL: i32 = 3;
+/// The zstd level of a base's frames, and of a pack's beyond its first [`DENSE_BYTES`].
+pub const LEVEL: i32 = 4;
+/// The zstd level of a pack's first frames: a pack is small, and every server reads it.
+pub const PACK_LEVEL: i32 = 6;
+/// How many bytes of a pack's new pages are compressed at [`PACK_LEVEL`] (a pack bigger than
+/// this, after a large change, costs the base's time per byte beyond it).
+pub const DENSE_BYTES: u64 = 64 << 20;
 
 /// A page's hash: the first 8 bytes of its sha256, big-endian.
 pub fn page_hash(page: &[u8]) -> u64 {
@@ -46,9 +57,10 @@ pub fn page_size_of(path: &Path) -> Result<u32> {
     Ok(size)
 }
 
-/// Pages per frame at a page size.
-pub fn frame_pages(page_size: u32) -> usize {
-    (FRAME_BYTES / page_size as usize).max(1)
+/// Pages per frame of a file of `file_bytes` at a page size.
+pub fn frame_pages(page_size: u32, file_bytes: u64) -> usize {
+    let bytes = (file_bytes / FRAMES_PER_FILE).clamp(MIN_FRAME_BYTES, MAX_FRAME_BYTES);
+    (bytes / u64::from(page_size)).max(1) as usize
 }
 
 /// The page hashes of every page of a file, in order, and of the whole file its sha256.
@@ -103,8 +115,11 @@ pub struct Built {
 /// into the pack: a local copy of the parent may differ from it in header bytes alone.
 pub fn build(path: &Path, against: Option<&Against<'_>>, tmp_dir: &Path, progress: &indicatif::ProgressBar) -> Result<Built> {
     let page_size = page_size_of(path)?;
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path).map_err(|e| Error::io("cannot read", path, e))?);
-    let mut writer = build::PackWriter::new(tmp_dir, page_size)?;
+    let file = std::fs::File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
+    let file_bytes = file.metadata().map_err(|e| Error::io("cannot read", path, e))?.len();
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let per_frame = frame_pages(page_size, file_bytes);
+    let mut writer = build::PackWriter::new(tmp_dir, page_size, per_frame, against.is_none())?;
     let index = against.map(|a| build::ParentIndex::new(a.hashes));
     let mut page = vec![0u8; page_size as usize];
     let (mut whole, mut hashes, mut runs) = (Sha256::new(), Vec::new(), Vec::new());
@@ -194,43 +209,42 @@ mod build {
         }
     }
 
-    /// Frames of new pages, compressed a batch at a time on every core, written in order.
+    /// Frames of new pages, compressed on every core while the next ones are cut, written in order.
     pub struct PackWriter {
         dir: PathBuf,
         page_size: u32,
         per_frame: usize,
+        /// A base's frames are all at [`LEVEL`]; a pack's first [`DENSE_BYTES`] at [`PACK_LEVEL`].
+        base: bool,
         file: Option<(tempfile::NamedTempFile, Sha256, u64)>,
-        /// Pages of the frame being filled, and the frames waiting to be compressed.
+        /// Pages of the frame being filled; the frames cut so far, and their bytes.
         filling: Vec<u8>,
-        batch: Vec<Vec<u8>>,
+        cut: u32,
+        cut_bytes: u64,
+        compressors: super::compress::Compressors,
         frames: Vec<Frame>,
         hashes: String,
         /// New pages seen in this version, by hash: a page repeated (zero pages) is read once.
         seen: std::collections::HashMap<u64, (u32, u32)>,
     }
 
-    /// Frames compressed together.
-    const BATCH: usize = 32;
-
     impl PackWriter {
-        pub fn new(dir: &Path, page_size: u32) -> Result<Self> {
+        pub fn new(dir: &Path, page_size: u32, per_frame: usize, base: bool) -> Result<Self> {
             std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
             Ok(PackWriter {
                 dir: dir.to_path_buf(),
                 page_size,
-                per_frame: frame_pages(page_size),
+                per_frame,
+                base,
                 file: None,
                 filling: Vec::new(),
-                batch: Vec::new(),
+                cut: 0,
+                cut_bytes: 0,
+                compressors: super::compress::Compressors::new(),
                 frames: Vec::new(),
                 hashes: String::new(),
                 seen: Default::default(),
             })
-        }
-
-        /// The next frame's number (frames are numbered as they are cut).
-        fn frame_number(&self) -> u32 {
-            (self.frames.len() + self.batch.len()) as u32
         }
 
         /// Adds a new page at `at`; returns its run.
@@ -238,7 +252,7 @@ mod build {
             if let Some(&(frame, skip)) = self.seen.get(&hash) {
                 return Ok(Run::Frame { at, count: 1, frame, skip });
             }
-            let (frame, skip) = (self.frame_number(), (self.filling.len() / self.page_size as usize) as u32);
+            let (frame, skip) = (self.cut, (self.filling.len() / self.page_size as usize) as u32);
             self.filling.extend_from_slice(page);
             self.hashes.push_str(&format!("{hash:016x}"));
             self.seen.insert(hash, (frame, skip));
@@ -248,35 +262,33 @@ mod build {
             Ok(Run::Frame { at, count: 1, frame, skip })
         }
 
+        /// Hands the frame being filled to the compressors; writes those compressed already.
         fn cut(&mut self) -> Result<()> {
             if !self.filling.is_empty() {
-                self.batch.push(std::mem::take(&mut self.filling));
+                let level = if self.base || self.cut_bytes >= DENSE_BYTES { LEVEL } else { PACK_LEVEL };
+                self.cut_bytes += self.filling.len() as u64;
+                self.cut += 1;
+                let raw = std::mem::take(&mut self.filling);
+                self.compressors.push(raw, level).map_err(|e| Error::refused(format!("cannot compress a frame: {e}"), "report this"))?;
             }
-            if self.batch.len() >= BATCH {
-                self.flush()?;
-            }
-            Ok(())
+            self.write(false)
         }
 
-        /// Compresses the waiting frames side by side and appends them to the pack.
-        fn flush(&mut self) -> Result<()> {
-            let batch = std::mem::take(&mut self.batch);
-            if batch.is_empty() {
-                return Ok(());
-            }
-            let compressed = compress_all(&batch)?;
-            if self.file.is_none() {
-                let tmp = tempfile::Builder::new()
-                    .prefix(".b2m-pack-")
-                    .tempfile_in(&self.dir)
-                    .map_err(|e| Error::io("cannot create a temp file in", &self.dir, e))?;
-                self.file = Some((tmp, Sha256::new(), 0));
-            }
-            let Some((file, sha, offset)) = self.file.as_mut() else { return Ok(()) };
-            for (raw, frame) in batch.iter().zip(compressed) {
+        /// Appends the compressed frames to the pack, in order: those ready, or (`all`) every one.
+        fn write(&mut self, all: bool) -> Result<()> {
+            while let Some((len, frame)) = self.compressors.next(all) {
+                let frame = frame.map_err(|e| Error::refused(format!("cannot compress a frame: {e}"), "report this"))?;
+                if self.file.is_none() {
+                    let tmp = tempfile::Builder::new()
+                        .prefix(".b2m-pack-")
+                        .tempfile_in(&self.dir)
+                        .map_err(|e| Error::io("cannot create a temp file in", &self.dir, e))?;
+                    self.file = Some((tmp, Sha256::new(), 0));
+                }
+                let Some((file, sha, offset)) = self.file.as_mut() else { return Ok(()) };
                 file.write_all(&frame).map_err(|e| Error::io("cannot write", file.path(), e))?;
                 sha.update(&frame);
-                let pages = (raw.len() / self.page_size as usize) as u32;
+                let pages = (len / self.page_size as usize) as u32;
                 self.frames.push(Frame { pack: 0, offset: *offset, len: frame.len() as u64, pages });
                 *offset += frame.len() as u64;
             }
@@ -286,28 +298,62 @@ mod build {
         /// The pack (if any page was new), its sha256, its frames and their page hashes.
         pub fn finish(mut self) -> Result<(Option<tempfile::TempPath>, String, Vec<Frame>, String)> {
             self.cut()?;
-            self.flush()?;
+            self.write(true)?;
             let Some((file, sha, _)) = self.file.take() else { return Ok((None, String::new(), Vec::new(), String::new())) };
             file.as_file().sync_all().map_err(|e| Error::io("cannot sync", file.path(), e))?;
             Ok((Some(file.into_temp_path()), hex::encode(sha.finalize()), self.frames, self.hashes))
         }
     }
+}
 
-    /// Each frame compressed, on as many threads as there are cores.
-    fn compress_all(frames: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(frames.len()).max(1);
-        let per = frames.len().div_ceil(threads);
-        let parts: Vec<std::io::Result<Vec<Vec<u8>>>> = std::thread::scope(|scope| {
-            let workers: Vec<_> = frames
-                .chunks(per)
-                .map(|chunk| scope.spawn(move || chunk.iter().map(|f| zstd::bulk::compress(f, LEVEL)).collect()))
-                .collect();
-            workers.into_iter().map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
-        });
-        let mut out = Vec::with_capacity(frames.len());
-        for part in parts {
-            out.extend(part.map_err(|e| Error::refused(format!("cannot compress a frame: {e}"), "report this"))?);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file that looks like a SQLite database of `pages` pages of 4096 bytes of text.
+    pub(crate) fn text_file(dir: &Path, pages: usize) -> PathBuf {
+        let words = ["alpha", "bravo", "delta", "echo", "kilo", "lima", "oscar", "papa", "sierra", "tango", "zulu"];
+        let (mut bytes, mut seed) = (Vec::with_capacity(pages * 4096), 7u64);
+        while bytes.len() < pages * 4096 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            bytes.extend_from_slice(words[(seed >> 33) as usize % words.len()].as_bytes());
+            bytes.extend_from_slice(format!(" {} ", seed >> 54).as_bytes());
         }
-        Ok(out)
+        bytes.truncate(pages * 4096);
+        bytes[..16].copy_from_slice(b"SQLite format 3\0");
+        bytes[16..18].copy_from_slice(&4096u16.to_be_bytes());
+        let path = dir.join("test.db");
+        std::fs::write(&path, &bytes).expect("write");
+        path
+    }
+
+    #[test]
+    fn frames_are_a_256th_of_the_file_within_128_kib_and_2_mib() {
+        assert_eq!(frame_pages(4096, 4 << 20), 32, "a small file: 128 KiB frames");
+        assert_eq!(frame_pages(4096, 256 << 20), 256, "1 MiB frames");
+        assert_eq!(frame_pages(4096, 512 << 20), 512, "2 MiB frames");
+        assert_eq!(frame_pages(4096, 64 << 30), 512, "never more than 2 MiB");
+        assert_eq!(frame_pages(65536, 1 << 20), 2);
+    }
+
+    #[test]
+    fn a_base_is_cut_in_frames_of_its_size_and_a_pack_is_compressed_harder() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = text_file(dir.path(), 96);
+        let hidden = indicatif::ProgressBar::hidden();
+        let base = build(&path, None, dir.path(), &hidden).expect("base");
+        let pages: Vec<u32> = base.recipe.frames.iter().map(|f| f.pages).collect();
+        assert_eq!(pages, vec![32, 32, 32]);
+        // Cut against a parent that shares no page: the same frames, as a pack.
+        let parent = Parent { version: 1, sha256: "0".repeat(64) };
+        let pack = build(&path, Some(&Against { parent, hashes: &[] }), dir.path(), &hidden).expect("pack");
+        assert_eq!(pack.new_pages, 96);
+        let size = |b: &Built| std::fs::metadata(b.pack.as_ref().expect("a pack")).expect("size").len();
+        assert!(
+            size(&pack) < size(&base),
+            "a pack at level {PACK_LEVEL} ({}) beats a base at level {LEVEL} ({})",
+            size(&pack),
+            size(&base)
+        );
     }
 }

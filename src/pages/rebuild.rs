@@ -7,7 +7,7 @@
 //! shares is read from there instead (`lend`).
 
 use std::collections::HashMap;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 
 use sha2::{Digest, Sha256};
 
@@ -130,82 +130,217 @@ fn frame_starts(recipe: &Recipe) -> Vec<u64> {
         .collect()
 }
 
-/// The frames a plan reads: (level, frame), each once, in order.
-pub fn frames_needed(pieces: &[Piece]) -> Vec<(usize, u32)> {
-    let mut needed: Vec<(usize, u32)> = pieces
+/// The frames a plan reads, each once, in the order it first reads them: (level, frame), and the
+/// index of the first piece that reads it.
+pub fn frames_needed(pieces: &[Piece]) -> Vec<((usize, u32), usize)> {
+    let mut seen = std::collections::HashSet::new();
+    pieces
         .iter()
-        .filter_map(|p| match *p {
-            Piece::Frame { level, frame, .. } => Some((level, frame)),
+        .enumerate()
+        .filter_map(|(i, p)| match *p {
+            Piece::Frame { level, frame, .. } => seen.insert((level, frame)).then_some(((level, frame), i)),
             Piece::Local { .. } => None,
         })
-        .collect();
-    needed.sort_unstable();
-    needed.dedup();
-    needed
+        .collect()
 }
 
+/// A frame's compressed bytes, and the pages it holds once decompressed.
+pub struct Compressed {
+    /// The zstd frame.
+    pub bytes: Vec<u8>,
+    /// Pages it holds (its recipe says so).
+    pub pages: u32,
+}
+
+/// Stretches of the new file on their way to be written and hashed: a decompressed frame (or
+/// local pages) and the bytes of it that go next.
+type Chunk = (Raw, std::ops::Range<usize>);
+
+/// A frame's pages, decompressed (or local pages), shared by the decompression and the writer.
+type Raw = std::sync::Arc<Vec<u8>>;
+
+/// Chunks in flight between the decompression and the writer (each holds its frame: memory).
+const IN_FLIGHT: usize = 2;
+
+/// Bytes of local pages read at a time.
+const LOCAL_CHUNK: usize = 1 << 20;
+
+/// Bytes written to the new file at a time.
+const WRITE_BYTES: usize = 1 << 20;
+
 /// Writes the new file into `out` by the plan: local pages from `local`, frame pages decompressed
-/// from what `frame` returns (a frame's compressed bytes). Returns the sha256 of what was written.
+/// from what `frame` returns; a frame the plan comes back to later is kept in `spill` (an empty
+/// temp file), so it is decompressed once. Writing and hashing run on a thread of their own,
+/// beside the decompression. Returns the sha256 of what was written.
 pub fn write(
     page_size: u32,
     pieces: &[Piece],
-    mut local: Option<&std::fs::File>,
-    frame: &mut dyn FnMut(usize, u32) -> Result<Vec<u8>>,
-    out: &mut dyn Write,
+    local: Option<&std::fs::File>,
+    frame: &mut dyn FnMut(usize, u32) -> Result<Compressed>,
+    spill: &std::fs::File,
+    out: &mut (dyn Write + Send),
     progress: &indicatif::ProgressBar,
 ) -> Result<String> {
+    let (send, receive) = std::sync::mpsc::sync_channel::<Chunk>(IN_FLIGHT);
+    std::thread::scope(|scope| {
+        let sink = scope.spawn(move || -> std::io::Result<String> {
+            let mut sha = Sha256::new();
+            for (bytes, range) in receive {
+                // Written a MiB at a time: a write of a whole frame of 2 MiB can make the kernel
+                // look for a 2 MiB page-cache folio, several times slower on a busy machine.
+                for part in bytes[range].chunks(WRITE_BYTES) {
+                    out.write_all(part)?;
+                    sha.update(part);
+                }
+            }
+            Ok(hex::encode(sha.finalize()))
+        });
+        let fed = feed(page_size, pieces, local, frame, spill, &send, progress);
+        drop(send);
+        let written = sink.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        // Errors of the disk stay I/O errors (a full disk is said as one), never a damaged version.
+        let written = written.map_err(|e| Error::io("cannot write", "the rebuilt file", e));
+        // A writer that failed stops the feed: its error is the one to tell.
+        match fed {
+            Err(_) if written.is_err() => written,
+            Err(e) => Err(e),
+            Ok(()) => written,
+        }
+    })
+}
+
+/// Sends the new file's bytes, in order, to `sink`: local pages read, frames decompressed.
+fn feed(
+    page_size: u32,
+    pieces: &[Piece],
+    local: Option<&std::fs::File>,
+    frame: &mut dyn FnMut(usize, u32) -> Result<Compressed>,
+    spill: &std::fs::File,
+    sink: &std::sync::mpsc::SyncSender<Chunk>,
+    progress: &indicatif::ProgressBar,
+) -> Result<()> {
     let page = page_size as usize;
-    let (mut sha, mut written) = (Sha256::new(), 0u64);
-    let mut last: Option<((usize, u32), Vec<u8>)> = None;
-    let mut buf = vec![0u8; page];
-    // Errors of the disk stay I/O errors (a full disk is said as one), never a damaged version.
-    let failed = |e: std::io::Error| Error::io("cannot write", "the rebuilt file", e);
-    let unreadable = |e: std::io::Error| Error::io("cannot read", "the local file lending pages", e);
+    let mut written = 0u64;
+    let mut frames = Decoded::new(pieces, page, spill)?;
+    let gone = |_| Error::refused("the rebuilt file's writer stopped", "check the disk");
     for piece in pieces {
         if piece.at() != written {
             return Err(Error::refused("a rebuild plan skips pages", "report this"));
         }
         match *piece {
             Piece::Local { count, from, .. } => {
-                let file =
-                    local.as_mut().ok_or_else(|| Error::refused("a rebuild plan reads a local file there is none of", "report this"))?;
-                file.seek(SeekFrom::Start(from * u64::from(page_size))).map_err(unreadable)?;
-                for _ in 0..count {
-                    file.read_exact(&mut buf).map_err(unreadable)?;
-                    sha.update(&buf);
-                    out.write_all(&buf).map_err(failed)?;
+                let file = local.ok_or_else(|| Error::refused("a rebuild plan reads a local file there is none of", "report this"))?;
+                for chunk in read_local(file, from * u64::from(page_size), count * u64::from(page_size)) {
+                    let chunk = std::sync::Arc::new(chunk?);
+                    sink.send((chunk.clone(), 0..chunk.len())).map_err(gone)?;
                 }
             }
             Piece::Frame { count, level, frame: f, skip, .. } => {
-                if last.as_ref().is_none_or(|(key, _)| *key != (level, f)) {
-                    let bytes = frame(level, f)?;
-                    let raw = zstd::decode_all(bytes.as_slice()).map_err(|e| {
-                        Error::refused(
-                            format!("a frame of the version's pack is damaged ({e})"),
-                            "nothing was installed; publish the version again",
-                        )
-                    })?;
-                    last = Some(((level, f), raw));
-                }
-                let raw = last.as_ref().map(|(_, raw)| raw.as_slice()).unwrap_or_default();
-                let start = skip as usize * page;
-                let bytes = raw.get(start..start + count as usize * page).ok_or_else(|| {
-                    Error::refused(
-                        "a frame of the version's pack holds fewer pages than its recipe says",
-                        "nothing was installed; publish the version again",
-                    )
-                })?;
-                sha.update(bytes);
-                out.write_all(bytes).map_err(failed)?;
+                let range = skip as usize * page..(skip as usize + count as usize) * page;
+                sink.send(frames.pages((level, f), range, frame)?).map_err(gone)?;
             }
         }
-        let (_, count) = match *piece {
-            Piece::Local { at, count, .. } | Piece::Frame { at, count, .. } => (at, count),
+        let count = match *piece {
+            Piece::Local { count, .. } | Piece::Frame { count, .. } => count,
         };
         written += count;
         progress.inc(count * u64::from(page_size));
     }
-    Ok(hex::encode(sha.finalize()))
+    Ok(())
+}
+
+/// Frames decompressed: the last one in memory (a plan reads on in it after a lent page), and
+/// those the plan comes back to after other frames kept in a spill file. A plan after a
+/// `VACUUM` reads each frame of the base once per table it holds pages of.
+struct Decoded<'a> {
+    decompressor: zstd::bulk::Decompressor<'static>,
+    page: usize,
+    last: Option<((usize, u32), Raw)>,
+    /// How many separate times the plan reads each frame.
+    visits: HashMap<(usize, u32), u32>,
+    /// Where each frame read again lies in the spill file, and its length.
+    spilled: HashMap<(usize, u32), (u64, usize)>,
+    spill: &'a std::fs::File,
+    spill_end: u64,
+}
+
+impl<'a> Decoded<'a> {
+    fn new(pieces: &[Piece], page: usize, spill: &'a std::fs::File) -> Result<Self> {
+        let mut visits = HashMap::new();
+        let mut previous = None;
+        for piece in pieces {
+            let key = match *piece {
+                Piece::Frame { level, frame, .. } => Some((level, frame)),
+                Piece::Local { .. } => None,
+            };
+            if let Some(key) = key.filter(|k| previous != Some(*k)) {
+                *visits.entry(key).or_insert(0) += 1;
+            }
+            previous = key.or(previous);
+        }
+        let decompressor = zstd::bulk::Decompressor::new().map_err(|e| damaged(&e))?;
+        Ok(Decoded { decompressor, page, last: None, visits, spilled: HashMap::new(), spill, spill_end: 0 })
+    }
+
+    /// Bytes `range` of frame `key` decompressed, fetched through `frame` if need be.
+    fn pages(
+        &mut self,
+        key: (usize, u32),
+        range: std::ops::Range<usize>,
+        frame: &mut dyn FnMut(usize, u32) -> Result<Compressed>,
+    ) -> Result<Chunk> {
+        use std::os::unix::fs::FileExt;
+        let short = || {
+            Error::refused(
+                "a frame of the version's pack holds fewer pages than its recipe says",
+                "nothing was installed; publish the version again",
+            )
+        };
+        let spill_error = |e: std::io::Error| Error::io("cannot keep a frame in", "a temp file of the rebuild", e);
+        if let Some((_, raw)) = self.last.as_ref().filter(|(k, _)| *k == key) {
+            return if range.end <= raw.len() { Ok((raw.clone(), range)) } else { Err(short()) };
+        }
+        if let Some(&(at, len)) = self.spilled.get(&key) {
+            if range.end > len {
+                return Err(short());
+            }
+            let mut bytes = vec![0u8; range.len()];
+            self.spill.read_exact_at(&mut bytes, at + range.start as u64).map_err(spill_error)?;
+            let bytes = std::sync::Arc::new(bytes);
+            return Ok((bytes.clone(), 0..bytes.len()));
+        }
+        let compressed = frame(key.0, key.1)?;
+        let raw = self.decompressor.decompress(&compressed.bytes, compressed.pages as usize * self.page).map_err(|e| damaged(&e))?;
+        if self.visits.get(&key).is_some_and(|n| *n > 1) {
+            // A MiB at a time, as the rebuilt file is written.
+            for (i, part) in raw.chunks(WRITE_BYTES).enumerate() {
+                self.spill.write_all_at(part, self.spill_end + (i * WRITE_BYTES) as u64).map_err(spill_error)?;
+            }
+            self.spilled.insert(key, (self.spill_end, raw.len()));
+            self.spill_end += raw.len() as u64;
+        }
+        let raw = std::sync::Arc::new(raw);
+        self.last = Some((key, raw.clone()));
+        if range.end > raw.len() {
+            return Err(short());
+        }
+        Ok((raw, range))
+    }
+}
+
+fn damaged(e: &std::io::Error) -> Error {
+    Error::refused(format!("a frame of the version's pack is damaged ({e})"), "nothing was installed; publish the version again")
+}
+
+/// Bytes `offset..offset + len` of `file`, read a chunk at a time.
+fn read_local(file: &std::fs::File, offset: u64, len: u64) -> impl Iterator<Item = Result<Vec<u8>>> + '_ {
+    use std::os::unix::fs::FileExt;
+    (0..len.div_ceil(LOCAL_CHUNK as u64)).map(move |i| {
+        let at = i * LOCAL_CHUNK as u64;
+        let mut chunk = vec![0u8; (len - at).min(LOCAL_CHUNK as u64) as usize];
+        file.read_exact_at(&mut chunk, offset + at).map_err(|e| Error::io("cannot read", "the local file lending pages", e))?;
+        Ok(chunk)
+    })
 }
 
 /// An index of a local file's pages by hash (the first page holding each).
@@ -215,4 +350,88 @@ pub fn local_index(hashes: &[u64]) -> HashMap<u64, u64> {
         index.entry(*hash).or_insert(page as u64);
     }
     index
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::FileExt;
+
+    use super::*;
+
+    /// Rebuilds a one-recipe version from its pack, each frame's bytes passed through `spoil`:
+    /// the file, what was written, and the sha256 `write` returned.
+    fn rebuilt(dir: &std::path::Path, spoil: impl Fn(&mut Vec<u8>)) -> (Vec<u8>, Vec<u8>, Result<String>) {
+        let path = crate::pages::tests::text_file(dir, 80);
+        let built = crate::pages::build(&path, None, dir, &indicatif::ProgressBar::hidden()).expect("build");
+        let pack = std::fs::File::open(built.pack.as_ref().expect("pack")).expect("open");
+        let pieces = plan(std::slice::from_ref(&built.recipe), false).expect("plan");
+        let mut read = |_level: usize, frame: u32| -> Result<Compressed> {
+            let f = built.recipe.frames[frame as usize];
+            let mut bytes = vec![0u8; f.len as usize];
+            pack.read_exact_at(&mut bytes, f.offset).expect("read");
+            spoil(&mut bytes);
+            Ok(Compressed { bytes, pages: f.pages })
+        };
+        let mut out = Vec::new();
+        let spill = tempfile::tempfile().expect("spill");
+        let sha = write(4096, &pieces, None, &mut read, &spill, &mut out, &indicatif::ProgressBar::hidden());
+        (std::fs::read(&path).expect("read"), out, sha)
+    }
+
+    #[test]
+    fn a_rebuild_writes_and_hashes_the_file_byte_for_byte() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (file, out, sha) = rebuilt(dir.path(), |_| {});
+        assert!(out == file, "the rebuilt file is the file");
+        assert_eq!(sha.expect("rebuilt"), hex::encode(Sha256::digest(&file)));
+    }
+
+    #[test]
+    fn a_frame_cut_short_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (_, _, sha) = rebuilt(dir.path(), |bytes| bytes.truncate(bytes.len() / 2));
+        assert!(sha.is_err_and(|e| e.to_string().contains("damaged")));
+    }
+
+    #[test]
+    fn a_plan_that_comes_back_to_a_frame_decompresses_it_once() {
+        // As after a VACUUM: the new file reads each frame of the base twice, half at a time.
+        let dir = tempfile::tempdir().expect("dir");
+        let path = crate::pages::tests::text_file(dir.path(), 64);
+        let built = crate::pages::build(&path, None, dir.path(), &indicatif::ProgressBar::hidden()).expect("build");
+        let pack = std::fs::File::open(built.pack.as_ref().expect("pack")).expect("open");
+        let halves = [(0, 0), (1, 0), (0, 16), (1, 16)];
+        let pieces: Vec<Piece> = halves
+            .iter()
+            .enumerate()
+            .map(|(i, &(frame, skip))| Piece::Frame { at: i as u64 * 16, count: 16, level: 0, frame, skip })
+            .collect();
+        let mut fetched = Vec::new();
+        let mut read = |_level: usize, frame: u32| -> Result<Compressed> {
+            fetched.push(frame);
+            let f = built.recipe.frames[frame as usize];
+            let mut bytes = vec![0u8; f.len as usize];
+            pack.read_exact_at(&mut bytes, f.offset).expect("read");
+            Ok(Compressed { bytes, pages: f.pages })
+        };
+        let (spill, mut out) = (tempfile::tempfile().expect("spill"), Vec::new());
+        write(4096, &pieces, None, &mut read, &spill, &mut out, &indicatif::ProgressBar::hidden()).expect("write");
+        assert_eq!(fetched, vec![0, 1], "each frame fetched and decompressed once");
+        let file = std::fs::read(&path).expect("read");
+        let expected: Vec<u8> =
+            halves.iter().flat_map(|&(frame, skip)| file[(frame as usize * 32 + skip as usize) * 4096..][..16 * 4096].to_vec()).collect();
+        assert!(out == expected, "the pages in the plan's order");
+    }
+
+    #[test]
+    fn frames_are_fetched_in_the_order_the_plan_first_reads_them() {
+        let pieces = [
+            Piece::Frame { at: 0, count: 1, level: 1, frame: 4, skip: 0 },
+            Piece::Local { at: 1, count: 1, from: 0 },
+            Piece::Frame { at: 2, count: 1, level: 0, frame: 9, skip: 0 },
+            Piece::Frame { at: 3, count: 1, level: 1, frame: 4, skip: 1 },
+            Piece::Frame { at: 4, count: 1, level: 0, frame: 2, skip: 0 },
+        ];
+        assert_eq!(frames_needed(&pieces), vec![((1, 4), 0), ((0, 9), 2), ((0, 2), 4)]);
+    }
 }
