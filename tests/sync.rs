@@ -140,40 +140,20 @@ both_backends!(an_upload_from_a_stale_base_is_refused_and_changes_nothing, |back
     assert_eq!(b.status_of("ipm-db"), "outdated_db");
 });
 
-both_backends!(a_corrupted_bucket_object_fails_the_download_and_leaves_no_file, |backend| {
-    let bucket = Bucket::new(backend);
-    let dev = Project::new(&bucket);
-    dev.create_db("ipmdb", "ipm-db-v1.db", 50);
-    dev.b2m(&["upload", "ipm-db"]).ok();
-    let key = bucket.current_object("ipm-db");
-    // Its pack (stored as pages), whose frames then do not decompress.
-    let pack = bucket.version_storage(&key).into_iter().find(|k| k.ends_with(".pack")).expect("a pack");
-    let object = bucket.object_path(&pack);
-    let mut bytes = std::fs::read(&object).expect("object");
-    let at = bytes.len() - 100;
-    bytes[at] ^= 0xff;
-    std::fs::write(&object, bytes).expect("damage");
-
-    let server = Project::new(&bucket);
-    server.b2m(&["fetch-db-toml"]).ok();
-    let before = server.manifest_text();
-    server.b2m(&["download", "ipm-db"]).fails(1, "conflict:");
-    assert_eq!(server.files(), vec!["db.toml"], "no partial or temp file left");
-    assert_eq!(server.manifest_text(), before);
-    let row = server.status_row("ipm-db");
-    assert_eq!(row["status"], "conflict", "{row}");
-    assert!(row["detail"].as_str().is_some_and(|d| d.contains(key.trim_end_matches(".db"))), "{row}");
-});
-
-// The same, for a version stored whole (a bucket from before pages).
-both_backends!(a_corrupted_whole_object_fails_the_download_and_leaves_no_file, |backend| {
+/// A version whose stored bytes are damaged (`pages`: a byte of its pack, whose frames then do
+/// not decompress; else a byte of its `.db`, a bucket from before pages): the download fails
+/// saying `error`, leaves no file, and the status is `conflict`, naming the version.
+fn a_damaged_version_fails_the_download(backend: Backend, pages: bool, error: &str) {
     let bucket = Bucket::new(backend);
     let mut dev = Project::new(&bucket);
-    dev.env.push(("B2M_PAGES".into(), "0".into()));
+    if !pages {
+        dev.env.push(("B2M_PAGES".into(), "0".into()));
+    }
     dev.create_db("ipmdb", "ipm-db-v1.db", 50);
     dev.b2m(&["upload", "ipm-db"]).ok();
     let key = bucket.current_object("ipm-db");
-    let object = bucket.object_path(&key);
+    let damaged = bucket.version_storage(&key).into_iter().find(|k| k.ends_with(if pages { ".pack" } else { ".db" })).expect("stored");
+    let object = bucket.object_path(&damaged);
     let mut bytes = std::fs::read(&object).expect("object");
     let at = bytes.len() - 100;
     bytes[at] ^= 0xff;
@@ -182,12 +162,21 @@ both_backends!(a_corrupted_whole_object_fails_the_download_and_leaves_no_file, |
     let server = Project::new(&bucket);
     server.b2m(&["fetch-db-toml"]).ok();
     let before = server.manifest_text();
-    server.b2m(&["download", "ipm-db"]).fails(1, "does not match its sha256");
+    server.b2m(&["download", "ipm-db"]).fails(1, error);
     assert_eq!(server.files(), vec!["db.toml"], "no partial or temp file left");
     assert_eq!(server.manifest_text(), before);
     let row = server.status_row("ipm-db");
     assert_eq!(row["status"], "conflict", "{row}");
-    assert!(row["detail"].as_str().is_some_and(|d| d.contains(&key)), "{row}");
+    let named = if pages { key.trim_end_matches(".db") } else { key.as_str() };
+    assert!(row["detail"].as_str().is_some_and(|d| d.contains(named)), "{row}");
+}
+
+both_backends!(a_corrupted_bucket_object_fails_the_download_and_leaves_no_file, |backend| {
+    a_damaged_version_fails_the_download(backend, true, "conflict:");
+});
+
+both_backends!(a_corrupted_whole_object_fails_the_download_and_leaves_no_file, |backend| {
+    a_damaged_version_fails_the_download(backend, false, "does not match its sha256");
 });
 
 both_backends!(rows_still_in_the_wal_are_in_the_published_object, |backend| {
