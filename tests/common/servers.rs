@@ -108,11 +108,19 @@ enum Running {
 /// A server in a child process, serving from a temp folder.
 struct ChildServer {
     child: Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for ChildServer {
     fn drop(&mut self) {
+        // A server that went away before the test was done says why, in the failing test's
+        // output (a race test once met one that refused every connection).
+        if let Ok(Some(status)) = self.child.try_wait() {
+            let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("the S3 server exited early ({status}); the end of its log:");
+            tail.iter().rev().for_each(|line| eprintln!("  {line}"));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -275,5 +283,5 @@ fn spawn(kind: ServerKind, dir: tempfile::TempDir, command: impl FnOnce(u16) -> 
         },
         Some(&log_path),
     );
-    (format!("http://127.0.0.1:{port}"), Running::Child(ChildServer { child, _dir: dir }))
+    (format!("http://127.0.0.1:{port}"), Running::Child(ChildServer { child, dir }))
 }
