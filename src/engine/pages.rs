@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::layout::{self, VersionId};
 use crate::pages::rebuild::{self, Piece};
 use crate::pages::{self, Recipe};
-use crate::store::{Condition, Store};
+use crate::store::{Condition, InOrder, Store};
 
 /// A new base once the packs since the last one weigh this share of it…
 const BASE_SHARE: f64 = 0.5;
@@ -413,7 +413,8 @@ impl Frames {
                     break;
                 }
                 let (key, file) = (&chain[pack.0].packs[pack.1 as usize].key, self.files[&pack].as_file());
-                let got = store.download_range(key, offset, len, &mut At { file, offset, pack, landing: &self.landing }, bar);
+                let landed = |at: u64, n: u64| self.landing.landed(pack, at, at + n);
+                let got = store.download_range(key, offset, len, &mut InOrder::at(file, offset, &landed), bar);
                 read += got.inspect_err(|_| self.landing.end(false))?;
             }
             Ok(read)
@@ -563,27 +564,6 @@ fn stretches(frames: &[pages::Frame]) -> Vec<(u64, u64)> {
         }
     }
     merged
-}
-
-/// A writer at a position of a pack's temp file, telling what landed.
-struct At<'a> {
-    file: &'a std::fs::File,
-    offset: u64,
-    pack: (usize, u32),
-    landing: &'a Landing,
-}
-
-impl std::io::Write for At<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.file.write_all_at(buf, self.offset)?;
-        self.landing.landed(self.pack, self.offset, self.offset + buf.len() as u64);
-        self.offset += buf.len() as u64;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// The bucket's `FORMAT.md`: how to rebuild a version without b2m.

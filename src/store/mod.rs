@@ -245,7 +245,12 @@ pub(crate) struct InOrder<'a> {
 
 impl<'a> InOrder<'a> {
     pub(crate) fn new(file: &'a std::fs::File, landed: &'a dyn Fn(u64, u64)) -> Self {
-        InOrder { file, landed, offset: 0 }
+        Self::at(file, 0, landed)
+    }
+
+    /// Written from `offset` of the file on (a ranged download).
+    pub(crate) fn at(file: &'a std::fs::File, offset: u64, landed: &'a dyn Fn(u64, u64)) -> Self {
+        InOrder { file, landed, offset }
     }
 }
 
