@@ -103,8 +103,9 @@ pub fn needed_by<'a>(store: &dyn Store, kept: impl Iterator<Item = &'a VersionId
 
 /// Sends the snapshot at `path` as version `version` of `stem`, as pages: cut against `parent`
 /// when this machine knows its page hashes and the chain since the last base is short, else as
-/// a new base. `settle` is asked before anything is sent (false: nothing is). Writes the pack (or
-/// base) and the recipe; returns the version and its size.
+/// a new base. The pack's objects are sent while the rest is still being cut, once `settle` said
+/// yes (asked before anything is sent; false: nothing is). Then the recipe; returns the version
+/// and its size.
 pub fn send(
     ctx: &Context,
     path: &Path,
@@ -112,7 +113,7 @@ pub fn send(
     version: u64,
     parent: Option<&ParentRef>,
     bar: &indicatif::ProgressBar,
-    settle: &mut dyn FnMut() -> bool,
+    settle: &mut (dyn FnMut() -> bool + Send),
 ) -> Result<(VersionId, u64)> {
     let page_size = pages::page_size_of(path)?;
     let cached = match parent {
@@ -124,24 +125,40 @@ pub fn send(
         .filter(|(_, c)| c.page_size == page_size && c.chain < MAX_CHAIN && (c.since_base as f64) < c.base_bytes as f64 * BASE_SHARE);
     let cut =
         against.map(|(p, c)| pages::Against { parent: pages::Parent { version: p.version, sha256: p.sha256.clone() }, hashes: &c.hashes });
-    let mut built = pages::build(path, cut.as_ref(), &ctx.tmp_dir(), bar)?;
+    let upload = ctx.out.bytes_bar(0, "upload");
+    upload.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    let (mut built, keys, settled) = std::thread::scope(|scope| {
+        let (objects, queue) = std::sync::mpsc::sync_channel::<pages::PackFile>(1);
+        let store = ctx.store.as_ref();
+        let sender = scope.spawn(|| send_objects(store, stem, queue, &upload, settle));
+        let mut hand_on = |object: pages::PackFile| {
+            upload.inc_length(object.size);
+            objects.send(object).map_err(|_| Error::refused("the pack's upload stopped", "run the command again"))
+        };
+        let built = pages::build(path, cut.as_ref(), &ctx.tmp_dir(), bar, &mut hand_on);
+        drop(objects);
+        // The rest of the pack's upload, if any, is what is left to wait for.
+        bar.finish_and_clear();
+        ctx.out.show(&upload);
+        let sent = sender.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        match (built, sent) {
+            (_, Err(e)) | (Err(e), _) => Err(e),
+            (Ok(built), Ok((keys, settled))) => Ok((built, keys, settled)),
+        }
+    })?;
+    upload.finish_and_clear();
+    if !settled && !settle() {
+        return Err(Error::refused("the snapshot failed its integrity check", "nothing was sent"));
+    }
+    crate::util::failpoint("pages-after-pack");
+    for (pack, key) in built.recipe.packs.iter_mut().zip(keys) {
+        pack.key = key;
+    }
     let id = VersionId { stem: stem.to_string(), version, sha256: built.recipe.sha256.clone() };
-    let pack_size = built.recipe.packs.first().map_or(0, |p| p.size);
+    let pack_size: u64 = built.recipe.packs.iter().map(|p| p.size).sum();
     if let Some((_, c)) = against {
         (built.recipe.chain, built.recipe.base_bytes, built.recipe.since_base) = (c.chain + 1, c.base_bytes, c.since_base + pack_size);
     }
-    if !settle() {
-        return Err(Error::refused("the snapshot failed its integrity check", "nothing was sent"));
-    }
-    if let Some(pack) = &built.pack {
-        // A base is a pack too: the `.db` key means "this version whole", always.
-        let key = layout::pack_key(stem, &built.pack_sha256);
-        let bar = ctx.out.bytes_bar(pack_size, "upload");
-        ctx.store.upload_file(&key, pack, &built.pack_sha256, &bar)?;
-        bar.finish_and_clear();
-        built.recipe.packs[0].key = key;
-    }
-    crate::util::failpoint("pages-after-pack");
     // Written over an earlier attempt's: this one's packs were just sent, an earlier one's may
     // have been swept since (the recipe of a version not yet committed is an orphan too).
     ctx.store.put(&id.recipe_key(), &built.recipe.encode()?, Condition::None)?;
@@ -150,6 +167,31 @@ pub fn send(
     remember(ctx, &built.recipe, &built.hashes)?;
     tracing::info!(pages = built.recipe.pages, new = built.new_pages, pack = pack_size, base = against.is_none(), "sent as pages");
     Ok((id, built.recipe.size()))
+}
+
+/// Sends each pack object from `queue` as it comes (a base is a pack too: the `.db` key means
+/// "this version whole", always), the first once `settle` said yes. Their keys, in order, and
+/// whether `settle` was asked.
+fn send_objects(
+    store: &dyn Store,
+    stem: &str,
+    queue: std::sync::mpsc::Receiver<pages::PackFile>,
+    bar: &indicatif::ProgressBar,
+    settle: &mut (dyn FnMut() -> bool + Send),
+) -> Result<(Vec<String>, bool)> {
+    let (mut keys, mut settled) = (Vec::new(), false);
+    for object in queue {
+        if !settled {
+            settled = true;
+            if !settle() {
+                return Err(Error::refused("the snapshot failed its integrity check", "nothing was sent"));
+            }
+        }
+        let key = layout::pack_key(stem, &object.sha256);
+        store.upload_file(&key, &object.path, &object.sha256, bar)?;
+        keys.push(key);
+    }
+    Ok((keys, settled))
 }
 
 /// The page hashes of `parent` as its recipes say, for a machine that never held it here (a

@@ -33,6 +33,10 @@ pub const PACK_LEVEL: i32 = 6;
 /// How many bytes of a pack's new pages are compressed at [`PACK_LEVEL`] (a pack bigger than
 /// this, after a large change, costs the base's time per byte beyond it).
 pub const DENSE_BYTES: u64 = 64 << 20;
+/// A pack (a base above all) is cut into objects of about this many bytes, each sent while the
+/// next is still being compressed: a fresh upload costs the compression, not it and then the
+/// transfer.
+pub const PACK_OBJECT_BYTES: u64 = 32 << 20;
 
 /// A page's hash: the first 8 bytes of its sha256, big-endian.
 pub fn page_hash(page: &[u8]) -> u64 {
@@ -96,14 +100,20 @@ pub struct Against<'a> {
     pub hashes: &'a [u64],
 }
 
+/// One object of a pack, written whole: [`build`] hands each to its caller as soon as it is.
+pub struct PackFile {
+    /// Its bytes, in a temporary file.
+    pub path: tempfile::TempPath,
+    /// Their sha256 (the object's key is `packs/<sha256>.pack`).
+    pub sha256: String,
+    /// Their length.
+    pub size: u64,
+}
+
 /// What [`build`] made.
 pub struct Built {
-    /// The recipe, its one pack named `pack_key` (fill in the key once the pack's name is known).
+    /// The recipe; its packs' keys are empty (fill them in once the objects are sent).
     pub recipe: Recipe,
-    /// The pack's file (its frames), when any page is new.
-    pub pack: Option<tempfile::TempPath>,
-    /// The sha256 of the pack's bytes.
-    pub pack_sha256: String,
     /// Page hashes of the new file, in page order (for the local cache).
     pub hashes: Vec<u64>,
     /// Pages put in the pack.
@@ -111,15 +121,35 @@ pub struct Built {
 }
 
 /// Cuts `path` into pages: those `against` holds (anywhere in it) become runs from the parent,
-/// the others go into a pack of zstd frames written in `tmp_dir`. Page 1 (the header) always goes
-/// into the pack: a local copy of the parent may differ from it in header bytes alone.
-pub fn build(path: &Path, against: Option<&Against<'_>>, tmp_dir: &Path, progress: &indicatif::ProgressBar) -> Result<Built> {
+/// the others go into a pack of zstd frames written in `tmp_dir`, handed to `sent` an object of
+/// about [`PACK_OBJECT_BYTES`] at a time (in order: the recipe's packs). Page 1 (the header)
+/// always goes into the pack: a local copy of the parent may differ from it in header bytes alone.
+pub fn build(
+    path: &Path,
+    against: Option<&Against<'_>>,
+    tmp_dir: &Path,
+    progress: &indicatif::ProgressBar,
+    sent: &mut dyn FnMut(PackFile) -> Result<()>,
+) -> Result<Built> {
+    build_in(path, against, tmp_dir, progress, PACK_OBJECT_BYTES, sent)
+}
+
+/// [`build`] with pack objects of about `object_bytes`.
+fn build_in(
+    path: &Path,
+    against: Option<&Against<'_>>,
+    tmp_dir: &Path,
+    progress: &indicatif::ProgressBar,
+    object_bytes: u64,
+    sent: &mut dyn FnMut(PackFile) -> Result<()>,
+) -> Result<Built> {
     let page_size = page_size_of(path)?;
     let file = std::fs::File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
     let file_bytes = file.metadata().map_err(|e| Error::io("cannot read", path, e))?.len();
     let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
     let per_frame = frame_pages(page_size, file_bytes);
-    let mut writer = build::PackWriter::new(tmp_dir, page_size, per_frame, against.is_none())?;
+    let shape = build::Shape { page_size, per_frame, base: against.is_none(), object_bytes };
+    let mut writer = build::PackWriter::new(tmp_dir, shape, sent)?;
     let index = against.map(|a| build::ParentIndex::new(a.hashes));
     let mut page = vec![0u8; page_size as usize];
     let (mut whole, mut hashes, mut runs) = (Sha256::new(), Vec::new(), Vec::new());
@@ -141,16 +171,16 @@ pub fn build(path: &Path, against: Option<&Against<'_>>, tmp_dir: &Path, progres
         progress.inc(u64::from(page_size));
         at += 1;
     }
-    let (pack, pack_sha256, frames, framed_hashes) = writer.finish()?;
+    let (packs, frames, framed_hashes) = writer.finish()?;
     let new_pages = frames.iter().map(|f| u64::from(f.pages)).sum();
-    let size = pack.as_ref().map_or(Ok(0), |p| std::fs::metadata(p).map(|m| m.len())).map_err(|e| Error::io("cannot read", tmp_dir, e))?;
+    let size = packs.iter().map(|p| p.size).sum();
     let recipe = Recipe {
         format: recipe::FORMAT,
         page_size,
         pages: at,
         sha256: hex::encode(whole.finalize()),
         parent: against.map(|a| a.parent.clone()),
-        packs: if pack.is_some() { vec![Pack { key: String::new(), size }] } else { Vec::new() },
+        packs,
         frames,
         runs,
         hashes: framed_hashes,
@@ -158,7 +188,7 @@ pub fn build(path: &Path, against: Option<&Against<'_>>, tmp_dir: &Path, progres
         base_bytes: size,
         since_base: 0,
     };
-    Ok(Built { recipe, pack, pack_sha256, hashes, new_pages })
+    Ok(Built { recipe, hashes, new_pages })
 }
 
 mod build {
@@ -209,14 +239,30 @@ mod build {
         }
     }
 
-    /// Frames of new pages, compressed on every core while the next ones are cut, written in order.
-    pub struct PackWriter {
+    /// How a pack is cut: frames of `per_frame` pages (a `base`'s all at [`LEVEL`], a pack's first
+    /// [`DENSE_BYTES`] at [`PACK_LEVEL`]), objects of about `object_bytes`.
+    pub struct Shape {
+        pub page_size: u32,
+        pub per_frame: usize,
+        pub base: bool,
+        pub object_bytes: u64,
+    }
+
+    /// The pack object being written: its file, the sha256 and length of its bytes so far.
+    struct Open {
+        file: tempfile::NamedTempFile,
+        sha: Sha256,
+        len: u64,
+    }
+
+    /// Frames of new pages, compressed on every core while the next ones are cut, written in order
+    /// into objects handed on as each fills.
+    pub struct PackWriter<'s> {
         dir: PathBuf,
-        page_size: u32,
-        per_frame: usize,
-        /// A base's frames are all at [`LEVEL`]; a pack's first [`DENSE_BYTES`] at [`PACK_LEVEL`].
-        base: bool,
-        file: Option<(tempfile::NamedTempFile, Sha256, u64)>,
+        shape: Shape,
+        sent: &'s mut dyn FnMut(PackFile) -> Result<()>,
+        open: Option<Open>,
+        packs: Vec<Pack>,
         /// Pages of the frame being filled; the frames cut so far, and their bytes.
         filling: Vec<u8>,
         cut: u32,
@@ -228,15 +274,15 @@ mod build {
         seen: std::collections::HashMap<u64, (u32, u32)>,
     }
 
-    impl PackWriter {
-        pub fn new(dir: &Path, page_size: u32, per_frame: usize, base: bool) -> Result<Self> {
+    impl<'s> PackWriter<'s> {
+        pub fn new(dir: &Path, shape: Shape, sent: &'s mut dyn FnMut(PackFile) -> Result<()>) -> Result<Self> {
             std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
             Ok(PackWriter {
                 dir: dir.to_path_buf(),
-                page_size,
-                per_frame,
-                base,
-                file: None,
+                shape,
+                sent,
+                open: None,
+                packs: Vec::new(),
                 filling: Vec::new(),
                 cut: 0,
                 cut_bytes: 0,
@@ -252,11 +298,12 @@ mod build {
             if let Some(&(frame, skip)) = self.seen.get(&hash) {
                 return Ok(Run::Frame { at, count: 1, frame, skip });
             }
-            let (frame, skip) = (self.cut, (self.filling.len() / self.page_size as usize) as u32);
+            let page_size = self.shape.page_size as usize;
+            let (frame, skip) = (self.cut, (self.filling.len() / page_size) as u32);
             self.filling.extend_from_slice(page);
             self.hashes.push_str(&format!("{hash:016x}"));
             self.seen.insert(hash, (frame, skip));
-            if self.filling.len() / self.page_size as usize == self.per_frame {
+            if self.filling.len() / page_size == self.shape.per_frame {
                 self.cut()?;
             }
             Ok(Run::Frame { at, count: 1, frame, skip })
@@ -265,7 +312,7 @@ mod build {
         /// Hands the frame being filled to the compressors; writes those compressed already.
         fn cut(&mut self) -> Result<()> {
             if !self.filling.is_empty() {
-                let level = if self.base || self.cut_bytes >= DENSE_BYTES { LEVEL } else { PACK_LEVEL };
+                let level = if self.shape.base || self.cut_bytes >= DENSE_BYTES { LEVEL } else { PACK_LEVEL };
                 self.cut_bytes += self.filling.len() as u64;
                 self.cut += 1;
                 let raw = std::mem::take(&mut self.filling);
@@ -278,30 +325,39 @@ mod build {
         fn write(&mut self, all: bool) -> Result<()> {
             while let Some((len, frame)) = self.compressors.next(all) {
                 let frame = frame.map_err(|e| Error::refused(format!("cannot compress a frame: {e}"), "report this"))?;
-                if self.file.is_none() {
-                    let tmp = tempfile::Builder::new()
+                if self.open.is_none() {
+                    let file = tempfile::Builder::new()
                         .prefix(".b2m-pack-")
                         .tempfile_in(&self.dir)
                         .map_err(|e| Error::io("cannot create a temp file in", &self.dir, e))?;
-                    self.file = Some((tmp, Sha256::new(), 0));
+                    self.open = Some(Open { file, sha: Sha256::new(), len: 0 });
                 }
-                let Some((file, sha, offset)) = self.file.as_mut() else { return Ok(()) };
-                file.write_all(&frame).map_err(|e| Error::io("cannot write", file.path(), e))?;
-                sha.update(&frame);
-                let pages = (len / self.page_size as usize) as u32;
-                self.frames.push(Frame { pack: 0, offset: *offset, len: frame.len() as u64, pages });
-                *offset += frame.len() as u64;
+                let Some(open) = self.open.as_mut() else { return Ok(()) };
+                open.file.write_all(&frame).map_err(|e| Error::io("cannot write", open.file.path(), e))?;
+                open.sha.update(&frame);
+                let pages = (len / self.shape.page_size as usize) as u32;
+                self.frames.push(Frame { pack: self.packs.len() as u32, offset: open.len, len: frame.len() as u64, pages });
+                open.len += frame.len() as u64;
+                if open.len >= self.shape.object_bytes {
+                    self.close()?;
+                }
             }
             Ok(())
         }
 
-        /// The pack (if any page was new), its sha256, its frames and their page hashes.
-        pub fn finish(mut self) -> Result<(Option<tempfile::TempPath>, String, Vec<Frame>, String)> {
+        /// Hands the object being written on, whole.
+        fn close(&mut self) -> Result<()> {
+            let Some(Open { file, sha, len }) = self.open.take() else { return Ok(()) };
+            self.packs.push(Pack { key: String::new(), size: len });
+            (self.sent)(PackFile { path: file.into_temp_path(), sha256: hex::encode(sha.finalize()), size: len })
+        }
+
+        /// The pack's objects (empty when no page was new), its frames and their page hashes.
+        pub fn finish(mut self) -> Result<(Vec<Pack>, Vec<Frame>, String)> {
             self.cut()?;
             self.write(true)?;
-            let Some((file, sha, _)) = self.file.take() else { return Ok((None, String::new(), Vec::new(), String::new())) };
-            file.as_file().sync_all().map_err(|e| Error::io("cannot sync", file.path(), e))?;
-            Ok((Some(file.into_temp_path()), hex::encode(sha.finalize()), self.frames, self.hashes))
+            self.close()?;
+            Ok((self.packs, self.frames, self.hashes))
         }
     }
 }
@@ -309,6 +365,18 @@ mod build {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`build_in`] with pack objects of about `object_bytes`, kept.
+    pub(crate) fn built(path: &Path, against: Option<&Against<'_>>, dir: &Path, object_bytes: u64) -> (Built, Vec<PackFile>) {
+        let mut objects = Vec::new();
+        let hidden = indicatif::ProgressBar::hidden();
+        let built = build_in(path, against, dir, &hidden, object_bytes, &mut |object| {
+            objects.push(object);
+            Ok(())
+        })
+        .expect("build");
+        (built, objects)
+    }
 
     /// A file that looks like a SQLite database of `pages` pages of 4096 bytes of text.
     pub(crate) fn text_file(dir: &Path, pages: usize) -> PathBuf {
@@ -340,20 +408,35 @@ mod tests {
     fn a_base_is_cut_in_frames_of_its_size_and_a_pack_is_compressed_harder() {
         let dir = tempfile::tempdir().expect("dir");
         let path = text_file(dir.path(), 96);
-        let hidden = indicatif::ProgressBar::hidden();
-        let base = build(&path, None, dir.path(), &hidden).expect("base");
+        let (base, base_objects) = built(&path, None, dir.path(), PACK_OBJECT_BYTES);
         let pages: Vec<u32> = base.recipe.frames.iter().map(|f| f.pages).collect();
         assert_eq!(pages, vec![32, 32, 32]);
         // Cut against a parent that shares no page: the same frames, as a pack.
         let parent = Parent { version: 1, sha256: "0".repeat(64) };
-        let pack = build(&path, Some(&Against { parent, hashes: &[] }), dir.path(), &hidden).expect("pack");
+        let (pack, pack_objects) = built(&path, Some(&Against { parent, hashes: &[] }), dir.path(), PACK_OBJECT_BYTES);
         assert_eq!(pack.new_pages, 96);
-        let size = |b: &Built| std::fs::metadata(b.pack.as_ref().expect("a pack")).expect("size").len();
-        assert!(
-            size(&pack) < size(&base),
-            "a pack at level {PACK_LEVEL} ({}) beats a base at level {LEVEL} ({})",
-            size(&pack),
-            size(&base)
-        );
+        assert_eq!((base_objects.len(), pack_objects.len()), (1, 1), "one object each");
+        let (base_size, pack_size) = (base_objects[0].size, pack_objects[0].size);
+        assert!(pack_size < base_size, "a pack at level {PACK_LEVEL} ({pack_size}) beats a base at level {LEVEL} ({base_size})");
+    }
+
+    #[test]
+    fn a_pack_past_its_object_size_is_cut_into_objects_between_frames() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = text_file(dir.path(), 96);
+        let (one, _) = built(&path, None, dir.path(), PACK_OBJECT_BYTES);
+        // Objects of at least two frames' bytes: frames 0 and 1 in the first, frame 2 in the second.
+        let two_frames = one.recipe.frames[0].len + 1;
+        let (cut, objects) = built(&path, None, dir.path(), two_frames);
+        let at: Vec<(u32, u64)> = cut.recipe.frames.iter().map(|f| (f.pack, f.offset)).collect();
+        assert_eq!(at, vec![(0, 0), (0, cut.recipe.frames[0].len), (1, 0)]);
+        let sizes: Vec<u64> = objects.iter().map(|o| o.size).collect();
+        assert_eq!(sizes, cut.recipe.packs.iter().map(|p| p.size).collect::<Vec<_>>(), "the recipe's packs are the objects");
+        for object in &objects {
+            let bytes = std::fs::read(&object.path).expect("read");
+            assert_eq!((bytes.len() as u64, hex::encode(Sha256::digest(&bytes))), (object.size, object.sha256.clone()));
+        }
+        let frames = |b: &Built| b.recipe.frames.iter().map(|f| (f.len, f.pages)).collect::<Vec<_>>();
+        assert_eq!(frames(&cut), frames(&one), "the same frames either way");
     }
 }

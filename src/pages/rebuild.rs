@@ -358,17 +358,33 @@ mod tests {
 
     use super::*;
 
-    /// Rebuilds a one-recipe version from its pack, each frame's bytes passed through `spoil`:
-    /// the file, what was written, and the sha256 `write` returned.
-    fn rebuilt(dir: &std::path::Path, spoil: impl Fn(&mut Vec<u8>)) -> (Vec<u8>, Vec<u8>, Result<String>) {
-        let path = crate::pages::tests::text_file(dir, 80);
-        let built = crate::pages::build(&path, None, dir, &indicatif::ProgressBar::hidden()).expect("build");
-        let pack = std::fs::File::open(built.pack.as_ref().expect("pack")).expect("open");
-        let pieces = plan(std::slice::from_ref(&built.recipe), false).expect("plan");
-        let mut read = |_level: usize, frame: u32| -> Result<Compressed> {
-            let f = built.recipe.frames[frame as usize];
+    /// A base of `pages` pages of text, its pack in objects of about `object_bytes`: the file, the
+    /// recipe, and a reader of its frames' bytes.
+    fn base(
+        dir: &std::path::Path,
+        pages: usize,
+        object_bytes: u64,
+    ) -> (std::path::PathBuf, Recipe, impl Fn(crate::pages::Frame) -> Vec<u8>) {
+        let path = crate::pages::tests::text_file(dir, pages);
+        let (built, objects) = crate::pages::tests::built(&path, None, dir, object_bytes);
+        let files: Vec<std::fs::File> = objects.iter().map(|o| std::fs::File::open(&o.path).expect("open")).collect();
+        let bytes = move |f: crate::pages::Frame| {
             let mut bytes = vec![0u8; f.len as usize];
-            pack.read_exact_at(&mut bytes, f.offset).expect("read");
+            files[f.pack as usize].read_exact_at(&mut bytes, f.offset).expect("read");
+            bytes
+        };
+        (path, built.recipe, bytes)
+    }
+
+    /// Rebuilds a one-recipe version from its pack (in objects of one frame each), each frame's
+    /// bytes passed through `spoil`: the file, what was written, and the sha256 `write` returned.
+    fn rebuilt(dir: &std::path::Path, spoil: impl Fn(&mut Vec<u8>)) -> (Vec<u8>, Vec<u8>, Result<String>) {
+        let (path, recipe, frame_bytes) = base(dir, 80, 1);
+        assert_eq!(recipe.packs.len(), recipe.frames.len(), "an object per frame");
+        let pieces = plan(std::slice::from_ref(&recipe), false).expect("plan");
+        let mut read = |_level: usize, frame: u32| -> Result<Compressed> {
+            let f = recipe.frames[frame as usize];
+            let mut bytes = frame_bytes(f);
             spoil(&mut bytes);
             Ok(Compressed { bytes, pages: f.pages })
         };
@@ -397,9 +413,7 @@ mod tests {
     fn a_plan_that_comes_back_to_a_frame_decompresses_it_once() {
         // As after a VACUUM: the new file reads each frame of the base twice, half at a time.
         let dir = tempfile::tempdir().expect("dir");
-        let path = crate::pages::tests::text_file(dir.path(), 64);
-        let built = crate::pages::build(&path, None, dir.path(), &indicatif::ProgressBar::hidden()).expect("build");
-        let pack = std::fs::File::open(built.pack.as_ref().expect("pack")).expect("open");
+        let (path, recipe, frame_bytes) = base(dir.path(), 64, crate::pages::PACK_OBJECT_BYTES);
         let halves = [(0, 0), (1, 0), (0, 16), (1, 16)];
         let pieces: Vec<Piece> = halves
             .iter()
@@ -409,10 +423,8 @@ mod tests {
         let mut fetched = Vec::new();
         let mut read = |_level: usize, frame: u32| -> Result<Compressed> {
             fetched.push(frame);
-            let f = built.recipe.frames[frame as usize];
-            let mut bytes = vec![0u8; f.len as usize];
-            pack.read_exact_at(&mut bytes, f.offset).expect("read");
-            Ok(Compressed { bytes, pages: f.pages })
+            let f = recipe.frames[frame as usize];
+            Ok(Compressed { bytes: frame_bytes(f), pages: f.pages })
         };
         let (spill, mut out) = (tempfile::tempfile().expect("spill"), Vec::new());
         write(4096, &pieces, None, &mut read, &spill, &mut out, &indicatif::ProgressBar::hidden()).expect("write");
