@@ -253,7 +253,7 @@ fn gc_keeps_every_pack_and_recipe_a_kept_version_reads() {
     let bucket = Bucket::new(Backend::S3);
     let dev = published(&bucket, 2);
     for n in 1..=3 {
-        touch(&dev, &format!("ipm-db-v{n}.db"), 40 + n);
+        touch(&dev, &format!("ipm-db-v{n}.db"), 200 + n);
         dev.b2m(&["upload", "ipm-db"]).ok();
     }
     // Keep only v4: its chain still reads v1's base and the packs of v2..v4.

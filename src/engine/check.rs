@@ -354,7 +354,7 @@ fn check_pinned(ctx: &Context, history: &mut History<'_>, key: &str, deep: bool,
         MetaRead::Missing => found.error(key, missing("metadata", head.meta_key())),
     }
     if deep && (listed.object.is_some() || listed.recipe) {
-        match fetch::download_verified(ctx, &head, &ctx.tmp_dir()) {
+        match fetch::download_verified(ctx, &head, &ctx.tmp_dir(), fetch::Source::BucketAlone) {
             Ok(_verified) => {}
             Err(e @ (Error::Refused { .. } | Error::BadDatabase { .. })) => {
                 found.error(key, format!("`{}` fails verification: {e}; {restore}", head.object_key()));

@@ -35,7 +35,7 @@ pub fn export(ctx: &Context, stem: &str, version: Option<u64>, dest: &Path) -> R
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
-    let (tmp, bytes, _) = super::fetch::download_verified(ctx, &id, &dir)?;
+    let (tmp, bytes, _) = super::fetch::download_verified(ctx, &id, &dir, super::fetch::Source::Lent)?;
     tmp.persist_noclobber(dest).map_err(|e| Error::io("cannot write", dest, e.error))?;
     Ok(Exported { name: id.stem.clone(), version: id.version, sha256: id.sha256, file: dest.display().to_string(), bytes })
 }

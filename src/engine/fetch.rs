@@ -137,7 +137,7 @@ fn would_drop(stem: &str, row: &status::DbStatus, bucket_version: u64) -> Error 
 /// Returns the bytes fetched.
 pub fn install(ctx: &Context, id: &VersionId, key: &str, old: Option<&Entry>, judged: Option<&str>, swaps: &Swaps<'_>) -> Result<u64> {
     let target = ctx.db_path(&id.file());
-    let (tmp, bytes, content) = download_verified(ctx, id, &ctx.settings.db_dir)?;
+    let (tmp, bytes, content) = download_verified(ctx, id, &ctx.settings.db_dir, Source::Lent)?;
     crate::util::failpoint("before-swap");
     let old_path = old.map(|l| ctx.db_path(&l.file)).filter(|p| p.is_file());
     let replaced = replaced_file(old_path.as_deref(), &target);
@@ -206,10 +206,25 @@ pub(super) fn keep_replaced(old: &std::path::Path, dir: &std::path::Path) -> Res
     Ok(())
 }
 
+/// Where the bytes of a version stored as pages may come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The local file lends every page it holds: a fetch moves only what it lacks.
+    Lent,
+    /// Every byte from the bucket: a check of the bucket's copy (`check --deep`, a rollback's
+    /// target), which a page lent from here would hide.
+    BucketAlone,
+}
+
 /// Streams the object `id` names into a temp file in `dir`, checks it against its sha256 (the
 /// key and the pin) and `PRAGMA quick_check`, and fsyncs it. Returns the file, the bytes fetched
 /// and its content hash. Nothing is installed anywhere.
-pub fn download_verified(ctx: &Context, id: &VersionId, dir: &std::path::Path) -> Result<(tempfile::NamedTempFile, u64, String)> {
+pub fn download_verified(
+    ctx: &Context,
+    id: &VersionId,
+    dir: &std::path::Path,
+    source: Source,
+) -> Result<(tempfile::NamedTempFile, u64, String)> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
     let tmp = tempfile::Builder::new()
         .prefix(".b2m-download-")
@@ -218,7 +233,7 @@ pub fn download_verified(ctx: &Context, id: &VersionId, dir: &std::path::Path) -
         .map_err(|e| Error::io("cannot create a temp file in", dir, e))?;
     let bar = ctx.out.bytes_bar(0, "download");
     let phase = std::time::Instant::now();
-    let (object_key, received) = receive(ctx, id, tmp.as_file(), &bar)?;
+    let (object_key, received) = receive(ctx, id, tmp.as_file(), source, &bar)?;
     bar.finish_and_clear();
     let (bytes, sha256) = received?;
     tracing::info!(ms = phase.elapsed().as_millis() as u64, bytes, "received, hashed and written");
@@ -265,9 +280,9 @@ type Received = (String, Result<(u64, String)>);
 /// publishes is asked for first (`remote.pages`); only a GET the bucket answered and refused (no
 /// such object) is worth asking for the other: a silent bucket or a full disk is reported at
 /// once.
-fn receive(ctx: &Context, id: &VersionId, file: &std::fs::File, bar: &indicatif::ProgressBar) -> Result<Received> {
+fn receive(ctx: &Context, id: &VersionId, file: &std::fs::File, source: Source, bar: &indicatif::ProgressBar) -> Result<Received> {
     let paged = |recipe| {
-        let rebuilt = super::pages::fetch(ctx, id, recipe, file, bar);
+        let rebuilt = super::pages::fetch(ctx, id, recipe, file, source == Source::Lent, bar);
         (id.recipe_key(), rebuilt.map(|r| (r.received, r.sha256)).or_else(|e| damaged_pages(ctx, id, e)))
     };
     if ctx.settings.pages {

@@ -139,7 +139,7 @@ impl<'a> Work<'a> {
             onto.version,
             onto.short()
         ));
-        let (tmp, _, _) = fetch::download_verified(ctx, &onto, &dir)?;
+        let (tmp, _, _) = fetch::download_verified(ctx, &onto, &dir, fetch::Source::Lent)?;
         let base = dir.join(onto.file());
         tmp.persist(&base).map_err(|e| Error::io("cannot write", &base, e.error))?;
         let working = dir.join(DbFileName::file_name(stem, onto.version + 1));

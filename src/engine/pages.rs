@@ -165,7 +165,16 @@ pub fn send(
     crate::util::failpoint("pages-after-recipe");
     put_once(ctx.store.as_ref(), layout::FORMAT_DOC, FORMAT_DOC.as_bytes())?;
     remember(ctx, &built.recipe, &built.hashes)?;
-    tracing::info!(pages = built.recipe.pages, new = built.new_pages, pack = pack_size, base = against.is_none(), "sent as pages");
+    let (pages, new, fast_frames) = (built.recipe.pages, built.new_pages, built.fast_frames);
+    tracing::info!(
+        pages,
+        new,
+        pack = pack_size,
+        objects = built.recipe.packs.len(),
+        fast_frames,
+        base = against.is_none(),
+        "sent as pages"
+    );
     Ok((id, built.recipe.size()))
 }
 
@@ -223,11 +232,18 @@ pub struct Rebuilt {
 }
 
 /// Rebuilds version `id` (whose recipe is `recipe`) into `out`, reading from the bucket only the
-/// frames that no page of the local file of `stem` holds. Checked by the caller against the
-/// sha256; when local pages were lent and the result is wrong, it is rebuilt again from the
-/// bucket alone.
-pub fn fetch(ctx: &Context, id: &VersionId, recipe: Recipe, out: &std::fs::File, bar: &indicatif::ProgressBar) -> Result<Rebuilt> {
-    let local = local_file(ctx, &id.stem);
+/// frames that no page of the local file of `stem` holds (`lend`; else every frame). Checked by
+/// the caller against the sha256; when local pages were lent and the result is wrong, it is
+/// rebuilt again from the bucket alone.
+pub fn fetch(
+    ctx: &Context,
+    id: &VersionId,
+    recipe: Recipe,
+    out: &std::fs::File,
+    lend: bool,
+    bar: &indicatif::ProgressBar,
+) -> Result<Rebuilt> {
+    let local = if lend { local_file(ctx, &id.stem) } else { None };
     let first = rebuild_from(ctx, id, recipe.clone(), local.as_ref(), out, bar)?;
     if first.sha256 == id.sha256 || local.is_none() {
         return Ok(first);

@@ -152,7 +152,7 @@ fn republish(ctx: &Context, stem: &str, current: &VersionId, target: VersionMeta
 /// republishes damaged bytes.
 fn verify(ctx: &Context, id: &VersionId, meta: &VersionMeta) -> Result<()> {
     if super::pages::read_recipe(ctx.store.as_ref(), id)?.is_some() {
-        return super::fetch::download_verified(ctx, id, &ctx.tmp_dir()).map(drop).map_err(|e| {
+        return super::fetch::download_verified(ctx, id, &ctx.tmp_dir(), super::fetch::Source::BucketAlone).map(drop).map_err(|e| {
             Error::refused_as(
                 Refusal::Conflict,
                 format!("conflict: `{}` v{} cannot be rebuilt from its pages ({e}); it is not republished", id.stem, id.version),

@@ -373,7 +373,7 @@ fn working_copies(
                 format!("publish them first (`b2m upload {stem}` or `b2m merge {stem}`), then run the changeset"),
             ));
         }
-        let (tmp, _, _) = fetch::download_verified(ctx, &current, dir)?;
+        let (tmp, _, _) = fetch::download_verified(ctx, &current, dir, fetch::Source::Lent)?;
         let original = dir.join(current.file());
         tmp.persist(&original).map_err(|e| Error::io("cannot write", &original, e.error))?;
         let copy = dir.join(crate::names::DbFileName::file_name(stem, current.version + 1));

@@ -3,20 +3,40 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, mpsc};
 
-/// A frame to compress: its number, its bytes, the zstd level.
-type Job = (usize, Vec<u8>, i32);
-/// A frame compressed: its number, its uncompressed length, its zstd frame.
-type Done = (usize, usize, std::io::Result<Vec<u8>>);
+/// The zstd levels a frame is compressed at: one, or (a probe) two, the smaller result kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Levels {
+    /// At this level.
+    One(i32),
+    /// At both; the frame is the smaller, and the answer says whether the first level's was
+    /// (within 1%: the first is the faster).
+    Probe(i32, i32),
+}
+
+/// A frame to compress: its number, its bytes, its levels.
+type Job = (usize, Vec<u8>, Levels);
+
+/// A frame compressed.
+pub struct Compressed {
+    /// Its uncompressed length.
+    pub len: usize,
+    /// The zstd frame.
+    pub frame: std::io::Result<Vec<u8>>,
+    /// The level it was compressed at (of a probe's two, the one kept).
+    pub level: i32,
+    /// Whether it was a probe.
+    pub probed: bool,
+}
 
 /// One thread per core, each keeping its zstd context from frame to frame (made afresh for each
 /// frame, a context costs as much as compressing a frame of a few hundred KiB).
 pub struct Compressors {
     work: Option<mpsc::SyncSender<Job>>,
-    done: mpsc::Receiver<Done>,
+    done: mpsc::Receiver<(usize, Compressed)>,
     threads: Vec<std::thread::JoinHandle<()>>,
     sent: usize,
     next: usize,
-    ready: BTreeMap<usize, (usize, std::io::Result<Vec<u8>>)>,
+    ready: BTreeMap<usize, Compressed>,
 }
 
 impl Compressors {
@@ -26,7 +46,7 @@ impl Compressors {
         let count = std::thread::available_parallelism().map_or(1, |n| n.get());
         let (work, queue) = mpsc::sync_channel::<Job>(0);
         let queue = Arc::new(Mutex::new(queue));
-        let (finished, done) = mpsc::channel::<Done>();
+        let (finished, done) = mpsc::channel::<(usize, Compressed)>();
         let threads = (0..count)
             .map(|_| {
                 let (queue, finished) = (queue.clone(), finished.clone());
@@ -37,20 +57,20 @@ impl Compressors {
     }
 
     /// Hands over the next frame (waits while every thread is busy).
-    pub fn push(&mut self, raw: Vec<u8>, level: i32) -> std::io::Result<()> {
+    pub fn push(&mut self, raw: Vec<u8>, levels: Levels) -> std::io::Result<()> {
         let stopped = || std::io::Error::other("the compression threads stopped");
-        self.work.as_ref().ok_or_else(stopped)?.send((self.sent, raw, level)).map_err(|_| stopped())?;
+        self.work.as_ref().ok_or_else(stopped)?.send((self.sent, raw, levels)).map_err(|_| stopped())?;
         self.sent += 1;
         Ok(())
     }
 
-    /// The next frame in order, compressed: its uncompressed length and its zstd frame. `wait`:
-    /// waits for it; else only when it is ready. None once every frame handed over was taken.
-    pub fn next(&mut self, wait: bool) -> Option<(usize, std::io::Result<Vec<u8>>)> {
+    /// The next frame in order, compressed. `wait`: waits for it; else only when it is ready.
+    /// None once every frame handed over was taken.
+    pub fn next(&mut self, wait: bool) -> Option<Compressed> {
         while self.next < self.sent && !self.ready.contains_key(&self.next) {
             let got = if wait { self.done.recv().ok() } else { self.done.try_recv().ok() };
-            let Some((n, len, frame)) = got else { break };
-            self.ready.insert(n, (len, frame));
+            let Some((n, compressed)) = got else { break };
+            self.ready.insert(n, compressed);
         }
         let taken = self.ready.remove(&self.next)?;
         self.next += 1;
@@ -70,20 +90,72 @@ impl Drop for Compressors {
 }
 
 /// A thread's loop: frames from `queue`, compressed, to `finished`, until the queue closes.
-fn compress_each(queue: &Mutex<mpsc::Receiver<Job>>, finished: &mpsc::Sender<Done>) {
-    let mut context: Option<(i32, zstd::bulk::Compressor<'static>)> = None;
+fn compress_each(queue: &Mutex<mpsc::Receiver<Job>>, finished: &mpsc::Sender<(usize, Compressed)>) {
+    let mut contexts = Contexts::default();
     loop {
         let job = queue.lock().ok().and_then(|q| q.recv().ok());
-        let Some((n, raw, level)) = job else { return };
-        if context.as_ref().is_none_or(|(l, _)| *l != level) {
-            context = zstd::bulk::Compressor::new(level).ok().map(|c| (level, c));
-        }
-        let frame = match context.as_mut() {
-            Some((_, compressor)) => compressor.compress(&raw),
-            None => Err(std::io::Error::other(format!("no zstd context at level {level}"))),
+        let Some((n, raw, levels)) = job else { return };
+        let (frame, level, probed) = match levels {
+            Levels::One(level) => (contexts.compress(level, &raw), level, false),
+            Levels::Probe(fast, slow) => match (contexts.compress(fast, &raw), contexts.compress(slow, &raw)) {
+                (Ok(a), Ok(b)) if a.len() as u64 * 100 <= b.len() as u64 * 101 => (Ok(a), fast, true),
+                (Ok(_), Ok(b)) => (Ok(b), slow, true),
+                (Err(e), _) | (_, Err(e)) => (Err(e), slow, true),
+            },
         };
-        if finished.send((n, raw.len(), frame)).is_err() {
+        if finished.send((n, Compressed { len: raw.len(), frame, level, probed })).is_err() {
             return;
         }
+    }
+}
+
+/// A thread's zstd contexts, one per level it was asked for (a probe asks for two).
+#[derive(Default)]
+struct Contexts(Vec<(i32, zstd::bulk::Compressor<'static>)>);
+
+impl Contexts {
+    fn compress(&mut self, level: i32, raw: &[u8]) -> std::io::Result<Vec<u8>> {
+        let at = match self.0.iter().position(|(l, _)| *l == level) {
+            Some(at) => at,
+            None => {
+                self.0.push((level, zstd::bulk::Compressor::new(level)?));
+                self.0.len() - 1
+            }
+        };
+        self.0[at].1.compress(raw)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `len` bytes no compressor can shrink.
+    fn noise(len: usize) -> Vec<u8> {
+        let mut seed = 7u64;
+        let mut out: Vec<u8> = (0..len.div_ceil(8))
+            .flat_map(|_| {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                seed.to_le_bytes()
+            })
+            .collect();
+        out.truncate(len);
+        out
+    }
+
+    #[test]
+    fn a_probe_keeps_the_fast_level_only_where_it_does_as_well() {
+        let mut compressors = Compressors::new();
+        let (text, noise) = (crate::pages::tests::text(1 << 20), noise(1 << 20));
+        for raw in [&text, &noise] {
+            compressors.push(raw.clone(), Levels::Probe(1, 4)).expect("push");
+        }
+        let mut answers = Vec::new();
+        for raw in [&text, &noise] {
+            let done = compressors.next(true).expect("a frame");
+            assert_eq!(zstd::bulk::decompress(&done.frame.expect("compressed"), done.len).expect("a zstd frame"), *raw);
+            answers.push((done.level, done.probed));
+        }
+        assert_eq!(answers, vec![(4, true), (1, true)], "text is smaller at level 4; noise no smaller");
     }
 }

@@ -26,16 +26,23 @@ pub const MIN_FRAME_BYTES: u64 = 128 << 10;
 /// See [`MIN_FRAME_BYTES`]; also what a rebuild holds of one frame at a time.
 pub const MAX_FRAME_BYTES: u64 = 2 << 20;
 
-/// The zstd level of a base's frames, and of a pack's beyond its first [`DENSE_BYTES`].
+/// The zstd level of a base's frames, and of a pack's beyond its first [`DENSE_BYTES`], unless
+/// [`FAST_LEVEL`] does as well.
 pub const LEVEL: i32 = 4;
+/// The zstd level a frame at [`LEVEL`] is probed against, every [`PROBE_EVERY`] frames: where it
+/// compresses as well (blobs, hex, data zstd cannot shrink much), it is 2–4× faster.
+pub const FAST_LEVEL: i32 = 1;
+/// See [`FAST_LEVEL`]: one frame in this many is compressed at both levels, the smaller kept,
+/// and the frames cut until the next probe's answer use the level that did as well.
+const PROBE_EVERY: u32 = 16;
 /// The zstd level of a pack's first frames: a pack is small, and every server reads it.
 pub const PACK_LEVEL: i32 = 6;
 /// How many bytes of a pack's new pages are compressed at [`PACK_LEVEL`] (a pack bigger than
 /// this, after a large change, costs the base's time per byte beyond it).
 pub const DENSE_BYTES: u64 = 64 << 20;
-/// A pack (a base above all) is cut into objects of about this many bytes, each sent while the
-/// next is still being compressed: a fresh upload costs the compression, not it and then the
-/// transfer.
+/// A pack (a base above all) is cut into objects of at most this many bytes (or one frame), each
+/// sent while the next is still being compressed: a fresh upload costs the compression, not it and
+/// then the transfer. The store's part size: each object is one PUT.
 pub const PACK_OBJECT_BYTES: u64 = 32 << 20;
 
 /// A page's hash: the first 8 bytes of its sha256, big-endian.
@@ -118,11 +125,13 @@ pub struct Built {
     pub hashes: Vec<u64>,
     /// Pages put in the pack.
     pub new_pages: u64,
+    /// Frames compressed at [`FAST_LEVEL`] (where it did as well as [`LEVEL`]).
+    pub fast_frames: u64,
 }
 
 /// Cuts `path` into pages: those `against` holds (anywhere in it) become runs from the parent,
 /// the others go into a pack of zstd frames written in `tmp_dir`, handed to `sent` an object of
-/// about [`PACK_OBJECT_BYTES`] at a time (in order: the recipe's packs). Page 1 (the header)
+/// at most [`PACK_OBJECT_BYTES`] at a time (in order: the recipe's packs). Page 1 (the header)
 /// always goes into the pack: a local copy of the parent may differ from it in header bytes alone.
 pub fn build(
     path: &Path,
@@ -134,7 +143,7 @@ pub fn build(
     build_in(path, against, tmp_dir, progress, PACK_OBJECT_BYTES, sent)
 }
 
-/// [`build`] with pack objects of about `object_bytes`.
+/// [`build`] with pack objects of at most `object_bytes`.
 fn build_in(
     path: &Path,
     against: Option<&Against<'_>>,
@@ -171,7 +180,7 @@ fn build_in(
         progress.inc(u64::from(page_size));
         at += 1;
     }
-    let (packs, frames, framed_hashes) = writer.finish()?;
+    let (packs, frames, framed_hashes, fast_frames) = writer.finish()?;
     let new_pages = frames.iter().map(|f| u64::from(f.pages)).sum();
     let size = packs.iter().map(|p| p.size).sum();
     let recipe = Recipe {
@@ -188,12 +197,13 @@ fn build_in(
         base_bytes: size,
         since_base: 0,
     };
-    Ok(Built { recipe, hashes, new_pages })
+    Ok(Built { recipe, hashes, new_pages, fast_frames })
 }
 
 mod build {
     //! The pieces of [`super::build`]: the parent's page index, runs, the pack writer.
 
+    use super::compress::Levels;
     use super::*;
 
     /// Where each page hash sits in the parent (the first page holding it).
@@ -239,8 +249,9 @@ mod build {
         }
     }
 
-    /// How a pack is cut: frames of `per_frame` pages (a `base`'s all at [`LEVEL`], a pack's first
-    /// [`DENSE_BYTES`] at [`PACK_LEVEL`]), objects of about `object_bytes`.
+    /// How a pack is cut: frames of `per_frame` pages (a `base`'s all at [`LEVEL`] or
+    /// [`FAST_LEVEL`], a pack's first [`DENSE_BYTES`] at [`PACK_LEVEL`]), objects of about
+    /// `object_bytes`.
     pub struct Shape {
         pub page_size: u32,
         pub per_frame: usize,
@@ -272,6 +283,9 @@ mod build {
         hashes: String,
         /// New pages seen in this version, by hash: a page repeated (zero pages) is read once.
         seen: std::collections::HashMap<u64, (u32, u32)>,
+        /// The last probe found [`FAST_LEVEL`] as good as [`LEVEL`]; frames kept at it.
+        fast: bool,
+        fast_frames: u64,
     }
 
     impl<'s> PackWriter<'s> {
@@ -290,6 +304,8 @@ mod build {
                 frames: Vec::new(),
                 hashes: String::new(),
                 seen: Default::default(),
+                fast: false,
+                fast_frames: 0,
             })
         }
 
@@ -312,19 +328,32 @@ mod build {
         /// Hands the frame being filled to the compressors; writes those compressed already.
         fn cut(&mut self) -> Result<()> {
             if !self.filling.is_empty() {
-                let level = if self.shape.base || self.cut_bytes >= DENSE_BYTES { LEVEL } else { PACK_LEVEL };
+                let levels = if !self.shape.base && self.cut_bytes < DENSE_BYTES {
+                    Levels::One(PACK_LEVEL)
+                } else if self.cut % PROBE_EVERY == 0 {
+                    Levels::Probe(FAST_LEVEL, LEVEL)
+                } else {
+                    Levels::One(if self.fast { FAST_LEVEL } else { LEVEL })
+                };
                 self.cut_bytes += self.filling.len() as u64;
                 self.cut += 1;
                 let raw = std::mem::take(&mut self.filling);
-                self.compressors.push(raw, level).map_err(|e| Error::refused(format!("cannot compress a frame: {e}"), "report this"))?;
+                self.compressors.push(raw, levels).map_err(|e| Error::refused(format!("cannot compress a frame: {e}"), "report this"))?;
             }
             self.write(false)
         }
 
         /// Appends the compressed frames to the pack, in order: those ready, or (`all`) every one.
         fn write(&mut self, all: bool) -> Result<()> {
-            while let Some((len, frame)) = self.compressors.next(all) {
-                let frame = frame.map_err(|e| Error::refused(format!("cannot compress a frame: {e}"), "report this"))?;
+            while let Some(done) = self.compressors.next(all) {
+                let (len, fast) = (done.len, done.level == FAST_LEVEL);
+                let frame = done.frame.map_err(|e| Error::refused(format!("cannot compress a frame: {e}"), "report this"))?;
+                self.fast = if done.probed { fast } else { self.fast };
+                self.fast_frames += u64::from(fast);
+                // An object is never made bigger than its size by a frame (a single PUT each).
+                if self.open.as_ref().is_some_and(|o| o.len > 0 && o.len + frame.len() as u64 > self.shape.object_bytes) {
+                    self.close()?;
+                }
                 if self.open.is_none() {
                     let file = tempfile::Builder::new()
                         .prefix(".b2m-pack-")
@@ -338,9 +367,6 @@ mod build {
                 let pages = (len / self.shape.page_size as usize) as u32;
                 self.frames.push(Frame { pack: self.packs.len() as u32, offset: open.len, len: frame.len() as u64, pages });
                 open.len += frame.len() as u64;
-                if open.len >= self.shape.object_bytes {
-                    self.close()?;
-                }
             }
             Ok(())
         }
@@ -352,12 +378,13 @@ mod build {
             (self.sent)(PackFile { path: file.into_temp_path(), sha256: hex::encode(sha.finalize()), size: len })
         }
 
-        /// The pack's objects (empty when no page was new), its frames and their page hashes.
-        pub fn finish(mut self) -> Result<(Vec<Pack>, Vec<Frame>, String)> {
+        /// The pack's objects (empty when no page was new), its frames, their page hashes, and
+        /// how many frames were kept at [`FAST_LEVEL`].
+        pub fn finish(mut self) -> Result<(Vec<Pack>, Vec<Frame>, String, u64)> {
             self.cut()?;
             self.write(true)?;
             self.close()?;
-            Ok((self.packs, self.frames, self.hashes))
+            Ok((self.packs, self.frames, self.hashes, self.fast_frames))
         }
     }
 }
@@ -366,7 +393,7 @@ mod build {
 mod tests {
     use super::*;
 
-    /// [`build_in`] with pack objects of about `object_bytes`, kept.
+    /// [`build_in`] with pack objects of at most `object_bytes`, kept.
     pub(crate) fn built(path: &Path, against: Option<&Against<'_>>, dir: &Path, object_bytes: u64) -> (Built, Vec<PackFile>) {
         let mut objects = Vec::new();
         let hidden = indicatif::ProgressBar::hidden();
@@ -378,16 +405,30 @@ mod tests {
         (built, objects)
     }
 
-    /// A file that looks like a SQLite database of `pages` pages of 4096 bytes of text.
-    pub(crate) fn text_file(dir: &Path, pages: usize) -> PathBuf {
-        let words = ["alpha", "bravo", "delta", "echo", "kilo", "lima", "oscar", "papa", "sierra", "tango", "zulu"];
-        let (mut bytes, mut seed) = (Vec::with_capacity(pages * 4096), 7u64);
-        while bytes.len() < pages * 4096 {
+    /// `len` bytes of text like a table's rows: numbered lines of words from a vocabulary of 300
+    /// (zstd's levels compress it as they do real rows: level 1 about 9% bigger than level 4).
+    pub(crate) fn text(len: usize) -> Vec<u8> {
+        let mut seed = 7u64;
+        let mut next = move |n: u64| {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            bytes.extend_from_slice(words[(seed >> 33) as usize % words.len()].as_bytes());
-            bytes.extend_from_slice(format!(" {} ", seed >> 54).as_bytes());
+            (seed >> 33) % n
+        };
+        let words: Vec<String> = (0..300).map(|_| (0..3 + next(7)).map(|_| (b'a' + next(26) as u8) as char).collect()).collect();
+        let mut bytes = Vec::with_capacity(len + 200);
+        for row in 1.. {
+            if bytes.len() >= len {
+                break;
+            }
+            let line: Vec<&str> = (0..4 + next(11)).map(|_| words[next(300) as usize].as_str()).collect();
+            bytes.extend_from_slice(format!("row {row} {}\n", line.join(" ")).as_bytes());
         }
-        bytes.truncate(pages * 4096);
+        bytes.truncate(len);
+        bytes
+    }
+
+    /// A file that looks like a SQLite database of `pages` pages of 4096 bytes of [`text`].
+    pub(crate) fn text_file(dir: &Path, pages: usize) -> PathBuf {
+        let mut bytes = text(pages * 4096);
         bytes[..16].copy_from_slice(b"SQLite format 3\0");
         bytes[16..18].copy_from_slice(&4096u16.to_be_bytes());
         let path = dir.join("test.db");
@@ -421,12 +462,30 @@ mod tests {
     }
 
     #[test]
+    fn a_base_is_compressed_at_the_fast_level_where_it_does_as_well() {
+        let dir = tempfile::tempdir().expect("dir");
+        let text = text_file(dir.path(), 48 * 32);
+        let (base, _) = built(&text, None, dir.path(), PACK_OBJECT_BYTES);
+        assert_eq!((base.recipe.frames.len(), base.fast_frames), (48, 0), "text: every frame at level {LEVEL}");
+        // Hex digits (as in blobs stored as text): level 1 does as well, 2-4× faster.
+        let mut bytes = std::fs::read(&text).expect("read");
+        let mut seed = 7u64;
+        for b in &mut bytes[4096..] {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            *b = b"0123456789abcdef"[(seed >> 60) as usize];
+        }
+        std::fs::write(&text, &bytes).expect("write");
+        let (base, _) = built(&text, None, dir.path(), PACK_OBJECT_BYTES);
+        assert!(base.fast_frames >= 40, "hex: {} of 48 frames at level {FAST_LEVEL}", base.fast_frames);
+    }
+
+    #[test]
     fn a_pack_past_its_object_size_is_cut_into_objects_between_frames() {
         let dir = tempfile::tempdir().expect("dir");
         let path = text_file(dir.path(), 96);
         let (one, _) = built(&path, None, dir.path(), PACK_OBJECT_BYTES);
-        // Objects of at least two frames' bytes: frames 0 and 1 in the first, frame 2 in the second.
-        let two_frames = one.recipe.frames[0].len + 1;
+        // Objects of frame 0 and 1's bytes: those two in the first, frame 2 in the second.
+        let two_frames = one.recipe.frames[0].len + one.recipe.frames[1].len;
         let (cut, objects) = built(&path, None, dir.path(), two_frames);
         let at: Vec<(u32, u64)> = cut.recipe.frames.iter().map(|f| (f.pack, f.offset)).collect();
         assert_eq!(at, vec![(0, 0), (0, cut.recipe.frames[0].len), (1, 0)]);
