@@ -173,6 +173,14 @@ impl AnyServer {
                 let prefix = npm_tool("s3rver", S3RVER);
                 let dir = tempfile::tempdir().expect("dir");
                 let data = dir.path().to_path_buf();
+                // s3rver removes a folder once its last object is deleted, and a PUT into that
+                // folder racing the removal crashes the server (ENOENT on an unhandled stream
+                // error: jamhall/s3rver#788; its fix, #789, was never released). The lease
+                // folders the race tests contend in keep an empty subfolder, which is no object
+                // and is never listed, so that they never become empty.
+                for name in ["ipm-db", "emoji-db", "_manifest"] {
+                    std::fs::create_dir_all(data.join(BUCKET).join(PREFIX).join("locks").join(name).join(".keep")).expect("lease folder");
+                }
                 spawn(kind, dir, move |port| {
                     let mut cmd = Command::new(prefix.join("node_modules/.bin/s3rver"));
                     cmd.arg("-d").arg(&data).args(["-a", "127.0.0.1", "-p", &port.to_string(), "--silent"]);
