@@ -330,7 +330,7 @@ mod build {
             if !self.filling.is_empty() {
                 let levels = if !self.shape.base && self.cut_bytes < DENSE_BYTES {
                     Levels::One(PACK_LEVEL)
-                } else if self.cut % PROBE_EVERY == 0 {
+                } else if self.cut.is_multiple_of(PROBE_EVERY) {
                     Levels::Probe(FAST_LEVEL, LEVEL)
                 } else {
                     Levels::One(if self.fast { FAST_LEVEL } else { LEVEL })
