@@ -287,7 +287,7 @@ fn rebuild_from(
     let mut pieces = rebuild::plan(&chain, held)?;
     let lender = local.map(|l| lender(ctx, l, page_size)).transpose()?.flatten();
     if let Some(hashes) = &lender {
-        pieces = rebuild::lend(&chain, pieces, &rebuild::local_index(hashes));
+        pieces = rebuild::lend(&chain, pieces, &pages::PageIndex::new(hashes));
     }
     let frames = Frames::new(ctx, &chain, &pieces)?;
     let local_file = match (local, pieces.iter().any(|p| matches!(p, Piece::Local { .. }))) {

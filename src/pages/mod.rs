@@ -45,6 +45,9 @@ pub const DENSE_BYTES: u64 = 64 << 20;
 /// then the transfer. The store's part size: each object is one PUT.
 pub const PACK_OBJECT_BYTES: u64 = 32 << 20;
 
+/// How many distinct new pages a version's pack looks up by content (see `PackWriter::seen`).
+const SEEN: usize = 1 << 16;
+
 /// A page's hash: the first 8 bytes of its sha256, big-endian.
 pub fn page_hash(page: &[u8]) -> u64 {
     let digest = Sha256::digest(page);
@@ -97,6 +100,31 @@ fn read_page(file: &mut impl Read, page: &mut [u8]) -> std::io::Result<bool> {
         }
     }
     Ok(true)
+}
+
+/// A file's pages by hash (the first page holding each): sorted pairs, 16 bytes a page where a
+/// hash map took about 34.
+pub struct PageIndex(Vec<(u64, u32)>);
+
+impl PageIndex {
+    /// The index of a file whose page hashes are `hashes`, in page order.
+    pub fn new(hashes: &[u64]) -> Self {
+        let mut pairs: Vec<(u64, u32)> = hashes.iter().enumerate().map(|(page, hash)| (*hash, page as u32)).collect();
+        pairs.sort_unstable();
+        pairs.dedup_by_key(|(hash, _)| *hash);
+        PageIndex(pairs)
+    }
+
+    /// The first page holding `hash`.
+    pub fn get(&self, hash: u64) -> Option<u64> {
+        let i = self.0.partition_point(|(h, _)| *h < hash);
+        self.0.get(i).filter(|(h, _)| *h == hash).map(|(_, page)| u64::from(*page))
+    }
+
+    /// Whether the file had no page.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// The parent a new version is cut against: its recipe's reference, and its page hashes.
@@ -161,7 +189,8 @@ fn build_in(
     let mut writer = build::PackWriter::new(tmp_dir, shape, sent)?;
     let index = against.map(|a| build::ParentIndex::new(a.hashes));
     let mut page = vec![0u8; page_size as usize];
-    let (mut whole, mut hashes, mut runs) = (Sha256::new(), Vec::new(), Vec::new());
+    let pages = usize::try_from(file_bytes / u64::from(page_size)).unwrap_or(0);
+    let (mut whole, mut hashes, mut runs) = (Sha256::new(), Vec::with_capacity(pages), Vec::new());
     let mut at = 0u64;
     while read_page(&mut reader, &mut page).map_err(|e| Error::io("cannot read", path, e))? {
         whole.update(&page);
@@ -180,7 +209,7 @@ fn build_in(
         progress.inc(u64::from(page_size));
         at += 1;
     }
-    let (packs, frames, framed_hashes, fast_frames) = writer.finish()?;
+    let build::Written { packs, frames, hashes: framed_hashes, fast_frames } = writer.finish()?;
     let new_pages = frames.iter().map(|f| u64::from(f.pages)).sum();
     let size = packs.iter().map(|p| p.size).sum();
     let recipe = Recipe {
@@ -209,14 +238,12 @@ mod build {
     /// Where each page hash sits in the parent (the first page holding it).
     pub struct ParentIndex<'a> {
         hashes: &'a [u64],
-        sorted: Vec<(u64, u32)>,
+        sorted: PageIndex,
     }
 
     impl<'a> ParentIndex<'a> {
         pub fn new(hashes: &'a [u64]) -> Self {
-            let mut sorted: Vec<(u64, u32)> = hashes.iter().enumerate().map(|(i, h)| (*h, i as u32)).collect();
-            sorted.sort_unstable();
-            ParentIndex { hashes, sorted }
+            ParentIndex { hashes, sorted: PageIndex::new(hashes) }
         }
 
         /// The parent's page with this content: the same page number when it holds it there.
@@ -224,8 +251,7 @@ mod build {
             if self.hashes.get(at as usize) == Some(&hash) {
                 return Some(at);
             }
-            let i = self.sorted.partition_point(|(h, _)| *h < hash);
-            self.sorted.get(i).filter(|(h, _)| *h == hash).map(|(_, page)| u64::from(*page))
+            self.sorted.get(hash)
         }
     }
 
@@ -280,8 +306,11 @@ mod build {
         cut_bytes: u64,
         compressors: super::compress::Compressors,
         frames: Vec<Frame>,
-        hashes: String,
-        /// New pages seen in this version, by hash: a page repeated (zero pages) is read once.
+        hashes: Vec<u64>,
+        /// New pages seen in this version, by hash: a page repeated (zero pages, a blob stored
+        /// twice) is sent once. Only the first [`SEEN`] are kept, so that memory stays flat in
+        /// the file's size: past them a repeated page is sent again, in a frame where zstd makes
+        /// little of it.
         seen: std::collections::HashMap<u64, (u32, u32)>,
         /// The last probe found [`FAST_LEVEL`] as good as [`LEVEL`]; frames kept at it.
         fast: bool,
@@ -302,7 +331,7 @@ mod build {
                 cut_bytes: 0,
                 compressors: super::compress::Compressors::new(),
                 frames: Vec::new(),
-                hashes: String::new(),
+                hashes: Vec::new(),
                 seen: Default::default(),
                 fast: false,
                 fast_frames: 0,
@@ -317,8 +346,10 @@ mod build {
             let page_size = self.shape.page_size as usize;
             let (frame, skip) = (self.cut, (self.filling.len() / page_size) as u32);
             self.filling.extend_from_slice(page);
-            self.hashes.push_str(&format!("{hash:016x}"));
-            self.seen.insert(hash, (frame, skip));
+            self.hashes.push(hash);
+            if self.seen.len() < SEEN {
+                self.seen.insert(hash, (frame, skip));
+            }
             if self.filling.len() / page_size == self.shape.per_frame {
                 self.cut()?;
             }
@@ -378,14 +409,23 @@ mod build {
             (self.sent)(PackFile { path: file.into_temp_path(), sha256: hex::encode(sha.finalize()), size: len })
         }
 
-        /// The pack's objects (empty when no page was new), its frames, their page hashes, and
-        /// how many frames were kept at [`FAST_LEVEL`].
-        pub fn finish(mut self) -> Result<(Vec<Pack>, Vec<Frame>, String, u64)> {
+        /// The pack's objects (empty when no page was new), its frames and their page hashes.
+        pub fn finish(mut self) -> Result<Written> {
             self.cut()?;
             self.write(true)?;
             self.close()?;
-            Ok((self.packs, self.frames, self.hashes, self.fast_frames))
+            Ok(Written { packs: self.packs, frames: self.frames, hashes: self.hashes, fast_frames: self.fast_frames })
         }
+    }
+
+    /// What a [`PackWriter`] wrote.
+    pub struct Written {
+        pub packs: Vec<Pack>,
+        pub frames: Vec<Frame>,
+        /// The hashes of the pages the frames hold, in order.
+        pub hashes: Vec<u64>,
+        /// Frames kept at [`FAST_LEVEL`].
+        pub fast_frames: u64,
     }
 }
 
@@ -434,6 +474,14 @@ mod tests {
         let path = dir.join("test.db");
         std::fs::write(&path, &bytes).expect("write");
         path
+    }
+
+    #[test]
+    fn a_page_index_finds_the_first_page_holding_a_hash() {
+        let index = PageIndex::new(&[9, 4, 9, 7, 4]);
+        let found: Vec<Option<u64>> = [9, 4, 7, 5].iter().map(|h| index.get(*h)).collect();
+        assert_eq!(found, vec![Some(0), Some(1), Some(3), None]);
+        assert!(PageIndex::new(&[]).is_empty());
     }
 
     #[test]

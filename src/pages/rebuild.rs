@@ -94,7 +94,7 @@ fn push(pieces: &mut Vec<Piece>, piece: Piece) {
 
 /// Replaces frame pages by local pages with the same hash (`local`: hash → page of the local
 /// file), page by page.
-pub fn lend(chain: &[Recipe], pieces: Vec<Piece>, local: &HashMap<u64, u64>) -> Vec<Piece> {
+pub fn lend(chain: &[Recipe], pieces: Vec<Piece>, local: &super::PageIndex) -> Vec<Piece> {
     if local.is_empty() {
         return pieces;
     }
@@ -107,8 +107,8 @@ pub fn lend(chain: &[Recipe], pieces: Vec<Piece>, local: &HashMap<u64, u64>) -> 
         };
         for i in 0..count {
             let n = starts[level][frame as usize] + u64::from(skip) + i;
-            match chain[level].framed_hash(n).and_then(|h| local.get(&h)) {
-                Some(&from) => push(&mut out, Piece::Local { at: at + i, count: 1, from }),
+            match chain[level].framed_hash(n).and_then(|h| local.get(h)) {
+                Some(from) => push(&mut out, Piece::Local { at: at + i, count: 1, from }),
                 None => push(&mut out, Piece::Frame { at: at + i, count: 1, level, frame, skip: skip + i as u32 }),
             }
         }
@@ -341,15 +341,6 @@ fn read_local(file: &std::fs::File, offset: u64, len: u64) -> impl Iterator<Item
         file.read_exact_at(&mut chunk, offset + at).map_err(|e| Error::io("cannot read", "the local file lending pages", e))?;
         Ok(chunk)
     })
-}
-
-/// An index of a local file's pages by hash (the first page holding each).
-pub fn local_index(hashes: &[u64]) -> HashMap<u64, u64> {
-    let mut index = HashMap::with_capacity(hashes.len());
-    for (page, hash) in hashes.iter().enumerate() {
-        index.entry(*hash).or_insert(page as u64);
-    }
-    index
 }
 
 #[cfg(test)]

@@ -83,8 +83,10 @@ pub struct Recipe {
     pub frames: Vec<Frame>,
     /// Every page, in order.
     pub runs: Vec<Run>,
-    /// The 8-byte hashes of the pages the frames hold, frame after frame, as hex.
-    pub hashes: String,
+    /// The 8-byte hashes of the pages the frames hold, frame after frame (stored as one string of
+    /// 16 hex digits each).
+    #[serde(with = "hex_hashes")]
+    pub hashes: Vec<u64>,
     /// Versions since the last base (0: this is a base).
     #[serde(default)]
     pub chain: u32,
@@ -152,15 +154,94 @@ impl Recipe {
             return Err(format!("runs cover {next} of {} pages", self.pages));
         }
         let framed: u64 = self.frames.iter().map(|f| u64::from(f.pages)).sum();
-        if self.hashes.len() as u64 != framed * 16 {
-            return Err(format!("{} page hashes for {framed} framed pages", self.hashes.len() / 16));
+        if self.hashes.len() as u64 != framed {
+            return Err(format!("{} page hashes for {framed} framed pages", self.hashes.len()));
         }
         Ok(())
     }
 
     /// The hash of the `n`th page the frames hold.
     pub fn framed_hash(&self, n: u64) -> Option<u64> {
-        let at = usize::try_from(n).ok()?.checked_mul(16)?;
-        u64::from_str_radix(self.hashes.get(at..at + 16)?, 16).ok()
+        self.hashes.get(usize::try_from(n).ok()?).copied()
+    }
+}
+
+/// Page hashes as one string of 16 hex digits each (FORMAT.md), written and read without a
+/// second copy of them as text: 8 bytes a page in memory, not 16.
+mod hex_hashes {
+    use serde::de::{Deserializer, Error, Visitor};
+    use serde::ser::Serializer;
+
+    struct Hex<'a>(&'a [u64]);
+
+    impl std::fmt::Display for Hex<'_> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            self.0.iter().try_for_each(|h| write!(f, "{h:016x}"))
+        }
+    }
+
+    pub fn serialize<S: Serializer>(hashes: &[u64], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&Hex(hashes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u64>, D::Error> {
+        struct Hashes;
+        impl Visitor<'_> for Hashes {
+            type Value = Vec<u64>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string of 16 hex digits per page")
+            }
+
+            fn visit_str<E: Error>(self, text: &str) -> Result<Vec<u64>, E> {
+                if !text.len().is_multiple_of(16) {
+                    return Err(E::custom(format!("{} hex digits of page hashes, not a multiple of 16", text.len())));
+                }
+                (0..text.len() / 16)
+                    .map(|i| {
+                        let digits = text.get(i * 16..i * 16 + 16).unwrap_or_default();
+                        u64::from_str_radix(digits, 16).map_err(|_| E::custom(format!("page hash {i} is not hex: {digits:?}")))
+                    })
+                    .collect()
+            }
+        }
+        deserializer.deserialize_str(Hashes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recipe(hashes: Vec<u64>) -> Recipe {
+        Recipe {
+            format: FORMAT,
+            page_size: 4096,
+            pages: 2,
+            sha256: "0".repeat(64),
+            parent: None,
+            packs: vec![Pack { key: "dbs/x/packs/p.pack".into(), size: 10 }],
+            frames: vec![Frame { pack: 0, offset: 0, len: 10, pages: 2 }],
+            runs: vec![Run::Frame { at: 0, count: 2, frame: 0, skip: 0 }],
+            hashes,
+            chain: 0,
+            base_bytes: 10,
+            since_base: 0,
+        }
+    }
+
+    #[test]
+    fn page_hashes_are_stored_as_one_hex_string_and_read_back() {
+        let written = recipe(vec![0xff, u64::MAX]);
+        let json = String::from_utf8(zstd::decode_all(written.encode().expect("encode").as_slice()).expect("zstd")).expect("utf-8");
+        assert!(json.contains(r#""hashes":"00000000000000ffffffffffffffffff""#), "{json}");
+        assert_eq!(Recipe::decode(&written.encode().expect("encode"), "r").expect("decode"), written);
+        // One hash too few for the frames, or a digit that is not hex: damaged, said so.
+        for hashes in [r#""00000000000000ff""#, r#""00000000000000ffffffffffffffffxf""#] {
+            let json = json.replace(r#""00000000000000ffffffffffffffffff""#, hashes);
+            let bytes = zstd::encode_all(json.as_bytes(), 3).expect("zstd");
+            let error = Recipe::decode(&bytes, "r").expect_err("damaged").to_string();
+            assert!(error.contains("the recipe `r` is damaged"), "{error}");
+        }
     }
 }
