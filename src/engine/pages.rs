@@ -125,35 +125,8 @@ pub fn send(
         .filter(|(_, c)| c.page_size == page_size && c.chain < MAX_CHAIN && (c.since_base as f64) < c.base_bytes as f64 * BASE_SHARE);
     let cut =
         against.map(|(p, c)| pages::Against { parent: pages::Parent { version: p.version, sha256: p.sha256.clone() }, hashes: &c.hashes });
-    let upload = ctx.out.bytes_bar(0, "upload");
-    upload.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    let (mut built, keys, settled) = std::thread::scope(|scope| {
-        let (objects, queue) = std::sync::mpsc::sync_channel::<pages::PackFile>(1);
-        let store = ctx.store.as_ref();
-        let sender = scope.spawn(|| send_objects(store, stem, queue, &upload, settle));
-        let mut hand_on = |object: pages::PackFile| {
-            upload.inc_length(object.size);
-            objects.send(object).map_err(|_| Error::refused("the pack's upload stopped", "run the command again"))
-        };
-        let built = pages::build(path, cut.as_ref(), &ctx.tmp_dir(), bar, &mut hand_on);
-        drop(objects);
-        // The rest of the pack's upload, if any, is what is left to wait for.
-        bar.finish_and_clear();
-        ctx.out.show(&upload);
-        let sent = sender.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        match (built, sent) {
-            (_, Err(e)) | (Err(e), _) => Err(e),
-            (Ok(built), Ok((keys, settled))) => Ok((built, keys, settled)),
-        }
-    })?;
-    upload.finish_and_clear();
-    if !settled && !settle() {
-        return Err(Error::refused("the snapshot failed its integrity check", "nothing was sent"));
-    }
+    let mut built = cut_and_send(ctx, path, cut.as_ref(), stem, bar, settle)?;
     crate::util::failpoint("pages-after-pack");
-    for (pack, key) in built.recipe.packs.iter_mut().zip(keys) {
-        pack.key = key;
-    }
     let id = VersionId { stem: stem.to_string(), version, sha256: built.recipe.sha256.clone() };
     let pack_size: u64 = built.recipe.packs.iter().map(|p| p.size).sum();
     if let Some((_, c)) = against {
@@ -176,6 +149,48 @@ pub fn send(
         "sent as pages"
     );
     Ok((id, built.recipe.size()))
+}
+
+/// [`pages::build`] of the snapshot at `path`, each pack object sent as soon as it is written
+/// (the first once `settle` said yes; asked in any case, false: nothing is sent). The recipe's
+/// packs carry their keys.
+fn cut_and_send(
+    ctx: &Context,
+    path: &Path,
+    cut: Option<&pages::Against<'_>>,
+    stem: &str,
+    bar: &indicatif::ProgressBar,
+    settle: &mut (dyn FnMut() -> bool + Send),
+) -> Result<pages::Built> {
+    let upload = ctx.out.bytes_bar(0, "upload");
+    upload.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    let (mut built, keys, settled) = std::thread::scope(|scope| {
+        let (objects, queue) = std::sync::mpsc::sync_channel::<pages::PackFile>(1);
+        let store = ctx.store.as_ref();
+        let sender = scope.spawn(|| send_objects(store, stem, queue, &upload, settle));
+        let mut hand_on = |object: pages::PackFile| {
+            upload.inc_length(object.size);
+            objects.send(object).map_err(|_| Error::refused("the pack's upload stopped", "run the command again"))
+        };
+        let built = pages::build(path, cut, &ctx.tmp_dir(), bar, &mut hand_on);
+        drop(objects);
+        // The rest of the pack's upload, if any, is what is left to wait for.
+        bar.finish_and_clear();
+        ctx.out.show(&upload);
+        let sent = sender.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        match (built, sent) {
+            (_, Err(e)) | (Err(e), _) => Err(e),
+            (Ok(built), Ok((keys, settled))) => Ok((built, keys, settled)),
+        }
+    })?;
+    upload.finish_and_clear();
+    if !settled && !settle() {
+        return Err(Error::refused("the snapshot failed its integrity check", "nothing was sent"));
+    }
+    for (pack, key) in built.recipe.packs.iter_mut().zip(keys) {
+        pack.key = key;
+    }
+    Ok(built)
 }
 
 /// Sends each pack object from `queue` as it comes (a base is a pack too: the `.db` key means
