@@ -185,11 +185,11 @@ fn build_in(
     let file_bytes = file.metadata().map_err(|e| Error::io("cannot read", path, e))?.len();
     let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
     let per_frame = frame_pages(page_size, file_bytes);
-    let shape = build::Shape { page_size, per_frame, base: against.is_none(), object_bytes };
+    let pages = usize::try_from(file_bytes / u64::from(page_size)).unwrap_or(0);
+    let shape = build::Shape { page_size, per_frame, base: against.is_none(), object_bytes, pages };
     let mut writer = build::PackWriter::new(tmp_dir, shape, sent)?;
     let index = against.map(|a| build::ParentIndex::new(a.hashes));
     let mut page = vec![0u8; page_size as usize];
-    let pages = usize::try_from(file_bytes / u64::from(page_size)).unwrap_or(0);
     let (mut whole, mut hashes, mut runs) = (Sha256::new(), Vec::with_capacity(pages), Vec::new());
     let mut at = 0u64;
     while read_page(&mut reader, &mut page).map_err(|e| Error::io("cannot read", path, e))? {
@@ -283,6 +283,8 @@ mod build {
         pub per_frame: usize,
         pub base: bool,
         pub object_bytes: u64,
+        /// The file's pages (a base's frames hold as many, less repeats).
+        pub pages: usize,
     }
 
     /// The pack object being written: its file, the sha256 and length of its bytes so far.
@@ -320,6 +322,7 @@ mod build {
     impl<'s> PackWriter<'s> {
         pub fn new(dir: &Path, shape: Shape, sent: &'s mut dyn FnMut(PackFile) -> Result<()>) -> Result<Self> {
             std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
+            let framed = if shape.base { shape.pages } else { 0 };
             Ok(PackWriter {
                 dir: dir.to_path_buf(),
                 shape,
@@ -331,7 +334,7 @@ mod build {
                 cut_bytes: 0,
                 compressors: super::compress::Compressors::new(),
                 frames: Vec::new(),
-                hashes: Vec::new(),
+                hashes: Vec::with_capacity(framed),
                 seen: Default::default(),
                 fast: false,
                 fast_frames: 0,

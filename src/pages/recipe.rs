@@ -104,10 +104,13 @@ impl Recipe {
         self.pages * u64::from(self.page_size)
     }
 
-    /// As stored: zstd-compressed JSON.
+    /// As stored: zstd-compressed JSON (compressed as it is written: the JSON is never held whole).
     pub fn encode(&self) -> Result<Vec<u8>> {
-        let json = serde_json::to_vec(self).map_err(|e| Error::refused(format!("cannot write a recipe: {e}"), "report this"))?;
-        zstd::encode_all(json.as_slice(), 3).map_err(|e| Error::refused(format!("cannot compress a recipe: {e}"), "report this"))
+        let failed = |e: std::io::Error| Error::refused(format!("cannot write a recipe: {e}"), "report this");
+        let encoder = zstd::Encoder::new(Vec::new(), 3).map_err(failed)?;
+        let mut json = std::io::BufWriter::with_capacity(64 << 10, encoder);
+        serde_json::to_writer(&mut json, self).map_err(|e| failed(e.into()))?;
+        json.into_inner().map_err(|e| failed(e.into_error()))?.finish().map_err(failed)
     }
 
     /// Reads a stored recipe, checking that its runs cover its pages once, in order, and that
