@@ -164,15 +164,18 @@ fn cut_and_send(
 ) -> Result<pages::Built> {
     let upload = ctx.out.bytes_bar(0, "upload");
     upload.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    let abandoned = std::sync::atomic::AtomicBool::new(false);
     let (mut built, keys, settled) = std::thread::scope(|scope| {
         let (objects, queue) = std::sync::mpsc::sync_channel::<pages::PackFile>(1);
         let store = ctx.store.as_ref();
-        let sender = scope.spawn(|| send_objects(store, stem, queue, &upload, settle));
+        let sender = scope.spawn(|| send_objects(store, stem, queue, &abandoned, &upload, settle));
         let mut hand_on = |object: pages::PackFile| {
             upload.inc_length(object.size);
             objects.send(object).map_err(|_| Error::refused("the pack's upload stopped", "run the command again"))
         };
         let built = pages::build(path, cut, &ctx.tmp_dir(), bar, &mut hand_on);
+        // A cut that failed sends nothing more (an object already queued is dropped).
+        abandoned.store(built.is_err(), std::sync::atomic::Ordering::Relaxed);
         drop(objects);
         // The rest of the pack's upload, if any, is what is left to wait for.
         bar.finish_and_clear();
@@ -194,17 +197,21 @@ fn cut_and_send(
 }
 
 /// Sends each pack object from `queue` as it comes (a base is a pack too: the `.db` key means
-/// "this version whole", always), the first once `settle` said yes. Their keys, in order, and
-/// whether `settle` was asked.
+/// "this version whole", always), the first once `settle` said yes, until the cut is `abandoned`.
+/// Their keys, in order, and whether `settle` was asked.
 fn send_objects(
     store: &dyn Store,
     stem: &str,
     queue: std::sync::mpsc::Receiver<pages::PackFile>,
+    abandoned: &std::sync::atomic::AtomicBool,
     bar: &indicatif::ProgressBar,
     settle: &mut (dyn FnMut() -> bool + Send),
 ) -> Result<(Vec<String>, bool)> {
     let (mut keys, mut settled) = (Vec::new(), false);
     for object in queue {
+        if abandoned.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
         if !settled {
             settled = true;
             if !settle() {
