@@ -1582,10 +1582,14 @@ class PagesRun:
                                    bench.endpoint, {DB_KEY: f"{DB_STEM}-v1.db"})
             shutil.copyfile(fresh, project / DB_DIR / f"{DB_STEM}-v1.db")
             try:
+                # Each tool starts with nothing left to write back: the copy just made (as a
+                # user's file is not) or the other tool's writes would slow whichever runs next.
+                os.sync()
                 result = bench.b2m(project, "upload", DB_STEM)
                 self.b2m_rss.append(result.rss_kib / 1024)
                 b2m_runs.append(result)
                 try:
+                    os.sync()
                     rclone_runs.append(bench.anchors.rclone_copy(
                         current_db(project), f"bench:{BUCKET}/{anchor_keys['rclone']}.straight{i}"))
                 except (Unmeasurable, OSError) as e:
