@@ -471,8 +471,8 @@ impl Frames {
         std::thread::scope(|scope| {
             let download = scope.spawn(|| self.download(store, chain, bar));
             let hidden = indicatif::ProgressBar::hidden();
-            let mut read = |level, frame| self.read(chain, level, frame);
-            let written = rebuild::write(chain[0].page_size, pieces, local, &mut read, &self.spill, out, &hidden);
+            let source = Reading { frames: self, chain };
+            let written = rebuild::write(chain[0].page_size, pieces, local, &source, &self.spill, out, &hidden);
             if written.is_err() {
                 self.landing.stop();
             }
@@ -520,6 +520,22 @@ impl Frames {
         let mut bytes = vec![0u8; f.len as usize];
         file.as_file().read_exact_at(&mut bytes, f.offset).map_err(|e| Error::io("cannot read", file.path(), e))?;
         Ok(rebuild::Compressed { bytes, pages: f.pages })
+    }
+}
+
+/// The frames of `chain` as they land, for the rebuild's decompressing threads.
+struct Reading<'a> {
+    frames: &'a Frames,
+    chain: &'a [Recipe],
+}
+
+impl rebuild::FrameSource for Reading<'_> {
+    fn frame(&self, level: usize, frame: u32) -> Result<rebuild::Compressed> {
+        self.frames.read(self.chain, level, frame)
+    }
+
+    fn stop(&self) {
+        self.frames.landing.stop();
     }
 }
 

@@ -165,24 +165,46 @@ const IN_FLIGHT: usize = 2;
 /// Bytes of local pages read at a time.
 const LOCAL_CHUNK: usize = 1 << 20;
 
+/// Threads decompressing frames, at most.
+const MAX_DECOMPRESSORS: usize = 4;
+
 /// Bytes written to the new file at a time.
 const WRITE_BYTES: usize = 1 << 20;
 
+/// Where a rebuild's frames come from; any thread may ask.
+pub trait FrameSource: Sync {
+    /// Frame `frame` of `chain[level]`, compressed.
+    fn frame(&self, level: usize, frame: u32) -> Result<Compressed>;
+
+    /// The rebuild failed: frames not asked for yet will not be.
+    fn stop(&self) {}
+}
+
+impl<F: Fn(usize, u32) -> Result<Compressed> + Sync> FrameSource for F {
+    fn frame(&self, level: usize, frame: u32) -> Result<Compressed> {
+        self(level, frame)
+    }
+}
+
 /// Writes the new file into `out` by the plan: local pages from `local`, frame pages decompressed
-/// from what `frame` returns; a frame the plan comes back to later is kept in `spill` (an empty
-/// temp file), so it is decompressed once. Writing and hashing run on a thread of their own,
-/// beside the decompression. Returns the sha256 of what was written.
+/// from what `frames` returns; a frame the plan comes back to later is kept in `spill` (an empty
+/// temp file), so it is decompressed once. Frames are decompressed ahead on threads of their own
+/// (one per core), and writing and hashing run on another. Returns the sha256 of what was written.
 pub fn write(
     page_size: u32,
     pieces: &[Piece],
     local: Option<&std::fs::File>,
-    frame: &mut dyn FnMut(usize, u32) -> Result<Compressed>,
+    frames: &dyn FrameSource,
     spill: &std::fs::File,
     out: &mut (dyn Write + Send),
     progress: &indicatif::ProgressBar,
 ) -> Result<String> {
     let (send, receive) = std::sync::mpsc::sync_channel::<Chunk>(IN_FLIGHT);
+    let order: Vec<(usize, u32)> = frames_needed(pieces).into_iter().map(|(key, _)| key).collect();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, MAX_DECOMPRESSORS).min(order.len().max(1));
+    let ahead = Ahead::new(order, workers);
     std::thread::scope(|scope| {
+        let pool = &ahead.pool;
         let sink = scope.spawn(move || -> std::io::Result<String> {
             let mut sha = Sha256::new();
             for (bytes, range) in receive {
@@ -192,11 +214,19 @@ pub fn write(
                     out.write_all(part)?;
                     sha.update(part);
                 }
+                pool.give_back(bytes);
             }
             Ok(hex::encode(sha.finalize()))
         });
-        let fed = feed(page_size, pieces, local, frame, spill, &send, progress);
+        for _ in 0..workers {
+            scope.spawn(|| ahead.work(page_size as usize, frames));
+        }
+        let fed = feed(page_size, pieces, local, &ahead, spill, &send, progress);
         drop(send);
+        ahead.stop();
+        if fed.is_err() {
+            frames.stop();
+        }
         let written = sink.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         // Errors of the disk stay I/O errors (a full disk is said as one), never a damaged version.
         let written = written.map_err(|e| Error::io("cannot write", "the rebuilt file", e));
@@ -214,14 +244,14 @@ fn feed(
     page_size: u32,
     pieces: &[Piece],
     local: Option<&std::fs::File>,
-    frame: &mut dyn FnMut(usize, u32) -> Result<Compressed>,
+    ahead: &Ahead,
     spill: &std::fs::File,
     sink: &std::sync::mpsc::SyncSender<Chunk>,
     progress: &indicatif::ProgressBar,
 ) -> Result<()> {
     let page = page_size as usize;
     let mut written = 0u64;
-    let mut frames = Decoded::new(pieces, page, spill)?;
+    let mut frames = Decoded::new(pieces, spill);
     let gone = |_| Error::refused("the rebuilt file's writer stopped", "check the disk");
     for piece in pieces {
         if piece.at() != written {
@@ -230,14 +260,14 @@ fn feed(
         match *piece {
             Piece::Local { count, from, .. } => {
                 let file = local.ok_or_else(|| Error::refused("a rebuild plan reads a local file there is none of", "report this"))?;
-                for chunk in read_local(file, from * u64::from(page_size), count * u64::from(page_size)) {
+                for chunk in read_local(file, from * u64::from(page_size), count * u64::from(page_size), &ahead.pool) {
                     let chunk = std::sync::Arc::new(chunk?);
                     sink.send((chunk.clone(), 0..chunk.len())).map_err(gone)?;
                 }
             }
             Piece::Frame { count, level, frame: f, skip, .. } => {
                 let range = skip as usize * page..(skip as usize + count as usize) * page;
-                sink.send(frames.pages((level, f), range, frame)?).map_err(gone)?;
+                sink.send(frames.pages((level, f), range, ahead)?).map_err(gone)?;
             }
         }
         let count = match *piece {
@@ -253,8 +283,6 @@ fn feed(
 /// those the plan comes back to after other frames kept in a spill file. A plan after a
 /// `VACUUM` reads each frame of the base once per table it holds pages of.
 struct Decoded<'a> {
-    decompressor: zstd::bulk::Decompressor<'static>,
-    page: usize,
     last: Option<((usize, u32), Raw)>,
     /// How many separate times the plan reads each frame.
     visits: HashMap<(usize, u32), u32>,
@@ -265,7 +293,7 @@ struct Decoded<'a> {
 }
 
 impl<'a> Decoded<'a> {
-    fn new(pieces: &[Piece], page: usize, spill: &'a std::fs::File) -> Result<Self> {
+    fn new(pieces: &[Piece], spill: &'a std::fs::File) -> Self {
         let mut visits = HashMap::new();
         let mut previous = None;
         for piece in pieces {
@@ -278,17 +306,11 @@ impl<'a> Decoded<'a> {
             }
             previous = key.or(previous);
         }
-        let decompressor = zstd::bulk::Decompressor::new().map_err(|e| damaged(&e))?;
-        Ok(Decoded { decompressor, page, last: None, visits, spilled: HashMap::new(), spill, spill_end: 0 })
+        Decoded { last: None, visits, spilled: HashMap::new(), spill, spill_end: 0 }
     }
 
-    /// Bytes `range` of frame `key` decompressed, fetched through `frame` if need be.
-    fn pages(
-        &mut self,
-        key: (usize, u32),
-        range: std::ops::Range<usize>,
-        frame: &mut dyn FnMut(usize, u32) -> Result<Compressed>,
-    ) -> Result<Chunk> {
+    /// Bytes `range` of frame `key` decompressed, taken from `ahead` if need be.
+    fn pages(&mut self, key: (usize, u32), range: std::ops::Range<usize>, ahead: &Ahead) -> Result<Chunk> {
         use std::os::unix::fs::FileExt;
         let short = || {
             Error::refused(
@@ -304,13 +326,16 @@ impl<'a> Decoded<'a> {
             if range.end > len {
                 return Err(short());
             }
-            let mut bytes = vec![0u8; range.len()];
+            let mut bytes = ahead.pool.take();
+            bytes.resize(range.len(), 0);
             self.spill.read_exact_at(&mut bytes, at + range.start as u64).map_err(spill_error)?;
             let bytes = std::sync::Arc::new(bytes);
             return Ok((bytes.clone(), 0..bytes.len()));
         }
-        let compressed = frame(key.0, key.1)?;
-        let raw = self.decompressor.decompress(&compressed.bytes, compressed.pages as usize * self.page).map_err(|e| damaged(&e))?;
+        let raw = ahead.take(key)?;
+        if let Some((_, old)) = self.last.take() {
+            ahead.pool.give_back(old);
+        }
         if self.visits.get(&key).is_some_and(|n| *n > 1) {
             // A MiB at a time, as the rebuilt file is written.
             for (i, part) in raw.chunks(WRITE_BYTES).enumerate() {
@@ -328,16 +353,146 @@ impl<'a> Decoded<'a> {
     }
 }
 
+/// Frames decompressed ahead of the writer, by several threads, handed out in the order the plan
+/// first reads them; at most `window` of them wait decompressed (memory).
+struct Ahead {
+    order: Vec<(usize, u32)>,
+    pool: Pool,
+    window: usize,
+    next: std::sync::atomic::AtomicUsize,
+    state: std::sync::Mutex<AheadState>,
+    moved: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct AheadState {
+    /// Frames decompressed (or failed), by their place in `order`.
+    ready: HashMap<usize, Result<Vec<u8>>>,
+    /// How many have been taken.
+    taken: usize,
+    /// No more are wanted.
+    stopped: bool,
+    /// A decompressing thread panicked: what it took will never come.
+    broken: bool,
+}
+
+/// Marks the window broken when a decompressing thread panics, so the writer does not wait for good.
+struct Broken<'a>(&'a Ahead);
+
+impl Drop for Broken<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.lock().broken = true;
+            self.0.moved.notify_all();
+        }
+    }
+}
+
+impl Ahead {
+    fn new(order: Vec<(usize, u32)>, window: usize) -> Self {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        Ahead { order, pool: Pool::default(), window, next, state: Default::default(), moved: Default::default() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, AheadState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A decompressing thread: takes the next frame in order, when the window has room for it.
+    fn work(&self, page: usize, frames: &dyn FrameSource) {
+        let _panicked = Broken(self);
+        let mut decompressor = zstd::bulk::Decompressor::new();
+        loop {
+            let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(&(level, frame)) = self.order.get(i) else { return };
+            let mut state = self.lock();
+            while i >= state.taken + self.window && !state.stopped {
+                state = self.moved.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+            if state.stopped {
+                return;
+            }
+            drop(state);
+            let raw = match (&mut decompressor, frames.frame(level, frame)) {
+                (Ok(d), Ok(c)) => {
+                    let mut raw = self.pool.take();
+                    raw.reserve(c.pages as usize * page);
+                    d.decompress_to_buffer(&c.bytes, &mut raw).map(|_| raw).map_err(|e| damaged(&e))
+                }
+                (Err(e), _) => Err(damaged(e)),
+                (_, Err(e)) => Err(e),
+            };
+            self.lock().ready.insert(i, raw);
+            self.moved.notify_all();
+        }
+    }
+
+    /// The next frame in order, which must be `key`, once decompressed.
+    fn take(&self, key: (usize, u32)) -> Result<Vec<u8>> {
+        let mut state = self.lock();
+        let i = state.taken;
+        if self.order.get(i) != Some(&key) {
+            return Err(Error::refused("a rebuild read its frames out of order", "report this"));
+        }
+        let raw = loop {
+            match state.ready.remove(&i) {
+                Some(raw) => break raw,
+                None if state.broken => return Err(Error::refused("a thread decompressing frames stopped", "report this")),
+                None => state = self.moved.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner),
+            }
+        };
+        state.taken += 1;
+        self.moved.notify_all();
+        raw
+    }
+
+    /// No more frames are wanted: the threads waiting for room end.
+    fn stop(&self) {
+        self.lock().stopped = true;
+        self.moved.notify_all();
+    }
+}
+
+/// Buffers of the bytes on their way to the new file (decompressed frames, local pages, spilled
+/// frames), used again: threads that each allocated a frame's 2 MiB anew grew a heap apiece
+/// (glibc keeps one per thread), 15 MiB more at 1 GiB. So as many are made as are ever in use
+/// at once.
+#[derive(Default)]
+struct Pool(std::sync::Mutex<Vec<Vec<u8>>>);
+
+/// Buffers kept for use again, at most (more are only alive while the writer lags).
+const POOLED: usize = 8;
+
+impl Pool {
+    /// An empty buffer, used before if one is free.
+    fn take(&self) -> Vec<u8> {
+        let mut buffer = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop().unwrap_or_default();
+        buffer.clear();
+        buffer
+    }
+
+    /// Keeps `bytes`' buffer for use again when this was its last holder.
+    fn give_back(&self, bytes: Raw) {
+        if let Some(buffer) = std::sync::Arc::into_inner(bytes) {
+            let mut free = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if free.len() < POOLED {
+                free.push(buffer);
+            }
+        }
+    }
+}
+
 fn damaged(e: &std::io::Error) -> Error {
     Error::refused(format!("a frame of the version's pack is damaged ({e})"), "nothing was installed; publish the version again")
 }
 
-/// Bytes `offset..offset + len` of `file`, read a chunk at a time.
-fn read_local(file: &std::fs::File, offset: u64, len: u64) -> impl Iterator<Item = Result<Vec<u8>>> + '_ {
+/// Bytes `offset..offset + len` of `file`, read a chunk at a time into buffers of `pool`.
+fn read_local<'a>(file: &'a std::fs::File, offset: u64, len: u64, pool: &'a Pool) -> impl Iterator<Item = Result<Vec<u8>>> + 'a {
     use std::os::unix::fs::FileExt;
     (0..len.div_ceil(LOCAL_CHUNK as u64)).map(move |i| {
         let at = i * LOCAL_CHUNK as u64;
-        let mut chunk = vec![0u8; (len - at).min(LOCAL_CHUNK as u64) as usize];
+        let mut chunk = pool.take();
+        chunk.resize((len - at).min(LOCAL_CHUNK as u64) as usize, 0);
         file.read_exact_at(&mut chunk, offset + at).map_err(|e| Error::io("cannot read", "the local file lending pages", e))?;
         Ok(chunk)
     })
@@ -369,11 +524,11 @@ mod tests {
 
     /// Rebuilds a one-recipe version from its pack (in objects of one frame each), each frame's
     /// bytes passed through `spoil`: the file, what was written, and the sha256 `write` returned.
-    fn rebuilt(dir: &std::path::Path, spoil: impl Fn(&mut Vec<u8>)) -> (Vec<u8>, Vec<u8>, Result<String>) {
+    fn rebuilt(dir: &std::path::Path, spoil: impl Fn(&mut Vec<u8>) + Sync) -> (Vec<u8>, Vec<u8>, Result<String>) {
         let (path, recipe, frame_bytes) = base(dir, 80, 1);
         assert_eq!(recipe.packs.len(), recipe.frames.len(), "an object per frame");
         let pieces = plan(std::slice::from_ref(&recipe), false).expect("plan");
-        let mut read = |_level: usize, frame: u32| -> Result<Compressed> {
+        let read = |_level: usize, frame: u32| -> Result<Compressed> {
             let f = recipe.frames[frame as usize];
             let mut bytes = frame_bytes(f);
             spoil(&mut bytes);
@@ -381,7 +536,7 @@ mod tests {
         };
         let mut out = Vec::new();
         let spill = tempfile::tempfile().expect("spill");
-        let sha = write(4096, &pieces, None, &mut read, &spill, &mut out, &indicatif::ProgressBar::hidden());
+        let sha = write(4096, &pieces, None, &read, &spill, &mut out, &indicatif::ProgressBar::hidden());
         (std::fs::read(&path).expect("read"), out, sha)
     }
 
@@ -401,6 +556,40 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_that_cannot_be_had_fails_the_rebuild_and_stops_the_source() {
+        // Frames decompress on several threads ahead of the writer: one failing mid-way must
+        // end the rebuild with its error, not leave the writer waiting for it.
+        struct Failing<F> {
+            bytes: F,
+            frames: Vec<crate::pages::Frame>,
+            stopped: std::sync::atomic::AtomicBool,
+        }
+        impl<F: Fn(crate::pages::Frame) -> Vec<u8> + Sync> FrameSource for Failing<F> {
+            fn frame(&self, _level: usize, frame: u32) -> Result<Compressed> {
+                if frame == 2 {
+                    return Err(Error::refused("the download of the version's frames failed", "try again"));
+                }
+                let f = self.frames[frame as usize];
+                Ok(Compressed { bytes: (self.bytes)(f), pages: f.pages })
+            }
+            fn stop(&self) {
+                self.stopped.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let dir = tempfile::tempdir().expect("dir");
+        let (_, recipe, bytes) = base(dir.path(), 320, crate::pages::PACK_OBJECT_BYTES);
+        assert!(recipe.frames.len() > 4, "frames past the failing one: {}", recipe.frames.len());
+        let pieces = plan(std::slice::from_ref(&recipe), false).expect("plan");
+        let source = Failing { bytes, frames: recipe.frames.clone(), stopped: Default::default() };
+        let (spill, mut out) = (tempfile::tempfile().expect("spill"), Vec::new());
+        let written = write(4096, &pieces, None, &source, &spill, &mut out, &indicatif::ProgressBar::hidden());
+        assert!(written.is_err_and(|e| e.to_string().contains("download of the version's frames failed")));
+        assert!(source.stopped.load(std::sync::atomic::Ordering::SeqCst), "the source was told to stop");
+        let frame_bytes = recipe.frames[0].pages as usize * 4096;
+        assert_eq!(out.len(), 2 * frame_bytes, "what came before the failing frame was written, nothing after");
+    }
+
+    #[test]
     fn a_plan_that_comes_back_to_a_frame_decompresses_it_once() {
         // As after a VACUUM: the new file reads each frame of the base twice, half at a time.
         let dir = tempfile::tempdir().expect("dir");
@@ -411,14 +600,16 @@ mod tests {
             .enumerate()
             .map(|(i, &(frame, skip))| Piece::Frame { at: i as u64 * 16, count: 16, level: 0, frame, skip })
             .collect();
-        let mut fetched = Vec::new();
-        let mut read = |_level: usize, frame: u32| -> Result<Compressed> {
-            fetched.push(frame);
+        let fetched = std::sync::Mutex::new(Vec::new());
+        let read = |_level: usize, frame: u32| -> Result<Compressed> {
+            fetched.lock().expect("lock").push(frame);
             let f = recipe.frames[frame as usize];
             Ok(Compressed { bytes: frame_bytes(f), pages: f.pages })
         };
         let (spill, mut out) = (tempfile::tempfile().expect("spill"), Vec::new());
-        write(4096, &pieces, None, &mut read, &spill, &mut out, &indicatif::ProgressBar::hidden()).expect("write");
+        write(4096, &pieces, None, &read, &spill, &mut out, &indicatif::ProgressBar::hidden()).expect("write");
+        let mut fetched = fetched.into_inner().expect("lock");
+        fetched.sort_unstable();
         assert_eq!(fetched, vec![0, 1], "each frame fetched and decompressed once");
         let file = std::fs::read(&path).expect("read");
         let expected: Vec<u8> =
