@@ -102,28 +102,36 @@ fn read_page(file: &mut impl Read, page: &mut [u8]) -> std::io::Result<bool> {
     Ok(true)
 }
 
-/// A file's pages by hash (the first page holding each): sorted pairs, 16 bytes a page where a
-/// hash map took about 34.
-pub struct PageIndex(Vec<(u64, u32)>);
+/// A file's pages by hash (the first page holding each): its page numbers sorted by their hashes,
+/// 4 bytes a page beside the hashes themselves (sorted pairs took 16, a hash map about 34).
+pub struct PageIndex<'a> {
+    hashes: &'a [u64],
+    order: Vec<u32>,
+}
 
-impl PageIndex {
+impl<'a> PageIndex<'a> {
     /// The index of a file whose page hashes are `hashes`, in page order.
-    pub fn new(hashes: &[u64]) -> Self {
-        let mut pairs: Vec<(u64, u32)> = hashes.iter().enumerate().map(|(page, hash)| (*hash, page as u32)).collect();
-        pairs.sort_unstable();
-        pairs.dedup_by_key(|(hash, _)| *hash);
-        PageIndex(pairs)
+    pub fn new(hashes: &'a [u64]) -> Self {
+        let mut order: Vec<u32> = (0..hashes.len() as u32).collect();
+        order.sort_unstable_by_key(|&page| (hashes[page as usize], page));
+        order.dedup_by_key(|page| hashes[*page as usize]);
+        PageIndex { hashes, order }
     }
 
     /// The first page holding `hash`.
     pub fn get(&self, hash: u64) -> Option<u64> {
-        let i = self.0.partition_point(|(h, _)| *h < hash);
-        self.0.get(i).filter(|(h, _)| *h == hash).map(|(_, page)| u64::from(*page))
+        let i = self.order.partition_point(|&page| self.hashes[page as usize] < hash);
+        self.order.get(i).filter(|&&page| self.hashes[page as usize] == hash).map(|&page| u64::from(page))
     }
 
     /// Whether the file had no page.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.order.is_empty()
+    }
+
+    /// The hash of page `page`, if the file has it.
+    pub fn hash_at(&self, page: u64) -> Option<u64> {
+        self.hashes.get(usize::try_from(page).ok()?).copied()
     }
 }
 
@@ -236,22 +244,19 @@ mod build {
     use super::*;
 
     /// Where each page hash sits in the parent (the first page holding it).
-    pub struct ParentIndex<'a> {
-        hashes: &'a [u64],
-        sorted: PageIndex,
-    }
+    pub struct ParentIndex<'a>(PageIndex<'a>);
 
     impl<'a> ParentIndex<'a> {
         pub fn new(hashes: &'a [u64]) -> Self {
-            ParentIndex { hashes, sorted: PageIndex::new(hashes) }
+            ParentIndex(PageIndex::new(hashes))
         }
 
         /// The parent's page with this content: the same page number when it holds it there.
         pub fn find(&self, at: u64, hash: u64) -> Option<u64> {
-            if self.hashes.get(at as usize) == Some(&hash) {
+            if self.0.hash_at(at) == Some(hash) {
                 return Some(at);
             }
-            self.sorted.get(hash)
+            self.0.get(hash)
         }
     }
 

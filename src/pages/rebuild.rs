@@ -94,7 +94,7 @@ fn push(pieces: &mut Vec<Piece>, piece: Piece) {
 
 /// Replaces frame pages by local pages with the same hash (`local`: hash → page of the local
 /// file), page by page.
-pub fn lend(chain: &[Recipe], pieces: Vec<Piece>, local: &super::PageIndex) -> Vec<Piece> {
+pub fn lend(chain: &[Recipe], pieces: Vec<Piece>, local: &super::PageIndex<'_>) -> Vec<Piece> {
     if local.is_empty() {
         return pieces;
     }

@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// The recipe format this b2m writes and reads.
-pub const FORMAT: u32 = 1;
+/// The recipe format this b2m writes (it reads this one and the one before: format 1 kept the page
+/// hashes as one string, which a reader had to hold whole).
+pub const FORMAT: u32 = 2;
 
 /// The version a recipe's `from` runs read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,8 +84,8 @@ pub struct Recipe {
     pub frames: Vec<Frame>,
     /// Every page, in order.
     pub runs: Vec<Run>,
-    /// The 8-byte hashes of the pages the frames hold, frame after frame (stored as one string of
-    /// 16 hex digits each).
+    /// The 8-byte hashes of the pages the frames hold, frame after frame (stored as strings of 16
+    /// hex digits a page, [`HASHES_PER_STRING`] pages each).
     #[serde(with = "hex_hashes")]
     pub hashes: Vec<u64>,
     /// Versions since the last base (0: this is a base).
@@ -119,9 +120,13 @@ impl Recipe {
         let damaged = |why: String| {
             Error::refused(format!("the recipe `{what}` is damaged: {why}"), "publish the version again, or restore the object")
         };
-        let json = zstd::decode_all(bytes).map_err(|e| damaged(format!("not zstd ({e})")))?;
-        let recipe: Recipe = serde_json::from_slice(&json).map_err(|e| damaged(e.to_string()))?;
-        if recipe.format != FORMAT {
+        // Read as it is decompressed: the JSON is never held whole.
+        let json = zstd::Decoder::with_buffer(bytes).map_err(|e| damaged(format!("not zstd ({e})")))?;
+        let recipe: Recipe = serde_json::from_reader(std::io::BufReader::with_capacity(64 << 10, json)).map_err(|e| {
+            let zstd = e.io_error_kind().is_some();
+            damaged(if zstd { format!("not zstd ({e})") } else { e.to_string() })
+        })?;
+        if !(1..=FORMAT).contains(&recipe.format) {
             return Err(Error::refused(
                 format!("the recipe `{what}` has format {}, which this b2m does not read", recipe.format),
                 "upgrade b2m",
@@ -169,11 +174,15 @@ impl Recipe {
     }
 }
 
-/// Page hashes as one string of 16 hex digits each (FORMAT.md), written and read without a
-/// second copy of them as text: 8 bytes a page in memory, not 16.
+/// Pages whose hashes one string of a recipe holds.
+pub const HASHES_PER_STRING: usize = 4096;
+
+/// Page hashes as strings of 16 hex digits a page, [`HASHES_PER_STRING`] pages each (format 1: one
+/// string), written and read without a copy of them as text: 8 bytes a page in memory, not 16,
+/// and a reader holds one string at a time.
 mod hex_hashes {
-    use serde::de::{Deserializer, Error, Visitor};
-    use serde::ser::Serializer;
+    use serde::de::{DeserializeSeed, Deserializer, Error, SeqAccess, Visitor};
+    use serde::ser::{Serialize, Serializer};
 
     struct Hex<'a>(&'a [u64]);
 
@@ -183,32 +192,57 @@ mod hex_hashes {
         }
     }
 
+    impl Serialize for Hex<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.collect_str(self)
+        }
+    }
+
     pub fn serialize<S: Serializer>(hashes: &[u64], serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&Hex(hashes))
+        serializer.collect_seq(hashes.chunks(super::HASHES_PER_STRING).map(Hex))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u64>, D::Error> {
-        struct Hashes;
-        impl Visitor<'_> for Hashes {
-            type Value = Vec<u64>;
+        let mut hashes = Vec::new();
+        deserializer.deserialize_any(Append(&mut hashes))?;
+        Ok(hashes)
+    }
 
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string of 16 hex digits per page")
-            }
+    /// Appends the hashes of a string (or of a list of strings) to a vector.
+    struct Append<'a>(&'a mut Vec<u64>);
 
-            fn visit_str<E: Error>(self, text: &str) -> Result<Vec<u64>, E> {
-                if !text.len().is_multiple_of(16) {
-                    return Err(E::custom(format!("{} hex digits of page hashes, not a multiple of 16", text.len())));
-                }
-                (0..text.len() / 16)
-                    .map(|i| {
-                        let digits = text.get(i * 16..i * 16 + 16).unwrap_or_default();
-                        u64::from_str_radix(digits, 16).map_err(|_| E::custom(format!("page hash {i} is not hex: {digits:?}")))
-                    })
-                    .collect()
-            }
+    impl<'de> DeserializeSeed<'de> for Append<'_> {
+        type Value = ();
+
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            deserializer.deserialize_str(self)
         }
-        deserializer.deserialize_str(Hashes)
+    }
+
+    impl<'de> Visitor<'de> for Append<'_> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("strings of 16 hex digits per page")
+        }
+
+        fn visit_str<E: Error>(self, text: &str) -> Result<(), E> {
+            if !text.len().is_multiple_of(16) {
+                return Err(E::custom(format!("{} hex digits of page hashes, not a multiple of 16", text.len())));
+            }
+            self.0.reserve(text.len() / 16);
+            for (i, digits) in text.as_bytes().chunks(16).enumerate() {
+                let digits = std::str::from_utf8(digits).unwrap_or_default();
+                let hash = u64::from_str_radix(digits, 16).map_err(|_| E::custom(format!("page hash {i} is not hex: {digits:?}")))?;
+                self.0.push(hash);
+            }
+            Ok(())
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut strings: A) -> Result<(), A::Error> {
+            while strings.next_element_seed(Append(self.0))?.is_some() {}
+            Ok(())
+        }
     }
 }
 
@@ -234,14 +268,35 @@ mod tests {
     }
 
     #[test]
-    fn page_hashes_are_stored_as_one_hex_string_and_read_back() {
+    fn a_recipe_of_many_pages_holds_its_hashes_in_strings_of_a_bounded_length() {
+        let hashes: Vec<u64> = (0..HASHES_PER_STRING as u64 * 2 + 5).map(|n| n.wrapping_mul(0x9e37_79b9_7f4a_7c15)).collect();
+        let mut written = recipe(hashes);
+        written.frames[0].pages = written.hashes.len() as u32;
+        written.pages = written.hashes.len() as u64;
+        written.runs = vec![Run::Frame { at: 0, count: written.pages, frame: 0, skip: 0 }];
+        let json = zstd::decode_all(written.encode().expect("encode").as_slice()).expect("zstd");
+        let value: serde_json::Value = serde_json::from_slice(&json).expect("json");
+        let strings: Vec<usize> = value["hashes"].as_array().expect("a list").iter().map(|s| s.as_str().expect("a string").len()).collect();
+        assert_eq!(strings, vec![HASHES_PER_STRING * 16, HASHES_PER_STRING * 16, 5 * 16]);
+        assert_eq!(Recipe::decode(&written.encode().expect("encode"), "r").expect("decode"), written);
+    }
+
+    #[test]
+    fn page_hashes_are_stored_as_hex_strings_and_read_back() {
         let written = recipe(vec![0xff, u64::MAX]);
         let json = String::from_utf8(zstd::decode_all(written.encode().expect("encode").as_slice()).expect("zstd")).expect("utf-8");
-        assert!(json.contains(r#""hashes":"00000000000000ffffffffffffffffff""#), "{json}");
+        assert!(json.contains(r#""hashes":["00000000000000ffffffffffffffffff"]"#), "{json}");
         assert_eq!(Recipe::decode(&written.encode().expect("encode"), "r").expect("decode"), written);
+        // Format 1's one string, and the strings cut anywhere between pages, read the same.
+        for (format, hashes) in [(1, r#""00000000000000ffffffffffffffffff""#), (2, r#"["00000000000000ff","ffffffffffffffff"]"#)] {
+            let json =
+                json.replace(r#"["00000000000000ffffffffffffffffff"]"#, hashes).replace(r#""format":2"#, &format!(r#""format":{format}"#));
+            let bytes = zstd::encode_all(json.as_bytes(), 3).expect("zstd");
+            assert_eq!(Recipe::decode(&bytes, "r").expect("decode").hashes, written.hashes, "{json}");
+        }
         // One hash too few for the frames, or a digit that is not hex: damaged, said so.
-        for hashes in [r#""00000000000000ff""#, r#""00000000000000ffffffffffffffffxf""#] {
-            let json = json.replace(r#""00000000000000ffffffffffffffffff""#, hashes);
+        for hashes in [r#"["00000000000000ff"]"#, r#"["00000000000000ffffffffffffffffxf"]"#, r#"["00000000000000ff", 7]"#] {
+            let json = json.replace(r#"["00000000000000ffffffffffffffffff"]"#, hashes);
             let bytes = zstd::encode_all(json.as_bytes(), 3).expect("zstd");
             let error = Recipe::decode(&bytes, "r").expect_err("damaged").to_string();
             assert!(error.contains("the recipe `r` is damaged"), "{error}");
