@@ -18,12 +18,19 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// Writes `contents` to `path` through a temp file in the same folder, fsync and rename: a reader
 /// sees the old file or the new one, never half of one.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    write_atomic_with(path, &mut |out| out.write_all(contents))
+}
+
+/// [`write_atomic`] of what `write` writes, as it writes it.
+pub fn write_atomic_with(path: &Path, write: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let write = || -> io::Result<()> {
+    let mut write = || -> io::Result<()> {
         // Keep the mode of the file being replaced; a new file gets 0644 less the umask's say.
         let mode = fs::metadata(path).map(|m| m.permissions()).unwrap_or_else(|_| new_file_permissions());
-        let mut tmp = tempfile::Builder::new().prefix(".b2m-").suffix(".tmp").permissions(mode).tempfile_in(dir)?;
-        tmp.write_all(contents)?;
+        let tmp = tempfile::Builder::new().prefix(".b2m-").suffix(".tmp").permissions(mode).tempfile_in(dir)?;
+        let mut out = io::BufWriter::with_capacity(64 << 10, tmp);
+        write(&mut out)?;
+        let tmp = out.into_inner().map_err(io::IntoInnerError::into_error)?;
         tmp.as_file().sync_all()?;
         tmp.persist(path).map_err(|e| e.error)?;
         sync_dir(dir)

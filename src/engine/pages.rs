@@ -38,12 +38,11 @@ fn cache_dir(ctx: &Context) -> PathBuf {
 fn remember(ctx: &Context, recipe: &Recipe, hashes: &[u64]) -> Result<()> {
     let dir = cache_dir(ctx);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
-    let mut bytes = Vec::with_capacity(32 + hashes.len() * 8);
-    for n in [u64::from(recipe.page_size), u64::from(recipe.chain), recipe.base_bytes, recipe.since_base] {
-        bytes.extend_from_slice(&n.to_be_bytes());
-    }
-    hashes.iter().for_each(|h| bytes.extend_from_slice(&h.to_be_bytes()));
-    crate::fsutil::write_atomic(&dir.join(format!("{}.pages", recipe.sha256)), &bytes)?;
+    // Written as they go: a copy of the hashes as bytes would be 8 more bytes a page of memory.
+    let head = [u64::from(recipe.page_size), u64::from(recipe.chain), recipe.base_bytes, recipe.since_base];
+    crate::fsutil::write_atomic_with(&dir.join(format!("{}.pages", recipe.sha256)), &mut |out| {
+        head.iter().chain(hashes).try_for_each(|n| out.write_all(&n.to_be_bytes()))
+    })?;
     prune(&dir);
     Ok(())
 }
@@ -60,16 +59,20 @@ fn prune(dir: &Path) {
 }
 
 fn recall(ctx: &Context, sha256: &str) -> Option<Cached> {
-    let bytes = std::fs::read(cache_dir(ctx).join(format!("{sha256}.pages"))).ok()?;
-    let mut words = bytes.chunks_exact(8).map(|c| u64::from_be_bytes(c.try_into().unwrap_or_default()));
-    let (page_size, chain, base_bytes, since_base) = (words.next()?, words.next()?, words.next()?, words.next()?);
-    Some(Cached {
-        page_size: u32::try_from(page_size).ok()?,
-        chain: u32::try_from(chain).ok()?,
-        base_bytes,
-        since_base,
-        hashes: words.collect(),
-    })
+    // Read as they go: the file whole beside its hashes would be 8 more bytes a page of memory.
+    let file = std::fs::File::open(cache_dir(ctx).join(format!("{sha256}.pages"))).ok()?;
+    let words = (file.metadata().ok()?.len() / 8) as usize;
+    let mut file = std::io::BufReader::with_capacity(64 << 10, file);
+    let mut word = || {
+        let mut bytes = [0u8; 8];
+        std::io::Read::read_exact(&mut file, &mut bytes).ok().map(|_| u64::from_be_bytes(bytes))
+    };
+    let (page_size, chain, base_bytes, since_base) = (word()?, word()?, word()?, word()?);
+    let mut hashes = Vec::with_capacity(words.saturating_sub(4));
+    for _ in 4..words {
+        hashes.push(word()?);
+    }
+    Some(Cached { page_size: u32::try_from(page_size).ok()?, chain: u32::try_from(chain).ok()?, base_bytes, since_base, hashes })
 }
 
 /// The recipe of `id`, when it is stored as pages.
