@@ -109,25 +109,46 @@ fn compress_each(queue: &Mutex<mpsc::Receiver<Job>>, finished: &mpsc::Sender<(us
     }
 }
 
-/// A thread's zstd contexts, one per level it was asked for (a probe asks for two).
+/// A thread's zstd contexts, one per level it was asked for lately (a probe asks for two): at most
+/// [`CONTEXTS`], the one used longest ago dropped first, so a pack that passed its first 64 MiB
+/// lets its level-6 contexts go (3.7 MiB each) when it starts probing.
 #[derive(Default)]
 struct Contexts(Vec<(i32, zstd::bulk::Compressor<'static>)>);
 
+/// zstd contexts a compressing thread keeps.
+const CONTEXTS: usize = 2;
+
 impl Contexts {
     fn compress(&mut self, level: i32, raw: &[u8]) -> std::io::Result<Vec<u8>> {
-        let at = match self.0.iter().position(|(l, _)| *l == level) {
-            Some(at) => at,
-            None => {
-                self.0.push((level, zstd::bulk::Compressor::new(level)?));
-                self.0.len() - 1
-            }
+        let context = match self.0.iter().position(|(l, _)| *l == level) {
+            Some(at) => self.0.remove(at),
+            None => (level, zstd::bulk::Compressor::new(level)?),
         };
-        self.0[at].1.compress(raw)
+        if self.0.len() == CONTEXTS {
+            self.0.remove(0);
+        }
+        self.0.push(context);
+        self.0.last_mut().map_or_else(|| Err(std::io::Error::other("no zstd context")), |(_, c)| c.compress(raw))
+    }
+
+    /// The levels kept, used longest ago first.
+    #[cfg(test)]
+    fn levels(&self) -> Vec<i32> {
+        self.0.iter().map(|(l, _)| *l).collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_thread_keeps_the_contexts_of_the_two_levels_it_used_last() {
+        let mut contexts = super::Contexts::default();
+        for level in [6, 6, 1, 4, 1, 4, 1] {
+            contexts.compress(level, b"page bytes page bytes").expect("compress");
+        }
+        assert_eq!(contexts.levels(), vec![4, 1], "level 6's context let go once probing began");
+    }
+
     use super::*;
 
     /// `len` bytes no compressor can shrink.
