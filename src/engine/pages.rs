@@ -269,11 +269,14 @@ pub fn fetch(
     bar: &indicatif::ProgressBar,
 ) -> Result<Rebuilt> {
     let local = if lend { local_file(ctx, &id.stem) } else { None };
-    let first = rebuild_from(ctx, id, recipe.clone(), local.as_ref(), out, bar)?;
+    // Not cloned for the rare second rebuild: a base's recipe holds 8 bytes a page.
+    let first = rebuild_from(ctx, id, recipe, local.as_ref(), out, bar)?;
     if first.sha256 == id.sha256 || local.is_none() {
         return Ok(first);
     }
     tracing::warn!(stem = id.stem, "pages lent by the local file did not add up; rebuilding from the bucket alone");
+    let recipe = read_recipe(ctx.store.as_ref(), id)?
+        .ok_or_else(|| Error::refused(format!("the recipe of `{}` v{} left the bucket", id.stem, id.version), "try again"))?;
     out.set_len(0).map_err(|e| Error::io("cannot truncate", ctx.tmp_dir(), e))?;
     std::io::Seek::rewind(&mut &*out).map_err(|e| Error::io("cannot rewind", ctx.tmp_dir(), e))?;
     let again = rebuild_from(ctx, id, recipe, None, out, bar)?;
