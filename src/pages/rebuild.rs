@@ -417,7 +417,12 @@ impl Ahead {
                 (Ok(d), Ok(c)) => {
                     let mut raw = self.pool.take();
                     raw.reserve(c.pages as usize * page);
-                    d.decompress_to_buffer(&c.bytes, &mut raw).map(|_| raw).map_err(|e| damaged(&e))
+                    let expected = c.pages as usize * page;
+                    match d.decompress_to_buffer(&c.bytes, &mut raw) {
+                        Ok(n) if n == expected => Ok(raw),
+                        Ok(n) => Err(damaged(&std::io::Error::other(format!("{n} bytes where its recipe says {expected}")))),
+                        Err(e) => Err(damaged(&e)),
+                    }
                 }
                 (Err(e), _) => Err(damaged(e)),
                 (_, Err(e)) => Err(e),
