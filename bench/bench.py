@@ -1756,7 +1756,8 @@ class PagesRun:
         if storage_rss:
             text += f"; {max(storage_rss):.0f} MiB at the storage run's size"
         return [PageRow("peak memory", "every b2m command above", text,
-                        f"≤ {PAGE_RSS_LIMIT_MIB} MiB, flat in db size",
+                        f"≤ {PAGE_RSS_LIMIT_MIB} MiB (checked here), flat in db size (not checked "
+                        f"here: docs/decisions.md has 1 GiB beside 2 GiB)",
                         met(peak <= PAGE_RSS_LIMIT_MIB)).cells()]
 
 
