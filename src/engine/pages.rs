@@ -478,10 +478,8 @@ impl Frames {
             let download = scope.spawn(|| self.download(store, chain, bar));
             let hidden = indicatif::ProgressBar::hidden();
             let source = Reading { frames: self, chain };
+            // A rebuild that fails tells `source` to stop (no further GETs are made).
             let written = rebuild::write(chain[0].page_size, pieces, local, &source, &self.spill, out, &hidden);
-            if written.is_err() {
-                self.landing.stop();
-            }
             // The download's own error first: a rebuild waiting for its frames only saw it stop.
             let received = download.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
             Ok((received, written?))

@@ -127,8 +127,9 @@ impl Contexts {
         if self.0.len() == CONTEXTS {
             self.0.remove(0);
         }
+        let at = self.0.len();
         self.0.push(context);
-        self.0.last_mut().map_or_else(|| Err(std::io::Error::other("no zstd context")), |(_, c)| c.compress(raw))
+        self.0[at].1.compress(raw)
     }
 
     /// The levels kept, used longest ago first.
@@ -140,16 +141,16 @@ impl Contexts {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn a_thread_keeps_the_contexts_of_the_two_levels_it_used_last() {
-        let mut contexts = super::Contexts::default();
+        let mut contexts = Contexts::default();
         for level in [6, 6, 1, 4, 1, 4, 1] {
             contexts.compress(level, b"page bytes page bytes").expect("compress");
         }
         assert_eq!(contexts.levels(), vec![4, 1], "level 6's context let go once probing began");
     }
-
-    use super::*;
 
     /// `len` bytes no compressor can shrink.
     fn noise(len: usize) -> Vec<u8> {

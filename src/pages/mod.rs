@@ -129,9 +129,13 @@ impl<'a> PageIndex<'a> {
         self.order.is_empty()
     }
 
-    /// The hash of page `page`, if the file has it.
-    pub fn hash_at(&self, page: u64) -> Option<u64> {
-        self.hashes.get(usize::try_from(page).ok()?).copied()
+    /// The page holding `hash`: page `at` itself when it does (a page that did not move), else the
+    /// first.
+    pub fn find(&self, at: u64, hash: u64) -> Option<u64> {
+        if usize::try_from(at).ok().and_then(|at| self.hashes.get(at)) == Some(&hash) {
+            return Some(at);
+        }
+        self.get(hash)
     }
 }
 
@@ -196,7 +200,7 @@ fn build_in(
     let pages = usize::try_from(file_bytes / u64::from(page_size)).unwrap_or(0);
     let shape = build::Shape { page_size, per_frame, base: against.is_none(), object_bytes, pages };
     let mut writer = build::PackWriter::new(tmp_dir, shape, sent)?;
-    let index = against.map(|a| build::ParentIndex::new(a.hashes));
+    let index = against.map(|a| PageIndex::new(a.hashes));
     let mut page = vec![0u8; page_size as usize];
     let (mut whole, mut hashes, mut runs) = (Sha256::new(), Vec::with_capacity(pages), Vec::new());
     let mut at = 0u64;
@@ -238,27 +242,10 @@ fn build_in(
 }
 
 mod build {
-    //! The pieces of [`super::build`]: the parent's page index, runs, the pack writer.
+    //! The pieces of [`super::build`]: runs, the pack writer.
 
     use super::compress::Levels;
     use super::*;
-
-    /// Where each page hash sits in the parent (the first page holding it).
-    pub struct ParentIndex<'a>(PageIndex<'a>);
-
-    impl<'a> ParentIndex<'a> {
-        pub fn new(hashes: &'a [u64]) -> Self {
-            ParentIndex(PageIndex::new(hashes))
-        }
-
-        /// The parent's page with this content: the same page number when it holds it there.
-        pub fn find(&self, at: u64, hash: u64) -> Option<u64> {
-            if self.0.hash_at(at) == Some(hash) {
-                return Some(at);
-            }
-            self.0.get(hash)
-        }
-    }
 
     /// Appends `run`, merged into the last run when it continues it.
     pub fn push_run(runs: &mut Vec<Run>, run: Run) {

@@ -413,22 +413,27 @@ impl Ahead {
                 return;
             }
             drop(state);
-            let raw = match (&mut decompressor, frames.frame(level, frame)) {
-                (Ok(d), Ok(c)) => {
-                    let mut raw = self.pool.take();
-                    raw.reserve(c.pages as usize * page);
-                    let expected = c.pages as usize * page;
-                    match d.decompress_to_buffer(&c.bytes, &mut raw) {
-                        Ok(n) if n == expected => Ok(raw),
-                        Ok(n) => Err(damaged(&std::io::Error::other(format!("{n} bytes where its recipe says {expected}")))),
-                        Err(e) => Err(damaged(&e)),
-                    }
-                }
-                (Err(e), _) => Err(damaged(e)),
-                (_, Err(e)) => Err(e),
-            };
+            let raw = frames.frame(level, frame).and_then(|c| self.decompress(&mut decompressor, &c, page));
             self.lock().ready.insert(i, raw);
             self.moved.notify_all();
+        }
+    }
+
+    /// `c` decompressed into a buffer of the pool; it must hold exactly the pages its recipe says.
+    fn decompress(
+        &self,
+        decompressor: &mut std::io::Result<zstd::bulk::Decompressor<'static>>,
+        c: &Compressed,
+        page: usize,
+    ) -> Result<Vec<u8>> {
+        let decompressor = decompressor.as_mut().map_err(|e| damaged(e))?;
+        let expected = c.pages as usize * page;
+        let mut raw = self.pool.take();
+        raw.reserve(expected);
+        match decompressor.decompress_to_buffer(&c.bytes, &mut raw) {
+            Ok(n) if n == expected => Ok(raw),
+            Ok(n) => Err(damaged(&std::io::Error::other(format!("{n} bytes where its recipe says {expected}")))),
+            Err(e) => Err(damaged(&e)),
         }
     }
 

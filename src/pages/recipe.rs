@@ -231,8 +231,9 @@ mod hex_hashes {
                 return Err(E::custom(format!("{} hex digits of page hashes, not a multiple of 16", text.len())));
             }
             self.0.reserve(text.len() / 16);
-            for (i, digits) in text.as_bytes().chunks(16).enumerate() {
+            for digits in text.as_bytes().chunks(16) {
                 let digits = std::str::from_utf8(digits).unwrap_or_default();
+                let i = self.0.len();
                 let hash = u64::from_str_radix(digits, 16).map_err(|_| E::custom(format!("page hash {i} is not hex: {digits:?}")))?;
                 self.0.push(hash);
             }
