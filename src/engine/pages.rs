@@ -11,6 +11,7 @@ use super::remote::ParentRef;
 use crate::error::{Error, Result};
 use crate::layout::{self, VersionId};
 use crate::pages::rebuild::{self, Piece};
+use crate::pages::column::{self, Column};
 use crate::pages::{self, Recipe};
 use crate::store::{Condition, InOrder, Store};
 
@@ -23,7 +24,7 @@ const CACHED: usize = 8;
 
 /// The page hashes of a version this machine held, and its recipe's chain figures.
 struct Cached {
-    hashes: Vec<u64>,
+    hashes: Column<u64>,
     page_size: u32,
     chain: u32,
     base_bytes: u64,
@@ -35,13 +36,13 @@ fn cache_dir(ctx: &Context) -> PathBuf {
 }
 
 /// Remembers the page hashes of the version `recipe` describes (this machine holds its file).
-fn remember(ctx: &Context, recipe: &Recipe, hashes: &[u64]) -> Result<()> {
+fn remember(ctx: &Context, recipe: &Recipe, hashes: &Column<u64>) -> Result<()> {
     let dir = cache_dir(ctx);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
-    // Written as they go: a copy of the hashes as bytes would be 8 more bytes a page of memory.
+    // Written as they go: the hashes are on disk (a column), never held whole.
     let head = [u64::from(recipe.page_size), u64::from(recipe.chain), recipe.base_bytes, recipe.since_base];
     crate::fsutil::write_atomic_with(&dir.join(format!("{}.pages", recipe.sha256)), &mut |out| {
-        head.iter().chain(hashes).try_for_each(|n| out.write_all(&n.to_be_bytes()))
+        head.into_iter().map(Ok).chain(hashes.iter()).try_for_each(|n| out.write_all(&n?.to_be_bytes()))
     })?;
     prune(&dir);
     Ok(())
@@ -59,7 +60,7 @@ fn prune(dir: &Path) {
 }
 
 fn recall(ctx: &Context, sha256: &str) -> Option<Cached> {
-    // Read as they go: the file whole beside its hashes would be 8 more bytes a page of memory.
+    // Read as they go, into a column (on disk past a few).
     let file = std::fs::File::open(cache_dir(ctx).join(format!("{sha256}.pages"))).ok()?;
     let words = (file.metadata().ok()?.len() / 8) as usize;
     let mut file = std::io::BufReader::with_capacity(64 << 10, file);
@@ -68,9 +69,9 @@ fn recall(ctx: &Context, sha256: &str) -> Option<Cached> {
         std::io::Read::read_exact(&mut file, &mut bytes).ok().map(|_| u64::from_be_bytes(bytes))
     };
     let (page_size, chain, base_bytes, since_base) = (word()?, word()?, word()?, word()?);
-    let mut hashes = Vec::with_capacity(words.saturating_sub(4));
+    let mut hashes = Column::new();
     for _ in 4..words {
-        hashes.push(word()?);
+        hashes.push(word()?).ok()?;
     }
     Some(Cached { page_size: u32::try_from(page_size).ok()?, chain: u32::try_from(chain).ok()?, base_bytes, since_base, hashes })
 }
@@ -236,7 +237,7 @@ fn hashes_in_bucket(ctx: &Context, stem: &str, parent: &ParentRef) -> Result<Opt
     let Some(recipe) = read_recipe(ctx.store.as_ref(), &id)? else { return Ok(None) };
     let (chain, _) = chain_to(ctx, &id, recipe, None)?;
     let pieces = rebuild::plan(&chain, false)?;
-    let Some(hashes) = target_hashes(&chain, &pieces, None) else { return Ok(None) };
+    let Some(hashes) = target_hashes(&chain, &pieces, None)? else { return Ok(None) };
     let r = &chain[0];
     tracing::info!(stem, version = parent.version, recipes = chain.len(), "read the parent's page hashes from its recipes");
     Ok(Some(Cached { hashes, page_size: r.page_size, chain: r.chain, base_bytes: r.base_bytes, since_base: r.since_base }))
@@ -315,10 +316,11 @@ fn rebuild_from(
     let mut pieces = rebuild::plan(&chain, held)?;
     let lender = local.map(|l| lender(ctx, l, page_size)).transpose()?.flatten();
     if let Some(hashes) = &lender {
-        pieces = rebuild::lend(&chain, pieces, &pages::PageIndex::new(hashes));
+        pieces = rebuild::lend(&chain, pieces, &pages::PageIndex::new(hashes)?)?;
     }
     let frames = Frames::new(ctx, &chain, &pieces)?;
-    let local_file = match (local, pieces.iter().any(|p| matches!(p, Piece::Local { .. }))) {
+    let lends = pieces.iter().any(|p| matches!(p, Ok(Piece::Local { .. })));
+    let local_file = match (local, lends) {
         (Some(l), true) => Some(std::fs::File::open(&l.path).map_err(|e| Error::io("cannot read", &l.path, e))?),
         _ => None,
     };
@@ -326,8 +328,7 @@ fn rebuild_from(
     let (received, sha256) = frames.rebuild(ctx.store.as_ref(), &chain, &pieces, local_file.as_ref(), &mut writer, bar)?;
     std::io::Write::flush(&mut writer).map_err(|e| Error::io("cannot write", ctx.tmp_dir(), e))?;
     if sha256 == id.sha256 {
-        let hashes = target_hashes(&chain, &pieces, lender.as_deref());
-        if let Some(hashes) = hashes {
+        if let Some(hashes) = target_hashes(&chain, &pieces, lender.as_ref())? {
             remember(ctx, &chain[0], &hashes)?;
         }
     }
@@ -367,12 +368,12 @@ fn chain_to(ctx: &Context, id: &VersionId, recipe: Recipe, holds: Option<&str>) 
 }
 
 /// The page hashes of the local file, when it can lend pages of this size.
-fn lender(ctx: &Context, local: &Local, page_size: u32) -> Result<Option<Vec<u64>>> {
+fn lender(ctx: &Context, local: &Local, page_size: u32) -> Result<Option<Column<u64>>> {
     if let Some(mut cached) = local.holds.as_deref().and_then(|sha| recall(ctx, sha)).filter(|c| c.page_size == page_size) {
         // The file holds the version's content: every page is the version's but the first, whose
         // header may differ in the bytes that record no content (journal mode, change counter).
-        if let Some(first) = cached.hashes.first_mut() {
-            *first = first_page_hash(&local.path, page_size)?;
+        if !cached.hashes.is_empty() {
+            cached.hashes.set(0, first_page_hash(&local.path, page_size)?).map_err(column::failed)?;
         }
         return Ok(Some(cached.hashes));
     }
@@ -389,23 +390,28 @@ fn first_page_hash(path: &Path, page_size: u32) -> Result<u64> {
     Ok(pages::page_hash(&page))
 }
 
-/// The page hashes of the rebuilt file, from the recipes and the local file's.
-fn target_hashes(chain: &[Recipe], pieces: &[Piece], local: Option<&[u64]>) -> Option<Vec<u64>> {
+/// The page hashes of the rebuilt file, from the recipes and the local file's (None: a page the
+/// local file lent is past its end).
+fn target_hashes(chain: &[Recipe], pieces: &Column<Piece>, local: Option<&Column<u64>>) -> Result<Option<Column<u64>>> {
     let starts: Vec<Vec<u64>> =
         chain.iter().map(|r| r.frames.iter().scan(0, |n, f| Some(std::mem::replace(n, *n + u64::from(f.pages)))).collect()).collect();
-    let mut hashes = Vec::with_capacity(chain[0].pages as usize);
-    for piece in pieces {
-        match *piece {
-            Piece::Local { count, from, .. } => hashes.extend_from_slice(local?.get(from as usize..(from + count) as usize)?),
-            Piece::Frame { count, level, frame, skip, .. } => {
-                let first = starts[level][frame as usize] + u64::from(skip);
-                for n in first..first + count {
-                    hashes.push(chain[level].framed_hash(n)?);
-                }
-            }
+    let mut hashes = Column::new();
+    for piece in pieces.iter() {
+        let (level, first, count) = match piece.map_err(column::failed)? {
+            Piece::Local { count, from, .. } => (None, from, count),
+            Piece::Frame { count, level, frame, skip, .. } => (Some(level), starts[level][frame as usize] + u64::from(skip), count),
+        };
+        for n in first..first + count {
+            let hash = match (level, local) {
+                (Some(level), _) => chain[level].framed_hash(n)?,
+                (None, Some(local)) => local.get(n).map_err(column::failed)?,
+                (None, None) => None,
+            };
+            let Some(hash) = hash else { return Ok(None) };
+            hashes.push(hash).map_err(column::failed)?;
         }
     }
-    Some(hashes)
+    Ok(Some(hashes))
 }
 
 /// The frames a rebuild reads, fetched into one sparse temp file per pack in the order the
@@ -432,9 +438,9 @@ const IN_FLIGHT: usize = 4;
 
 impl Frames {
     /// The GETs reading the frames `pieces` (a plan of `chain`) need, and a temp file per pack.
-    fn new(ctx: &Context, chain: &[Recipe], pieces: &[Piece]) -> Result<Frames> {
-        let mut by_pack: std::collections::BTreeMap<(usize, u32), Vec<(pages::Frame, usize)>> = Default::default();
-        for ((level, frame), first) in rebuild::frames_needed(pieces) {
+    fn new(ctx: &Context, chain: &[Recipe], pieces: &Column<Piece>) -> Result<Frames> {
+        let mut by_pack: std::collections::BTreeMap<(usize, u32), Vec<(pages::Frame, u64)>> = Default::default();
+        for ((level, frame), first) in rebuild::frames_needed(pieces)? {
             let f = chain[level].frames[frame as usize];
             by_pack.entry((level, f.pack)).or_default().push((f, first));
         }
@@ -449,7 +455,7 @@ impl Frames {
             for (offset, len) in stretches(&ranges).into_iter().flat_map(split) {
                 // A GET is needed as early as the first frame it holds part of.
                 let first = list.iter().filter(|(f, _)| f.offset < offset + len && offset < f.offset + f.len).map(|(_, i)| *i).min();
-                order.push((first.unwrap_or(usize::MAX), (pack, offset, len)));
+                order.push((first.unwrap_or(u64::MAX), (pack, offset, len)));
             }
             let file = tempfile::Builder::new()
                 .prefix(".b2m-pack-")
@@ -468,7 +474,7 @@ impl Frames {
         &self,
         store: &dyn Store,
         chain: &[Recipe],
-        pieces: &[Piece],
+        pieces: &Column<Piece>,
         local: Option<&std::fs::File>,
         out: &mut (dyn std::io::Write + Send),
         bar: &indicatif::ProgressBar,

@@ -5,6 +5,7 @@
 //! [`build`] turns a file (and its parent's page hashes) into a pack and a recipe in one pass;
 //! [`rebuild`] turns recipes, a local file and frames back into the file.
 
+pub mod column;
 mod compress;
 pub mod rebuild;
 pub mod recipe;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+pub use column::Column;
 pub use recipe::{Frame, Pack, Parent, Recipe, Run};
 
 use crate::error::{Error, Result};
@@ -78,13 +80,13 @@ pub fn frame_pages(page_size: u32, file_bytes: u64) -> usize {
 }
 
 /// The page hashes of every page of a file, in order, and of the whole file its sha256.
-pub fn hash_pages(path: &Path, page_size: u32) -> Result<(Vec<u64>, String)> {
+pub fn hash_pages(path: &Path, page_size: u32) -> Result<(Column<u64>, String)> {
     let mut file = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path).map_err(|e| Error::io("cannot read", path, e))?);
     let mut page = vec![0u8; page_size as usize];
-    let (mut hashes, mut whole) = (Vec::new(), Sha256::new());
+    let (mut hashes, mut whole) = (Column::new(), Sha256::new());
     while read_page(&mut file, &mut page).map_err(|e| Error::io("cannot read", path, e))? {
         whole.update(&page);
-        hashes.push(page_hash(&page));
+        hashes.push(page_hash(&page)).map_err(column::failed)?;
     }
     Ok((hashes, hex::encode(whole.finalize())))
 }
@@ -102,38 +104,47 @@ fn read_page(file: &mut impl Read, page: &mut [u8]) -> std::io::Result<bool> {
     Ok(true)
 }
 
-/// A file's pages by hash (the first page holding each): its page numbers sorted by their hashes,
-/// 4 bytes a page beside the hashes themselves (sorted pairs took 16, a hash map about 34).
+/// A file's pages by hash (the first page holding each): pairs of a hash and its page, sorted
+/// and on disk (see [`Column`]), so that memory does not grow with the file.
 pub struct PageIndex<'a> {
-    hashes: &'a [u64],
-    order: Vec<u32>,
+    hashes: &'a Column<u64>,
+    sorted: Column<(u64, u32)>,
 }
 
 impl<'a> PageIndex<'a> {
     /// The index of a file whose page hashes are `hashes`, in page order.
-    pub fn new(hashes: &'a [u64]) -> Self {
-        let mut order: Vec<u32> = (0..hashes.len() as u32).collect();
-        order.sort_unstable_by_key(|&page| (hashes[page as usize], page));
-        order.dedup_by_key(|page| hashes[*page as usize]);
-        PageIndex { hashes, order }
+    pub fn new(hashes: &'a Column<u64>) -> Result<Self> {
+        let pairs = hashes.iter().zip(0u32..).map(|(hash, page)| hash.map(|h| (h, page)));
+        let all = column::sorted(pairs, |pair| *pair).map_err(column::failed)?;
+        let mut sorted = Column::new();
+        let mut last = None;
+        for pair in all.iter() {
+            let (hash, page) = pair.map_err(column::failed)?;
+            if last != Some(hash) {
+                sorted.push((hash, page)).map_err(column::failed)?;
+                last = Some(hash);
+            }
+        }
+        Ok(PageIndex { hashes, sorted })
     }
 
     /// The first page holding `hash`.
-    pub fn get(&self, hash: u64) -> Option<u64> {
-        let i = self.order.partition_point(|&page| self.hashes[page as usize] < hash);
-        self.order.get(i).filter(|&&page| self.hashes[page as usize] == hash).map(|&page| u64::from(page))
+    pub fn get(&self, hash: u64) -> Result<Option<u64>> {
+        let i = self.sorted.partition_point(|&(h, _)| h < hash).map_err(column::failed)?;
+        let found = self.sorted.get(i).map_err(column::failed)?;
+        Ok(found.filter(|&(h, _)| h == hash).map(|(_, page)| u64::from(page)))
     }
 
     /// Whether the file had no page.
     pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.sorted.is_empty()
     }
 
     /// The page holding `hash`: page `at` itself when it does (a page that did not move), else the
     /// first.
-    pub fn find(&self, at: u64, hash: u64) -> Option<u64> {
-        if usize::try_from(at).ok().and_then(|at| self.hashes.get(at)) == Some(&hash) {
-            return Some(at);
+    pub fn find(&self, at: u64, hash: u64) -> Result<Option<u64>> {
+        if self.hashes.get(at).map_err(column::failed)? == Some(hash) {
+            return Ok(Some(at));
         }
         self.get(hash)
     }
@@ -144,7 +155,7 @@ pub struct Against<'a> {
     /// Which version.
     pub parent: Parent,
     /// Its page hashes, in page order.
-    pub hashes: &'a [u64],
+    pub hashes: &'a Column<u64>,
 }
 
 /// One object of a pack, written whole: [`build`] hands each to its caller as soon as it is.
@@ -162,7 +173,7 @@ pub struct Built {
     /// The recipe; its packs' keys are empty (fill them in once the objects are sent).
     pub recipe: Recipe,
     /// Page hashes of the new file, in page order (for the local cache).
-    pub hashes: Vec<u64>,
+    pub hashes: Column<u64>,
     /// Pages put in the pack.
     pub new_pages: u64,
     /// Frames compressed at [`FAST_LEVEL`] (where it did as well as [`LEVEL`]).
@@ -197,27 +208,26 @@ fn build_in(
     let file_bytes = file.metadata().map_err(|e| Error::io("cannot read", path, e))?.len();
     let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
     let per_frame = frame_pages(page_size, file_bytes);
-    let pages = usize::try_from(file_bytes / u64::from(page_size)).unwrap_or(0);
-    let shape = build::Shape { page_size, per_frame, base: against.is_none(), object_bytes, pages };
+    let shape = build::Shape { page_size, per_frame, base: against.is_none(), object_bytes };
     let mut writer = build::PackWriter::new(tmp_dir, shape, sent)?;
-    let index = against.map(|a| PageIndex::new(a.hashes));
+    let index = against.map(|a| PageIndex::new(a.hashes)).transpose()?;
     let mut page = vec![0u8; page_size as usize];
-    let (mut whole, mut hashes, mut runs) = (Sha256::new(), Vec::with_capacity(pages), Vec::new());
+    let (mut whole, mut hashes, mut runs) = (Sha256::new(), Column::new(), Column::new());
     let mut at = 0u64;
     while read_page(&mut reader, &mut page).map_err(|e| Error::io("cannot read", path, e))? {
         whole.update(&page);
         let hash = page_hash(&page);
-        hashes.push(hash);
+        hashes.push(hash).map_err(column::failed)?;
         let from_parent = match (&index, at) {
             (_, 0) => None,
-            (Some(index), _) => index.find(at, hash),
+            (Some(index), _) => index.find(at, hash)?,
             (None, _) => None,
         };
         let run = match from_parent {
             Some(from) => Run::Parent { at, count: 1, from },
             None => writer.add(at, &page, hash)?,
         };
-        build::push_run(&mut runs, run);
+        build::push_run(&mut runs, run)?;
         progress.inc(u64::from(page_size));
         at += 1;
     }
@@ -248,7 +258,7 @@ mod build {
     use super::*;
 
     /// Appends `run`, merged into the last run when it continues it.
-    pub fn push_run(runs: &mut Vec<Run>, run: Run) {
+    pub fn push_run(runs: &mut Column<Run>, run: Run) -> Result<()> {
         let merged = match (runs.last_mut(), run) {
             (Some(Run::Parent { at, count, from }), Run::Parent { at: a, from: f, .. }) if *at + *count == a && *from + *count == f => {
                 *count += 1;
@@ -263,8 +273,9 @@ mod build {
             _ => false,
         };
         if !merged {
-            runs.push(run);
+            runs.push(run).map_err(column::failed)?;
         }
+        Ok(())
     }
 
     /// How a pack is cut: frames of `per_frame` pages (a `base`'s all at [`LEVEL`] or
@@ -275,8 +286,6 @@ mod build {
         pub per_frame: usize,
         pub base: bool,
         pub object_bytes: u64,
-        /// The file's pages (a base's frames hold as many, less repeats).
-        pub pages: usize,
     }
 
     /// The pack object being written: its file, the sha256 and length of its bytes so far.
@@ -300,7 +309,7 @@ mod build {
         cut_bytes: u64,
         compressors: super::compress::Compressors,
         frames: Vec<Frame>,
-        hashes: Vec<u64>,
+        hashes: Column<u64>,
         /// New pages seen in this version, by hash: a page repeated (zero pages, a blob stored
         /// twice) is sent once. Only the first [`SEEN`] are kept, so that memory stays flat in
         /// the file's size: past them a repeated page is sent again, in a frame where zstd makes
@@ -314,7 +323,6 @@ mod build {
     impl<'s> PackWriter<'s> {
         pub fn new(dir: &Path, shape: Shape, sent: &'s mut dyn FnMut(PackFile) -> Result<()>) -> Result<Self> {
             std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
-            let framed = if shape.base { shape.pages } else { 0 };
             Ok(PackWriter {
                 dir: dir.to_path_buf(),
                 shape,
@@ -326,7 +334,7 @@ mod build {
                 cut_bytes: 0,
                 compressors: super::compress::Compressors::new(),
                 frames: Vec::new(),
-                hashes: Vec::with_capacity(framed),
+                hashes: Column::new(),
                 seen: Default::default(),
                 fast: false,
                 fast_frames: 0,
@@ -341,7 +349,7 @@ mod build {
             let page_size = self.shape.page_size as usize;
             let (frame, skip) = (self.cut, (self.filling.len() / page_size) as u32);
             self.filling.extend_from_slice(page);
-            self.hashes.push(hash);
+            self.hashes.push(hash).map_err(column::failed)?;
             if self.seen.len() < SEEN {
                 self.seen.insert(hash, (frame, skip));
             }
@@ -418,7 +426,7 @@ mod build {
         pub packs: Vec<Pack>,
         pub frames: Vec<Frame>,
         /// The hashes of the pages the frames hold, in order.
-        pub hashes: Vec<u64>,
+        pub hashes: Column<u64>,
         /// Frames kept at [`FAST_LEVEL`].
         pub fast_frames: u64,
     }
@@ -473,10 +481,24 @@ mod tests {
 
     #[test]
     fn a_page_index_finds_the_first_page_holding_a_hash() {
-        let index = PageIndex::new(&[9, 4, 9, 7, 4]);
-        let found: Vec<Option<u64>> = [9, 4, 7, 5].iter().map(|h| index.get(*h)).collect();
+        let hashes: Column<u64> = [9, 4, 9, 7, 4].into_iter().collect();
+        let index = PageIndex::new(&hashes).expect("index");
+        let found: Vec<Option<u64>> = [9, 4, 7, 5].iter().map(|h| index.get(*h).expect("read")).collect();
         assert_eq!(found, vec![Some(0), Some(1), Some(3), None]);
-        assert!(PageIndex::new(&[]).is_empty());
+        assert!(PageIndex::new(&Column::new()).expect("index").is_empty());
+    }
+
+    #[test]
+    fn a_page_index_too_big_to_sort_at_once_finds_the_first_page_of_each_hash() {
+        // 3 × 50,000 pages: every hash three times, sorted through runs on disk.
+        let hashes: Column<u64> = (0..150_000u64).map(|page| (page % 50_000).wrapping_mul(0x9e37_79b9_7f4a_7c15)).collect();
+        let index = PageIndex::new(&hashes).expect("index");
+        for page in [0u64, 1, 4_095, 4_096, 49_999] {
+            let hash = page.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            assert_eq!(index.get(hash).expect("read"), Some(page), "page {page}");
+            assert_eq!(index.find(page + 50_000, hash).expect("read"), Some(page + 50_000), "a page that did not move");
+        }
+        assert_eq!(index.get(12345).expect("read"), None);
     }
 
     #[test]
@@ -497,7 +519,7 @@ mod tests {
         assert_eq!(pages, vec![32, 32, 32]);
         // Cut against a parent that shares no page: the same frames, as a pack.
         let parent = Parent { version: 1, sha256: "0".repeat(64) };
-        let (pack, pack_objects) = built(&path, Some(&Against { parent, hashes: &[] }), dir.path(), PACK_OBJECT_BYTES);
+        let (pack, pack_objects) = built(&path, Some(&Against { parent, hashes: &Column::new() }), dir.path(), PACK_OBJECT_BYTES);
         assert_eq!(pack.new_pages, 96);
         assert_eq!((base_objects.len(), pack_objects.len()), (1, 1), "one object each");
         let (base_size, pack_size) = (base_objects[0].size, pack_objects[0].size);

@@ -11,6 +11,7 @@ use std::io::Write;
 
 use sha2::{Digest, Sha256};
 
+use super::column::{self, Column, Record};
 use super::{Recipe, Run};
 use crate::error::{Error, Result};
 
@@ -23,6 +24,33 @@ pub enum Piece {
     Frame { at: u64, count: u64, level: usize, frame: u32, skip: u32 },
 }
 
+/// A piece on disk: a tag (0 local, 1 frame), `at`, `count`, then `from`, or `frame` and `skip`
+/// and the level.
+impl Record for Piece {
+    const BYTES: usize = 27;
+    fn put(&self, out: &mut [u8]) {
+        let (tag, at, count, last, level) = match *self {
+            Piece::Local { at, count, from } => (0, at, count, from, 0),
+            Piece::Frame { at, count, level, frame, skip } => (1, at, count, u64::from(frame) << 32 | u64::from(skip), level as u16),
+        };
+        out[0] = tag;
+        at.put(&mut out[1..9]);
+        count.put(&mut out[9..17]);
+        last.put(&mut out[17..25]);
+        out[25..27].copy_from_slice(&level.to_le_bytes());
+    }
+    fn get(bytes: &[u8]) -> Self {
+        let (at, count, last) = (u64::get(&bytes[1..9]), u64::get(&bytes[9..17]), u64::get(&bytes[17..25]));
+        match bytes[0] {
+            0 => Piece::Local { at, count, from: last },
+            _ => {
+                let level = usize::from(u16::from_le_bytes([bytes[25], bytes[26]]));
+                Piece::Frame { at, count, level, frame: (last >> 32) as u32, skip: last as u32 }
+            }
+        }
+    }
+}
+
 impl Piece {
     fn at(&self) -> u64 {
         match *self {
@@ -32,19 +60,19 @@ impl Piece {
 }
 
 /// Where every page of `chain[0]` comes from. `held`: the local file is the last recipe's parent.
-pub fn plan(chain: &[Recipe], held: bool) -> Result<Vec<Piece>> {
-    let Some(target) = chain.first() else { return Ok(Vec::new()) };
+pub fn plan(chain: &[Recipe], held: bool) -> Result<Column<Piece>> {
+    let Some(target) = chain.first() else { return Ok(Column::new()) };
     if chain.iter().any(|r| r.page_size != target.page_size) {
         // A page-size change starts a base: a chain never crosses one.
         return Err(Error::refused("a recipe chain crosses a page-size change", "publish the version again"));
     }
-    let mut pieces = Vec::new();
+    let mut pieces = Column::new();
     resolve(chain, 0, 0, 0, target.pages, held, &mut pieces)?;
     Ok(pieces)
 }
 
 /// Pages `from..from+count` of `chain[level]`, written at `out..` of the new file.
-fn resolve(chain: &[Recipe], level: usize, out: u64, from: u64, count: u64, held: bool, pieces: &mut Vec<Piece>) -> Result<()> {
+fn resolve(chain: &[Recipe], level: usize, out: u64, from: u64, count: u64, held: bool, pieces: &mut Column<Piece>) -> Result<()> {
     let recipe = &chain[level];
     if from + count > recipe.pages {
         return Err(Error::refused(
@@ -52,19 +80,19 @@ fn resolve(chain: &[Recipe], level: usize, out: u64, from: u64, count: u64, held
             "publish the version again",
         ));
     }
-    let mut i = recipe.runs.partition_point(|r| r.span().0 + r.span().1 <= from);
+    let mut i = recipe.runs.partition_point(|r| r.span().0 + r.span().1 <= from).map_err(column::failed)?;
     let (mut page, end) = (from, from + count);
     while page < end {
-        let run = recipe.runs[i];
+        let run = recipe.runs.get(i).map_err(column::failed)?.ok_or_else(|| Error::refused("a recipe's runs end early", "publish the version again"))?;
         let (at, len) = run.span();
         let (offset, n) = (page - at, (at + len).min(end) - page);
         let dest = out + (page - from);
         match run {
-            Run::Frame { frame, skip, .. } => push(pieces, Piece::Frame { at: dest, count: n, level, frame, skip: skip + offset as u32 }),
+            Run::Frame { frame, skip, .. } => push(pieces, Piece::Frame { at: dest, count: n, level, frame, skip: skip + offset as u32 })?,
             Run::Parent { from: parent_from, .. } if level + 1 < chain.len() => {
                 resolve(chain, level + 1, dest, parent_from + offset, n, held, pieces)?;
             }
-            Run::Parent { from: parent_from, .. } if held => push(pieces, Piece::Local { at: dest, count: n, from: parent_from + offset }),
+            Run::Parent { from: parent_from, .. } if held => push(pieces, Piece::Local { at: dest, count: n, from: parent_from + offset })?,
             Run::Parent { .. } => return Err(Error::refused("a recipe chain ends without a base", "publish the version again")),
         }
         page += n;
@@ -73,7 +101,7 @@ fn resolve(chain: &[Recipe], level: usize, out: u64, from: u64, count: u64, held
     Ok(())
 }
 
-fn push(pieces: &mut Vec<Piece>, piece: Piece) {
+fn push(pieces: &mut Column<Piece>, piece: Piece) -> Result<()> {
     let merged = match (pieces.last_mut(), piece) {
         (Some(Piece::Local { at, count, from }), Piece::Local { at: a, from: f, count: n }) if *at + *count == a && *from + *count == f => {
             *count += n;
@@ -88,32 +116,38 @@ fn push(pieces: &mut Vec<Piece>, piece: Piece) {
         _ => false,
     };
     if !merged {
-        pieces.push(piece);
+        pieces.push(piece).map_err(column::failed)?;
     }
+    Ok(())
 }
 
 /// Replaces frame pages by local pages with the same hash (`local`: hash → page of the local
 /// file), page by page.
-pub fn lend(chain: &[Recipe], pieces: Vec<Piece>, local: &super::PageIndex<'_>) -> Vec<Piece> {
+pub fn lend(chain: &[Recipe], pieces: Column<Piece>, local: &super::PageIndex<'_>) -> Result<Column<Piece>> {
     if local.is_empty() {
-        return pieces;
+        return Ok(pieces);
     }
     let starts: Vec<Vec<u64>> = chain.iter().map(frame_starts).collect();
-    let mut out = Vec::with_capacity(pieces.len());
-    for piece in pieces {
+    let mut out = Column::new();
+    for piece in pieces.iter() {
+        let piece = piece.map_err(column::failed)?;
         let Piece::Frame { at, count, level, frame, skip } = piece else {
-            push(&mut out, piece);
+            push(&mut out, piece)?;
             continue;
         };
         for i in 0..count {
             let n = starts[level][frame as usize] + u64::from(skip) + i;
-            match chain[level].framed_hash(n).and_then(|h| local.get(h)) {
-                Some(from) => push(&mut out, Piece::Local { at: at + i, count: 1, from }),
-                None => push(&mut out, Piece::Frame { at: at + i, count: 1, level, frame, skip: skip + i as u32 }),
+            let from = match chain[level].framed_hash(n)? {
+                Some(hash) => local.get(hash)?,
+                None => None,
+            };
+            match from {
+                Some(from) => push(&mut out, Piece::Local { at: at + i, count: 1, from })?,
+                None => push(&mut out, Piece::Frame { at: at + i, count: 1, level, frame, skip: skip + i as u32 })?,
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// The index, among the pages a recipe's frames hold, of each frame's first page.
@@ -132,16 +166,17 @@ fn frame_starts(recipe: &Recipe) -> Vec<u64> {
 
 /// The frames a plan reads, each once, in the order it first reads them: (level, frame), and the
 /// index of the first piece that reads it.
-pub fn frames_needed(pieces: &[Piece]) -> Vec<((usize, u32), usize)> {
+pub fn frames_needed(pieces: &Column<Piece>) -> Result<Vec<((usize, u32), u64)>> {
     let mut seen = std::collections::HashSet::new();
-    pieces
-        .iter()
-        .enumerate()
-        .filter_map(|(i, p)| match *p {
-            Piece::Frame { level, frame, .. } => seen.insert((level, frame)).then_some(((level, frame), i)),
-            Piece::Local { .. } => None,
-        })
-        .collect()
+    let mut needed = Vec::new();
+    for (piece, i) in pieces.iter().zip(0u64..) {
+        if let Piece::Frame { level, frame, .. } = piece.map_err(column::failed)?
+            && seen.insert((level, frame))
+        {
+            needed.push(((level, frame), i));
+        }
+    }
+    Ok(needed)
 }
 
 /// A frame's compressed bytes, and the pages it holds once decompressed.
@@ -192,7 +227,7 @@ impl<F: Fn(usize, u32) -> Result<Compressed> + Sync> FrameSource for F {
 /// (one per core), and writing and hashing run on another. Returns the sha256 of what was written.
 pub fn write(
     page_size: u32,
-    pieces: &[Piece],
+    pieces: &Column<Piece>,
     local: Option<&std::fs::File>,
     frames: &dyn FrameSource,
     spill: &std::fs::File,
@@ -200,7 +235,7 @@ pub fn write(
     progress: &indicatif::ProgressBar,
 ) -> Result<String> {
     let (send, receive) = std::sync::mpsc::sync_channel::<Chunk>(IN_FLIGHT);
-    let order: Vec<(usize, u32)> = frames_needed(pieces).into_iter().map(|(key, _)| key).collect();
+    let order: Vec<(usize, u32)> = frames_needed(pieces)?.into_iter().map(|(key, _)| key).collect();
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, MAX_DECOMPRESSORS).min(order.len().max(1));
     let ahead = Ahead::new(order, workers);
     std::thread::scope(|scope| {
@@ -242,7 +277,7 @@ pub fn write(
 /// Sends the new file's bytes, in order, to `sink`: local pages read, frames decompressed.
 fn feed(
     page_size: u32,
-    pieces: &[Piece],
+    pieces: &Column<Piece>,
     local: Option<&std::fs::File>,
     ahead: &Ahead,
     spill: &std::fs::File,
@@ -251,13 +286,14 @@ fn feed(
 ) -> Result<()> {
     let page = page_size as usize;
     let mut written = 0u64;
-    let mut frames = Decoded::new(pieces, spill);
+    let mut frames = Decoded::new(pieces, spill)?;
     let gone = |_| Error::refused("the rebuilt file's writer stopped", "check the disk");
-    for piece in pieces {
+    for piece in pieces.iter() {
+        let piece = piece.map_err(column::failed)?;
         if piece.at() != written {
             return Err(Error::refused("a rebuild plan skips pages", "report this"));
         }
-        match *piece {
+        match piece {
             Piece::Local { count, from, .. } => {
                 let file = local.ok_or_else(|| Error::refused("a rebuild plan reads a local file there is none of", "report this"))?;
                 for chunk in read_local(file, from * u64::from(page_size), count * u64::from(page_size), &ahead.pool) {
@@ -270,7 +306,7 @@ fn feed(
                 sink.send(frames.pages((level, f), range, ahead)?).map_err(gone)?;
             }
         }
-        let count = match *piece {
+        let count = match piece {
             Piece::Local { count, .. } | Piece::Frame { count, .. } => count,
         };
         written += count;
@@ -293,11 +329,11 @@ struct Decoded<'a> {
 }
 
 impl<'a> Decoded<'a> {
-    fn new(pieces: &[Piece], spill: &'a std::fs::File) -> Self {
+    fn new(pieces: &Column<Piece>, spill: &'a std::fs::File) -> Result<Self> {
         let mut visits = HashMap::new();
         let mut previous = None;
-        for piece in pieces {
-            let key = match *piece {
+        for piece in pieces.iter() {
+            let key = match piece.map_err(column::failed)? {
                 Piece::Frame { level, frame, .. } => Some((level, frame)),
                 Piece::Local { .. } => None,
             };
@@ -306,7 +342,7 @@ impl<'a> Decoded<'a> {
             }
             previous = key.or(previous);
         }
-        Decoded { last: None, visits, spilled: HashMap::new(), spill, spill_end: 0 }
+        Ok(Decoded { last: None, visits, spilled: HashMap::new(), spill, spill_end: 0 })
     }
 
     /// Bytes `range` of frame `key` decompressed, taken from `ahead` if need be.
@@ -605,7 +641,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let (path, recipe, frame_bytes) = base(dir.path(), 64, crate::pages::PACK_OBJECT_BYTES);
         let halves = [(0, 0), (1, 0), (0, 16), (1, 16)];
-        let pieces: Vec<Piece> = halves
+        let pieces: Column<Piece> = halves
             .iter()
             .enumerate()
             .map(|(i, &(frame, skip))| Piece::Frame { at: i as u64 * 16, count: 16, level: 0, frame, skip })
@@ -629,13 +665,15 @@ mod tests {
 
     #[test]
     fn frames_are_fetched_in_the_order_the_plan_first_reads_them() {
-        let pieces = [
+        let pieces: Column<Piece> = [
             Piece::Frame { at: 0, count: 1, level: 1, frame: 4, skip: 0 },
             Piece::Local { at: 1, count: 1, from: 0 },
             Piece::Frame { at: 2, count: 1, level: 0, frame: 9, skip: 0 },
             Piece::Frame { at: 3, count: 1, level: 1, frame: 4, skip: 1 },
             Piece::Frame { at: 4, count: 1, level: 0, frame: 2, skip: 0 },
-        ];
-        assert_eq!(frames_needed(&pieces), vec![((1, 4), 0), ((0, 9), 2), ((0, 2), 4)]);
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(frames_needed(&pieces).expect("read"), vec![((1, 4), 0), ((0, 9), 2), ((0, 2), 4)]);
     }
 }

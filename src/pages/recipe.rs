@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::column::{self, Column, Record};
 use crate::error::{Error, Result};
 
 /// The recipe format this b2m writes (it reads this one and the one before: format 1 kept the page
@@ -56,6 +57,28 @@ pub enum Run {
     Frame { at: u64, count: u64, frame: u32, skip: u32 },
 }
 
+/// A run on disk: a tag (0 parent, 1 frame), `at`, `count`, then `from` or `frame` and `skip`.
+impl Record for Run {
+    const BYTES: usize = 25;
+    fn put(&self, out: &mut [u8]) {
+        let (tag, at, count, last) = match *self {
+            Run::Parent { at, count, from } => (0, at, count, from),
+            Run::Frame { at, count, frame, skip } => (1, at, count, u64::from(frame) << 32 | u64::from(skip)),
+        };
+        out[0] = tag;
+        at.put(&mut out[1..9]);
+        count.put(&mut out[9..17]);
+        last.put(&mut out[17..25]);
+    }
+    fn get(bytes: &[u8]) -> Self {
+        let (at, count, last) = (u64::get(&bytes[1..9]), u64::get(&bytes[9..17]), u64::get(&bytes[17..25]));
+        match bytes[0] {
+            0 => Run::Parent { at, count, from: last },
+            _ => Run::Frame { at, count, frame: (last >> 32) as u32, skip: last as u32 },
+        }
+    }
+}
+
 impl Run {
     /// The first page it covers, and how many.
     pub fn span(&self) -> (u64, u64) {
@@ -66,7 +89,7 @@ impl Run {
 }
 
 /// How to build one version's file from pages.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recipe {
     /// [`FORMAT`].
     pub format: u32,
@@ -82,12 +105,12 @@ pub struct Recipe {
     pub packs: Vec<Pack>,
     /// The frames the `Frame` runs read.
     pub frames: Vec<Frame>,
-    /// Every page, in order.
-    pub runs: Vec<Run>,
+    /// Every page, in order (on disk past a few: see [`Column`]).
+    pub runs: Column<Run>,
     /// The 8-byte hashes of the pages the frames hold, frame after frame (stored as strings of 16
     /// hex digits a page, [`HASHES_PER_STRING`] pages each).
     #[serde(with = "hex_hashes")]
-    pub hashes: Vec<u64>,
+    pub hashes: Column<u64>,
     /// Versions since the last base (0: this is a base).
     #[serde(default)]
     pub chain: u32,
@@ -141,12 +164,13 @@ impl Recipe {
             return Err(format!("page size {}", self.page_size));
         }
         let mut next = 0;
-        for run in &self.runs {
+        for run in self.runs.iter() {
+            let run = run.map_err(|e| e.to_string())?;
             let (at, count) = run.span();
             if at != next || count == 0 {
                 return Err(format!("a run at page {at} where page {next} was due"));
             }
-            match *run {
+            match run {
                 Run::Parent { .. } if self.parent.is_none() => return Err("a run from a parent it does not name".into()),
                 Run::Frame { frame, skip, .. } => {
                     let f = self.frames.get(frame as usize).ok_or(format!("frame {frame} is not listed"))?;
@@ -162,15 +186,15 @@ impl Recipe {
             return Err(format!("runs cover {next} of {} pages", self.pages));
         }
         let framed: u64 = self.frames.iter().map(|f| u64::from(f.pages)).sum();
-        if self.hashes.len() as u64 != framed {
+        if self.hashes.len() != framed {
             return Err(format!("{} page hashes for {framed} framed pages", self.hashes.len()));
         }
         Ok(())
     }
 
     /// The hash of the `n`th page the frames hold.
-    pub fn framed_hash(&self, n: u64) -> Option<u64> {
-        self.hashes.get(usize::try_from(n).ok()?).copied()
+    pub fn framed_hash(&self, n: u64) -> Result<Option<u64>> {
+        self.hashes.get(n).map_err(column::failed)
     }
 }
 
@@ -182,7 +206,9 @@ pub const HASHES_PER_STRING: usize = 4096;
 /// and a reader holds one string at a time.
 mod hex_hashes {
     use serde::de::{DeserializeSeed, Deserializer, Error, SeqAccess, Visitor};
-    use serde::ser::{Serialize, Serializer};
+    use serde::ser::{Error as _, Serialize, SerializeSeq, Serializer};
+
+    use super::Column;
 
     struct Hex<'a>(&'a [u64]);
 
@@ -198,18 +224,30 @@ mod hex_hashes {
         }
     }
 
-    pub fn serialize<S: Serializer>(hashes: &[u64], serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(hashes.chunks(super::HASHES_PER_STRING).map(Hex))
+    pub fn serialize<S: Serializer>(hashes: &Column<u64>, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(None)?;
+        let mut string = Vec::with_capacity(super::HASHES_PER_STRING);
+        for hash in hashes.iter() {
+            string.push(hash.map_err(S::Error::custom)?);
+            if string.len() == super::HASHES_PER_STRING {
+                seq.serialize_element(&Hex(&string))?;
+                string.clear();
+            }
+        }
+        if !string.is_empty() {
+            seq.serialize_element(&Hex(&string))?;
+        }
+        seq.end()
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u64>, D::Error> {
-        let mut hashes = Vec::new();
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Column<u64>, D::Error> {
+        let mut hashes = Column::new();
         deserializer.deserialize_any(Append(&mut hashes))?;
         Ok(hashes)
     }
 
-    /// Appends the hashes of a string (or of a list of strings) to a vector.
-    struct Append<'a>(&'a mut Vec<u64>);
+    /// Appends the hashes of a string (or of a list of strings) to a column.
+    struct Append<'a>(&'a mut Column<u64>);
 
     impl<'de> DeserializeSeed<'de> for Append<'_> {
         type Value = ();
@@ -230,12 +268,11 @@ mod hex_hashes {
             if !text.len().is_multiple_of(16) {
                 return Err(E::custom(format!("{} hex digits of page hashes, not a multiple of 16", text.len())));
             }
-            self.0.reserve(text.len() / 16);
             for digits in text.as_bytes().chunks(16) {
                 let digits = std::str::from_utf8(digits).unwrap_or_default();
                 let i = self.0.len();
                 let hash = u64::from_str_radix(digits, 16).map_err(|_| E::custom(format!("page hash {i} is not hex: {digits:?}")))?;
-                self.0.push(hash);
+                self.0.push(hash).map_err(E::custom)?;
             }
             Ok(())
         }
@@ -252,6 +289,7 @@ mod tests {
     use super::*;
 
     fn recipe(hashes: Vec<u64>) -> Recipe {
+        let hashes = hashes.into_iter().collect();
         Recipe {
             format: FORMAT,
             page_size: 4096,
@@ -260,7 +298,7 @@ mod tests {
             parent: None,
             packs: vec![Pack { key: "dbs/x/packs/p.pack".into(), size: 10 }],
             frames: vec![Frame { pack: 0, offset: 0, len: 10, pages: 2 }],
-            runs: vec![Run::Frame { at: 0, count: 2, frame: 0, skip: 0 }],
+            runs: [Run::Frame { at: 0, count: 2, frame: 0, skip: 0 }].into_iter().collect(),
             hashes,
             chain: 0,
             base_bytes: 10,
@@ -273,8 +311,8 @@ mod tests {
         let hashes: Vec<u64> = (0..HASHES_PER_STRING as u64 * 2 + 5).map(|n| n.wrapping_mul(0x9e37_79b9_7f4a_7c15)).collect();
         let mut written = recipe(hashes);
         written.frames[0].pages = written.hashes.len() as u32;
-        written.pages = written.hashes.len() as u64;
-        written.runs = vec![Run::Frame { at: 0, count: written.pages, frame: 0, skip: 0 }];
+        written.pages = written.hashes.len();
+        written.runs = [Run::Frame { at: 0, count: written.pages, frame: 0, skip: 0 }].into_iter().collect();
         let json = zstd::decode_all(written.encode().expect("encode").as_slice()).expect("zstd");
         let value: serde_json::Value = serde_json::from_slice(&json).expect("json");
         let strings: Vec<usize> = value["hashes"].as_array().expect("a list").iter().map(|s| s.as_str().expect("a string").len()).collect();
