@@ -78,7 +78,9 @@ impl Context {
                 aside.display()
             ));
         }
-        Ok(Context { settings, store, state, out })
+        let ctx = Context { settings, store, state, out };
+        crate::pages::column::keep_in(ctx.tmp_dir());
+        Ok(ctx)
     }
 
     /// Takes the local lock, waiting (and saying for whom) while another b2m holds it, at most

@@ -10,8 +10,8 @@ use super::Context;
 use super::remote::ParentRef;
 use crate::error::{Error, Result};
 use crate::layout::{self, VersionId};
-use crate::pages::rebuild::{self, Piece};
 use crate::pages::column::{self, Column};
+use crate::pages::rebuild::{self, Piece};
 use crate::pages::{self, Recipe};
 use crate::store::{Condition, InOrder, Store};
 
@@ -79,8 +79,16 @@ fn recall(ctx: &Context, sha256: &str) -> Option<Cached> {
 /// The recipe of `id`, when it is stored as pages.
 pub fn read_recipe(store: &dyn Store, id: &VersionId) -> Result<Option<Recipe>> {
     let key = id.recipe_key();
-    let Some(object) = store.get(&key)? else { return Ok(None) };
-    let recipe = Recipe::decode(&object.body, &format!("{}/{key}", store.location()))?;
+    // Through a temp file: a base's recipe holds 8 bytes a page, never held whole.
+    let mut stored = column::scratch().map_err(column::failed)?;
+    let mut sink = std::io::BufWriter::new(&stored);
+    if !store.get_to(&key, &mut sink)? {
+        return Ok(None);
+    }
+    std::io::Write::flush(&mut sink).map_err(column::failed)?;
+    drop(sink);
+    std::io::Seek::rewind(&mut stored).map_err(column::failed)?;
+    let recipe = Recipe::decode_from(std::io::BufReader::new(stored), &format!("{}/{key}", store.location()))?;
     if recipe.sha256 != id.sha256 {
         return Err(Error::refused(format!("the recipe `{key}` describes another file"), "publish the version again"));
     }
@@ -138,7 +146,7 @@ pub fn send(
     }
     // Written over an earlier attempt's: this one's packs were just sent, an earlier one's may
     // have been swept since (the recipe of a version not yet committed is an orphan too).
-    ctx.store.put(&id.recipe_key(), &built.recipe.encode()?, Condition::None)?;
+    send_recipe(ctx, &id, &built.recipe)?;
     crate::util::failpoint("pages-after-recipe");
     put_once(ctx.store.as_ref(), layout::FORMAT_DOC, FORMAT_DOC.as_bytes())?;
     remember(ctx, &built.recipe, &built.hashes)?;
@@ -153,6 +161,23 @@ pub fn send(
         "sent as pages"
     );
     Ok((id, built.recipe.size()))
+}
+
+/// Sends `recipe` as `id`'s, from a temp file: a base's holds 8 bytes a page, never held whole.
+fn send_recipe(ctx: &Context, id: &VersionId, recipe: &Recipe) -> Result<()> {
+    let tmp = ctx.tmp_dir();
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io("cannot create", &tmp, e))?;
+    let file = tempfile::Builder::new()
+        .prefix(".b2m-recipe-")
+        .tempfile_in(&tmp)
+        .map_err(|e| Error::io("cannot create a temp file in", &tmp, e))?;
+    let mut out = std::io::BufWriter::new(file.as_file());
+    recipe.encode_to(&mut out).and_then(|()| std::io::Write::flush(&mut out)).map_err(|e| Error::io("cannot write", file.path(), e))?;
+    drop(out);
+    let hidden = indicatif::ProgressBar::hidden();
+    let (sha256, _) = crate::sqlite::hash::sha256_file(file.path(), &hidden)?;
+    ctx.store.upload_file(&id.recipe_key(), file.path(), &sha256, &hidden)?;
+    Ok(())
 }
 
 /// [`pages::build`] of the snapshot at `path`, each pack object sent as soon as it is written
@@ -327,10 +352,10 @@ fn rebuild_from(
     let mut writer = std::io::BufWriter::with_capacity(1 << 20, out);
     let (received, sha256) = frames.rebuild(ctx.store.as_ref(), &chain, &pieces, local_file.as_ref(), &mut writer, bar)?;
     std::io::Write::flush(&mut writer).map_err(|e| Error::io("cannot write", ctx.tmp_dir(), e))?;
-    if sha256 == id.sha256 {
-        if let Some(hashes) = target_hashes(&chain, &pieces, lender.as_ref())? {
-            remember(ctx, &chain[0], &hashes)?;
-        }
+    if sha256 == id.sha256
+        && let Some(hashes) = target_hashes(&chain, &pieces, lender.as_ref())?
+    {
+        remember(ctx, &chain[0], &hashes)?;
     }
     Ok(Rebuilt { received, sha256 })
 }

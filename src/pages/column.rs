@@ -1,5 +1,5 @@
 //! Sequences of fixed-size records as long as the file has pages (page hashes, runs, a plan's
-//! pieces), kept in an unnamed temp file past their first block, so that a command's memory does
+//! pieces), kept in an unnamed temp file (see [`keep_in`]) past their first block, so that a command's memory does
 //! not grow with the database: a block being filled, one block read back, and the first record of
 //! every block (for a search) stay in memory, a 256th of the whole.
 //!
@@ -104,7 +104,7 @@ impl<T: Record> Column<T> {
             let offset = self.written() * T::BYTES as u64;
             let file = match &self.file {
                 Some(file) => file,
-                None => self.file.insert(tempfile::tempfile()?),
+                None => self.file.insert(scratch()?),
             };
             file.write_all_at(&encode(&self.tail), offset)?;
             self.firsts.push(self.tail[0]);
@@ -154,7 +154,7 @@ impl<T: Record> Column<T> {
         let mut bytes = vec![0u8; T::BYTES];
         record.put(&mut bytes);
         self.file.as_ref().map_or(Ok(()), |f| f.write_all_at(&bytes, i * T::BYTES as u64))?;
-        if i % BLOCK as u64 == 0 {
+        if i.is_multiple_of(BLOCK as u64) {
             self.firsts[(i / BLOCK as u64) as usize] = record;
         }
         self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).0 = u64::MAX;
@@ -285,9 +285,35 @@ pub fn sorted<T: Record, K: Ord>(records: impl Iterator<Item = std::io::Result<T
     Ok(out)
 }
 
+/// Where this process keeps columns past their first block (see [`keep_in`]).
+static DIR: std::sync::Mutex<Option<std::path::PathBuf>> = std::sync::Mutex::new(None);
+
+/// Keeps columns in `dir` from now on: a project's temp folder, beside its databases (not a /tmp
+/// that may be held in memory); the system's temp folder until one is set.
+pub fn keep_in(dir: std::path::PathBuf) {
+    *DIR.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(dir);
+}
+
+fn dir() -> std::path::PathBuf {
+    DIR.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone().unwrap_or_else(std::env::temp_dir)
+}
+
+/// A temp file where columns are kept: unnamed, so that nothing is left behind however the
+/// process ends.
+pub fn scratch() -> std::io::Result<std::fs::File> {
+    let dir = dir();
+    match tempfile::tempfile_in(&dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(&dir)?;
+            tempfile::tempfile_in(&dir)
+        }
+        file => file,
+    }
+}
+
 /// An error of a column's temp file, said as one.
 pub fn failed(e: std::io::Error) -> crate::error::Error {
-    crate::error::Error::io("cannot use", std::env::temp_dir().join("(page records)"), e)
+    crate::error::Error::io("cannot keep page records in a temp file in", dir(), e)
 }
 
 impl<T: Record + serde::Serialize> serde::Serialize for Column<T> {

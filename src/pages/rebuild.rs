@@ -83,7 +83,11 @@ fn resolve(chain: &[Recipe], level: usize, out: u64, from: u64, count: u64, held
     let mut i = recipe.runs.partition_point(|r| r.span().0 + r.span().1 <= from).map_err(column::failed)?;
     let (mut page, end) = (from, from + count);
     while page < end {
-        let run = recipe.runs.get(i).map_err(column::failed)?.ok_or_else(|| Error::refused("a recipe's runs end early", "publish the version again"))?;
+        let run = recipe
+            .runs
+            .get(i)
+            .map_err(column::failed)?
+            .ok_or_else(|| Error::refused("a recipe's runs end early", "publish the version again"))?;
         let (at, len) = run.span();
         let (offset, n) = (page - at, (at + len).min(end) - page);
         let dest = out + (page - from);

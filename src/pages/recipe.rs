@@ -130,21 +130,32 @@ impl Recipe {
 
     /// As stored: zstd-compressed JSON (compressed as it is written: the JSON is never held whole).
     pub fn encode(&self) -> Result<Vec<u8>> {
-        let failed = |e: std::io::Error| Error::refused(format!("cannot write a recipe: {e}"), "report this");
-        let encoder = zstd::Encoder::new(Vec::new(), 3).map_err(failed)?;
-        let mut json = std::io::BufWriter::with_capacity(64 << 10, encoder);
-        serde_json::to_writer(&mut json, self).map_err(|e| failed(e.into()))?;
-        json.into_inner().map_err(|e| failed(e.into_error()))?.finish().map_err(failed)
+        let mut bytes = Vec::new();
+        self.encode_to(&mut bytes).map_err(|e| Error::refused(format!("cannot write a recipe: {e}"), "report this"))?;
+        Ok(bytes)
+    }
+
+    /// [`Recipe::encode`] into `out`, as it goes.
+    pub fn encode_to(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let mut json = std::io::BufWriter::with_capacity(64 << 10, zstd::Encoder::new(out, 3)?);
+        serde_json::to_writer(&mut json, self)?;
+        json.into_inner().map_err(std::io::IntoInnerError::into_error)?.finish()?;
+        Ok(())
     }
 
     /// Reads a stored recipe, checking that its runs cover its pages once, in order, and that
     /// every frame and pack it names exists.
     pub fn decode(bytes: &[u8], what: &str) -> Result<Recipe> {
+        Self::decode_from(bytes, what)
+    }
+
+    /// [`Recipe::decode`] from `stored`, as it is read and decompressed: neither the object nor
+    /// the JSON is held whole.
+    pub fn decode_from(stored: impl std::io::Read, what: &str) -> Result<Recipe> {
         let damaged = |why: String| {
             Error::refused(format!("the recipe `{what}` is damaged: {why}"), "publish the version again, or restore the object")
         };
-        // Read as it is decompressed: the JSON is never held whole.
-        let json = zstd::Decoder::with_buffer(bytes).map_err(|e| damaged(format!("not zstd ({e})")))?;
+        let json = zstd::Decoder::new(stored).map_err(|e| damaged(format!("not zstd ({e})")))?;
         let recipe: Recipe = serde_json::from_reader(std::io::BufReader::with_capacity(64 << 10, json)).map_err(|e| {
             let zstd = e.io_error_kind().is_some();
             damaged(if zstd { format!("not zstd ({e})") } else { e.to_string() })

@@ -171,6 +171,24 @@ impl Store for LocalStore {
         &self.location
     }
 
+    fn get_to(&self, key: &str, sink: &mut dyn Write) -> Result<bool, StoreError> {
+        self.count();
+        let file = match File::open(self.path(key)?) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(self.failed("GET", key, e.to_string())),
+        };
+        let mut src = BufReader::with_capacity(fsutil::BUF_SIZE, file);
+        let mut buf = vec![0u8; fsutil::BUF_SIZE];
+        loop {
+            let n = src.read(&mut buf).map_err(self.io("GET", key))?;
+            if n == 0 {
+                return Ok(true);
+            }
+            sink.write_all(&buf[..n]).map_err(|source| StoreError::LocalWrite { key: key.to_string(), source })?;
+        }
+    }
+
     fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
         self.count();
         let path = self.path(key)?;

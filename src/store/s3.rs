@@ -929,6 +929,26 @@ impl Store for S3Store {
         self.get_bounded(key, Some(within))
     }
 
+    fn get_to(&self, key: &str, sink: &mut dyn Write) -> Result<bool, StoreError> {
+        self.runtime.block_on(async {
+            let response = match self.client.get_object().bucket(&self.bucket).key(self.full_key(key)).send().await {
+                Ok(r) => r,
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(false),
+                Err(e) => return Err(self.error("GET", key, e)),
+            };
+            let hidden = ProgressBar::hidden();
+            match drain(key, response.body, sink, &mut 0, &hidden).await? {
+                None => Ok(true),
+                Some(e) => Err(StoreError::Failed {
+                    operation: "GET",
+                    key: key.to_string(),
+                    location: self.location.clone(),
+                    detail: root_cause(&e),
+                }),
+            }
+        })
+    }
+
     fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
         self.runtime.block_on(async {
             match self.client.head_object().bucket(&self.bucket).key(self.full_key(key)).send().await {
