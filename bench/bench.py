@@ -2,7 +2,8 @@
 """b2m's figures, each beside what a user would otherwise run, in one run.
 
     python3 bench/bench.py [--sizes 64,1024] [--runs N] [--no-build] [--smoke]
-                           [--pages [--pages-size MiB] [--storage-size MiB]] [--only SECTIONS]
+                           [--pages [--pages-size MiB] [--storage-size MiB]]
+                           [--memory-sizes 1024,2048] [--only SECTIONS]
 
 For each database size (MiB): upload and download against one local S3 server (s3s-fs on
 127.0.0.1) beside `sqlite3 .backup` + `aws s3 cp` and `rclone copyto`, with every tool's peak
@@ -20,7 +21,11 @@ published by a dev project and fetched by a server on the previous version; the 
 through a link of 100 Mbit/s and 40 ms of round trip beside a full `aws s3 cp` through it; a
 server three versions behind; a DROP TABLE + VACUUM; a cold fetch; `sqlite3_rsync` on local
 paths where it is installed (the bound a bucket cannot beat); and the bucket's storage after 30
-versions of a --storage-size MiB database (default 64). Every command of that section runs
+versions of a --storage-size MiB database (default 64). `--only pages-memory` runs the same
+commands (fresh upload, cold fetch, a 1% version published and fetched, a DROP TABLE + VACUUM
+published and fetched, a cold fetch after it) at each of --memory-sizes (default 1024,2048)
+straight to the server, for the peak memory of each at each size: flat means no more at the
+largest than at the smallest, within run-to-run noise. Every command of that section runs
 through bench/shape_proxy.py, which counts bytes each way and requests by method (and shapes the
 link when asked), so each row has them beside the wall time and peak memory; the loopback wall
 times a target compares are measured again straight to the server (the fresh upload beside
@@ -1756,9 +1761,79 @@ class PagesRun:
         if storage_rss:
             text += f"; {max(storage_rss):.0f} MiB at the storage run's size"
         return [PageRow("peak memory", "every b2m command above", text,
-                        f"≤ {PAGE_RSS_LIMIT_MIB} MiB (checked here), flat in db size (not checked "
-                        f"here: docs/decisions.md has 1 GiB beside 2 GiB)",
+                        f"≤ {PAGE_RSS_LIMIT_MIB} MiB (checked here), flat in db size (checked by "
+                        f"the section pages-memory)",
                         met(peak <= PAGE_RSS_LIMIT_MIB)).cells()]
+
+
+# A paged command's peak at the largest size may exceed its peak at the smallest by this much and
+# still be flat: the spread of one command's peak from run to run here.
+FLAT_SLACK_MIB = 4
+
+
+def memory_steps(bench, folder, size_mib):
+    """The paged commands at one size, straight to the server: [(step, peak MiB)]."""
+    source = folder / "source.db"
+    log(f"pages-memory: making a {size_mib} MiB text-heavy database…")
+    make_pages_database(source, size_mib, seed=size_mib)
+    dev = make_project(folder / "dev", f"s3://{BUCKET}/{folder.name}", bench.endpoint,
+                       {DB_KEY: f"{DB_STEM}-v1.db"})
+    shutil.move(source, dev / DB_DIR / f"{DB_STEM}-v1.db")
+    zstd, rnd, peaks = bench.anchors.tools["zstd"], random.Random(21), []
+
+    def step(what, project, *args):
+        log(f"pages-memory {size_mib} MiB: {what}")
+        result = bench.b2m(project, *args)
+        peaks.append((what, result.rss_kib / 1024))
+
+    def cold(what):
+        cold_server = bench.server(folder / "cold", folder.name)
+        step(what, cold_server, "download", DB_STEM)
+        shutil.rmtree(cold_server)
+
+    step("fresh upload", dev, "upload", DB_STEM)
+    server = bench.server(folder / "server", folder.name)
+    step("fetch (no local file)", server, "download", DB_STEM)
+    backdate(current_db(server), 60)
+    change_pages(current_db(dev), rnd, zstd)
+    step("publish of 1%", dev, "upload", DB_STEM)
+    step("its fetch, on the previous version", server, "download", DB_STEM)
+    backdate(current_db(server), 60)
+    drop_and_vacuum(current_db(dev), zstd)
+    step("publish after DROP TABLE + VACUUM", dev, "upload", DB_STEM)
+    step("its fetch, on the previous version", server, "download", DB_STEM)
+    cold("a cold fetch of that version")
+    return peaks
+
+
+def pages_memory_section(bench, report, sizes):
+    """Peak memory of the paged commands at each size, side by side."""
+    by_size = {}
+    for size in sizes:
+        name = f"pages-memory-{size}mib"
+        try:
+            by_size[size] = memory_steps(bench, bench.folder(name), size)
+        except B2mFailed as e:
+            bench.failures.append(f"{name}: {e}")
+        finally:
+            bench.discard(name)
+    report.add(f"## Versions stored as pages: peak memory by database size", "",
+               "The pages section's commands on its text-heavy database, straight to the "
+               "server, peak RSS of each (GNU time %M). Flat: the largest "
+               f"size's peak at most {FLAT_SLACK_MIB} MiB (run-to-run spread here) over the "
+               f"smallest's, and every peak ≤ {PAGE_RSS_LIMIT_MIB} MiB.", "")
+    done = [size for size in sizes if size in by_size]
+    if not done:
+        report.add("**b2m failed** at every size.", "")
+        return
+    rows = []
+    for i, (what, _) in enumerate(by_size[done[0]]):
+        peaks = [by_size[size][i][1] for size in done]
+        flat = peaks[-1] <= peaks[0] + FLAT_SLACK_MIB and max(peaks) <= PAGE_RSS_LIMIT_MIB
+        rows.append([what, *[f"{p:.0f} MiB" for p in peaks],
+                     f"{peaks[-1] - peaks[0]:+.1f} MiB" if len(done) > 1 else "—", met(flat)])
+    report.add(*md_table(["command", *[f"{fmt_bytes(size * MiB)}" for size in done],
+                          "largest − smallest", "flat?"], rows), "")
 
 
 def storage_run(bench, proxy, folder, prefix, size_mib, versions):
@@ -1951,10 +2026,13 @@ def parse_args():
     parser.add_argument("--storage-size", type=int, default=64, metavar="MiB",
                         help=f"its {STORAGE_VERSIONS}-version storage run's database size "
                              "(default 64; 0 skips the run)")
+    parser.add_argument("--memory-sizes", default="1024,2048", metavar="MiB,MiB",
+                        help="the pages-memory section's database sizes (default 1024,2048)")
     parser.add_argument("--only", metavar="SECTIONS",
                         help=f"run only these sections, comma-separated: {', '.join(SECTIONS)}")
     args = parser.parse_args()
     args.sizes = [4] if args.smoke else [int(s) for s in args.sizes.split(",") if s.strip()]
+    args.memory_sizes = [4, 8] if args.smoke else [int(s) for s in args.memory_sizes.split(",") if s.strip()]
     if args.smoke:
         args.runs = 1
         args.pages_size = 4
@@ -1964,12 +2042,12 @@ def parse_args():
             parser.error(f"unknown section {', '.join(sorted(unknown))}: "
                          f"choose from {', '.join(SECTIONS)}")
     else:
-        args.sections = [s for s in SECTIONS if s != "pages" or args.pages or args.smoke]
+        args.sections = [s for s in SECTIONS if s not in ("pages", "pages-memory") or args.pages or args.smoke]
     return args
 
 
 # The report's sections, in order.
-SECTIONS = ("sizes", "proxy", "replay", "pages")
+SECTIONS = ("sizes", "proxy", "replay", "pages", "pages-memory")
 
 
 def runs_for(args, size_mib):
@@ -1986,6 +2064,8 @@ def measure_all(bench, report, args):
         measure_replay(bench, report, args)
     if "pages" in args.sections:
         pages_section(bench, report, args.pages_size, args.smoke, args.storage_size)
+    if "pages-memory" in args.sections:
+        pages_memory_section(bench, report, args.memory_sizes)
 
 
 def measure_sizes(bench, report, args):

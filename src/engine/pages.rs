@@ -88,7 +88,7 @@ pub fn read_recipe(store: &dyn Store, id: &VersionId) -> Result<Option<Recipe>> 
     std::io::Write::flush(&mut sink).map_err(column::failed)?;
     drop(sink);
     std::io::Seek::rewind(&mut stored).map_err(column::failed)?;
-    let recipe = Recipe::decode_from(std::io::BufReader::new(stored), &format!("{}/{key}", store.location()))?;
+    let recipe = Recipe::decode(std::io::BufReader::new(stored), &format!("{}/{key}", store.location()))?;
     if recipe.sha256 != id.sha256 {
         return Err(Error::refused(format!("the recipe `{key}` describes another file"), "publish the version again"));
     }
@@ -164,7 +164,7 @@ pub fn send(
 }
 
 /// Sends `recipe` as `id`'s, from a temp file: a base's holds 8 bytes a page, never held whole.
-fn send_recipe(ctx: &Context, id: &VersionId, recipe: &Recipe) -> Result<()> {
+pub(super) fn send_recipe(ctx: &Context, id: &VersionId, recipe: &Recipe) -> Result<()> {
     let tmp = ctx.tmp_dir();
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io("cannot create", &tmp, e))?;
     let file = tempfile::Builder::new()

@@ -120,7 +120,7 @@ fn republish(ctx: &Context, stem: &str, current: &VersionId, target: VersionMeta
     let recipe = match super::pages::read_recipe(ctx.store.as_ref(), &old)? {
         // A recipe reads the same packs under the new version's name: nothing is copied.
         Some(recipe) => {
-            ctx.store.put(&id.recipe_key(), &recipe.encode()?, crate::store::Condition::IfAbsent)?;
+            super::pages::send_recipe(ctx, &id, &recipe)?;
             Some(id.recipe_key())
         }
         None => {

@@ -128,14 +128,8 @@ impl Recipe {
         self.pages * u64::from(self.page_size)
     }
 
-    /// As stored: zstd-compressed JSON (compressed as it is written: the JSON is never held whole).
-    pub fn encode(&self) -> Result<Vec<u8>> {
-        let mut bytes = Vec::new();
-        self.encode_to(&mut bytes).map_err(|e| Error::refused(format!("cannot write a recipe: {e}"), "report this"))?;
-        Ok(bytes)
-    }
-
-    /// [`Recipe::encode`] into `out`, as it goes.
+    /// As stored, into `out`: zstd-compressed JSON, compressed as it is written (the JSON is never
+    /// held whole).
     pub fn encode_to(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
         let mut json = std::io::BufWriter::with_capacity(64 << 10, zstd::Encoder::new(out, 3)?);
         serde_json::to_writer(&mut json, self)?;
@@ -143,15 +137,10 @@ impl Recipe {
         Ok(())
     }
 
-    /// Reads a stored recipe, checking that its runs cover its pages once, in order, and that
-    /// every frame and pack it names exists.
-    pub fn decode(bytes: &[u8], what: &str) -> Result<Recipe> {
-        Self::decode_from(bytes, what)
-    }
-
-    /// [`Recipe::decode`] from `stored`, as it is read and decompressed: neither the object nor
-    /// the JSON is held whole.
-    pub fn decode_from(stored: impl std::io::Read, what: &str) -> Result<Recipe> {
+    /// Reads a stored recipe as it is read and decompressed (neither the object nor the JSON is
+    /// held whole), checking that its runs cover its pages once, in order, and that every frame
+    /// and pack it names exists.
+    pub fn decode(stored: impl std::io::Read, what: &str) -> Result<Recipe> {
         let damaged = |why: String| {
             Error::refused(format!("the recipe `{what}` is damaged: {why}"), "publish the version again, or restore the object")
         };
@@ -299,6 +288,12 @@ mod hex_hashes {
 mod tests {
     use super::*;
 
+    fn encoded(recipe: &Recipe) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        recipe.encode_to(&mut bytes).expect("encode");
+        bytes
+    }
+
     fn recipe(hashes: Vec<u64>) -> Recipe {
         let hashes = hashes.into_iter().collect();
         Recipe {
@@ -324,31 +319,31 @@ mod tests {
         written.frames[0].pages = written.hashes.len() as u32;
         written.pages = written.hashes.len();
         written.runs = [Run::Frame { at: 0, count: written.pages, frame: 0, skip: 0 }].into_iter().collect();
-        let json = zstd::decode_all(written.encode().expect("encode").as_slice()).expect("zstd");
+        let json = zstd::decode_all(encoded(&written).as_slice()).expect("zstd");
         let value: serde_json::Value = serde_json::from_slice(&json).expect("json");
         let strings: Vec<usize> = value["hashes"].as_array().expect("a list").iter().map(|s| s.as_str().expect("a string").len()).collect();
         assert_eq!(strings, vec![HASHES_PER_STRING * 16, HASHES_PER_STRING * 16, 5 * 16]);
-        assert_eq!(Recipe::decode(&written.encode().expect("encode"), "r").expect("decode"), written);
+        assert_eq!(Recipe::decode(encoded(&written).as_slice(), "r").expect("decode"), written);
     }
 
     #[test]
     fn page_hashes_are_stored_as_hex_strings_and_read_back() {
         let written = recipe(vec![0xff, u64::MAX]);
-        let json = String::from_utf8(zstd::decode_all(written.encode().expect("encode").as_slice()).expect("zstd")).expect("utf-8");
+        let json = String::from_utf8(zstd::decode_all(encoded(&written).as_slice()).expect("zstd")).expect("utf-8");
         assert!(json.contains(r#""hashes":["00000000000000ffffffffffffffffff"]"#), "{json}");
-        assert_eq!(Recipe::decode(&written.encode().expect("encode"), "r").expect("decode"), written);
+        assert_eq!(Recipe::decode(encoded(&written).as_slice(), "r").expect("decode"), written);
         // Format 1's one string, and the strings cut anywhere between pages, read the same.
         for (format, hashes) in [(1, r#""00000000000000ffffffffffffffffff""#), (2, r#"["00000000000000ff","ffffffffffffffff"]"#)] {
             let json =
                 json.replace(r#"["00000000000000ffffffffffffffffff"]"#, hashes).replace(r#""format":2"#, &format!(r#""format":{format}"#));
             let bytes = zstd::encode_all(json.as_bytes(), 3).expect("zstd");
-            assert_eq!(Recipe::decode(&bytes, "r").expect("decode").hashes, written.hashes, "{json}");
+            assert_eq!(Recipe::decode(bytes.as_slice(), "r").expect("decode").hashes, written.hashes, "{json}");
         }
         // One hash too few for the frames, or a digit that is not hex: damaged, said so.
         for hashes in [r#"["00000000000000ff"]"#, r#"["00000000000000ffffffffffffffffxf"]"#, r#"["00000000000000ff", 7]"#] {
             let json = json.replace(r#"["00000000000000ffffffffffffffffff"]"#, hashes);
             let bytes = zstd::encode_all(json.as_bytes(), 3).expect("zstd");
-            let error = Recipe::decode(&bytes, "r").expect_err("damaged").to_string();
+            let error = Recipe::decode(bytes.as_slice(), "r").expect_err("damaged").to_string();
             assert!(error.contains("the recipe `r` is damaged"), "{error}");
         }
     }
