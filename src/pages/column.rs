@@ -55,13 +55,22 @@ pub struct Column<T: Record> {
     file: Option<std::fs::File>,
     /// The first record of every block in `file`.
     firsts: Vec<T>,
-    /// The block last read back: its number, and its records.
-    cache: std::sync::Mutex<(u64, Vec<T>)>,
+    /// The block last read back: its number, and its bytes.
+    cache: std::sync::Mutex<(u64, Vec<u8>)>,
+    /// The bytes of the block being written.
+    block_bytes: Vec<u8>,
 }
 
 impl<T: Record> Default for Column<T> {
     fn default() -> Self {
-        Column { len: 0, tail: Vec::new(), file: None, firsts: Vec::new(), cache: std::sync::Mutex::new((u64::MAX, Vec::new())) }
+        Column {
+            len: 0,
+            tail: Vec::new(),
+            file: None,
+            firsts: Vec::new(),
+            cache: std::sync::Mutex::new((u64::MAX, Vec::new())),
+            block_bytes: Vec::new(),
+        }
     }
 }
 
@@ -106,7 +115,11 @@ impl<T: Record> Column<T> {
                 Some(file) => file,
                 None => self.file.insert(scratch()?),
             };
-            file.write_all_at(&encode(&self.tail), offset)?;
+            self.block_bytes.resize(BLOCK * T::BYTES, 0);
+            for (record, out) in self.tail.iter().zip(self.block_bytes.chunks_mut(T::BYTES)) {
+                record.put(out);
+            }
+            file.write_all_at(&self.block_bytes, offset)?;
             self.firsts.push(self.tail[0]);
             self.tail.clear();
         }
@@ -133,13 +146,11 @@ impl<T: Record> Column<T> {
         let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if cache.0 != block {
             cache.0 = u64::MAX;
-            let mut bytes = vec![0u8; BLOCK * T::BYTES];
-            self.file.as_ref().map_or(Ok(()), |f| f.read_exact_at(&mut bytes, block * (BLOCK * T::BYTES) as u64))?;
-            cache.1.clear();
-            cache.1.extend(bytes.chunks(T::BYTES).map(T::get));
+            cache.1.resize(BLOCK * T::BYTES, 0);
+            self.file.as_ref().map_or(Ok(()), |f| f.read_exact_at(&mut cache.1, block * (BLOCK * T::BYTES) as u64))?;
             cache.0 = block;
         }
-        Ok(Some(cache.1[at]))
+        Ok(Some(T::get(&cache.1[at * T::BYTES..][..T::BYTES])))
     }
 
     /// Replaces the record at `i` (which must exist).
@@ -185,19 +196,12 @@ impl<T: Record> Column<T> {
     }
 }
 
-fn encode<T: Record>(records: &[T]) -> Vec<u8> {
-    let mut bytes = vec![0u8; records.len() * T::BYTES];
-    for (record, out) in records.iter().zip(bytes.chunks_mut(T::BYTES)) {
-        record.put(out);
-    }
-    bytes
-}
-
 /// A [`Column`]'s records in order, read from its file [`READ_AHEAD`] at a time.
 pub struct Iter<'a, T: Record> {
     column: &'a Column<T>,
     next: u64,
-    buffer: Vec<T>,
+    /// Records read ahead, as bytes, and the next one's index among them.
+    buffer: Vec<u8>,
     at: usize,
 }
 
@@ -214,20 +218,19 @@ impl<T: Record> Iterator for Iter<'_, T> {
             self.next += 1;
             return Some(Ok(column.tail[(self.next - 1 - written) as usize]));
         }
-        if self.at == self.buffer.len() {
+        if self.at * T::BYTES == self.buffer.len() {
             let count = (written - self.next).min(READ_AHEAD as u64) as usize;
-            let mut bytes = vec![0u8; count * T::BYTES];
-            if let Some(Err(e)) = column.file.as_ref().map(|f| f.read_exact_at(&mut bytes, self.next * T::BYTES as u64)) {
+            self.buffer.resize(count * T::BYTES, 0);
+            if let Some(Err(e)) = column.file.as_ref().map(|f| f.read_exact_at(&mut self.buffer, self.next * T::BYTES as u64)) {
                 self.next = column.len;
                 return Some(Err(e));
             }
-            self.buffer.clear();
-            self.buffer.extend(bytes.chunks(T::BYTES).map(T::get));
             self.at = 0;
         }
+        let record = T::get(&self.buffer[self.at * T::BYTES..][..T::BYTES]);
         self.at += 1;
         self.next += 1;
-        Some(Ok(self.buffer[self.at - 1]))
+        Some(Ok(record))
     }
 }
 
