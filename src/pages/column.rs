@@ -1,7 +1,7 @@
 //! Sequences of fixed-size records as long as the file has pages (page hashes, runs, a plan's
-//! pieces), kept in an unnamed temp file (see [`keep_in`]) past their first block, so that a command's memory does
-//! not grow with the database: a block being filled, one block read back, and the first record of
-//! every block (for a search) stay in memory, a 256th of the whole.
+//! pieces), kept in an unnamed temp file (see [`keep_in`]) past their first block, so that a
+//! command's memory does not grow with the database: a block being filled, one block read back,
+//! and the first record of every block (for a search) stay in memory, a 256th of the whole.
 //!
 //! [`sorted`] sorts records too many to hold at once: sorted runs of [`SORT_RUN`] records on disk,
 //! merged.
@@ -234,8 +234,9 @@ impl<T: Record> Iterator for Iter<'_, T> {
     }
 }
 
+#[cfg(test)]
 impl<T: Record> FromIterator<T> for Column<T> {
-    /// Panics only when its temp file cannot be written: for tests.
+    /// Panics when its temp file cannot be written: for tests.
     fn from_iter<I: IntoIterator<Item = T>>(records: I) -> Self {
         let mut column = Column::new();
         for record in records {
