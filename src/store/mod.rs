@@ -108,11 +108,7 @@ pub trait Store: Send + Sync {
     }
 
     /// Streams an object of any size into `sink` with one GET; false when absent.
-    fn get_to(&self, key: &str, sink: &mut dyn Write) -> Result<bool, StoreError> {
-        let Some(object) = self.get(key)? else { return Ok(false) };
-        sink.write_all(&object.body).map_err(|source| StoreError::LocalWrite { key: key.to_string(), source })?;
-        Ok(true)
-    }
+    fn get_to(&self, key: &str, sink: &mut dyn Write) -> Result<bool, StoreError>;
 
     /// Size and ETag of an object; `None` when absent.
     fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError>;
