@@ -12,6 +12,9 @@ use std::os::unix::fs::FileExt;
 const BLOCK: usize = 256;
 /// Records sorted in memory at a time by [`sorted`].
 const SORT_RUN: usize = 1 << 16;
+/// Blocks read back kept at once: a column read in two places by turns (a file's page hashes, at
+/// the same place and after a match elsewhere) reads each block once.
+const CACHED: usize = 2;
 /// Records read at a time by an [`Iter`].
 const READ_AHEAD: usize = 16 * BLOCK;
 
@@ -55,8 +58,8 @@ pub struct Column<T: Record> {
     file: Option<std::fs::File>,
     /// The first record of every block in `file`.
     firsts: Vec<T>,
-    /// The block last read back: its number, and its bytes.
-    cache: std::sync::Mutex<(u64, Vec<u8>)>,
+    /// The [`CACHED`] blocks last read back, the latest first: their numbers, and their bytes.
+    cache: std::sync::Mutex<[(u64, Vec<u8>); CACHED]>,
     /// The bytes of the block being written.
     block_bytes: Vec<u8>,
 }
@@ -68,7 +71,7 @@ impl<T: Record> Default for Column<T> {
             tail: Vec::new(),
             file: None,
             firsts: Vec::new(),
-            cache: std::sync::Mutex::new((u64::MAX, Vec::new())),
+            cache: std::sync::Mutex::new(std::array::from_fn(|_| (u64::MAX, Vec::new()))),
             block_bytes: Vec::new(),
         }
     }
@@ -144,13 +147,17 @@ impl<T: Record> Column<T> {
         }
         let (block, at) = (i / BLOCK as u64, (i % BLOCK as u64) as usize);
         let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if cache.0 != block {
-            cache.0 = u64::MAX;
-            cache.1.resize(BLOCK * T::BYTES, 0);
-            self.file.as_ref().map_or(Ok(()), |f| f.read_exact_at(&mut cache.1, block * (BLOCK * T::BYTES) as u64))?;
-            cache.0 = block;
+        // The block moves to the front; the one read longest ago makes room for it.
+        let hit = cache.iter().position(|(b, _)| *b == block);
+        cache[..=hit.unwrap_or(CACHED - 1)].rotate_right(1);
+        if hit.is_none() {
+            let (number, bytes) = &mut cache[0];
+            *number = u64::MAX;
+            bytes.resize(BLOCK * T::BYTES, 0);
+            self.file.as_ref().map_or(Ok(()), |f| f.read_exact_at(bytes, block * (BLOCK * T::BYTES) as u64))?;
+            *number = block;
         }
-        Ok(Some(T::get(&cache.1[at * T::BYTES..][..T::BYTES])))
+        Ok(Some(T::get(&cache[0].1[at * T::BYTES..][..T::BYTES])))
     }
 
     /// Replaces the record at `i` (which must exist).
@@ -168,7 +175,9 @@ impl<T: Record> Column<T> {
         if i.is_multiple_of(BLOCK as u64) {
             self.firsts[(i / BLOCK as u64) as usize] = record;
         }
-        self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).0 = u64::MAX;
+        for (number, _) in self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter_mut() {
+            *number = u64::MAX;
+        }
         Ok(())
     }
 

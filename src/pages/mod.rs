@@ -140,11 +140,14 @@ impl<'a> PageIndex<'a> {
         self.sorted.is_empty()
     }
 
-    /// The page holding `hash`: page `at` itself when it does (a page that did not move), else the
-    /// first.
-    pub fn find(&self, at: u64, hash: u64) -> Result<Option<u64>> {
-        if self.hashes.get(at).map_err(column::failed)? == Some(hash) {
-            return Ok(Some(at));
+    /// The page holding `hash`: the first of `near` that does (the page at the same place, one
+    /// that did not move; the page after the last one found, as a `VACUUM` moves pages in runs),
+    /// else the first page holding it.
+    pub fn find(&self, near: &[u64], hash: u64) -> Result<Option<u64>> {
+        for &page in near {
+            if self.hashes.get(page).map_err(column::failed)? == Some(hash) {
+                return Ok(Some(page));
+            }
         }
         self.get(hash)
     }
@@ -214,17 +217,22 @@ fn build_in(
     let mut page = vec![0u8; page_size as usize];
     let (mut whole, mut hashes, mut runs) = (Sha256::new(), Column::new(), Column::new());
     let mut at = 0u64;
+    // The parent's page after the last one this file's pages were found at.
+    let mut follows = u64::MAX;
     while read_page(&mut reader, &mut page).map_err(|e| Error::io("cannot read", path, e))? {
         whole.update(&page);
         let hash = page_hash(&page);
         hashes.push(hash).map_err(column::failed)?;
         let from_parent = match (&index, at) {
             (_, 0) => None,
-            (Some(index), _) => index.find(at, hash)?,
+            (Some(index), _) => index.find(&[at, follows], hash)?,
             (None, _) => None,
         };
         let run = match from_parent {
-            Some(from) => Run::Parent { at, count: 1, from },
+            Some(from) => {
+                follows = from + 1;
+                Run::Parent { at, count: 1, from }
+            }
             None => writer.add(at, &page, hash)?,
         };
         build::push_run(&mut runs, run)?;
@@ -496,7 +504,8 @@ mod tests {
         for page in [0u64, 1, 4_095, 4_096, 49_999] {
             let hash = page.wrapping_mul(0x9e37_79b9_7f4a_7c15);
             assert_eq!(index.get(hash).expect("read"), Some(page), "page {page}");
-            assert_eq!(index.find(page + 50_000, hash).expect("read"), Some(page + 50_000), "a page that did not move");
+            assert_eq!(index.find(&[page + 50_000], hash).expect("read"), Some(page + 50_000), "a page that did not move");
+            assert_eq!(index.find(&[7, page + 100_000], hash).expect("read"), Some(page + 100_000), "the next that holds it");
         }
         assert_eq!(index.get(12345).expect("read"), None);
     }
