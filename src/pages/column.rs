@@ -1,7 +1,7 @@
 //! Sequences of fixed-size records as long as the file has pages (page hashes, runs, a plan's
 //! pieces), kept in an unnamed temp file (see [`keep_in`]) past their first block, so that a
-//! command's memory does not grow with the database: a block being filled, the 2 blocks read back last,
-//! and the first record of every block (for a search) stay in memory, a 256th of the whole.
+//! command's memory does not grow with the database: a block being filled, the 2 blocks read back
+//! last, and the first record of every block (for a search) stay in memory, a 256th of the whole.
 //!
 //! [`sorted`] sorts records too many to hold at once: sorted runs of [`SORT_RUN`] records on disk,
 //! merged.
