@@ -24,29 +24,22 @@ pub enum Piece {
     Frame { at: u64, count: u64, level: usize, frame: u32, skip: u32 },
 }
 
-/// A piece on disk: a tag (0 local, 1 frame), `at`, `count`, then `from`, or `frame` and `skip`
-/// and the level.
+/// A piece on disk: as the run it mirrors (local pages as a parent run), then its level.
 impl Record for Piece {
-    const BYTES: usize = 27;
+    const BYTES: usize = Run::BYTES + 2;
     fn put(&self, out: &mut [u8]) {
-        let (tag, at, count, last, level) = match *self {
-            Piece::Local { at, count, from } => (0, at, count, from, 0),
-            Piece::Frame { at, count, level, frame, skip } => (1, at, count, u64::from(frame) << 32 | u64::from(skip), level as u16),
+        let (run, level) = match *self {
+            Piece::Local { at, count, from } => (Run::Parent { at, count, from }, 0),
+            Piece::Frame { at, count, level, frame, skip } => (Run::Frame { at, count, frame, skip }, level as u16),
         };
-        out[0] = tag;
-        at.put(&mut out[1..9]);
-        count.put(&mut out[9..17]);
-        last.put(&mut out[17..25]);
-        out[25..27].copy_from_slice(&level.to_le_bytes());
+        run.put(&mut out[..Run::BYTES]);
+        out[Run::BYTES..].copy_from_slice(&level.to_le_bytes());
     }
     fn get(bytes: &[u8]) -> Self {
-        let (at, count, last) = (u64::get(&bytes[1..9]), u64::get(&bytes[9..17]), u64::get(&bytes[17..25]));
-        match bytes[0] {
-            0 => Piece::Local { at, count, from: last },
-            _ => {
-                let level = usize::from(u16::from_le_bytes([bytes[25], bytes[26]]));
-                Piece::Frame { at, count, level, frame: (last >> 32) as u32, skip: last as u32 }
-            }
+        let level = usize::from(u16::from_le_bytes([bytes[Run::BYTES], bytes[Run::BYTES + 1]]));
+        match Run::get(&bytes[..Run::BYTES]) {
+            Run::Parent { at, count, from } => Piece::Local { at, count, from },
+            Run::Frame { at, count, frame, skip } => Piece::Frame { at, count, level, frame, skip },
         }
     }
 }
